@@ -1,0 +1,61 @@
+"""offload: run Python functions in the background.
+
+>>> import offload
+>>> @offload.task
+... def work(x: int) -> int:
+...     return x * 2
+>>> work(21).result()
+42
+
+Everything public is listed in ``__all__``; modules whose names start
+with an underscore are private.
+"""
+
+from __future__ import annotations
+
+from ._app import App, default_app, shutdown, task
+from ._errors import (
+    ConfigurationError,
+    OffloadError,
+    RemoteTraceback,
+    ResultTimeout,
+    Retry,
+    TaskCancelled,
+    TaskNotFound,
+    TaskNotImportable,
+    TaskTimeout,
+    WorkerLost,
+)
+from ._handle import Handle
+from ._message import State
+from ._retry import Backoff
+from ._task import Task, TaskCall
+from ._waiting import as_completed, gather, wait
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "App",
+    "Backoff",
+    "ConfigurationError",
+    "Handle",
+    "OffloadError",
+    "RemoteTraceback",
+    "ResultTimeout",
+    "Retry",
+    "State",
+    "Task",
+    "TaskCall",
+    "TaskCancelled",
+    "TaskNotFound",
+    "TaskNotImportable",
+    "TaskTimeout",
+    "WorkerLost",
+    "__version__",
+    "as_completed",
+    "default_app",
+    "gather",
+    "shutdown",
+    "task",
+    "wait",
+]

@@ -1,0 +1,83 @@
+"""Everything that can go wrong, under one root: ``OffloadError``.
+
+Each exception also derives from the standard exception a caller would
+naturally catch (``ValueError``, ``TimeoutError``, ...), so existing
+``except`` clauses keep working.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+
+
+class OffloadError(Exception):
+    """The root of every error offload raises."""
+
+
+class ConfigurationError(OffloadError, ValueError):
+    """A task, an option or an app was declared in a way that cannot work."""
+
+
+class TaskNotImportable(ConfigurationError, TypeError):
+    """A function that another process must import cannot be imported.
+
+    Raised when a lambda, a closure or a function defined inside another
+    function is sent to a process pool (or, later, a durable queue): the
+    other process finds functions by their module and name.
+    """
+
+
+class TaskTimeout(OffloadError, TimeoutError):
+    """A task ran longer than its ``timeout=``."""
+
+
+class ResultTimeout(OffloadError, concurrent.futures.TimeoutError):
+    """``handle.result(timeout)`` gave up waiting; the task is still going."""
+
+
+class TaskCancelled(OffloadError, concurrent.futures.CancelledError):
+    """The task was cancelled before it ran."""
+
+
+class WorkerLost(OffloadError):
+    """The process running a task died before it reported a result."""
+
+
+class Retry(OffloadError):  # noqa: N818 - raised by a task to ask for a retry, not an error
+    """Raise from a task to ask for another attempt, after ``delay`` seconds.
+
+    >>> @offload.task(retries=5)
+    ... def poll(url: str) -> str:
+    ...     if not ready(url):
+    ...         raise offload.Retry(delay=30)
+    ...     return fetch(url)
+
+    ``delay=None`` uses the task's backoff policy. The request counts as an
+    attempt: when the task has no retries left, the handle fails with this
+    exception.
+    """
+
+    def __init__(self, delay: float | None = None, reason: str = "") -> None:
+        self.delay = delay
+        self.reason = reason
+        when = "per the backoff policy" if delay is None else f"in {delay:g}s"
+        super().__init__(f"retry requested {when}" + (f": {reason}" if reason else ""))
+
+
+class RemoteTraceback(Exception):  # noqa: N818 - carries text, is never raised alone
+    """The traceback of an exception raised in another process, as text.
+
+    Attached as ``__cause__`` of the re-raised exception so that the
+    printed traceback shows where the task failed in the child.
+    """
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        super().__init__(text)
+
+    def __str__(self) -> str:
+        return f"\n\nTraceback in the worker process:\n{self.text}"
+
+
+class TaskNotFound(OffloadError, LookupError):
+    """A message names a task this worker does not know."""

@@ -1,0 +1,210 @@
+"""Child processes that can be killed at a timeout and replaced.
+
+The standard library's ProcessPoolExecutor cannot kill one child without
+breaking the whole pool, so each slot here owns one child and one pipe.
+Children are started with ``spawn`` (safe with threads, the same on every
+platform) and find the function by its import path, so the function must
+live at the top level of an importable module.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import multiprocessing
+import os
+import queue
+import threading
+import traceback
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from .._errors import RemoteTraceback, WorkerLost
+from .._runner import Call
+from ._base import Done, report, timeout_error
+from ._thread import _check_size
+
+log = logging.getLogger("offload")
+
+_Item = tuple[Call, Done] | None
+
+
+class ProcessExecutor:
+    """Runs calls in up to ``size`` child processes, one call per child at a time."""
+
+    def __init__(self, size: int | None = None, *, name: str = "offload-process") -> None:
+        size = size if size is not None else os.cpu_count() or 1
+        _check_size(size)
+        self._size = size
+        self._name = name
+        self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._slots = 0
+        self._idle = 0
+        self._queued = 0
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def execute(self, call: Call, done: Done) -> None:
+        with self._lock:
+            self._queued += 1
+            spawn = self._queued > self._idle and self._slots < self._size
+            if spawn:
+                self._slots += 1
+        self._queue.put((call, done))
+        if spawn:
+            threading.Thread(target=self._slot, name=self._name, daemon=True).start()
+
+    def resize(self, size: int) -> None:
+        _check_size(size)
+        with self._lock:
+            excess = self._slots - size
+            self._size = size
+        for _ in range(max(0, excess)):
+            self._queue.put(None)
+
+    def shutdown(self, wait: bool) -> None:
+        with self._lock:
+            self._size = 0
+            slots = self._slots
+        for _ in range(slots):
+            self._queue.put(None)
+
+    def _slot(self) -> None:
+        """One slot: a thread here, a child process there, started on first use."""
+        child: _Child | None = None
+        try:
+            while True:
+                with self._lock:
+                    if self._slots > self._size:
+                        self._slots -= 1
+                        return
+                    self._idle += 1
+                item = self._queue.get()
+                with self._lock:
+                    self._idle -= 1
+                    if item is not None:
+                        self._queued -= 1
+                if item is None:
+                    continue
+                call, done = item
+                if child is None:
+                    child = _Child.start(self._name)
+                child = self._run(child, call, done)
+        finally:
+            if child is not None:
+                child.stop()
+
+    def _run(self, child: _Child, call: Call, done: Done) -> _Child | None:
+        """Run ``call`` in ``child``; the child to use next (None: start a new one)."""
+        try:
+            child.conn.send((call.spec.import_path, call.args, call.kwargs))
+        except Exception as error:  # noqa: BLE001 - e.g. an argument that cannot be pickled
+            report(done, call, None, _not_sendable(call, error))
+            return child
+        try:
+            if call.timeout is not None and not child.conn.poll(call.timeout):
+                child.kill()
+                report(done, call, None, timeout_error(call))
+                return None
+            ok, payload = child.conn.recv()
+        except (EOFError, OSError):
+            code = child.kill()
+            error = WorkerLost(
+                f"the process running task {call.spec.name!r} (id {call.delivery.message.id}) "
+                f"died before returning (exit code {code}); a new one replaces it"
+            )
+            report(done, call, None, error)
+            return None
+        if ok:
+            report(done, call, payload, None)
+        else:
+            exc, text = payload
+            exc.__cause__ = RemoteTraceback(text)
+            report(done, call, None, exc)
+        return child
+
+
+def _not_sendable(call: Call, error: Exception) -> TypeError:
+    return TypeError(
+        f"the arguments of task {call.spec.name!r} cannot be sent to a child process "
+        f"({error}); pass values that pickle (ids, strings, numbers) or use pool='thread'"
+    )
+
+
+class _Child:
+    """One spawned child process and the parent's end of its pipe."""
+
+    def __init__(self, process: BaseProcess, conn: Connection) -> None:
+        self.process = process
+        self.conn = conn
+
+    @classmethod
+    def start(cls, name: str) -> _Child:
+        context = multiprocessing.get_context("spawn")
+        parent_end, child_end = context.Pipe()
+        process = context.Process(target=_child_main, args=(child_end,), name=name, daemon=True)
+        process.start()
+        child_end.close()
+        return cls(process, parent_end)
+
+    def kill(self) -> int | None:
+        self.process.kill()
+        self.process.join(5)
+        self.conn.close()
+        return self.process.exitcode
+
+    def stop(self) -> None:
+        try:
+            self.conn.send(None)
+        except OSError:
+            pass
+        self.process.join(5)
+        if self.process.is_alive():
+            self.kill()
+        self.conn.close()
+
+
+# -- in the child -------------------------------------------------------------
+
+
+def resolve(import_path: str) -> Any:
+    """The function at ``module:qualname``; for an offload task, its plain function."""
+    module_name, _, qualname = import_path.partition(":")
+    target: Any = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        target = getattr(target, part)
+    return getattr(target, "__offload_fn__", target)
+
+
+def _child_main(conn: Connection) -> None:
+    functions: dict[str, Any] = {}
+    while True:
+        try:
+            request = conn.recv()
+        except (EOFError, KeyboardInterrupt):
+            return
+        if request is None:
+            return
+        import_path, args, kwargs = request
+        try:
+            fn = functions.get(import_path)
+            if fn is None:
+                fn = functions[import_path] = resolve(import_path)
+            reply: tuple[bool, Any] = (True, fn(*args, **kwargs))
+        except BaseException as error:  # noqa: BLE001 - sent to the parent
+            reply = (False, (error, traceback.format_exc()))
+        _send_reply(conn, reply)
+
+
+def _send_reply(conn: Connection, reply: tuple[bool, Any]) -> None:
+    try:
+        conn.send(reply)
+    except Exception as error:  # noqa: BLE001 - the result or exception does not pickle
+        what = "result" if reply[0] else "exception"
+        text = reply[1][1] if not reply[0] else ""
+        replacement = TypeError(f"the task's {what} cannot be sent back to the parent: {error}")
+        conn.send((False, (replacement, text)))

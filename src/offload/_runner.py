@@ -1,0 +1,160 @@
+"""The one path that runs a message and decides its outcome.
+
+Every mode goes through here: in-process or durable, thread, process or
+event loop. ``begin`` turns a delivery into a ``Call`` for an executor;
+``finish`` takes what the call returned or raised and decides: success,
+another attempt later (the message waits in the broker, never in memory),
+or a final failure.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ._brokers import Broker
+from ._clock import Clock
+from ._errors import TaskNotFound
+from ._handle import Handle
+from ._message import Delivery, Outcome
+from ._retry import RetryPolicy
+
+log = logging.getLogger("offload")
+
+POOLS = ("thread", "process", "async")
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSpec:
+    """What a worker needs to know about a task to run it."""
+
+    name: str
+    fn: Callable[..., Any]
+    pool: str = "thread"
+    policy: RetryPolicy = RetryPolicy()
+    timeout: float | None = None
+    queue: str = "default"
+    import_path: str | None = None
+    """``module:qualname``, for pools that run the function in another process."""
+
+
+@dataclass(slots=True)
+class Call:
+    """One attempt of a task, ready for an executor."""
+
+    spec: TaskSpec
+    delivery: Delivery
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    timeout: float | None
+
+
+class Runner:
+    """Decides the outcome of each attempt and records it."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        registry: dict[str, TaskSpec],
+        clock: Clock,
+        handles: dict[str, Handle[Any]],
+        jitter_source: Callable[[], float] = random.random,
+    ) -> None:
+        self.broker = broker
+        self.registry = registry
+        self.clock = clock
+        self.handles = handles
+        self.jitter_source = jitter_source
+
+    def begin(self, delivery: Delivery) -> Call | None:
+        """The call to make for ``delivery``; ``None`` if there is nothing to run."""
+        message = delivery.message
+        spec = self.registry.get(message.task)
+        if spec is None:
+            known = ", ".join(sorted(self.registry)) or "none"
+            error = TaskNotFound(
+                f"no task named {message.task!r} is registered here (known: {known}). "
+                "Import the module that defines it in the worker."
+            )
+            self._fail(delivery, error)
+            return None
+        handle = self.handles.get(message.id)
+        if handle is not None and not handle.set_running_or_notify_cancel():
+            self.broker.ack(delivery, Outcome.cancelled())
+            del self.handles[message.id]
+            return None
+        timeout = spec.timeout if message.timeout is None else message.timeout
+        return Call(spec, delivery, message.args, message.kwargs, timeout)
+
+    def finish(self, call: Call, result: Any, error: BaseException | None) -> None:
+        """Record how ``call`` ended: its result, or its exception."""
+        delivery = call.delivery
+        if error is None:
+            if self.broker.ack(delivery, Outcome.success(result)):
+                handle = self.handles.pop(delivery.message.id, None)
+                if handle is not None:
+                    handle.set_result(result)
+            return
+        delay = call.spec.policy.retry_delay(
+            error, delivery.attempt, delivery.message.retries, self.jitter_source
+        )
+        if delay is not None and self._may_deliver_again(delivery):
+            self._retry(call, error, delay)
+        else:
+            self._fail(delivery, error)
+
+    # -- outcomes --------------------------------------------------------------
+
+    def _may_deliver_again(self, delivery: Delivery) -> bool:
+        limit = delivery.message.max_deliveries
+        return limit is None or delivery.attempt < limit
+
+    def _retry(self, call: Call, error: BaseException, delay: float) -> None:
+        delivery = call.delivery
+        message = delivery.message
+        if not self.broker.nack(delivery, self.clock.now() + delay):
+            return
+        handle = self.handles.get(message.id)
+        if handle is not None:
+            handle.set_retrying()
+        log.warning(
+            "Task %s (id %s) failed on attempt %d, retrying in %.3gs: %r",
+            message.task,
+            message.id,
+            delivery.attempt,
+            delay,
+            error,
+            extra=_fields(delivery),
+        )
+
+    def _fail(self, delivery: Delivery, error: BaseException) -> None:
+        message = delivery.message
+        if not self.broker.ack(delivery, Outcome.failure(error)):
+            return
+        handle = self.handles.pop(message.id, None)
+        if handle is not None:
+            # The caller holds the handle: it raises there, and is logged
+            # if nobody ever looks (Handle.__del__).
+            handle.set_exception(error)
+            return
+        log.error(
+            "Task %s (id %s) failed on attempt %d, no retries left",
+            message.task,
+            message.id,
+            delivery.attempt,
+            exc_info=(type(error), error, error.__traceback__),
+            extra=_fields(delivery),
+        )
+
+
+def _fields(delivery: Delivery) -> dict[str, Any]:
+    message = delivery.message
+    return {
+        "task": message.task,
+        "task_id": message.id,
+        "attempt": delivery.attempt,
+        "queue": message.queue,
+    }

@@ -1,0 +1,296 @@
+"""``Task[P, R]``: what ``@offload.task`` makes of a function."""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+import sys
+from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Generic, Protocol, TypeVar, overload
+
+from ._errors import ConfigurationError, TaskNotImportable
+from ._handle import Handle
+from ._progress import track
+from ._retry import DEFAULT_BACKOFF, Backoff, RetryPolicy
+from ._runner import POOLS, TaskSpec
+
+if sys.version_info >= (3, 10):
+    from typing import ParamSpec
+else:  # pragma: no cover
+    from typing_extensions import ParamSpec
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+Seconds = float | timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class CallOptions:
+    """Options for one call, set with ``task.options(...)``."""
+
+    delay: float | None = None
+    eta: float | None = None
+    priority: int | None = None
+    queue: str | None = None
+    timeout: float | None = None
+    retries: int | None = None
+
+
+NO_OPTIONS = CallOptions()
+
+
+class Submitter(Protocol):
+    """What a task needs from its app: somewhere to send calls."""
+
+    def submit(
+        self, spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any], options: CallOptions
+    ) -> Handle[Any]: ...
+
+    def submit_many(
+        self, spec: TaskSpec, calls: list[tuple[Any, ...]], options: CallOptions
+    ) -> list[Handle[Any]]: ...
+
+
+class Task(Generic[P, R]):
+    """A function that runs in the background when called.
+
+    ``task(*args)`` returns a ``Handle[R]`` at once; ``task.fn(*args)``
+    calls the plain function inline.
+    """
+
+    def __init__(self, fn: Callable[P, Any], spec: TaskSpec, app: Callable[[], Submitter]) -> None:
+        functools.update_wrapper(self, fn)
+        self.fn: Callable[P, Any] = fn
+        self.__offload_fn__ = fn  # what a child process calls (see _executors._process)
+        self.spec = spec
+        self._app = app
+        self._import_checked = False
+
+    @property
+    def name(self) -> str:
+        """The task's name, as stored in messages."""
+        return self.spec.name
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Handle[R]:
+        """Run in the background; returns the call's handle at once."""
+        if self.spec.pool == "process" and not self._import_checked:
+            self._check_importable()
+        return self._app().submit(self.spec, args, kwargs, NO_OPTIONS)
+
+    def delay(self, *args: P.args, **kwargs: P.kwargs) -> Handle[R]:
+        """The same as calling the task (Celery's spelling)."""
+        return self(*args, **kwargs)
+
+    def options(
+        self,
+        *,
+        delay: Seconds | None = None,
+        eta: datetime | float | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+        timeout: Seconds | None = None,
+        retries: int | None = None,
+    ) -> TaskCall[P, R]:
+        """The task with options changed for one call: ``work.options(delay=60)(3)``."""
+        options = CallOptions(
+            delay=_seconds("delay", delay),
+            eta=eta.timestamp() if isinstance(eta, datetime) else eta,
+            priority=priority,
+            queue=queue,
+            timeout=_seconds("timeout", timeout, positive=True),
+            retries=_count("retries", retries),
+        )
+        return TaskCall(self, options)
+
+    def map(self, *iterables: Iterable[Any], progress: bool = False) -> list[Handle[R]]:
+        """Call the task once per item (``zip`` of ``iterables``), in one batch.
+
+        With ``progress=True`` and a terminal on stderr, a live bar counts
+        completions.
+        """
+        return self._map(iterables, progress, NO_OPTIONS)
+
+    def _map(
+        self, iterables: tuple[Iterable[Any], ...], progress: bool, options: CallOptions
+    ) -> list[Handle[R]]:
+        if not iterables:
+            raise ConfigurationError(f"{self.name}.map() needs at least one iterable of arguments")
+        if self.spec.pool == "process" and not self._import_checked:
+            self._check_importable()
+        handles = self._app().submit_many(self.spec, list(zip(*iterables)), options)
+        if progress:
+            track(handles, self.__name__)
+        return handles
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name} pool={self.spec.pool}>"
+
+    def _check_importable(self) -> None:
+        check_importable(self, self.spec)
+        self._import_checked = True
+
+
+class TaskCall(Generic[P, R]):
+    """A task with options for one call; made by ``task.options(...)``."""
+
+    def __init__(self, task: Task[P, R], options: CallOptions) -> None:
+        self._task = task
+        self._options = options
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Handle[R]:
+        task = self._task
+        if task.spec.pool == "process" and not task._import_checked:
+            task._check_importable()
+        return task._app().submit(task.spec, args, kwargs, self._options)
+
+    def delay(self, *args: P.args, **kwargs: P.kwargs) -> Handle[R]:
+        return self(*args, **kwargs)
+
+    def map(self, *iterables: Iterable[Any], progress: bool = False) -> list[Handle[R]]:
+        return self._task._map(iterables, progress, self._options)
+
+
+class TaskDecorator(Protocol):
+    """``@task(...)`` with options: turns a function into a ``Task``."""
+
+    @overload
+    def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> Task[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+
+
+def make_spec(
+    fn: object,
+    *,
+    pool: str | None,
+    retries: int,
+    backoff: Backoff | None,
+    retry_on: type[BaseException] | tuple[type[BaseException], ...],
+    timeout: Seconds | None,
+    name: str | None,
+    queue: str,
+) -> TaskSpec:
+    """Check a task's declaration and turn it into a ``TaskSpec``."""
+    if not callable(fn):
+        raise ConfigurationError(
+            f"@task decorates a function; got {fn!r} of type {type(fn).__name__}"
+        )
+    is_async = inspect.iscoroutinefunction(fn)
+    pool = _check_pool(fn, pool, is_async)
+    if backoff is not None and not isinstance(backoff, Backoff):
+        raise ConfigurationError(f"backoff= takes an offload.Backoff(...), not {backoff!r}")
+    module = getattr(fn, "__module__", None) or "__main__"
+    qualname = getattr(fn, "__qualname__", None) or type(fn).__name__
+    return TaskSpec(
+        name=name or _default_name(fn, module, qualname),
+        fn=fn,
+        pool=pool,
+        policy=RetryPolicy(
+            retries=_count("retries", retries) or 0,
+            backoff=backoff or DEFAULT_BACKOFF,
+            retry_on=_exception_types(retry_on),
+        ),
+        timeout=_seconds("timeout", timeout, positive=True),
+        queue=queue,
+        import_path=f"{module}:{qualname}",
+    )
+
+
+def _default_name(fn: object, module: str, qualname: str) -> str:
+    base = f"{module}.{qualname}"
+    # Lambdas and closures share a qualname (think of a loop making tasks);
+    # in this process each is its own task. Another process cannot import
+    # them anyway, so their names need not be stable.
+    if "<lambda>" in qualname or "<locals>" in qualname:
+        return f"{base}#{id(fn):x}"
+    return base
+
+
+def _check_pool(fn: object, pool: str | None, is_async: bool) -> str:
+    if pool is None:
+        return "async" if is_async else "thread"
+    if pool not in POOLS:
+        raise ConfigurationError(
+            f"unknown pool {pool!r}: choose one of {', '.join(repr(p) for p in POOLS)}"
+        )
+    if is_async and pool != "async":
+        raise ConfigurationError(
+            f"{_fn_name(fn)} is an async def function: it runs on pool='async' "
+            f"(the default for coroutine functions), not pool={pool!r}"
+        )
+    if not is_async and pool == "async":
+        raise ConfigurationError(
+            f"{_fn_name(fn)} is a plain function: on pool='async' it would block the "
+            "event loop. Make it `async def`, or use pool='thread'"
+        )
+    return pool
+
+
+def _fn_name(fn: object) -> str:
+    return f"{getattr(fn, '__qualname__', fn)!s}()"
+
+
+def _exception_types(
+    retry_on: type[BaseException] | tuple[type[BaseException], ...],
+) -> tuple[type[BaseException], ...]:
+    types = retry_on if isinstance(retry_on, tuple) else (retry_on,)
+    for kind in types:
+        if not (isinstance(kind, type) and issubclass(kind, BaseException)):
+            raise ConfigurationError(
+                f"retry_on= takes exception classes, like (ConnectionError, TimeoutError); "
+                f"got {kind!r}"
+            )
+    return types
+
+
+def _seconds(option: str, value: Seconds | None, positive: bool = False) -> float | None:
+    if value is None:
+        return None
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise ConfigurationError(f"{option}= takes seconds (a number or a timedelta), not {value!r}")
+    if seconds < 0 or (positive and seconds == 0):
+        bound = "greater than 0" if positive else "0 or more"
+        raise ConfigurationError(f"{option}={value!r}: must be {bound} seconds")
+    return float(seconds)
+
+
+def _count(option: str, value: int | None) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigurationError(f"{option}= takes a whole number 0 or more, not {value!r}")
+    return value
+
+
+def check_importable(task: object, spec: TaskSpec) -> None:
+    """Refuse a function another process could not import, saying why and what to do."""
+    fn = spec.fn
+    qualname = getattr(fn, "__qualname__", "")
+    where = f"{spec.name} cannot run in a process pool"
+    fix = "Define it with `def` at the top level of a module, or use pool='thread'."
+    if "<lambda>" in qualname:
+        raise TaskNotImportable(f"{where}: it is a lambda, and a child process finds "
+                                f"functions by module and name. {fix}")
+    if "<locals>" in qualname:
+        outer = qualname.split(".<locals>")[0]
+        raise TaskNotImportable(f"{where}: it is defined inside {outer}(), so a child process "
+                                f"cannot import it. {fix}")
+    module_name, _, path = (spec.import_path or "").partition(":")
+    if module_name == "__main__" and not getattr(sys.modules.get("__main__"), "__file__", None):
+        raise TaskNotImportable(f"{where}: it is defined in an interactive session, which a "
+                                "child process cannot import. Put it in a .py file and import it.")
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in path.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError) as error:
+        raise TaskNotImportable(f"{where}: {module_name}:{path} does not import ({error}). "
+                                f"{fix}") from None
+    if target is not task and target is not fn:
+        raise TaskNotImportable(f"{where}: {module_name}.{path} is another object, so a child "
+                                f"process would call the wrong function. {fix}")
