@@ -84,8 +84,11 @@ class App:
         queue: str = "default",
     ) -> TaskDecorator: ...
 
-    def task(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
-        """Declare a task on this app: ``@app.task`` or ``@app.task(retries=3)``."""
+    def task(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:  # type: ignore[misc]
+        """Declare a task on this app: ``@app.task`` or ``@app.task(retries=3)``.
+
+        The options are those of ``offload.task``.
+        """
         return _declare(fn, options, lambda: self)
 
     # -- calling --------------------------------------------------------------------
@@ -109,12 +112,13 @@ class App:
     def _prepare(
         self, spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any], options: CallOptions
     ) -> tuple[Message, Handle[Any]]:
+        # The hot path of every call: keep it to a few dict lookups.
         if self._worker is None:
             self._start()
         if self._registry.get(spec.name) is not spec:
             self._registry[spec.name] = spec
         message_id = new_id()
-        message = Message(message_id, spec.name, args, kwargs, options.queue or spec.queue)
+        message = Message(message_id, spec.name, args, kwargs, spec.queue)
         if options is not NO_OPTIONS:
             _apply(message, options, self.clock)
         handle: Handle[Any] = Handle(message_id, spec.name)
@@ -213,7 +217,9 @@ class App:
             return
         try:
             if self.pending:
-                log.info("offload: waiting for %d tasks to finish (Ctrl-C to abandon)", self.pending)
+                log.info(
+                    "offload: waiting for %d tasks to finish (Ctrl-C to abandon)", self.pending
+                )
             while not self.join(timeout=0.1):
                 pass
         except KeyboardInterrupt:
@@ -229,6 +235,8 @@ def _apply(message: Message, options: CallOptions, clock: Clock) -> None:
         message.eta = options.eta
     if options.priority is not None:
         message.priority = options.priority
+    if options.queue is not None:
+        message.queue = options.queue
     message.timeout = options.timeout
     message.retries = options.retries
 
@@ -239,7 +247,9 @@ def _open_broker(url: str, clock: Clock) -> Broker:
         raise ConfigurationError(f"{url!r} is not a broker URL; supported: {SUPPORTED_URLS}")
     if scheme == "memory":
         return MemoryBroker(clock)
-    raise ConfigurationError(f"unknown broker scheme {scheme!r} in {url!r}; supported: {SUPPORTED_URLS}")
+    raise ConfigurationError(
+        f"unknown broker scheme {scheme!r} in {url!r}; supported: {SUPPORTED_URLS}"
+    )
 
 
 def _declare(fn: Callable[..., Any] | None, options: dict[str, Any], app: Callable[[], Any]) -> Any:
@@ -321,7 +331,7 @@ def task(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
 
 def shutdown(wait: bool = True, *, cancel_pending: bool = False) -> None:
     """Stop the default app (see ``App.shutdown``); the next call starts a new one."""
-    global _default  # noqa: PLW0603
+    global _default
     with _default_lock:
         app, _default = _default, None
     if app is not None:

@@ -43,7 +43,7 @@ class WorkerLost(OffloadError):
     """The process running a task died before it reported a result."""
 
 
-class Retry(OffloadError):  # noqa: N818 - raised by a task to ask for a retry, not an error
+class Retry(OffloadError):
     """Raise from a task to ask for another attempt, after ``delay`` seconds.
 
     >>> @offload.task(retries=5)
@@ -64,7 +64,7 @@ class Retry(OffloadError):  # noqa: N818 - raised by a task to ask for a retry, 
         super().__init__(f"retry requested {when}" + (f": {reason}" if reason else ""))
 
 
-class RemoteTraceback(Exception):  # noqa: N818 - carries text, is never raised alone
+class RemoteTraceback(Exception):
     """The traceback of an exception raised in another process, as text.
 
     Attached as ``__cause__`` of the re-raised exception so that the

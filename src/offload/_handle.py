@@ -9,7 +9,6 @@ when it is garbage-collected, as asyncio does.
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import logging
 from collections.abc import Callable, Generator
@@ -31,21 +30,29 @@ class Handle(concurrent.futures.Future[R]):
     9
     """
 
-    # Not slots: Future itself has a __dict__, and handles get weak references.
+    # Flags as class defaults: the common path (success) never writes them,
+    # which keeps a handle as cheap to make as a bare Future.
+    _retrying = False
+    _failed = False
+    _retrieved = False
 
     def __init__(self, id: str, task_name: str) -> None:  # noqa: A002 - the public name is id
         super().__init__()
         self.id = id
         self.task_name = task_name
-        self._offload_state = State.QUEUED
-        self._retrieved = False
 
     # -- reading ------------------------------------------------------------
 
     @property
     def state(self) -> State:
         """``queued``, ``running``, ``retrying``, ``succeeded``, ``failed`` or ``cancelled``."""
-        return self._offload_state
+        if self.cancelled():
+            return State.CANCELLED
+        if self.done():
+            return State.FAILED if self._failed else State.SUCCEEDED
+        if self._retrying:
+            return State.RETRYING
+        return State.RUNNING if self.running() else State.QUEUED
 
     def result(self, timeout: float | None = None) -> R:
         """The task's return value, waiting up to ``timeout`` seconds.
@@ -78,6 +85,8 @@ class Handle(concurrent.futures.Future[R]):
 
     def __await__(self) -> Generator[Any, None, R]:
         """``await handle`` waits without blocking the event loop."""
+        import asyncio  # not at module level: `import offload` stays fast
+
         self._retrieved = True
         return asyncio.wrap_future(self).__await__()
 
@@ -86,34 +95,25 @@ class Handle(concurrent.futures.Future[R]):
         super().add_done_callback(fn)
 
     def __repr__(self) -> str:
-        return f"<Handle {self.task_name} {self.id} {self._offload_state}>"
+        return f"<Handle {self.task_name} {self.id} {self.state}>"
 
     # -- transitions (called by offload's runner) ----------------------------
 
     def cancel(self) -> bool:
         """Cancel the call if it has not started; ``True`` if it is now cancelled."""
-        if super().cancel():
-            self._offload_state = State.CANCELLED
-            return True
-        return self._offload_state is State.CANCELLED
+        return super().cancel() or self.cancelled()
 
     def set_running_or_notify_cancel(self) -> bool:
-        if self._offload_state is State.RETRYING:
-            self._offload_state = State.RUNNING
+        if self._retrying:  # already running, in Future's terms, since attempt 1
+            self._retrying = False
             return True
-        started = super().set_running_or_notify_cancel()
-        self._offload_state = State.RUNNING if started else State.CANCELLED
-        return started
+        return super().set_running_or_notify_cancel()
 
     def set_retrying(self) -> None:
-        self._offload_state = State.RETRYING
-
-    def set_result(self, result: R) -> None:
-        self._offload_state = State.SUCCEEDED
-        super().set_result(result)
+        self._retrying = True
 
     def set_exception(self, exception: BaseException | None) -> None:
-        self._offload_state = State.FAILED
+        self._failed = True
         super().set_exception(exception)
 
     # -- helpers -------------------------------------------------------------
@@ -124,13 +124,13 @@ class Handle(concurrent.futures.Future[R]):
     def _timeout_error(self, timeout: float | None) -> ResultTimeout:
         return ResultTimeout(
             f"{self._describe()} did not finish within {timeout}s; it is still "
-            f"{self._offload_state}. Wait longer, or call handle.cancel() if it is still queued."
+            f"{self.state}. Wait longer, or call handle.cancel() if it is still queued."
         )
 
     def __del__(self) -> None:
         # Like asyncio: an exception that no one ever retrieved is logged once,
         # so a failing background task is never silent.
-        if self._offload_state is State.FAILED and not self._retrieved:
+        if self._failed and not self._retrieved:
             error = super().exception(0)
             if error is not None:
                 log.error(

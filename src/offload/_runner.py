@@ -19,12 +19,13 @@ from ._brokers import Broker
 from ._clock import Clock
 from ._errors import TaskNotFound
 from ._handle import Handle
-from ._message import Delivery, Outcome
+from ._message import Delivery, Outcome, State
 from ._retry import RetryPolicy
 
 log = logging.getLogger("offload")
 
 POOLS = ("thread", "process", "async")
+NO_RETRIES = RetryPolicy()
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +35,7 @@ class TaskSpec:
     name: str
     fn: Callable[..., Any]
     pool: str = "thread"
-    policy: RetryPolicy = RetryPolicy()
+    policy: RetryPolicy = NO_RETRIES
     timeout: float | None = None
     queue: str = "default"
     import_path: str | None = None
@@ -93,7 +94,7 @@ class Runner:
         """Record how ``call`` ended: its result, or its exception."""
         delivery = call.delivery
         if error is None:
-            if self.broker.ack(delivery, Outcome.success(result)):
+            if self.broker.ack(delivery, Outcome(State.SUCCEEDED, result)):
                 handle = self.handles.pop(delivery.message.id, None)
                 if handle is not None:
                     handle.set_result(result)

@@ -9,18 +9,13 @@ import sys
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Generic, Protocol, TypeVar, overload
+from typing import Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from ._errors import ConfigurationError, TaskNotImportable
 from ._handle import Handle
 from ._progress import track
 from ._retry import DEFAULT_BACKOFF, Backoff, RetryPolicy
 from ._runner import POOLS, TaskSpec
-
-if sys.version_info >= (3, 10):
-    from typing import ParamSpec
-else:  # pragma: no cover
-    from typing_extensions import ParamSpec
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -121,9 +116,9 @@ class Task(Generic[P, R]):
             raise ConfigurationError(f"{self.name}.map() needs at least one iterable of arguments")
         if self.spec.pool == "process" and not self._import_checked:
             self._check_importable()
-        handles = self._app().submit_many(self.spec, list(zip(*iterables)), options)
+        handles = self._app().submit_many(self.spec, list(zip(*iterables, strict=False)), options)
         if progress:
-            track(handles, self.__name__)
+            track(handles, getattr(self.fn, "__name__", self.name))
         return handles
 
     def __repr__(self) -> str:
@@ -252,7 +247,9 @@ def _seconds(option: str, value: Seconds | None, positive: bool = False) -> floa
         return None
     seconds = value.total_seconds() if isinstance(value, timedelta) else value
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
-        raise ConfigurationError(f"{option}= takes seconds (a number or a timedelta), not {value!r}")
+        raise ConfigurationError(
+            f"{option}= takes seconds (a number or a timedelta), not {value!r}"
+        )
     if seconds < 0 or (positive and seconds == 0):
         bound = "greater than 0" if positive else "0 or more"
         raise ConfigurationError(f"{option}={value!r}: must be {bound} seconds")
@@ -274,23 +271,31 @@ def check_importable(task: object, spec: TaskSpec) -> None:
     where = f"{spec.name} cannot run in a process pool"
     fix = "Define it with `def` at the top level of a module, or use pool='thread'."
     if "<lambda>" in qualname:
-        raise TaskNotImportable(f"{where}: it is a lambda, and a child process finds "
-                                f"functions by module and name. {fix}")
+        raise TaskNotImportable(
+            f"{where}: it is a lambda, and a child process finds "
+            f"functions by module and name. {fix}"
+        )
     if "<locals>" in qualname:
         outer = qualname.split(".<locals>")[0]
-        raise TaskNotImportable(f"{where}: it is defined inside {outer}(), so a child process "
-                                f"cannot import it. {fix}")
+        raise TaskNotImportable(
+            f"{where}: it is defined inside {outer}(), so a child process cannot import it. {fix}"
+        )
     module_name, _, path = (spec.import_path or "").partition(":")
     if module_name == "__main__" and not getattr(sys.modules.get("__main__"), "__file__", None):
-        raise TaskNotImportable(f"{where}: it is defined in an interactive session, which a "
-                                "child process cannot import. Put it in a .py file and import it.")
+        raise TaskNotImportable(
+            f"{where}: it is defined in an interactive session, which a "
+            "child process cannot import. Put it in a .py file and import it."
+        )
     try:
         target: Any = importlib.import_module(module_name)
         for part in path.split("."):
             target = getattr(target, part)
     except (ImportError, AttributeError) as error:
-        raise TaskNotImportable(f"{where}: {module_name}:{path} does not import ({error}). "
-                                f"{fix}") from None
+        raise TaskNotImportable(
+            f"{where}: {module_name}:{path} does not import ({error}). {fix}"
+        ) from None
     if target is not task and target is not fn:
-        raise TaskNotImportable(f"{where}: {module_name}.{path} is another object, so a child "
-                                f"process would call the wrong function. {fix}")
+        raise TaskNotImportable(
+            f"{where}: {module_name}.{path} is another object, so a child "
+            f"process would call the wrong function. {fix}"
+        )

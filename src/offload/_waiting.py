@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 from collections.abc import Iterable, Iterator
 from typing import Any, Literal, TypeVar
@@ -29,12 +28,14 @@ def wait(
 
 def as_completed(handles: Iterable[Handle[R]], timeout: float | None = None) -> Iterator[Handle[R]]:
     """Yield handles as they finish, fastest first."""
-    for handle in concurrent.futures.as_completed(list(handles), timeout):
-        yield handle  # type: ignore[misc]  # the same objects we passed in
+    # The stdlib yields the very objects passed in: our handles.
+    yield from concurrent.futures.as_completed(list(handles), timeout)  # type: ignore[misc]
 
 
 async def gather(*handles: Handle[Any], return_exceptions: bool = False) -> list[Any]:
     """``await offload.gather(h1, h2)``: the results in order, without blocking the loop."""
+    import asyncio  # only for callers already in asyncio
+
     return await asyncio.gather(
         *(asyncio.wrap_future(handle) for handle in handles),
         return_exceptions=return_exceptions,

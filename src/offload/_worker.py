@@ -10,14 +10,15 @@ worker`` against a durable broker.
 from __future__ import annotations
 
 import logging
+import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ._brokers import Broker, Waker
 from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import ConfigurationError
-from ._executors import AsyncExecutor, Executor, ProcessExecutor, ThreadExecutor
+from ._executors import Executor, ThreadExecutor
 from ._message import Delivery
 from ._runner import POOLS, Call, Runner
 
@@ -26,8 +27,6 @@ log = logging.getLogger("offload")
 
 def default_thread_count() -> int:
     """``min(32, cpus + 4)``, as the standard library's ThreadPoolExecutor."""
-    import os
-
     return min(32, (os.cpu_count() or 1) + 4)
 
 
@@ -58,8 +57,15 @@ class Worker:
         self._name = name
         self._executors: dict[str, Executor] = {}
         self._lock = threading.Lock()
-        self._active: dict[int, Delivery] = {}  # by fencing token
-        self._starved = False  # the dispatcher waits for a free slot
+        # Running deliveries by fencing token. Written by the dispatcher and
+        # pool threads without a lock: a single dict store or pop is atomic.
+        self._active: dict[int, Delivery] = {}
+        # When full, the dispatcher sleeps until this many slots are free, so
+        # that with a prefetch it claims in batches instead of one by one.
+        self._wake_at_free = max(1, prefetch // 2)
+        self._capacity = 0  # slots of all pools, plus the prefetch
+        self._update_capacity()
+        self._starved = False
         self._room = threading.Event()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -102,6 +108,7 @@ class Worker:
         elif not isinstance(size, int) or isinstance(size, bool) or size < 1:
             raise ConfigurationError(f"a pool size must be a positive integer, not {size!r}")
         self._sizes[pool] = size
+        self._update_capacity()
         self._room.set()
 
     def _executor(self, pool: str) -> Executor:
@@ -110,16 +117,33 @@ class Worker:
             with self._lock:
                 executor = self._executors.get(pool)
                 if executor is None:
-                    executor = self._executors[pool] = _make_executor(
-                        pool, self.size(pool), self._clock, self._name
-                    )
+                    executor = self._executors[pool] = self._make_executor(pool)
+                    self._update_capacity()
         return executor
+
+    def _make_executor(self, pool: str) -> Executor:
+        size, name = self.size(pool), f"{self._name}-{pool}"
+        # Imported on first use: asyncio and multiprocessing are slow to import.
+        if pool == "process":
+            from ._executors._process import ProcessExecutor
+
+            return ProcessExecutor(size, self._done, name=name)
+        if pool == "async":
+            from ._executors._async import AsyncExecutor
+
+            return AsyncExecutor(size, self._done, name=f"{self._name}-asyncio")
+        return ThreadExecutor(size, self._done, clock=self._clock, name=name)
 
     # -- the dispatcher ------------------------------------------------------------
 
-    def _capacity(self) -> int:
-        pools = self._executors or {"thread": None}
-        return sum(self.size(pool) for pool in pools) + self._prefetch - len(self._active)
+    def _update_capacity(self) -> None:
+        pools: Iterable[str] = self._executors or ("thread",)
+        self._capacity = sum(self.size(pool) for pool in pools) + self._prefetch
+
+    def _room_to_claim(self) -> int:
+        """Free slots; 0 while fewer than a batch are free (when prefetching)."""
+        free = self._capacity - len(self._active)
+        return free if free >= min(self._wake_at_free, self._capacity) else 0
 
     def _dispatch_loop(self) -> None:
         waker = self._broker if isinstance(self._broker, Waker) else None
@@ -131,10 +155,10 @@ class Worker:
                 self._clock.wait(self._stopping, 1.0)
 
     def _dispatch_once(self, waker: Waker | None) -> None:
-        free = self._capacity()
+        free = self._room_to_claim()
         if free <= 0:
             self._starved = True
-            if self._capacity() <= 0:  # re-check: a slot may have freed meanwhile
+            if self._room_to_claim() <= 0:  # re-check: slots may have freed meanwhile
                 self._clock.wait(self._room, self._idle_timeout)
             self._room.clear()
             self._starved = False
@@ -153,27 +177,25 @@ class Worker:
         call = self._runner.begin(delivery)
         if call is None:
             return
-        with self._lock:
-            self._active[delivery.token] = delivery
-        self._executor(call.spec.pool).execute(call, self._done)
+        self._active[delivery.token] = delivery
+        self._executor(call.spec.pool).execute(call)
 
     def _done(self, call: Call, result: Any, error: BaseException | None) -> None:
+        """Executors call this once per call, from any thread; it never raises."""
         try:
             self._runner.finish(call, result, error)
-        finally:
-            with self._lock:
-                self._active.pop(call.delivery.token, None)
-            if self._starved:
-                self._room.set()
+        except Exception:
+            log.exception("offload could not record the outcome of task %s", call.spec.name)
+        del self._active[call.delivery.token]
+        if self._starved and self._room_to_claim() > 0:
+            self._room.set()
 
     # -- leases --------------------------------------------------------------------
 
     def _heartbeat(self) -> None:
         """Renew the leases of running messages every third of a lease."""
         while not self._clock.wait(self._stopping, self._lease / 3):
-            with self._lock:
-                active = list(self._active.values())
-            for delivery in active:
+            for delivery in list(self._active.values()):
                 try:
                     self._broker.extend(delivery, self._lease)
                 except Exception:
@@ -188,15 +210,4 @@ def _check_pool(pool: str) -> None:
 
 
 def _default_size(pool: str) -> int:
-    import os
-
     return default_thread_count() if pool == "thread" else os.cpu_count() or 1
-
-
-def _make_executor(pool: str, size: int, clock: Clock, name: str) -> Executor:
-    makers: dict[str, Callable[[], Executor]] = {
-        "thread": lambda: ThreadExecutor(size, clock=clock, name=f"{name}-thread"),
-        "process": lambda: ProcessExecutor(size, name=f"{name}-process"),
-        "async": lambda: AsyncExecutor(size, name=f"{name}-asyncio"),
-    }
-    return makers[pool]()

@@ -50,7 +50,7 @@ def task(fn: Callable[P, R]) -> Task[P, R]:
     when it finishes.
     """
     made: Task[P, R] = _app.task(fn)
-    return _WithCallbacks(made)  # type: ignore[return-value]  # a Task in every respect
+    return _WithCallbacks(made)
 
 
 def run(fn: Callable[..., R], *args: Any, **kwargs: Any) -> Handle[R]:

@@ -17,9 +17,7 @@ def main() -> None:
 
 @main.command()
 @click.option("-n", "--tasks", default=100, show_default=True, help="How many tasks.")
-@click.option(
-    "-d", "--duration", default=0.1, show_default=True, help="Seconds each task sleeps."
-)
+@click.option("-d", "--duration", default=0.1, show_default=True, help="Seconds each task sleeps.")
 @click.option(
     "-w", "--workers", type=int, default=None, help="Threads (default: tasks + 10, as bg.n = 110)."
 )
@@ -39,7 +37,7 @@ def demo(tasks: int, duration: float, workers: int | None) -> None:
     click.echo(f"  one after another:         {sequential:8.3f} s")
 
     with App(threads=workers, name="offload-demo") as app:
-        sleep = app.task(time.sleep, name="demo.sleep")
+        sleep = app.task(name="demo.sleep")(_sleep)
         start = time.perf_counter()
         handles = sleep.map([duration] * tasks, progress=True)
         for handle in handles:
@@ -47,6 +45,10 @@ def demo(tasks: int, duration: float, workers: int | None) -> None:
         parallel = time.perf_counter() - start
     click.echo(f"  with offload, {workers:3d} threads: {parallel:8.3f} s")
     click.echo(f"  speed-up: {sequential / parallel:.1f}x (the ideal is {duration:g} s in all)")
+
+
+def _sleep(seconds: float) -> None:
+    time.sleep(seconds)
 
 
 if __name__ == "__main__":  # pragma: no cover

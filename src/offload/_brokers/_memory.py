@@ -66,10 +66,9 @@ class MemoryBroker:
     # -- the contract ----------------------------------------------------
 
     def enqueue(self, messages: Sequence[Message]) -> None:
-        now = self._clock.now()
         with self._lock:
             for message in messages:
-                if message.eta is not None and message.eta > now:
+                if message.eta is not None and message.eta > self._clock.now():
                     heapq.heappush(self._delayed, (message.eta, next(self._sequence), message))
                 else:
                     self._ready_queue(message.queue).push(message)

@@ -7,9 +7,9 @@ retries or outcomes; that is the runner's job.
 
 from __future__ import annotations
 
-from ._async import AsyncExecutor
 from ._base import Done, Executor
-from ._process import ProcessExecutor
 from ._thread import ThreadExecutor
 
-__all__ = ["AsyncExecutor", "Done", "Executor", "ProcessExecutor", "ThreadExecutor"]
+# ProcessExecutor (._process) and AsyncExecutor (._async) are imported where
+# first needed: multiprocessing and asyncio cost tens of milliseconds.
+__all__ = ["Done", "Executor", "ThreadExecutor"]

@@ -12,16 +12,17 @@ import threading
 from typing import Any
 
 from .._runner import Call
-from ._base import Done, report, timeout_error
-from ._thread import _check_size
+from ._base import Done, timeout_error
+from ._thread import check_size
 
 
 class AsyncExecutor:
     """Runs up to ``size`` coroutines at once on a private event loop."""
 
-    def __init__(self, size: int = 1000, *, name: str = "offload-asyncio") -> None:
-        _check_size(size)
+    def __init__(self, size: int, done: Done, *, name: str = "offload-asyncio") -> None:
+        check_size(size)
         self._size = size
+        self._done = done
         self._name = name
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -33,11 +34,11 @@ class AsyncExecutor:
         return self._size
 
     def resize(self, size: int) -> None:
-        _check_size(size)
+        check_size(size)
         self._size = size  # the worker sizes its claims by this; the loop has no cap
 
-    def execute(self, call: Call, done: Done) -> None:
-        self._ensure_loop().call_soon_threadsafe(self._start, call, done)
+    def execute(self, call: Call) -> None:
+        self._ensure_loop().call_soon_threadsafe(self._start, call)
 
     def shutdown(self, wait: bool) -> None:
         loop = self._loop
@@ -51,12 +52,12 @@ class AsyncExecutor:
 
     # -- on the loop's thread ----------------------------------------------------
 
-    def _start(self, call: Call, done: Done) -> None:
-        task = asyncio.ensure_future(self._run(call, done))
+    def _start(self, call: Call) -> None:
+        task = asyncio.ensure_future(self._run(call))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, call: Call, done: Done) -> None:
+    async def _run(self, call: Call) -> None:
         try:
             coroutine = call.spec.fn(*call.args, **call.kwargs)
             if call.timeout is None:
@@ -64,12 +65,12 @@ class AsyncExecutor:
             else:
                 result = await _with_deadline(coroutine, call)
         except asyncio.CancelledError as error:
-            report(done, call, None, error)
+            self._done(call, None, error)
             raise
         except BaseException as error:  # noqa: BLE001 - reported, as Future does
-            report(done, call, None, error)
+            self._done(call, None, error)
         else:
-            report(done, call, result, None)
+            self._done(call, result, None)
 
     def _cancel_all(self) -> None:
         for task in list(self._tasks):

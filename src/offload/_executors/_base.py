@@ -27,8 +27,8 @@ class Executor(Protocol):
         """How many calls may run at once."""
         ...
 
-    def execute(self, call: Call, done: Done) -> None:
-        """Start ``call`` (or queue it until a slot is free)."""
+    def execute(self, call: Call) -> None:
+        """Start ``call`` (or queue it until a slot is free); ``done`` is called when it ends."""
         ...
 
     def resize(self, size: int) -> None:
@@ -45,14 +45,6 @@ def timeout_error(call: Call) -> TaskTimeout:
     return TaskTimeout(
         f"task {message.task!r} (id {message.id}) exceeded its timeout of {call.timeout:g}s"
     )
-
-
-def report(done: Done, call: Call, result: Any, error: BaseException | None) -> None:
-    """Call ``done``; a bug there is logged, never allowed to kill a pool thread."""
-    try:
-        done(call, result, error)
-    except Exception:
-        log.exception("offload could not record the outcome of task %s", call.spec.name)
 
 
 class Once:

@@ -9,6 +9,7 @@ live at the top level of an importable module.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import multiprocessing
@@ -22,23 +23,22 @@ from typing import Any
 
 from .._errors import RemoteTraceback, WorkerLost
 from .._runner import Call
-from ._base import Done, report, timeout_error
-from ._thread import _check_size
+from ._base import Done, timeout_error
+from ._thread import check_size
 
 log = logging.getLogger("offload")
-
-_Item = tuple[Call, Done] | None
 
 
 class ProcessExecutor:
     """Runs calls in up to ``size`` child processes, one call per child at a time."""
 
-    def __init__(self, size: int | None = None, *, name: str = "offload-process") -> None:
+    def __init__(self, size: int | None, done: Done, *, name: str = "offload-process") -> None:
         size = size if size is not None else os.cpu_count() or 1
-        _check_size(size)
+        check_size(size)
         self._size = size
+        self._done = done
         self._name = name
-        self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Call | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._slots = 0
         self._idle = 0
@@ -48,18 +48,18 @@ class ProcessExecutor:
     def size(self) -> int:
         return self._size
 
-    def execute(self, call: Call, done: Done) -> None:
+    def execute(self, call: Call) -> None:
         with self._lock:
             self._queued += 1
             spawn = self._queued > self._idle and self._slots < self._size
             if spawn:
                 self._slots += 1
-        self._queue.put((call, done))
+        self._queue.put(call)
         if spawn:
             threading.Thread(target=self._slot, name=self._name, daemon=True).start()
 
     def resize(self, size: int) -> None:
-        _check_size(size)
+        check_size(size)
         with self._lock:
             excess = self._slots - size
             self._size = size
@@ -90,41 +90,40 @@ class ProcessExecutor:
                         self._queued -= 1
                 if item is None:
                     continue
-                call, done = item
                 if child is None:
                     child = _Child.start(self._name)
-                child = self._run(child, call, done)
+                child = self._run(child, item)
         finally:
             if child is not None:
                 child.stop()
 
-    def _run(self, child: _Child, call: Call, done: Done) -> _Child | None:
+    def _run(self, child: _Child, call: Call) -> _Child | None:
         """Run ``call`` in ``child``; the child to use next (None: start a new one)."""
         try:
             child.conn.send((call.spec.import_path, call.args, call.kwargs))
         except Exception as error:  # noqa: BLE001 - e.g. an argument that cannot be pickled
-            report(done, call, None, _not_sendable(call, error))
+            self._done(call, None, _not_sendable(call, error))
             return child
         try:
             if call.timeout is not None and not child.conn.poll(call.timeout):
                 child.kill()
-                report(done, call, None, timeout_error(call))
+                self._done(call, None, timeout_error(call))
                 return None
             ok, payload = child.conn.recv()
         except (EOFError, OSError):
             code = child.kill()
-            error = WorkerLost(
+            lost = WorkerLost(
                 f"the process running task {call.spec.name!r} (id {call.delivery.message.id}) "
                 f"died before returning (exit code {code}); a new one replaces it"
             )
-            report(done, call, None, error)
+            self._done(call, None, lost)
             return None
         if ok:
-            report(done, call, payload, None)
+            self._done(call, payload, None)
         else:
             exc, text = payload
             exc.__cause__ = RemoteTraceback(text)
-            report(done, call, None, exc)
+            self._done(call, None, exc)
         return child
 
 
@@ -158,10 +157,8 @@ class _Child:
         return self.process.exitcode
 
     def stop(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.conn.send(None)
-        except OSError:
-            pass
         self.process.join(5)
         if self.process.is_alive():
             self.kill()

@@ -3,6 +3,11 @@
 Threads start on demand up to the pool's size, like the standard
 library's ThreadPoolExecutor, and leave when the size drops, after their
 current call. No private attributes of ``concurrent.futures`` are used.
+
+Accounting, kept exact with one lock on the slow path only: ``_idle``
+counts threads blocked in ``get()`` that no call has been promised to yet.
+``execute`` promises its call to such a thread (``_idle -= 1``) or starts
+a new one. A busy thread takes the next call without the lock.
 """
 
 from __future__ import annotations
@@ -14,11 +19,9 @@ import threading
 from .._clock import SYSTEM_CLOCK, Clock
 from .._errors import ConfigurationError
 from .._runner import Call
-from ._base import Deadlines, Done, Once, report, timeout_error
+from ._base import Deadlines, Done, Once, timeout_error
 
 log = logging.getLogger("offload")
-
-_Item = tuple[Call, Done] | None  # None wakes an idle thread to re-check the size
 
 
 class ThreadExecutor:
@@ -27,20 +30,20 @@ class ThreadExecutor:
     def __init__(
         self,
         size: int,
+        done: Done,
         *,
         clock: Clock = SYSTEM_CLOCK,
         name: str = "offload-thread",
     ) -> None:
-        _check_size(size)
+        check_size(size)
         self._size = size
+        self._done = done
         self._name = name
-        self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Call | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._threads = 0  # alive
-        self._idle = 0  # alive and waiting for work
-        self._queued = 0  # calls in the queue, not yet picked up
+        self._idle = 0  # blocked in get() with no call promised to them
         self._deadlines = Deadlines(clock, f"{name}-deadlines")
-        self._shutdown = False
 
     @property
     def size(self) -> int:
@@ -51,69 +54,74 @@ class ThreadExecutor:
         """Threads alive now (at most ``size`` once shrinking has settled)."""
         return self._threads
 
-    def execute(self, call: Call, done: Done) -> None:
+    def execute(self, call: Call) -> None:
         with self._lock:
-            self._queued += 1
-            spawn = self._queued > self._idle and self._threads < self._size
-            if spawn:
-                self._threads += 1
-        self._queue.put((call, done))
+            if self._idle:
+                self._idle -= 1
+                spawn = False
+            else:
+                spawn = self._threads < self._size
+                if spawn:
+                    self._threads += 1
+        self._queue.put(call)
         if spawn:
             self._start_thread()
 
     def resize(self, size: int) -> None:
-        _check_size(size)
+        check_size(size)
         with self._lock:
             self._size = size
-            excess = self._threads - size
-            # Threads for calls already queued, now that more may run at once.
-            missing = max(0, min(self._queued - self._idle, size - self._threads))
-            self._threads += missing
-        for _ in range(max(0, excess)):
-            self._queue.put(None)  # wake idle threads so they notice and leave
-        for _ in range(missing):
-            self._start_thread()
+        self._wake_excess()
 
     def shutdown(self, wait: bool) -> None:
         with self._lock:
-            self._shutdown = True
             self._size = 0
-            alive = self._threads
-        for _ in range(alive):
+        self._wake_excess()
+
+    def _wake_excess(self) -> None:
+        """Send idle threads above the size a ``None``, so they notice and leave."""
+        with self._lock:
+            wake = min(self._idle, max(0, self._threads - self._size))
+            self._idle -= wake
+        for _ in range(wake):
             self._queue.put(None)
 
     def _start_thread(self) -> None:
         threading.Thread(target=self._work, name=self._name, daemon=True).start()
 
     def _work(self) -> None:
-        get = self._queue.get
-        lock = self._lock
+        get_nowait, get, run = self._queue.get_nowait, self._queue.get, self._run
         while True:
-            with lock:
-                if self._threads > self._size:
-                    self._threads -= 1
-                    return
-                self._idle += 1
-            item = get()
-            with lock:
-                self._idle -= 1
-                if item is not None:
-                    self._queued -= 1
-            if item is not None:
-                self._run(*item)
-
-    def _run(self, call: Call, done: Done) -> None:
-        if call.timeout is None:
+            if self._threads > self._size and self._leave():
+                return
             try:
-                result = call.spec.fn(*call.args, **call.kwargs)
-            except BaseException as error:  # noqa: BLE001 - reported, as Future does
-                report(done, call, None, error)
-            else:
-                report(done, call, result, None)
-            return
-        self._run_with_deadline(call, done, call.timeout)
+                call = get_nowait()
+            except queue.Empty:
+                with self._lock:
+                    self._idle += 1
+                call = get()
+            if call is not None:
+                run(call)
 
-    def _run_with_deadline(self, call: Call, done: Done, timeout: float) -> None:
+    def _leave(self) -> bool:
+        with self._lock:
+            if self._threads > self._size:
+                self._threads -= 1
+                return True
+            return False
+
+    def _run(self, call: Call) -> None:
+        if call.timeout is not None:
+            self._run_with_deadline(call, call.timeout)
+            return
+        try:
+            result = call.spec.fn(*call.args, **call.kwargs)
+        except BaseException as error:  # noqa: BLE001 - reported, as Future does
+            self._done(call, None, error)
+        else:
+            self._done(call, result, None)
+
+    def _run_with_deadline(self, call: Call, timeout: float) -> None:
         once = Once()
 
         def expire() -> None:
@@ -127,21 +135,21 @@ class ThreadExecutor:
                     timeout,
                     extra={"task": call.spec.name, "task_id": call.delivery.message.id},
                 )
-                report(done, call, None, timeout_error(call))
+                self._done(call, None, timeout_error(call))
 
         self._deadlines.at(timeout, expire)
         try:
             result = call.spec.fn(*call.args, **call.kwargs)
         except BaseException as error:  # noqa: BLE001
             if once.claim():
-                report(done, call, None, error)
+                self._done(call, None, error)
         else:
             if once.claim():
-                report(done, call, result, None)
+                self._done(call, result, None)
             else:
                 log.info("Task %s returned after its timeout; result discarded", call.spec.name)
 
 
-def _check_size(size: int) -> None:
+def check_size(size: int) -> None:
     if not isinstance(size, int) or isinstance(size, bool) or size < 1:
         raise ConfigurationError(f"a pool size must be a positive integer, not {size!r}")

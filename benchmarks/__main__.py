@@ -1,0 +1,79 @@
+"""``python -m benchmarks``: run the scenarios, write the record, print the table."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from benchmarks import harness, report
+from benchmarks.record import RunRecord
+from benchmarks.scenarios import SCENARIOS
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The command line; see benchmarks/README.md."""
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description="offload against its peers, as ratios."
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes (under a minute)")
+    parser.add_argument("--rounds", type=_positive, default=3, help="rounds per system (3)")
+    parser.add_argument(
+        "--out", type=Path, default=harness.BENCH_DIR / "results", help="where results go"
+    )
+    parser.add_argument("--only", choices=list(SCENARIOS), help="run just this scenario")
+    return parser.parse_args(argv)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number of rounds")
+    return value
+
+
+def _say(message: str) -> None:
+    # Progress goes to stderr, so stdout carries only the final table.
+    print(message, file=sys.stderr, flush=True)
+
+
+def result_stem(quick: bool, only: str | None) -> str:
+    """``latest`` for a complete full run; a partial or quick run never overwrites it."""
+    parts = ["latest"] + (["quick"] if quick else []) + ([only] if only else [])
+    return "-".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; 1 if any measurement failed, else 0."""
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    python = harness.ensure_peers_venv(_say)
+    record = RunRecord(
+        started=_now(),
+        mode="quick" if args.quick else "full",
+        rounds=args.rounds,
+        command=" ".join(["python -m benchmarks", *argv]),
+        machine=report.machine_info(harness.ROOT),
+    )
+    names = [args.only] if args.only else list(SCENARIOS)
+    for name in names:
+        _say(f"{name}: {SCENARIOS[name].title}")
+        result = harness.run_scenario(
+            python, SCENARIOS[name], quick=args.quick, rounds=args.rounds, say=_say
+        )
+        record.scenarios.append(result)
+    record.finished = _now()
+    record.machine["loadavg_end"] = report.loadavg()
+    paths = report.write(record, args.out, result_stem(args.quick, args.only))
+    print(report.render_markdown(record))
+    _say("written: " + ", ".join(str(path) for path in paths))
+    return 1 if record.failed else 0
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""The machinery: the peers' venv, child processes, interleaved rounds.
+
+Every process the harness starts gets its own session (and so its own
+process group), and is killed by group when its time is up: nothing it
+started is left behind, and nothing is ever stopped by name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks.record import ScenarioResult
+from benchmarks.spec import Scenario
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH_DIR = ROOT / "benchmarks"
+PEERS_VENV = BENCH_DIR / ".peers-venv"
+PEERS_REQUIREMENTS = BENCH_DIR / "peers-requirements.txt"
+# What the venv was built from; a change in any of these rebuilds it.
+_STAMP = PEERS_VENV / ".built-from"
+_INSTALL_TIMEOUT = 900.0
+
+Say = Callable[[str], None]
+
+
+class BenchError(Exception):
+    """A child or an install step failed or ran out of time."""
+
+
+def run_command(cmd: Sequence[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run ``cmd`` in its own process group; kill the whole group on timeout."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    proc = subprocess.Popen(
+        list(cmd),
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        raise BenchError(f"timed out after {timeout:g} s: {' '.join(cmd[:4])} ...") from None
+    except BaseException:  # Ctrl-C included: never leave a child running
+        _kill_group(proc)
+        raise
+    return subprocess.CompletedProcess(list(cmd), proc.returncode, out, err)
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    # The child leads its own group (start_new_session), so its pid is the
+    # group id; it is not reaped yet, so the id can't have been reused.
+    with contextlib.suppress(ProcessLookupError):  # already gone: nothing to kill
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
+
+
+def _checked(cmd: Sequence[str], timeout: float) -> None:
+    done = run_command(cmd, timeout)
+    if done.returncode != 0:
+        raise BenchError(f"{' '.join(cmd)} failed ({done.returncode}):\n{_tail(done.stderr)}")
+
+
+def _tail(text: str, lines: int = 15) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def _fingerprint() -> str:
+    parts = [sys.version, PEERS_REQUIREMENTS.read_text(), (ROOT / "pyproject.toml").read_text()]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def ensure_peers_venv(say: Say) -> Path:
+    """The peers' venv python, building or refreshing the venv if needed.
+
+    The pinned peers from ``peers-requirements.txt`` and offload itself
+    (editable, so the code measured is the working tree's) go in.
+    """
+    python = PEERS_VENV / "bin" / "python"
+    wanted = _fingerprint()
+    if python.exists() and _STAMP.exists() and _STAMP.read_text() == wanted:
+        return python
+    say(f"building the peers' venv in {PEERS_VENV.relative_to(ROOT)} (once) ...")
+    if not python.exists():
+        # The same interpreter as the harness: peers and offload on one Python.
+        _checked([sys.executable, "-m", "venv", str(PEERS_VENV)], 300.0)
+    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    _checked([*pip, "-r", str(PEERS_REQUIREMENTS)], _INSTALL_TIMEOUT)
+    _checked([*pip, "-e", str(ROOT)], _INSTALL_TIMEOUT)
+    _STAMP.write_text(wanted)
+    return python
+
+
+def run_child(
+    python: Path, scenario: str, system: str, params: dict[str, Any], timeout: float
+) -> dict[str, Any]:
+    """One measurement in a fresh process; the JSON line it printed."""
+    cmd = [str(python), "-m", "benchmarks.child", scenario, system, json.dumps(params)]
+    done = run_command(cmd, timeout)
+    if done.returncode != 0:
+        raise BenchError(f"exit {done.returncode}:\n{_tail(done.stderr)}")
+    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    try:
+        line: dict[str, Any] = json.loads(lines[-1])
+    except (IndexError, json.JSONDecodeError):
+        raise BenchError(f"no JSON line on stdout: {done.stdout[-500:]!r}") from None
+    return line
+
+
+def rotations(systems: Sequence[str], rounds: int) -> list[list[str]]:
+    """The order of systems in each round: A B C, then B C A, then C A B, ...
+
+    Interleaving spreads the machine's drift (other jobs, heat, caches)
+    over every system instead of handing it all to whichever runs last.
+    """
+    count = len(systems)
+    return [list(systems[r % count :]) + list(systems[: r % count]) for r in range(rounds)]
+
+
+def run_scenario(
+    python: Path, scenario: Scenario, *, quick: bool, rounds: int, say: Say
+) -> ScenarioResult:
+    """Every round of ``scenario`` for every system, interleaved."""
+    params = dict(scenario.params(quick))
+    result = ScenarioResult(
+        scenario.name, scenario.title, params, list(scenario.systems), list(scenario.metrics)
+    )
+    for number, order in enumerate(rotations(scenario.systems, rounds), start=1):
+        for system in order:
+            where = f"{scenario.name} round {number}/{rounds} {system}"
+            timeout = scenario.child_timeout(quick)
+            try:
+                line = run_child(python, scenario.name, system, params, timeout)
+            except BenchError as error:
+                result.fail(system, f"round {number}: {error}")
+                say(f"  {where}: FAILED {error}")
+                continue
+            result.add(system, line["figures"])
+            result.versions.update(line.get("versions", {}))
+            shown = ", ".join(f"{k}={v:.4g}" for k, v in line["figures"].items())
+            say(f"  {where}: {shown}")
+    return result

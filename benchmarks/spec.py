@@ -1,0 +1,63 @@
+"""What a scenario declares: its figures, its sizes, and the code a child runs.
+
+A scenario is data plus one function. The harness never needs to know what a
+scenario does: it starts a child per (system, round), hands it the
+parameters, and gets back one number per figure. Adding a scenario means one
+module in ``benchmarks/scenarios/`` and one line in its ``__init__``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Better = Literal["lower", "higher"]
+Params = Mapping[str, Any]
+Figures = dict[str, float]
+# Runs inside the child process: (system name, parameters) -> one value per figure.
+Runner = Callable[[str, Params], Figures]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One figure a scenario reports, and which way is better."""
+
+    key: str
+    label: str
+    unit: str
+    better: Better = "lower"
+    # Below this magnitude a value is noise (e.g. a few hundred kB over a
+    # million calls): two such values are "the same", not a ratio.
+    floor: float = 0.0
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A measurement every listed system runs in its own child process."""
+
+    name: str
+    title: str
+    metrics: tuple[Metric, ...]
+    systems: tuple[str, ...]
+    full: Params
+    quick: Params
+    run: Runner
+    # Seconds one child may take before its process group is killed.
+    timeout: float
+    quick_timeout: float = 60.0
+
+    def params(self, quick: bool) -> Params:
+        """The parameters for a full or a ``--quick`` run."""
+        return self.quick if quick else self.full
+
+    def child_timeout(self, quick: bool) -> float:
+        """How long one child of a full or a ``--quick`` run may take."""
+        return self.quick_timeout if quick else self.timeout
+
+    def metric(self, key: str) -> Metric:
+        """The declared figure called ``key``."""
+        for metric in self.metrics:
+            if metric.key == key:
+                return metric
+        raise KeyError(f"scenario {self.name!r} has no figure {key!r}")

@@ -1,0 +1,89 @@
+"""Smoke test of the benchmark harness (benchmarks/): one tiny scenario, in this process.
+
+The real benchmark runs every system in a child process of its own venv
+(``python -m benchmarks``); here the offload runner is called directly for a
+few hundred tasks, so the harness can't rot unnoticed. No venv is built.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _importable_benchmarks(monkeypatch: pytest.MonkeyPatch) -> None:
+    # benchmarks/ is a package of the repository, not of the offload
+    # distribution, so it's only importable with the repository root on the path.
+    monkeypatch.syspath_prepend(str(ROOT))
+
+
+def test_offload_overhead_runner_and_table_ratio() -> None:
+    from benchmarks.record import ScenarioResult
+    from benchmarks.report import render_table
+    from benchmarks.scenarios import overhead
+    from benchmarks.systems import OFFLOAD, TPE
+
+    figures = overhead.run(OFFLOAD, {"tasks": 200, "warmup": 20, "wait_timeout": 10.0})
+
+    assert figures["submit_all_us"] > 0
+    assert figures["one_at_a_time_us"] > 0
+    scenario = overhead.SCENARIO
+    result = ScenarioResult(
+        scenario.name, scenario.title, {}, [OFFLOAD, TPE], list(scenario.metrics)
+    )
+    result.add(OFFLOAD, figures)
+    # A peer exactly twice as slow makes offload's ratio 0.50x, whatever the machine.
+    result.add(TPE, {key: value * 2 for key, value in figures.items()})
+    rows = [line for line in render_table([result]).splitlines() if "submit all" in line]
+    assert len(rows) == 1
+    assert "0.50\N{MULTIPLICATION SIGN} ThreadPoolExecutor" in rows[0]
+
+
+def test_rounds_are_interleaved_across_systems() -> None:
+    from benchmarks.harness import rotations
+
+    assert rotations(["A", "B", "C"], 4) == [
+        ["A", "B", "C"],
+        ["B", "C", "A"],
+        ["C", "A", "B"],
+        ["A", "B", "C"],
+    ]
+
+
+def test_a_child_that_overruns_is_killed_with_its_whole_group(tmp_path: Path) -> None:
+    from benchmarks.harness import BenchError, run_command
+
+    pid_file = tmp_path / "grandchild.pid"
+    # The child starts a grandchild (as a worker command would) and hangs.
+    script = (
+        "import subprocess, sys, time\n"
+        "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        f"open({str(pid_file)!r}, 'w').write(str(p.pid))\n"
+        "time.sleep(60)\n"
+    )
+    started = time.monotonic()
+    with pytest.raises(BenchError, match="timed out"):
+        run_command([sys.executable, "-c", script], timeout=3.0)
+    assert time.monotonic() - started < 15
+    assert not _alive(int(pid_file.read_text()))
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting to be reaped counts as gone)."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return False
+        if state == "Z":
+            return False
+        time.sleep(0.05)
+    return os.path.exists(f"/proc/{pid}")

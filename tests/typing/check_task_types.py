@@ -1,0 +1,60 @@
+"""Checked by mypy --strict in CI, never run: proves what type checkers see.
+
+Each ``# type: ignore[code]`` below marks a line that MUST be an error; with
+``warn_unused_ignores`` mypy fails if it ever stops being one.
+"""
+
+from __future__ import annotations
+
+from typing_extensions import assert_type
+
+import offload
+from offload import Handle
+
+
+@offload.task
+def work(x: int) -> int:
+    return x * 2
+
+
+@offload.task(pool="process", retries=3, timeout=10)
+def crunch(n: int, *, scale: float = 1.0) -> float:
+    return n * scale
+
+
+@offload.task
+async def fetch(url: str) -> bytes:
+    return url.encode()
+
+
+app = offload.App()
+
+
+@app.task(queue="mail")
+def send_email(to: str) -> str:
+    return to
+
+
+assert_type(work(3), Handle[int])
+assert_type(work(3).result(timeout=1), int)
+assert_type(work.delay(3), Handle[int])
+assert_type(work.options(delay=5, priority=1)(3), Handle[int])
+assert_type(work.map([1, 2, 3]), list[Handle[int]])
+assert_type(crunch(2, scale=0.5), Handle[float])
+assert_type(fetch("https://example.org"), Handle[bytes])
+assert_type(send_email("a@example.com"), Handle[str])
+
+
+async def awaiting() -> None:
+    assert_type(await work(3), int)
+    assert_type(await fetch("x"), bytes)
+
+
+# Wrong arguments are errors: the ParamSpec carries the signature.
+work("three")  # type: ignore[arg-type]
+work(3, 4)  # type: ignore[call-arg]
+work.delay("three")  # type: ignore[arg-type]
+work.options(timeout=1)("three")  # type: ignore[arg-type]
+crunch(2, scale="big")  # type: ignore[arg-type]
+send_email(42)  # type: ignore[arg-type]
+wrong: Handle[str] = work(3)  # type: ignore[assignment]
