@@ -71,3 +71,10 @@ def test_tasks_of_two_apps_are_independent(make_app: Callable[..., offload.App])
 
     assert one.task(where)().result(timeout=WAIT).startswith("one")
     assert two.task(where)().result(timeout=WAIT).startswith("two")
+
+
+@pytest.mark.parametrize(("option", "size"), [("threads", 0), ("threads", -1), ("processes", -1)])
+def test_pool_sizes_are_checked_when_the_app_is_made(option: str, size: object) -> None:
+    # Not later in the worker's thread, where every call would wait forever.
+    with pytest.raises(offload.ConfigurationError, match="positive integer"):
+        offload.App(name="bad-size", **{option: size})  # type: ignore[arg-type]

@@ -40,7 +40,7 @@ def busy_single_thread_app(
     """An app with one thread, held by a running call."""
     app = make_app(threads=1)
     gate = Gate()
-    running = app.task(gate, name="gate")()
+    running = app.task(name="gate")(gate)()
     assert gate.started.wait(WAIT)
     return app, gate, running
 
@@ -50,7 +50,7 @@ def busy_single_thread_app(
 
 def test_running_then_succeeded(app: offload.App) -> None:
     gate = Gate()
-    handle = app.task(gate, name="gate")(5)
+    handle = app.task(name="gate")(gate)(5)
     assert gate.started.wait(WAIT)
     assert handle.state is State.RUNNING
     assert handle.running()
@@ -75,7 +75,7 @@ def test_failed(app: offload.App) -> None:
 
 def test_a_call_waiting_for_a_thread_is_queued(make_app: Callable[..., offload.App]) -> None:
     app, gate, running = busy_single_thread_app(make_app)
-    waiting = app.task(gate, name="gate")(2)
+    waiting = app.task(name="gate")(gate)(2)
     time.sleep(0.05)  # give the worker every chance to pick it up
     assert running.state is State.RUNNING
     assert waiting.state is State.QUEUED, "the only thread is busy: the second call waits"
@@ -86,7 +86,7 @@ def test_a_call_waiting_for_a_thread_is_queued(make_app: Callable[..., offload.A
 
 def test_cancel_a_queued_call(make_app: Callable[..., offload.App]) -> None:
     app, gate, running = busy_single_thread_app(make_app)
-    waiting = app.task(gate, name="gate")(2)
+    waiting = app.task(name="gate")(gate)(2)
     time.sleep(0.05)
     assert waiting.cancel() is True
     assert waiting.state is State.CANCELLED
@@ -103,7 +103,7 @@ def test_cancel_a_queued_call(make_app: Callable[..., offload.App]) -> None:
 
 def test_cancel_a_scheduled_call(fake_clock_app: offload.App, clock: FakeClock) -> None:
     ran = []
-    work = fake_clock_app.task(ran.append, name="append")
+    work = fake_clock_app.task(name="append")(ran.append)
     handle = work.options(delay=60)(1)
     assert handle.state is State.QUEUED
     assert handle.cancel() is True
@@ -119,7 +119,7 @@ def test_cancel_a_scheduled_call(fake_clock_app: offload.App, clock: FakeClock) 
 def test_exception_of_a_cancelled_call_is_task_cancelled(
     fake_clock_app: offload.App,
 ) -> None:
-    handle = fake_clock_app.task(print, name="print").options(delay=60)("never")
+    handle = fake_clock_app.task(name="print")(print).options(delay=60)("never")
     assert handle.cancel()
     with pytest.raises(offload.TaskCancelled):
         handle.exception(timeout=WAIT)
@@ -127,7 +127,7 @@ def test_exception_of_a_cancelled_call_is_task_cancelled(
 
 def test_cancel_a_running_call_returns_false(app: offload.App) -> None:
     gate = Gate()
-    handle = app.task(gate, name="gate")(3)
+    handle = app.task(name="gate")(gate)(3)
     assert gate.started.wait(WAIT)
     assert handle.cancel() is False
     assert handle.state is State.RUNNING
@@ -156,10 +156,30 @@ def test_retrying(fake_clock_app: offload.App, clock: FakeClock) -> None:
     handle = flaky()
     assert wait_until(lambda: handle.state is State.RETRYING)
     assert not handle.done()
-    assert handle.cancel() is False  # it is in the middle of its life, not queued
+    assert not handle.running(), "waiting for its next attempt is not running"
     clock.advance(60)
     assert handle.result(timeout=WAIT) == "ok"
     assert handle.state is State.SUCCEEDED
+
+
+def test_a_call_waiting_to_retry_can_be_cancelled(
+    fake_clock_app: offload.App, clock: FakeClock
+) -> None:
+    attempts = []
+
+    @fake_clock_app.task(retries=1, backoff=offload.Backoff(base=60, jitter=False))
+    def flaky() -> str:
+        attempts.append(1)
+        raise ConnectionError("try again")
+
+    handle = flaky()
+    assert wait_until(lambda: handle.state is State.RETRYING)
+    assert handle.cancel() is True
+    assert handle.cancel() is True, "cancelling twice is harmless"
+    assert handle.state is State.CANCELLED
+    clock.advance(120)
+    assert wait_until(lambda: fake_clock_app.broker.counts()["scheduled"] == 0)  # type: ignore[attr-defined]
+    assert attempts == [1], "the cancelled retry must not run"
 
 
 def test_state_is_a_string_enum(app: offload.App) -> None:
@@ -191,7 +211,7 @@ def test_exception_returns_the_error_or_none(app: offload.App) -> None:
 
 def test_result_timeout_on_a_blocked_call(app: offload.App) -> None:
     gate = Gate()
-    handle = app.task(gate, name="gate")()
+    handle = app.task(name="gate")(gate)()
     try:
         started = time.monotonic()
         with pytest.raises(offload.ResultTimeout) as info:
@@ -211,7 +231,7 @@ def test_result_timeout_on_a_blocked_call(app: offload.App) -> None:
 
 def test_add_done_callback_is_called_with_the_handle(app: offload.App) -> None:
     gate = Gate()
-    handle = app.task(gate, name="gate")(7)
+    handle = app.task(name="gate")(gate)(7)
     seen: list[tuple[object, int]] = []
     called = threading.Event()
 
@@ -248,7 +268,7 @@ def test_ids_are_unique_and_sortable_by_time(app: offload.App) -> None:
 
 def test_stdlib_wait_and_as_completed_accept_handles(app: offload.App) -> None:
     gate = Gate()
-    slow = app.task(gate, name="gate")(1)
+    slow = app.task(name="gate")(gate)(1)
     fast = app.task(abs)(-2)
     done, not_done = concurrent.futures.wait(
         [slow, fast], timeout=WAIT, return_when=concurrent.futures.FIRST_COMPLETED
@@ -263,7 +283,7 @@ def test_stdlib_wait_and_as_completed_accept_handles(app: offload.App) -> None:
 
 def test_offload_wait(app: offload.App) -> None:
     gate = Gate()
-    slow = app.task(gate, name="gate")(1)
+    slow = app.task(name="gate")(gate)(1)
     fast = app.task(abs)(-2)
     done, not_done = offload.wait([slow, fast], return_when="FIRST_COMPLETED", timeout=WAIT)
     assert (done, not_done) == ({fast}, {slow})
@@ -277,7 +297,7 @@ def test_offload_wait(app: offload.App) -> None:
 
 def test_offload_as_completed_yields_fastest_first(app: offload.App) -> None:
     gate = Gate()
-    slow = app.task(gate, name="gate")(1)
+    slow = app.task(name="gate")(gate)(1)
     fast = app.task(abs)(-2)
     order = []
     for handle in offload.as_completed([slow, fast], timeout=WAIT):
@@ -288,7 +308,7 @@ def test_offload_as_completed_yields_fastest_first(app: offload.App) -> None:
 
 def test_offload_as_completed_times_out(app: offload.App) -> None:
     gate = Gate()
-    slow = app.task(gate, name="gate")(1)
+    slow = app.task(name="gate")(gate)(1)
     try:
         with pytest.raises(concurrent.futures.TimeoutError):
             list(offload.as_completed([slow], timeout=0.02))
@@ -331,7 +351,7 @@ def test_offload_gather_raises_the_first_error(app: offload.App) -> None:
 
 def test_await_does_not_block_the_event_loop(app: offload.App) -> None:
     gate = Gate()
-    work = app.task(gate, name="gate")
+    work = app.task(name="gate")(gate)
 
     async def main() -> tuple[int, int]:
         handle = work(42)
@@ -443,7 +463,7 @@ def test_a_running_call_survives_the_clock_jumping_past_its_lease(
 ) -> None:
     """Time that jumps (a fake clock, a laptop waking up) must not run a call twice."""
     gate = Gate()
-    handle = fake_clock_app.task(gate, name="gate")(9)
+    handle = fake_clock_app.task(name="gate")(gate)(9)
     assert gate.started.wait(WAIT)
     for _ in range(20):
         clock.advance(3600)

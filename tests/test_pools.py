@@ -55,7 +55,7 @@ def test_thread_pool_size_from_the_app(make_app: Callable[..., offload.App]) -> 
 def test_thread_pool_runs_that_many_at_once(make_app: Callable[..., offload.App]) -> None:
     app = make_app(threads=4)
     barrier = threading.Barrier(4, timeout=WAIT)
-    handles = app.task(barrier.wait, name="barrier").map([None] * 4)
+    handles = app.task(name="barrier")(barrier.wait).map([None] * 4)
     _, not_done = offload.wait(handles, timeout=WAIT)
     assert not not_done
     assert all(h.exception() is None for h in handles), "4 threads should meet at the barrier"
@@ -64,7 +64,7 @@ def test_thread_pool_runs_that_many_at_once(make_app: Callable[..., offload.App]
 def test_resize_up_while_running(make_app: Callable[..., offload.App]) -> None:
     app = make_app(threads=2)
     barrier = threading.Barrier(6, timeout=WAIT)
-    handles = app.task(barrier.wait, name="barrier").map([None] * 6)
+    handles = app.task(name="barrier")(barrier.wait).map([None] * 6)
     time.sleep(0.05)
     assert not any(h.done() for h in handles), "6 parties cannot meet on 2 threads"
     app.resize("thread", 6)
@@ -77,7 +77,7 @@ def test_resize_up_while_running(make_app: Callable[..., offload.App]) -> None:
 def test_resize_down_while_running(make_app: Callable[..., offload.App]) -> None:
     app = make_app(threads=4)
     tracker = Concurrency()
-    track = app.task(tracker, name="track")
+    track = app.task(name="track")(tracker)
     offload.wait(track.map([0.05] * 8), timeout=WAIT)
     assert tracker.most > 1, "4 threads should run calls side by side"
     app.resize("thread", 1)
@@ -92,10 +92,10 @@ def test_resize_down_while_running(make_app: Callable[..., offload.App]) -> None
 def test_resize_down_while_calls_are_running(make_app: Callable[..., offload.App]) -> None:
     app = make_app(threads=3)
     first_tracker, later_tracker = Concurrency(), Concurrency()
-    first = app.task(first_tracker, name="first").map([0.1] * 3)
+    first = app.task(name="first")(first_tracker).map([0.1] * 3)
     assert wait_until(lambda: first_tracker.now == 3)
     app.resize("thread", 1)
-    later = app.task(later_tracker, name="later").map([0.01] * 6)
+    later = app.task(name="later")(later_tracker).map([0.01] * 6)
     _, not_done = offload.wait([*first, *later], timeout=WAIT)
     assert not not_done
     # The three running calls finish; the new ones then run one at a time.
@@ -166,7 +166,7 @@ def test_thread_timeout_follows_the_clock(fake_clock_app: offload.App, clock: Fa
 
 
 def test_thread_task_finishing_in_time_is_not_timed_out(app: offload.App) -> None:
-    handle = app.task(abs, timeout=5)(-3)
+    handle = app.task(timeout=5)(abs)(-3)
     assert handle.result(timeout=WAIT) == 3
 
 
@@ -175,8 +175,8 @@ def test_thread_task_finishing_in_time_is_not_timed_out(app: offload.App) -> Non
 
 def test_process_task_runs_in_another_process(make_app: Callable[..., offload.App]) -> None:
     app = make_app(processes=1)
-    square = app.task(process_tasks.square, pool="process")
-    pid = app.task(process_tasks.pid, pool="process")
+    square = app.task(pool="process")(process_tasks.square)
+    pid = app.task(pool="process")(process_tasks.pid)
     assert square(7).result(timeout=CHILD_START) == 49
     child = pid().result(timeout=CHILD_START)
     assert child != os.getpid()
@@ -193,13 +193,13 @@ def test_process_task_declared_with_the_decorator() -> None:
 
 def test_process_map(make_app: Callable[..., offload.App]) -> None:
     app = make_app(processes=2)
-    square = app.task(process_tasks.square, pool="process")
+    square = app.task(pool="process")(process_tasks.square)
     handles = square.map(range(6))
     assert [h.result(timeout=CHILD_START) for h in handles] == [0, 1, 4, 9, 16, 25]
 
 
 def test_lambda_is_refused_for_the_process_pool(app: offload.App) -> None:
-    task = app.task(lambda x: x, pool="process")
+    task = app.task(pool="process")(lambda x: x)
     with pytest.raises(offload.TaskNotImportable) as info:
         task(1)
     message = str(info.value)
@@ -213,7 +213,7 @@ def test_closure_is_refused_for_the_process_pool(app: offload.App) -> None:
     def inner(x: int) -> int:
         return x
 
-    task = app.task(inner, pool="process")
+    task = app.task(pool="process")(inner)
     with pytest.raises(offload.TaskNotImportable) as info:
         task(1)
     message = str(info.value)
@@ -264,15 +264,15 @@ def test_refusal_names_a_shadowed_function(app: offload.App) -> None:
     square.__module__ = process_tasks.__name__
     square.__qualname__ = "square"
     with pytest.raises(offload.TaskNotImportable, match="another object"):
-        app.task(square, pool="process")(2)
+        app.task(pool="process")(square)(2)
 
 
 def test_process_timeout_kills_and_replaces_the_child(
     make_app: Callable[..., offload.App],
 ) -> None:
     app = make_app(processes=1)
-    pid = app.task(process_tasks.pid, pool="process")
-    sleep_then = app.task(process_tasks.sleep_then, pool="process", timeout=0.5)
+    pid = app.task(pool="process")(process_tasks.pid)
+    sleep_then = app.task(pool="process", timeout=0.5)(process_tasks.sleep_then)
     first = pid().result(timeout=CHILD_START)  # the child is up
     started = time.monotonic()
     with pytest.raises(offload.TaskTimeout) as info:
@@ -297,7 +297,7 @@ def test_exception_in_the_child_keeps_its_type_and_traceback(
     make_app: Callable[..., offload.App],
 ) -> None:
     app = make_app(processes=1)
-    boom = app.task(process_tasks.boom, pool="process")
+    boom = app.task(pool="process")(process_tasks.boom)
     with pytest.raises(ValueError, match="from the child") as info:
         boom("from the child").result(timeout=CHILD_START)
     cause = info.value.__cause__
@@ -306,14 +306,14 @@ def test_exception_in_the_child_keeps_its_type_and_traceback(
     assert "ValueError: from the child" in cause.text
     assert "boom" in str(cause)
     # The child survives a task's exception.
-    assert app.task(process_tasks.square, pool="process")(3).result(timeout=WAIT) == 9
+    assert app.task(pool="process")(process_tasks.square)(3).result(timeout=WAIT) == 9
 
 
 def test_unpicklable_argument_fails_the_call_with_advice(
     make_app: Callable[..., offload.App],
 ) -> None:
     app = make_app(processes=1)
-    square = app.task(process_tasks.square, pool="process")
+    square = app.task(pool="process")(process_tasks.square)
     with pytest.raises(TypeError, match="pickle"):
         square(threading.Lock()).result(timeout=CHILD_START)  # type: ignore[arg-type]
 

@@ -115,7 +115,7 @@ def test_fails_twice_then_succeeds_on_attempt_three(
     fake_clock_app: offload.App, clock: FakeClock
 ) -> None:
     flaky = Flaky(failures=2)
-    task = fake_clock_app.task(flaky, name="flaky", retries=2, backoff=NO_WAIT)
+    task = fake_clock_app.task(name="flaky", retries=2, backoff=NO_WAIT)(flaky)
     handle = task()
     advance_through_retries(handle, clock, lambda: flaky.calls, times=2)
     assert handle.result(timeout=WAIT) == "ok"
@@ -125,7 +125,7 @@ def test_fails_twice_then_succeeds_on_attempt_three(
 
 def test_retry_waits_for_the_backoff_delay(fake_clock_app: offload.App, clock: FakeClock) -> None:
     flaky = Flaky(failures=1)
-    task = fake_clock_app.task(flaky, name="flaky", retries=1, backoff=NO_WAIT)
+    task = fake_clock_app.task(name="flaky", retries=1, backoff=NO_WAIT)(flaky)
     handle = task()
     assert wait_until(lambda: handle.state is State.RETRYING)
     clock.advance(59)
@@ -150,7 +150,7 @@ def test_after_the_last_attempt_the_task_error_is_raised_with_its_traceback(
         calls.append(1)
         explode_in_task()
 
-    task = fake_clock_app.task(always_fails, retries=2, backoff=NO_WAIT)
+    task = fake_clock_app.task(retries=2, backoff=NO_WAIT)(always_fails)
     handle = task()
     advance_through_retries(handle, clock, lambda: len(calls), times=2)
     with pytest.raises(KeyError, match="the original error") as info:
@@ -164,7 +164,7 @@ def test_after_the_last_attempt_the_task_error_is_raised_with_its_traceback(
 
 def test_retry_on_limits_what_is_retried(fake_clock_app: offload.App) -> None:
     flaky = Flaky(failures=1, error=KeyError)
-    task = fake_clock_app.task(flaky, name="flaky", retries=3, retry_on=(ValueError,))
+    task = fake_clock_app.task(name="flaky", retries=3, retry_on=(ValueError,))(flaky)
     with pytest.raises(KeyError):
         task().result(timeout=WAIT)
     assert flaky.calls == 1
@@ -174,7 +174,7 @@ def test_retry_on_retries_listed_types_and_subclasses(
     fake_clock_app: offload.App, clock: FakeClock
 ) -> None:
     flaky = Flaky(failures=1, error=ConnectionRefusedError)  # an OSError
-    task = fake_clock_app.task(flaky, name="flaky", retries=1, retry_on=OSError, backoff=NO_WAIT)
+    task = fake_clock_app.task(name="flaky", retries=1, retry_on=OSError, backoff=NO_WAIT)(flaky)
     handle = task()
     advance_through_retries(handle, clock, lambda: flaky.calls, times=1)
     assert handle.result(timeout=WAIT) == "ok"
@@ -184,7 +184,7 @@ def test_retry_on_retries_listed_types_and_subclasses(
 def test_no_retries_by_default(fake_clock_app: offload.App) -> None:
     flaky = Flaky(failures=1)
     with pytest.raises(ConnectionError):
-        fake_clock_app.task(flaky, name="flaky")().result(timeout=WAIT)
+        fake_clock_app.task(name="flaky")(flaky)().result(timeout=WAIT)
     assert flaky.calls == 1
 
 
@@ -241,13 +241,13 @@ def test_immediate_retries_do_not_stall(fake_clock_app: offload.App) -> None:
 
 def test_per_call_retries_override(fake_clock_app: offload.App, clock: FakeClock) -> None:
     flaky = Flaky(failures=1)
-    task = fake_clock_app.task(flaky, name="flaky", retries=5, backoff=NO_WAIT)
+    task = fake_clock_app.task(name="flaky", retries=5, backoff=NO_WAIT)(flaky)
     with pytest.raises(ConnectionError):
         task.options(retries=0)().result(timeout=WAIT)
     assert flaky.calls == 1
 
     flaky_too = Flaky(failures=2)
-    none_by_default = fake_clock_app.task(flaky_too, name="flaky-too", backoff=NO_WAIT)
+    none_by_default = fake_clock_app.task(name="flaky-too", backoff=NO_WAIT)(flaky_too)
     handle = none_by_default.options(retries=2)()
     advance_through_retries(handle, clock, lambda: flaky_too.calls, times=2)
     assert handle.result(timeout=WAIT) == "ok"
@@ -259,7 +259,7 @@ def test_a_retry_is_logged_as_a_warning(
 ) -> None:
     caplog.set_level("WARNING", logger="offload")
     flaky = Flaky(failures=1)
-    handle = fake_clock_app.task(flaky, name="flaky", retries=1, backoff=NO_WAIT)()
+    handle = fake_clock_app.task(name="flaky", retries=1, backoff=NO_WAIT)(flaky)()
     advance_through_retries(handle, clock, lambda: flaky.calls, times=1)
     assert handle.result(timeout=WAIT) == "ok"
     warnings = [r for r in caplog.records if r.levelname == "WARNING"]
@@ -273,7 +273,7 @@ def test_shutdown_cancelling_pending_calls_cancels_a_retrying_one(
 ) -> None:
     app = make_app(clock=FakeClock())
     flaky = Flaky(failures=1)
-    handle = app.task(flaky, name="flaky", retries=1, backoff=NO_WAIT)()
+    handle = app.task(name="flaky", retries=1, backoff=NO_WAIT)(flaky)()
     assert wait_until(lambda: handle.state is State.RETRYING)
     app.shutdown(wait=False, cancel_pending=True)
     assert handle.done()

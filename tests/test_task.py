@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import io
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -269,6 +271,25 @@ def test_map_progress_is_quiet_when_stderr_is_not_a_terminal(
     assert captured.out == ""
 
 
+class FakeTerminal(io.StringIO):
+    """A stderr that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_map_progress_shows_a_bar_on_a_terminal(
+    app: offload.App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    terminal = FakeTerminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    work = app.task(multiply)
+    handles = work.map(range(20), progress=True)
+    offload.wait(handles, timeout=WAIT)
+    assert wait_until(lambda: "20/20" in terminal.getvalue()), terminal.getvalue()
+    assert "multiply" in terminal.getvalue()
+
+
 # -- bad declarations ---------------------------------------------------------
 
 
@@ -291,7 +312,7 @@ def test_timeout_must_be_positive(timeout: float) -> None:
 
 def test_timeout_must_be_a_number() -> None:
     with pytest.raises(offload.ConfigurationError, match="seconds"):
-        offload.task(timeout="10s")(multiply)  # type: ignore[arg-type]
+        offload.task(timeout="10s")(multiply)  # type: ignore[call-overload]
 
 
 @pytest.mark.parametrize("thing", [3, "work", object()])
@@ -304,7 +325,7 @@ def test_non_callable_is_refused(thing: object) -> None:
 
 def test_retry_on_must_be_exception_classes() -> None:
     with pytest.raises(offload.ConfigurationError) as info:
-        offload.task(retry_on="x")(multiply)  # type: ignore[arg-type]
+        offload.task(retry_on="x")(multiply)  # type: ignore[call-overload]
     assert "retry_on" in str(info.value)
     assert "exception" in str(info.value)
     with pytest.raises(offload.ConfigurationError, match="retry_on"):
@@ -314,7 +335,7 @@ def test_retry_on_must_be_exception_classes() -> None:
 @pytest.mark.parametrize("retries", [-1, 1.5, True])
 def test_retries_must_be_a_whole_number(retries: object) -> None:
     with pytest.raises(offload.ConfigurationError) as info:
-        offload.task(retries=retries)(multiply)  # type: ignore[arg-type]
+        offload.task(retries=retries)(multiply)  # type: ignore[call-overload]
     assert "retries" in str(info.value)
     assert "whole number" in str(info.value)
 
@@ -351,7 +372,7 @@ def test_async_function_on_the_thread_pool_is_refused() -> None:
 
 def test_backoff_must_be_a_backoff() -> None:
     with pytest.raises(offload.ConfigurationError) as info:
-        offload.task(backoff=2.0)(multiply)  # type: ignore[arg-type]
+        offload.task(backoff=2.0)(multiply)  # type: ignore[call-overload]
     assert "Backoff" in str(info.value)
 
 

@@ -11,13 +11,14 @@ from typing import Any, Literal, overload
 
 from ._brokers import Broker, MemoryBroker
 from ._clock import SYSTEM_CLOCK, Clock
-from ._errors import ConfigurationError, TaskCancelled
+from ._errors import ConfigurationError
+from ._executors import check_size
 from ._handle import Handle
-from ._message import Message, State, new_id
+from ._message import Message, new_id
 from ._retry import Backoff
 from ._runner import Runner, TaskSpec
 from ._task import NO_OPTIONS, CallOptions, P, R, Seconds, Task, TaskDecorator, make_spec
-from ._worker import Worker
+from ._worker import Worker, check_pool, default_size
 
 log = logging.getLogger("offload")
 
@@ -58,9 +59,11 @@ class App:
         self._registry: dict[str, TaskSpec] = {}
         self._handles: dict[str, Handle[Any]] = {}
         self._runner = Runner(self.broker, self._registry, clock, self._handles)
-        self._sizes = {
-            pool: size for pool, size in (("thread", threads), ("process", processes)) if size
-        }
+        self._sizes: dict[str, int] = {}
+        for pool, size in (("thread", threads), ("process", processes)):
+            if size is not None:
+                check_size(size)  # here, not in the worker's thread where it would hang calls
+                self._sizes[pool] = size
         self._worker: Worker | None = None
         self._lock = threading.Lock()
         self._closed = False
@@ -129,11 +132,21 @@ class App:
 
     def pool_size(self, pool: str = "thread") -> int:
         """How many calls of ``pool`` ("thread", "process", "async") run at once."""
-        return self._ensure_worker().size(pool)
+        check_pool(pool)
+        worker = self._worker
+        if worker is not None:
+            return worker.size(pool)
+        return self._sizes.get(pool) or default_size(pool)
 
     def resize(self, pool: str, size: int) -> None:
-        """Change a pool's size while it runs: ``app.resize("thread", 110)``."""
-        self._ensure_worker().resize(pool, size)
+        """Change a pool's size, even while it runs: ``app.resize("thread", 110)``."""
+        check_pool(pool)
+        check_size(size)
+        with self._lock:
+            self._sizes[pool] = size
+            worker = self._worker
+        if worker is not None:
+            worker.resize(pool, size)
 
     # -- life cycle -----------------------------------------------------------------
 
@@ -188,7 +201,7 @@ class App:
                     self.broker,
                     self._runner,
                     sizes=dict(self._sizes),
-                    prefetch=256,  # in memory either way: claim in batches, wake less
+                    lease=None if isinstance(self.broker, MemoryBroker) else 30.0,
                     clock=self.clock,
                     name=self.name,
                 )
@@ -201,9 +214,6 @@ class App:
         cancelled = 0
         for handle in list(self._handles.values()):
             if handle.cancel():
-                cancelled += 1
-            elif handle.state is State.RETRYING:
-                handle.set_exception(TaskCancelled(f"{handle!r} was cancelled at shutdown"))
                 cancelled += 1
         return cancelled
 

@@ -81,3 +81,50 @@ class RemoteTraceback(Exception):
 
 class TaskNotFound(OffloadError, LookupError):
     """A message names a task this worker does not know."""
+
+
+class NotSerializable(OffloadError, TypeError):
+    """A value cannot be encoded by the serializer in use.
+
+    ``path`` says where the value sits in the call (``args[1].user``,
+    ``kwargs['items'][3]``) and ``type_name`` what it is; the message says
+    what to pass instead.
+    """
+
+    def __init__(self, path: str, type_name: str, reason: str) -> None:
+        self.path = path
+        self.type_name = type_name
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+    def __reduce__(self) -> tuple[type[NotSerializable], tuple[object, ...]]:
+        # Rebuilt from our own fields: the default (``cls(*self.args)``) would
+        # fail to unpickle in the parent of a process pool.
+        return (type(self), (self.path, self.type_name, self.reason))
+
+
+class PayloadTooLarge(NotSerializable):
+    """An encoded payload is bigger than the serializer's ``max_size`` (bytes)."""
+
+    def __init__(self, path: str, type_name: str, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            path,
+            type_name,
+            f"encodes to {size:,} bytes, over the limit of {limit:,} bytes; store large "
+            "data elsewhere (a file, object storage, a database row) and pass a reference "
+            "to it (a path, a URL or an id), or raise the serializer's max_size",
+        )
+
+    def __reduce__(self) -> tuple[type[NotSerializable], tuple[object, ...]]:
+        return (type(self), (self.path, self.type_name, self.size, self.limit))
+
+
+class PayloadRejected(OffloadError):
+    """A payload failed its signature check or could not be decoded.
+
+    Nothing in it was trusted or run. The message says why: a tampered or
+    unsigned pickle payload, a key that differs between producer and worker,
+    a class the worker cannot import, or bytes that are not a payload at all.
+    """

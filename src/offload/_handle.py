@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import threading
 from collections.abc import Callable, Generator
 from typing import Any, TypeVar
 
@@ -21,6 +22,11 @@ R = TypeVar("R")
 
 log = logging.getLogger("offload")
 
+# Orders "start running" against "cancel" for every handle. One lock for all:
+# it is held for a few instructions, and a lock per handle would cost more.
+# Reentrant: Future.cancel() runs done-callbacks, which may cancel others.
+_transitions = threading.RLock()
+
 
 class Handle(concurrent.futures.Future[R]):
     """A running (or queued, or finished) call of a task.
@@ -30,9 +36,11 @@ class Handle(concurrent.futures.Future[R]):
     9
     """
 
-    # Flags as class defaults: the common path (success) never writes them,
-    # which keeps a handle as cheap to make as a bare Future.
+    # Flags as class defaults: the common path (success) writes only
+    # _started, which keeps a handle about as cheap to make as a bare Future.
+    _started = False
     _retrying = False
+    _cancel_requested = False
     _failed = False
     _retrieved = False
 
@@ -52,7 +60,11 @@ class Handle(concurrent.futures.Future[R]):
             return State.FAILED if self._failed else State.SUCCEEDED
         if self._retrying:
             return State.RETRYING
-        return State.RUNNING if self.running() else State.QUEUED
+        return State.RUNNING if self._started else State.QUEUED
+
+    def running(self) -> bool:
+        """``True`` while an attempt runs (not while queued or waiting to retry)."""
+        return self._started and not self._retrying and not self.done()
 
     def result(self, timeout: float | None = None) -> R:
         """The task's return value, waiting up to ``timeout`` seconds.
@@ -64,23 +76,21 @@ class Handle(concurrent.futures.Future[R]):
         self._retrieved = True
         try:
             return super().result(timeout)
+        except concurrent.futures.CancelledError:
+            raise self._cancelled_error() from None
         except concurrent.futures.TimeoutError:
             if self.done():  # the task's own TimeoutError (TaskTimeout is one)
                 raise
             raise self._timeout_error(timeout) from None
-        except concurrent.futures.CancelledError as exc:
-            if isinstance(exc, TaskCancelled):
-                raise
-            raise TaskCancelled(f"{self._describe()} was cancelled before it ran") from None
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         """The task's exception (``None`` if it succeeded), waiting up to ``timeout``."""
         self._retrieved = True
         try:
             return super().exception(timeout)
+        except concurrent.futures.CancelledError:
+            raise self._cancelled_error() from None
         except concurrent.futures.TimeoutError:
-            if self.done():
-                raise
             raise self._timeout_error(timeout) from None
 
     def __await__(self) -> Generator[Any, None, R]:
@@ -97,17 +107,33 @@ class Handle(concurrent.futures.Future[R]):
     def __repr__(self) -> str:
         return f"<Handle {self.task_name} {self.id} {self.state}>"
 
-    # -- transitions (called by offload's runner) ----------------------------
+    # -- transitions ---------------------------------------------------------
+    #
+    # The Future stays PENDING until the call ends: offload tracks "running"
+    # itself, so that a queued or retrying call can still be cancelled (a
+    # Future cannot go back from RUNNING) and so that a handle in another
+    # process, which never sees the call start, behaves the same.
 
     def cancel(self) -> bool:
-        """Cancel the call if it has not started; ``True`` if it is now cancelled."""
-        return super().cancel() or self.cancelled()
+        """Cancel the call if it is queued or waiting to retry; ``True`` if it is cancelled."""
+        with _transitions:
+            if self.cancelled():
+                return True
+            if self._started and not self._retrying:
+                return False
+            self._cancel_requested = True
+            if super().cancel():
+                super().set_running_or_notify_cancel()  # wakes stdlib wait()/as_completed()
+            return self.cancelled()
 
     def set_running_or_notify_cancel(self) -> bool:
-        if self._retrying:  # already running, in Future's terms, since attempt 1
+        """Mark the call running; ``False`` if it was cancelled (then it must not run)."""
+        with _transitions:
+            if self._cancel_requested:
+                return False
+            self._started = True
             self._retrying = False
             return True
-        return super().set_running_or_notify_cancel()
 
     def set_retrying(self) -> None:
         self._retrying = True
@@ -120,6 +146,9 @@ class Handle(concurrent.futures.Future[R]):
 
     def _describe(self) -> str:
         return f"task {self.task_name!r} (id {self.id})"
+
+    def _cancelled_error(self) -> TaskCancelled:
+        return TaskCancelled(f"{self._describe()} was cancelled before it ran")
 
     def _timeout_error(self, timeout: float | None) -> ResultTimeout:
         return ResultTimeout(

@@ -82,13 +82,18 @@ class Runner:
             )
             self._fail(delivery, error)
             return None
-        handle = self.handles.get(message.id)
-        if handle is not None and not handle.set_running_or_notify_cancel():
-            self.broker.ack(delivery, Outcome.cancelled())
-            del self.handles[message.id]
-            return None
         timeout = spec.timeout if message.timeout is None else message.timeout
         return Call(spec, delivery, message.args, message.kwargs, timeout)
+
+    def start(self, call: Call) -> bool:
+        """Mark the call's handle running; ``False`` if it was cancelled meanwhile."""
+        delivery = call.delivery
+        handle = self.handles.get(delivery.message.id)
+        if handle is None or handle.set_running_or_notify_cancel():
+            return True
+        if self.broker.ack(delivery, Outcome.cancelled()):
+            self.handles.pop(delivery.message.id, None)
+        return False
 
     def finish(self, call: Call, result: Any, error: BaseException | None) -> None:
         """Record how ``call`` ended: its result, or its exception."""

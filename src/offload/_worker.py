@@ -10,6 +10,7 @@ worker`` against a durable broker.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 from collections.abc import Iterable, Sequence
@@ -18,7 +19,7 @@ from typing import Any
 from ._brokers import Broker, Waker
 from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import ConfigurationError
-from ._executors import Executor, ThreadExecutor
+from ._executors import Executor, ThreadExecutor, check_size
 from ._message import Delivery
 from ._runner import POOLS, Call, Runner
 
@@ -41,7 +42,7 @@ class Worker:
         sizes: dict[str, int] | None = None,
         queues: Sequence[str] | None = None,
         prefetch: int = 0,
-        lease: float = 30.0,
+        lease: float | None = 30.0,
         idle_timeout: float = 1.0,
         clock: Clock = SYSTEM_CLOCK,
         name: str = "offload",
@@ -51,7 +52,9 @@ class Worker:
         self._sizes = {"thread": default_thread_count(), "async": 1000, **(sizes or {})}
         self._queues = queues
         self._prefetch = prefetch
-        self._lease = lease
+        # No lease (None): the broker lives in this process, so only a jump of
+        # the clock could make one lapse, and that must not run a call twice.
+        self._lease = math.inf if lease is None else lease
         self._idle_timeout = idle_timeout
         self._clock = clock
         self._name = name
@@ -73,7 +76,10 @@ class Worker:
     # -- life cycle --------------------------------------------------------------
 
     def start(self) -> None:
-        for target, suffix in ((self._dispatch_loop, "dispatcher"), (self._heartbeat, "leases")):
+        loops = [(self._dispatch_loop, "dispatcher")]
+        if self._lease != math.inf:
+            loops.append((self._heartbeat, "leases"))
+        for target, suffix in loops:
             thread = threading.Thread(target=target, name=f"{self._name}-{suffix}", daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -97,16 +103,15 @@ class Worker:
     # -- pools ---------------------------------------------------------------------
 
     def size(self, pool: str) -> int:
-        _check_pool(pool)
-        return self._sizes.get(pool) or _default_size(pool)
+        check_pool(pool)
+        return self._sizes.get(pool) or default_size(pool)
 
     def resize(self, pool: str, size: int) -> None:
-        _check_pool(pool)
+        check_pool(pool)
+        check_size(size)
         executor = self._executors.get(pool)
         if executor is not None:
-            executor.resize(size)  # validates
-        elif not isinstance(size, int) or isinstance(size, bool) or size < 1:
-            raise ConfigurationError(f"a pool size must be a positive integer, not {size!r}")
+            executor.resize(size)
         self._sizes[pool] = size
         self._update_capacity()
         self._room.set()
@@ -127,12 +132,12 @@ class Worker:
         if pool == "process":
             from ._executors._process import ProcessExecutor
 
-            return ProcessExecutor(size, self._done, name=name)
+            return ProcessExecutor(size, self._start, self._done, name=name)
         if pool == "async":
             from ._executors._async import AsyncExecutor
 
-            return AsyncExecutor(size, self._done, name=f"{self._name}-asyncio")
-        return ThreadExecutor(size, self._done, clock=self._clock, name=name)
+            return AsyncExecutor(size, self._start, self._done, name=f"{self._name}-asyncio")
+        return ThreadExecutor(size, self._start, self._done, clock=self._clock, name=name)
 
     # -- the dispatcher ------------------------------------------------------------
 
@@ -180,15 +185,25 @@ class Worker:
         self._active[delivery.token] = delivery
         self._executor(call.spec.pool).execute(call)
 
+    def _start(self, call: Call) -> bool:
+        """Executors call this as a call is about to run; ``False``: skip it."""
+        if self._runner.start(call):
+            return True
+        self._finished(call)
+        return False
+
+    def _finished(self, call: Call) -> None:
+        del self._active[call.delivery.token]
+        if self._starved and self._room_to_claim() > 0:
+            self._room.set()
+
     def _done(self, call: Call, result: Any, error: BaseException | None) -> None:
         """Executors call this once per call, from any thread; it never raises."""
         try:
             self._runner.finish(call, result, error)
         except Exception:
             log.exception("offload could not record the outcome of task %s", call.spec.name)
-        del self._active[call.delivery.token]
-        if self._starved and self._room_to_claim() > 0:
-            self._room.set()
+        self._finished(call)
 
     # -- leases --------------------------------------------------------------------
 
@@ -202,12 +217,12 @@ class Worker:
                     log.exception("offload worker: could not renew a lease")
 
 
-def _check_pool(pool: str) -> None:
+def check_pool(pool: str) -> None:
     if pool not in POOLS:
         raise ConfigurationError(
             f"unknown pool {pool!r}: choose one of {', '.join(repr(p) for p in POOLS)}"
         )
 
 
-def _default_size(pool: str) -> int:
+def default_size(pool: str) -> int:
     return default_thread_count() if pool == "thread" else os.cpu_count() or 1

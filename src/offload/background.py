@@ -18,7 +18,7 @@ standard library, and no pool built at import (it starts on first use).
 
 from __future__ import annotations
 
-import multiprocessing
+import os
 import sys
 import threading
 import types
@@ -32,7 +32,6 @@ from ._task import P, R, Task
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_app = App(name="offload-background")
 _callbacks: list[Callable[[Future[Any]], object]] = []
 _lock = threading.Lock()
 _n: int
@@ -40,7 +39,10 @@ _n: int
 
 def default_n() -> int:
     """The default pool size: the number of CPUs, as ``background`` had it."""
-    return multiprocessing.cpu_count()
+    return os.cpu_count() or 1
+
+
+_app = App(threads=default_n(), name="offload-background")
 
 
 def task(fn: Callable[P, R]) -> Task[P, R]:
@@ -93,7 +95,6 @@ class _Module(types.ModuleType):
 
 
 _n = default_n()
-_app.resize("thread", _n)
 sys.modules[__name__].__class__ = _Module
 
 __all__ = ["callback", "default_n", "n", "run", "task"]  # noqa: F822 - n is a module property

@@ -25,8 +25,8 @@ def demo(tasks: int, duration: float, workers: int | None) -> None:
     """The seed experiment: N sleeping tasks, one after another, then with offload."""
     from ._app import App
 
-    if tasks < 1 or duration < 0:
-        raise click.BadParameter("--tasks must be >= 1 and --duration >= 0")
+    if tasks < 1 or duration < 0 or (workers is not None and workers < 1):
+        raise click.UsageError("--tasks and --workers must be >= 1, --duration >= 0")
     workers = workers or tasks + 10
     click.echo(f"{tasks} tasks of time.sleep({duration:g})")
 
@@ -37,17 +37,19 @@ def demo(tasks: int, duration: float, workers: int | None) -> None:
     click.echo(f"  one after another:         {sequential:8.3f} s")
 
     with App(threads=workers, name="offload-demo") as app:
-        sleep = app.task(name="demo.sleep")(_sleep)
+        sleep = app.task(name="demo.sleep")(nap)
         start = time.perf_counter()
         handles = sleep.map([duration] * tasks, progress=True)
         for handle in handles:
             handle.result()
         parallel = time.perf_counter() - start
     click.echo(f"  with offload, {workers:3d} threads: {parallel:8.3f} s")
-    click.echo(f"  speed-up: {sequential / parallel:.1f}x (the ideal is {duration:g} s in all)")
+    ideal = -(-tasks // workers) * duration  # rounds of `workers` tasks at a time
+    click.echo(f"  speed-up: {sequential / parallel:.1f}x (the ideal is {ideal:g} s in all)")
 
 
-def _sleep(seconds: float) -> None:
+def nap(seconds: float) -> None:
+    """The demo's task: sleep, as the seed blog's ``work()`` does."""
     time.sleep(seconds)
 
 

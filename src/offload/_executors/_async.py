@@ -12,16 +12,19 @@ import threading
 from typing import Any
 
 from .._runner import Call
-from ._base import Done, timeout_error
+from ._base import Done, Start, timeout_error
 from ._thread import check_size
 
 
 class AsyncExecutor:
     """Runs up to ``size`` coroutines at once on a private event loop."""
 
-    def __init__(self, size: int, done: Done, *, name: str = "offload-asyncio") -> None:
+    def __init__(
+        self, size: int, start: Start, done: Done, *, name: str = "offload-asyncio"
+    ) -> None:
         check_size(size)
         self._size = size
+        self._start_call = start
         self._done = done
         self._name = name
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -53,6 +56,8 @@ class AsyncExecutor:
     # -- on the loop's thread ----------------------------------------------------
 
     def _start(self, call: Call) -> None:
+        if not self._start_call(call):
+            return
         task = asyncio.ensure_future(self._run(call))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

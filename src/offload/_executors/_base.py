@@ -15,8 +15,11 @@ from .._runner import Call
 
 log = logging.getLogger("offload")
 
+Start = Callable[[Call], bool]
+"""Called just before a call runs; ``False`` means skip it (it was cancelled)."""
+
 Done = Callable[[Call, Any, "BaseException | None"], None]
-"""Called once per call: ``done(call, result, None)`` or ``done(call, None, error)``."""
+"""Called once per started call: ``done(call, result, None)`` or ``done(call, None, error)``."""
 
 
 class Executor(Protocol):

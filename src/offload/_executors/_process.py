@@ -23,7 +23,7 @@ from typing import Any
 
 from .._errors import RemoteTraceback, WorkerLost
 from .._runner import Call
-from ._base import Done, timeout_error
+from ._base import Done, Start, timeout_error
 from ._thread import check_size
 
 log = logging.getLogger("offload")
@@ -32,10 +32,13 @@ log = logging.getLogger("offload")
 class ProcessExecutor:
     """Runs calls in up to ``size`` child processes, one call per child at a time."""
 
-    def __init__(self, size: int | None, done: Done, *, name: str = "offload-process") -> None:
+    def __init__(
+        self, size: int | None, start: Start, done: Done, *, name: str = "offload-process"
+    ) -> None:
         size = size if size is not None else os.cpu_count() or 1
         check_size(size)
         self._size = size
+        self._start = start
         self._done = done
         self._name = name
         self._queue: queue.SimpleQueue[Call | None] = queue.SimpleQueue()
@@ -88,7 +91,7 @@ class ProcessExecutor:
                     self._idle -= 1
                     if item is not None:
                         self._queued -= 1
-                if item is None:
+                if item is None or not self._start(item):
                     continue
                 if child is None:
                     child = _Child.start(self._name)

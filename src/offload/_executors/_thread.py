@@ -19,7 +19,7 @@ import threading
 from .._clock import SYSTEM_CLOCK, Clock
 from .._errors import ConfigurationError
 from .._runner import Call
-from ._base import Deadlines, Done, Once, timeout_error
+from ._base import Deadlines, Done, Once, Start, timeout_error
 
 log = logging.getLogger("offload")
 
@@ -30,6 +30,7 @@ class ThreadExecutor:
     def __init__(
         self,
         size: int,
+        start: Start,
         done: Done,
         *,
         clock: Clock = SYSTEM_CLOCK,
@@ -37,6 +38,7 @@ class ThreadExecutor:
     ) -> None:
         check_size(size)
         self._size = size
+        self._start = start
         self._done = done
         self._name = name
         self._queue: queue.SimpleQueue[Call | None] = queue.SimpleQueue()
@@ -71,6 +73,11 @@ class ThreadExecutor:
         check_size(size)
         with self._lock:
             self._size = size
+            # Calls already waiting in the queue get the new threads at once.
+            missing = max(0, min(self._queue.qsize() - self._idle, size - self._threads))
+            self._threads += missing
+        for _ in range(missing):
+            self._start_thread()
         self._wake_excess()
 
     def shutdown(self, wait: bool) -> None:
@@ -111,6 +118,8 @@ class ThreadExecutor:
             return False
 
     def _run(self, call: Call) -> None:
+        if not self._start(call):
+            return
         if call.timeout is not None:
             self._run_with_deadline(call, call.timeout)
             return
