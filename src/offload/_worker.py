@@ -178,12 +178,14 @@ class Worker:
         for delivery in deliveries:
             self._dispatch(delivery)
 
-    def _dispatch(self, delivery: Delivery) -> None:
+    def _dispatch(self, delivery: Delivery) -> bool:
+        """Hand ``delivery`` to its pool; ``False`` if there was nothing to run."""
         call = self._runner.begin(delivery)
         if call is None:
-            return
+            return False
         self._active[delivery.token] = delivery
         self._executor(call.spec.pool).execute(call)
+        return True
 
     def _start(self, call: Call) -> bool:
         """Executors call this as a call is about to run; ``False``: skip it."""
@@ -194,8 +196,26 @@ class Worker:
 
     def _finished(self, call: Call) -> None:
         del self._active[call.delivery.token]
-        if self._starved and self._room_to_claim() > 0:
+        if not self._starved or self._stopping.is_set():
+            return
+        # The dispatcher sleeps until there is room. Rather than wake it for
+        # every finished call (a thread switch each), the thread that freed
+        # the slot claims the next message itself, in priority order.
+        if self._executor(call.spec.pool).claims_inline and self._refill():
+            return
+        if self._room_to_claim() > 0:
             self._room.set()
+
+    def _refill(self) -> bool:
+        """Claim and dispatch one message for a freed slot; ``False`` if none ran."""
+        try:
+            deliveries = self._broker.claim(self._queues, 1, self._lease)
+        except Exception:
+            log.exception("offload worker: claiming failed")
+            return False
+        # Every claimed delivery must be dispatched: no short-circuit here.
+        dispatched = [self._dispatch(delivery) for delivery in deliveries]
+        return any(dispatched)
 
     def _done(self, call: Call, result: Any, error: BaseException | None) -> None:
         """Executors call this once per call, from any thread; it never raises."""

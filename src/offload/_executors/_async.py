@@ -19,6 +19,8 @@ from ._thread import check_size
 class AsyncExecutor:
     """Runs up to ``size`` coroutines at once on a private event loop."""
 
+    claims_inline = False
+
     def __init__(
         self, size: int, start: Start, done: Done, *, name: str = "offload-asyncio"
     ) -> None:

@@ -30,6 +30,10 @@ class Executor(Protocol):
         """How many calls may run at once."""
         ...
 
+    claims_inline: bool
+    """Whether ``done`` may claim the next message in the calling thread
+    (not on an event loop, where a broker round trip would block it)."""
+
     def execute(self, call: Call) -> None:
         """Start ``call`` (or queue it until a slot is free); ``done`` is called when it ends."""
         ...

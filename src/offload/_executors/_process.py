@@ -32,6 +32,8 @@ log = logging.getLogger("offload")
 class ProcessExecutor:
     """Runs calls in up to ``size`` child processes, one call per child at a time."""
 
+    claims_inline = True
+
     def __init__(
         self, size: int | None, start: Start, done: Done, *, name: str = "offload-process"
     ) -> None:

@@ -27,6 +27,8 @@ log = logging.getLogger("offload")
 class ThreadExecutor:
     """Runs calls on up to ``size`` threads."""
 
+    claims_inline = True
+
     def __init__(
         self,
         size: int,
