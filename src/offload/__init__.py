@@ -13,14 +13,19 @@ with an underscore are private.
 
 from __future__ import annotations
 
-from ._app import App, default_app, shutdown, task
+from ._app import App
+from ._default import default_app, shutdown, task
 from ._errors import (
     ConfigurationError,
+    NotSerializable,
     OffloadError,
+    PayloadRejected,
+    PayloadTooLarge,
     RemoteTraceback,
     ResultTimeout,
     Retry,
     TaskCancelled,
+    TaskFailed,
     TaskNotFound,
     TaskNotImportable,
     TaskTimeout,
@@ -39,7 +44,10 @@ __all__ = [
     "Backoff",
     "ConfigurationError",
     "Handle",
+    "NotSerializable",
     "OffloadError",
+    "PayloadRejected",
+    "PayloadTooLarge",
     "RemoteTraceback",
     "ResultTimeout",
     "Retry",
@@ -47,6 +55,7 @@ __all__ = [
     "Task",
     "TaskCall",
     "TaskCancelled",
+    "TaskFailed",
     "TaskNotFound",
     "TaskNotImportable",
     "TaskTimeout",

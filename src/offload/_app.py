@@ -1,4 +1,4 @@
-"""``App``: a broker, the tasks declared on it, and (in-process) its worker."""
+"""``App``: a broker, the tasks declared on it, and (optionally) a worker inside."""
 
 from __future__ import annotations
 
@@ -6,35 +6,41 @@ import atexit
 import concurrent.futures
 import logging
 import threading
-from collections.abc import Callable, Coroutine
+import weakref
+from collections.abc import Callable, Coroutine, MutableMapping, Sequence
 from typing import Any, Literal, overload
 
-from ._brokers import Broker, MemoryBroker
+from ._brokers import Broker, Inspector
+from ._brokers._url import is_in_process, open_broker
 from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import ConfigurationError
 from ._executors import check_size
 from ._handle import Handle
-from ._message import Message, new_id
+from ._message import JobInfo, Message, new_id
+from ._results import ResultWatcher
 from ._retry import Backoff
 from ._runner import Runner, TaskSpec
-from ._task import NO_OPTIONS, CallOptions, P, R, Seconds, Task, TaskDecorator, make_spec
+from ._serializers import JsonSerializer, PickleSerializer, Serializer, encode_call
+from ._task import NO_OPTIONS, CallOptions, P, R, Seconds, Task, TaskDecorator, declare, make_spec
 from ._worker import Worker, check_pool, default_size
 
 log = logging.getLogger("offload")
 
 OnExit = Literal["wait", "cancel"]
 
-SUPPORTED_URLS = "memory://"
+DAY = 86400.0
 
 
 class App:
     """Where tasks run: a broker and the workers that serve it.
 
     ``App()`` (or ``App("memory://")``) runs tasks inside this process, on a
-    worker started with the first call. Durable brokers (SQLite, Redis,
-    PostgreSQL) arrive with their own URLs.
+    worker started with the first call. ``App("sqlite:///jobs.db")`` stores
+    every call before returning its handle; ``offload worker module:app``
+    processes run them (or ``embedded_worker=True`` runs one in this
+    process), and the work survives crashes and restarts.
 
-    ``on_exit`` decides what happens to unfinished tasks when the
+    ``on_exit`` decides what happens to unfinished in-process tasks when the
     interpreter exits: ``"wait"`` (the default, like ``concurrent.futures``)
     or ``"cancel"`` (queued tasks are cancelled, running ones abandoned).
     """
@@ -43,28 +49,54 @@ class App:
         self,
         url: str | None = None,
         *,
+        embedded_worker: bool = False,
+        serializer: Literal["json", "pickle"] | Serializer = "json",
+        pickle_key: bytes | None = None,
+        result_ttl: Seconds = DAY,
+        reuse_window: Seconds = 0.0,
         threads: int | None = None,
         processes: int | None = None,
         on_exit: OnExit = "wait",
         clock: Clock = SYSTEM_CLOCK,
         name: str = "offload",
+        registry: dict[str, TaskSpec] | None = None,
     ) -> None:
         self.url = url or "memory://"
-        self.broker: Broker = _open_broker(self.url, clock)
+        self.durable = not is_in_process(self.url)
+        """Calls are stored in a broker and may run in other processes."""
         if on_exit not in ("wait", "cancel"):
             raise ConfigurationError(f"on_exit={on_exit!r}: choose 'wait' or 'cancel'")
         self.on_exit: OnExit = on_exit
         self.clock = clock
         self.name = name
-        self._registry: dict[str, TaskSpec] = {}
-        self._handles: dict[str, Handle[Any]] = {}
-        self._runner = Runner(self.broker, self._registry, clock, self._handles)
+        ttl = _seconds(result_ttl) if self.durable else 0.0  # in-process: handles hold results
+        self.broker: Broker = open_broker(
+            self.url, clock, result_ttl=ttl, reuse_window=_seconds(reuse_window)
+        )
+        self.serializer = _serializer(serializer, pickle_key) if self.durable else None
+        self._registry = {} if registry is None else registry
+        # In-process the app keeps each handle until its call ends (the result
+        # has nowhere else to go); durable handles are weak: the broker has it.
+        self._handles: MutableMapping[str, Handle[Any]] = (
+            weakref.WeakValueDictionary() if self.durable else {}
+        )
+        self._runner = Runner(
+            self.broker,
+            self._registry,
+            clock,
+            self._handles,
+            serializer=self.serializer,
+            resolve=self.resolve_task,
+        )
+        self._watcher: ResultWatcher | None = None
+        self._embedded = embedded_worker or not self.durable
         self._sizes: dict[str, int] = {}
         for pool, size in (("thread", threads), ("process", processes)):
             if size is not None:
                 check_size(size)  # here, not in the worker's thread where it would hang calls
                 self._sizes[pool] = size
         self._worker: Worker | None = None
+        self._adhoc: dict[Callable[..., Any], Task[Any, Any]] = {}
         self._lock = threading.Lock()
         self._closed = False
 
@@ -85,50 +117,144 @@ class App:
         timeout: Seconds | None = None,
         name: str | None = None,
         queue: str = "default",
+        priority: int = 0,
+        max_deliveries: int | None = None,
+        result_ttl: Seconds | None = None,
     ) -> TaskDecorator: ...
 
     def task(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:  # type: ignore[misc]
         """Declare a task on this app: ``@app.task`` or ``@app.task(retries=3)``.
 
-        The options are those of ``offload.task``.
+        The options of ``offload.task``, plus, for durable apps,
+        ``priority`` (higher runs first), ``max_deliveries`` (after that
+        many deliveries without an outcome, e.g. worker crashes, the job is
+        dead) and ``result_ttl`` (seconds to keep the result).
         """
-        return _declare(fn, options, lambda: self)
+        return declare(fn, options, lambda: self, self.register)
+
+    def register(self, spec: TaskSpec) -> None:
+        """Make ``spec`` known to this app's workers (done by ``@app.task``)."""
+        self._registry[spec.name] = spec
+
+    def resolve_task(self, name: str) -> TaskSpec | None:
+        """The task called ``name``, importing its module if this process has not.
+
+        Names of decorated tasks are ``module.qualname``: importing the
+        module runs its decorators. ``app.enqueue(fn)`` names a plain
+        function ``module:qualname``: it is imported and wrapped as a task
+        with default options, as RQ does.
+        """
+        spec = self._registry.get(name)
+        if spec is None:
+            spec = _import_task(name, self._registry)
+        return spec
 
     # -- calling --------------------------------------------------------------------
+
+    def enqueue(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> Handle[R]:
+        """Run a plain importable function in the background (RQ's ``q.enqueue``)."""
+        return self._adhoc_task(fn)(*args, **kwargs)
+
+    def enqueue_many(
+        self, fn: Callable[..., R], calls: Sequence[tuple[Any, ...]], /
+    ) -> list[Handle[R]]:
+        """Many calls of a plain function (positional arguments), stored in one batch."""
+        task = self._adhoc_task(fn)
+        return task.map(*zip(*calls, strict=True)) if calls else []
+
+    def handle(self, job_id: str) -> Handle[Any]:
+        """A handle for the job ``job_id``, from any process that reaches the broker."""
+        handle = self._handles.get(job_id)
+        if handle is not None:
+            return handle
+        job = self._inspector().job(job_id)
+        handle = Handle(job_id, job.task if job is not None else "?")
+        if self.durable:
+            self._watch(handle)
+        elif job is None:
+            raise ConfigurationError(f"no job {job_id} in this in-process app")
+        return handle
+
+    def job(self, job_id: str) -> JobInfo | None:
+        """What the broker knows of a job: state, attempts, result, last error."""
+        return self._inspector().job(job_id)
 
     def submit(
         self, spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any], options: CallOptions
     ) -> Handle[Any]:
         """Send one call of ``spec``; its handle (used by ``Task.__call__``)."""
-        message, handle = self._prepare(spec, args, kwargs, options)
-        self.broker.enqueue((message,))
-        return handle
+        message = self._message(spec, args, kwargs, options)
+        if not self.durable and options.key is None:  # the in-process hot path
+            handle: Handle[Any] = Handle(message.id, spec.name)
+            self._handles[message.id] = handle
+            self.broker.enqueue((message,))
+            return handle
+        return self._send([message])[0]
 
     def submit_many(
         self, spec: TaskSpec, calls: list[tuple[Any, ...]], options: CallOptions
     ) -> list[Handle[Any]]:
-        """Send many calls of ``spec`` in one batch."""
-        prepared = [self._prepare(spec, args, {}, options) for args in calls]
-        self.broker.enqueue([message for message, _ in prepared])
-        return [handle for _, handle in prepared]
+        """Send many calls of ``spec`` in one batch (one transaction)."""
+        return self._send([self._message(spec, args, {}, options) for args in calls])
 
-    def _prepare(
+    def _message(
         self, spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any], options: CallOptions
-    ) -> tuple[Message, Handle[Any]]:
-        # The hot path of every call: keep it to a few dict lookups.
-        if self._worker is None:
+    ) -> Message:
+        if self._embedded and self._worker is None:
             self._start()
         if self._registry.get(spec.name) is not spec:
             self._registry[spec.name] = spec
-        message_id = new_id()
-        message = Message(message_id, spec.name, args, kwargs, spec.queue)
+        message = Message(new_id(), spec.name, args, kwargs, spec.queue, spec.priority)
+        if self.durable:
+            message.payload = encode_call(self.serializer, args, kwargs)  # type: ignore[arg-type]
+            message.args, message.kwargs = (), {}
+            message.created = self.clock.now()
+            message.max_deliveries = spec.max_deliveries
+            message.result_ttl = spec.result_ttl
         if options is not NO_OPTIONS:
             _apply(message, options, self.clock)
-        handle: Handle[Any] = Handle(message_id, spec.name)
-        self._handles[message_id] = handle
-        return message, handle
+        return message
 
-    # -- pools ----------------------------------------------------------------------
+    def _send(self, messages: list[Message]) -> list[Handle[Any]]:
+        ids = self.broker.enqueue(messages)
+        handles: list[Handle[Any]] = []
+        for message, job_id in zip(messages, ids, strict=True):
+            handle = self._handles.get(job_id)  # an existing job with the same key
+            if handle is None:
+                handle = Handle(job_id, message.task)
+                self._handles[job_id] = handle
+                if self.durable:
+                    self._watch(handle)
+            handles.append(handle)
+        return handles
+
+    def _adhoc_task(self, fn: Callable[..., Any]) -> Task[Any, Any]:
+        task = self._adhoc.get(fn)
+        if task is None:
+            spec = make_spec(fn, name=_import_name(fn))
+            task = self._adhoc[fn] = Task(fn, spec, lambda: self)
+            self.register(spec)
+        return task
+
+    def _watch(self, handle: Handle[Any]) -> None:
+        watcher = self._watcher
+        if watcher is None:
+            with self._lock:
+                if self._watcher is None:
+                    self._watcher = ResultWatcher(
+                        self._inspector(),
+                        self.serializer or JsonSerializer(),
+                        self.name,
+                    )
+                watcher = self._watcher
+        watcher.watch(handle)
+
+    def _inspector(self) -> Inspector:
+        if not isinstance(self.broker, Inspector):
+            raise ConfigurationError(f"the broker of {self.url} cannot be inspected")
+        return self.broker
+
+    # -- pools and workers ----------------------------------------------------------
 
     def pool_size(self, pool: str = "thread") -> int:
         """How many calls of ``pool`` ("thread", "process", "async") run at once."""
@@ -148,12 +274,36 @@ class App:
         if worker is not None:
             worker.resize(pool, size)
 
+    def worker(
+        self,
+        *,
+        queues: Sequence[str] | None = None,
+        pool: str = "thread",
+        concurrency: int | None = None,
+        lease: float = 30.0,
+    ) -> Worker:
+        """A worker for this app's broker (not started): what ``offload worker`` runs."""
+        sizes = dict(self._sizes)
+        if concurrency is not None:
+            check_size(concurrency)
+            sizes[pool] = concurrency
+        return Worker(
+            self.broker,
+            self._runner,
+            sizes=sizes,
+            queues=queues,
+            default_pool=pool,
+            lease=lease,
+            clock=self.clock,
+            name=self.name,
+        )
+
     # -- life cycle -----------------------------------------------------------------
 
     @property
     def pending(self) -> int:
-        """Calls of this app that have not finished yet."""
-        return len(self._handles)
+        """Calls made from this process that have not finished yet."""
+        return sum(1 for handle in list(self._handles.values()) if not handle.done())
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait until every call made so far has finished; ``False`` on timeout."""
@@ -162,20 +312,23 @@ class App:
         return not not_done
 
     def shutdown(self, wait: bool = True, *, cancel_pending: bool = False) -> None:
-        """Stop the app's worker.
+        """Stop the app's worker and release the broker.
 
-        With ``wait``, first wait for every unfinished call; with
-        ``cancel_pending``, cancel the calls that have not started instead.
+        With ``wait``, first wait for every unfinished call of this process
+        (in-process, or with an embedded worker); with ``cancel_pending``,
+        cancel the calls that have not started instead.
         """
         if cancel_pending:
             self._cancel_pending()
-        if wait:
+        if wait and self._embedded:
             self.join()
         with self._lock:
             worker, self._worker = self._worker, None
             self._closed = True
         if worker is not None:
             worker.stop(wait)
+        if self._watcher is not None:
+            self._watcher.stop()
         self.broker.close()
 
     def __enter__(self) -> App:
@@ -185,37 +338,32 @@ class App:
         self.shutdown()
 
     def __repr__(self) -> str:
-        return f"<offload.App {self.url} tasks={len(self._registry)} pending={self.pending}>"
-
-    # -- internals ------------------------------------------------------------------
-
-    def _ensure_worker(self) -> Worker:
-        return self._worker or self._start()
+        return f"<offload.App {self.url} tasks={len(self._registry)}>"
 
     def _start(self) -> Worker:
         with self._lock:
             if self._closed:
                 raise ConfigurationError(f"{self!r} was shut down; create a new App")
             if self._worker is None:
-                worker = Worker(
-                    self.broker,
-                    self._runner,
-                    sizes=dict(self._sizes),
-                    lease=None if isinstance(self.broker, MemoryBroker) else 30.0,
-                    clock=self.clock,
-                    name=self.name,
-                )
+                worker = self.worker()
+                if not self.durable:
+                    # The broker lives in this process: no lease can lapse but
+                    # by a jump of the clock, and that must not run a call twice.
+                    worker = Worker(
+                        self.broker,
+                        self._runner,
+                        sizes=dict(self._sizes),
+                        lease=None,
+                        clock=self.clock,
+                        name=self.name,
+                    )
                 worker.start()
                 atexit.register(self._at_exit)
                 self._worker = worker
             return self._worker
 
     def _cancel_pending(self) -> int:
-        cancelled = 0
-        for handle in list(self._handles.values()):
-            if handle.cancel():
-                cancelled += 1
-        return cancelled
+        return sum(1 for handle in list(self._handles.values()) if handle.cancel())
 
     def _at_exit(self) -> None:
         if self._closed:
@@ -247,102 +395,61 @@ def _apply(message: Message, options: CallOptions, clock: Clock) -> None:
         message.priority = options.priority
     if options.queue is not None:
         message.queue = options.queue
+    message.key = options.key
     message.timeout = options.timeout
     message.retries = options.retries
 
 
-def _open_broker(url: str, clock: Clock) -> Broker:
-    scheme, separator, _ = url.partition("://")
-    if not separator:
-        raise ConfigurationError(f"{url!r} is not a broker URL; supported: {SUPPORTED_URLS}")
-    if scheme == "memory":
-        return MemoryBroker(clock)
-    raise ConfigurationError(
-        f"unknown broker scheme {scheme!r} in {url!r}; supported: {SUPPORTED_URLS}"
-    )
+def _seconds(value: Seconds) -> float:
+    seconds = value if isinstance(value, (int, float)) else value.total_seconds()
+    if seconds < 0:
+        raise ConfigurationError(f"a duration must be 0 seconds or more, not {value!r}")
+    return float(seconds)
 
 
-def _declare(fn: Callable[..., Any] | None, options: dict[str, Any], app: Callable[[], Any]) -> Any:
-    """``@task`` and ``@task(...)``, for both ``App.task`` and ``offload.task``."""
-    defaults: dict[str, Any] = {
-        "pool": None,
-        "retries": 0,
-        "backoff": None,
-        "retry_on": Exception,
-        "timeout": None,
-        "name": None,
-        "queue": "default",
-    }
-    unknown = set(options) - set(defaults)
-    if unknown:
-        raise ConfigurationError(
-            f"unknown task option(s) {', '.join(sorted(unknown))}; "
-            f"the options are {', '.join(defaults)}"
-        )
-    settings = {**defaults, **options}
-
-    def decorate(function: Callable[..., Any]) -> Task[Any, Any]:
-        return Task(function, make_spec(function, **settings), app)
-
-    return decorate if fn is None else decorate(fn)
+def _serializer(choice: str | Serializer, pickle_key: bytes | None) -> Serializer:
+    if choice == "json":
+        return JsonSerializer()
+    if choice == "pickle":
+        if pickle_key is None:
+            raise ConfigurationError(
+                "serializer='pickle' needs pickle_key=<secret bytes, 16 or more>, shared by "
+                "producers and workers: unsigned pickle would let anyone who can write to the "
+                "broker run code in your workers"
+            )
+        return PickleSerializer(pickle_key)
+    if isinstance(choice, str):
+        raise ConfigurationError(f"serializer={choice!r}: choose 'json' or 'pickle'")
+    return choice
 
 
-# -- the default app ----------------------------------------------------------------
-
-_default: App | None = None
-_default_lock = threading.Lock()
-
-
-def default_app() -> App:
-    """The app ``@offload.task`` uses: in-process, created on first use."""
-    global _default  # noqa: PLW0603 - one lazily created default, as logging's root logger
-    app = _default
-    if app is None:
-        with _default_lock:
-            if _default is None:
-                _default = App()
-            app = _default
-    return app
+def _import_name(fn: Callable[..., Any]) -> str:
+    module = getattr(fn, "__module__", None)
+    qualname = getattr(fn, "__qualname__", None)
+    if not module or not qualname:
+        raise ConfigurationError(f"{fn!r} has no module and name to import it by")
+    return f"{module}:{qualname}"
 
 
-@overload
-def task(fn: Callable[P, Coroutine[Any, Any, R]], /) -> Task[P, R]: ...
-@overload
-def task(fn: Callable[P, R], /) -> Task[P, R]: ...
-@overload
-def task(
-    *,
-    pool: str | None = None,
-    retries: int = 0,
-    backoff: Backoff | None = None,
-    retry_on: type[BaseException] | tuple[type[BaseException], ...] = Exception,
-    timeout: Seconds | None = None,
-    name: str | None = None,
-    queue: str = "default",
-) -> TaskDecorator: ...
+def _import_task(name: str, registry: dict[str, TaskSpec]) -> TaskSpec | None:
+    """Import what ``name`` points at (see ``App.resolve_task``); None if nothing."""
+    import importlib
 
+    from ._executors._process import resolve
 
-def task(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
-    """Make ``fn`` a task of the default app: calling it runs it in the background.
-
-    >>> @offload.task
-    ... def work(x: int) -> int:
-    ...     return x * x
-    >>> work(3).result()
-    9
-
-    Options: ``pool`` ("thread", "process" or "async"), ``retries``,
-    ``backoff`` (an ``offload.Backoff``), ``retry_on`` (exception types),
-    ``timeout`` (seconds), ``name``, ``queue``. The app is looked up at each
-    call, not at import, so import order never matters.
-    """
-    return _declare(fn, options, default_app)
-
-
-def shutdown(wait: bool = True, *, cancel_pending: bool = False) -> None:
-    """Stop the default app (see ``App.shutdown``); the next call starts a new one."""
-    global _default
-    with _default_lock:
-        app, _default = _default, None
-    if app is not None:
-        app.shutdown(wait, cancel_pending=cancel_pending)
+    if ":" in name:  # a plain function, enqueued with app.enqueue()
+        try:
+            fn = resolve(name)
+        except (ImportError, AttributeError):
+            return None
+        spec = make_spec(fn, name=name)
+        registry[name] = spec
+        return spec
+    module = name.rpartition(".")[0]
+    while module:
+        try:
+            importlib.import_module(module)  # its decorators register its tasks
+            break
+        except ImportError:
+            module = module.rpartition(".")[0]
+    return registry.get(name)

@@ -128,3 +128,23 @@ class PayloadRejected(OffloadError):
     unsigned pickle payload, a key that differs between producer and worker,
     a class the worker cannot import, or bytes that are not a payload at all.
     """
+
+
+class TaskFailed(OffloadError):
+    """A task failed in another process with an exception this process cannot rebuild.
+
+    Carries what the worker recorded: the exception's type name
+    (``module.QualName``), its message and its traceback as text.
+    """
+
+    def __init__(self, type_name: str, message: str, traceback: str) -> None:
+        self.type_name = type_name
+        self.message = message
+        self.traceback = traceback
+        super().__init__(f"{type_name}: {message}")
+
+    def __reduce__(self) -> tuple[type[TaskFailed], tuple[str, str, str]]:
+        return (type(self), (self.type_name, self.message, self.traceback))
+
+    def __str__(self) -> str:
+        return f"{self.type_name}: {self.message}\n\nTraceback in the worker:\n{self.traceback}"

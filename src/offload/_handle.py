@@ -13,7 +13,7 @@ import concurrent.futures
 import logging
 import threading
 from collections.abc import Callable, Generator
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from ._errors import ResultTimeout, TaskCancelled
 from ._message import State
@@ -26,6 +26,14 @@ log = logging.getLogger("offload")
 # it is held for a few instructions, and a lock per handle would cost more.
 # Reentrant: Future.cancel() runs done-callbacks, which may cancel others.
 _transitions = threading.RLock()
+
+
+class HandleSource(Protocol):
+    """Where a handle of a job running elsewhere learns its state."""
+
+    def state(self, handle: Handle[Any]) -> State: ...
+
+    def cancel(self, handle: Handle[Any]) -> bool: ...
 
 
 class Handle(concurrent.futures.Future[R]):
@@ -43,6 +51,8 @@ class Handle(concurrent.futures.Future[R]):
     _cancel_requested = False
     _failed = False
     _retrieved = False
+    _source: HandleSource | None = None
+    """Set when the task runs in another process: the broker is asked."""
 
     def __init__(self, id: str, task_name: str) -> None:  # noqa: A002 - the public name is id
         super().__init__()
@@ -58,6 +68,8 @@ class Handle(concurrent.futures.Future[R]):
             return State.CANCELLED
         if self.done():
             return State.FAILED if self._failed else State.SUCCEEDED
+        if self._source is not None:
+            return self._source.state(self)
         if self._retrying:
             return State.RETRYING
         return State.RUNNING if self._started else State.QUEUED
@@ -116,6 +128,12 @@ class Handle(concurrent.futures.Future[R]):
 
     def cancel(self) -> bool:
         """Cancel the call if it is queued or waiting to retry; ``True`` if it is cancelled."""
+        if self._source is not None and not self.done():
+            return self._source.cancel(self)
+        return self.cancel_locally()
+
+    def cancel_locally(self) -> bool:
+        """Cancel this process's view of the call (the runner or a source decided)."""
         with _transitions:
             if self.cancelled():
                 return True

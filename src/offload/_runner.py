@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
 from ._brokers import Broker
 from ._clock import Clock
-from ._errors import TaskNotFound
+from ._errors import NotSerializable, PayloadRejected, TaskNotFound
 from ._handle import Handle
-from ._message import Delivery, Outcome, State
+from ._message import Delivery, ErrorInfo, Outcome, State
 from ._retry import RetryPolicy
+from ._serializers import Serializer, decode_call
 
 log = logging.getLogger("offload")
 
@@ -34,12 +35,16 @@ class TaskSpec:
 
     name: str
     fn: Callable[..., Any]
-    pool: str = "thread"
+    pool: str | None = None
+    """None: the worker's default pool (thread, unless ``offload worker --pool``)."""
     policy: RetryPolicy = NO_RETRIES
     timeout: float | None = None
     queue: str = "default"
     import_path: str | None = None
     """``module:qualname``, for pools that run the function in another process."""
+    priority: int = 0
+    max_deliveries: int | None = None
+    result_ttl: float | None = None
 
 
 @dataclass(slots=True)
@@ -61,29 +66,44 @@ class Runner:
         broker: Broker,
         registry: dict[str, TaskSpec],
         clock: Clock,
-        handles: dict[str, Handle[Any]],
+        handles: MutableMapping[str, Handle[Any]],
+        *,
+        serializer: Serializer | None = None,
+        resolve: Callable[[str], TaskSpec | None] | None = None,
         jitter_source: Callable[[], float] = random.random,
     ) -> None:
         self.broker = broker
         self.registry = registry
         self.clock = clock
         self.handles = handles
+        self.serializer = serializer
+        """Set for durable brokers: arguments arrive encoded, results leave encoded."""
+        self.resolve = resolve or registry.get
+        """Finds a task by name, importing it if need be (the app's resolve_task)."""
         self.jitter_source = jitter_source
 
     def begin(self, delivery: Delivery) -> Call | None:
         """The call to make for ``delivery``; ``None`` if there is nothing to run."""
         message = delivery.message
-        spec = self.registry.get(message.task)
+        spec = self.registry.get(message.task) or self.resolve(message.task)
         if spec is None:
-            known = ", ".join(sorted(self.registry)) or "none"
-            error = TaskNotFound(
-                f"no task named {message.task!r} is registered here (known: {known}). "
-                "Import the module that defines it in the worker."
-            )
+            error = _unknown_task(message.task, self.registry)
             self._fail(delivery, error)
             return None
+        args, kwargs = message.args, message.kwargs
+        if message.payload is not None:
+            try:
+                args, kwargs = decode_call(self._serializer(), message.payload)
+            except Exception as error:  # noqa: BLE001 - any decoding failure is final
+                self._fail(delivery, _undecodable(message.task, error))
+                return None
         timeout = spec.timeout if message.timeout is None else message.timeout
-        return Call(spec, delivery, message.args, message.kwargs, timeout)
+        return Call(spec, delivery, args, kwargs, timeout)
+
+    def _serializer(self) -> Serializer:
+        if self.serializer is None:
+            raise PayloadRejected("an encoded message reached an app without a serializer")
+        return self.serializer
 
     def start(self, call: Call) -> bool:
         """Mark the call's handle running; ``False`` if it was cancelled meanwhile."""
@@ -99,7 +119,14 @@ class Runner:
         """Record how ``call`` ended: its result, or its exception."""
         delivery = call.delivery
         if error is None:
-            if self.broker.ack(delivery, Outcome(State.SUCCEEDED, result)):
+            outcome = Outcome(State.SUCCEEDED, result)
+            if self.serializer is not None:
+                try:
+                    outcome.payload = self.serializer.encode(result, path="result")
+                except NotSerializable as unencodable:
+                    self._fail(delivery, unencodable)
+                    return
+            if self.broker.ack(delivery, outcome):
                 handle = self.handles.pop(delivery.message.id, None)
                 if handle is not None:
                     handle.set_result(result)
@@ -121,11 +148,14 @@ class Runner:
     def _retry(self, call: Call, error: BaseException, delay: float) -> None:
         delivery = call.delivery
         message = delivery.message
-        if not self.broker.nack(delivery, self.clock.now() + delay):
-            return
         handle = self.handles.get(message.id)
         if handle is not None:
+            # Before the nack: once back in the broker (delay 0) the next
+            # attempt may start at once, and must not be marked retrying after.
             handle.set_retrying()
+        info = ErrorInfo.of(error) if self.serializer is not None else None
+        if not self.broker.nack(delivery, self.clock.now() + delay, error=info):
+            return
         log.warning(
             "Task %s (id %s) failed on attempt %d, retrying in %.3gs: %r",
             message.task,
@@ -138,7 +168,10 @@ class Runner:
 
     def _fail(self, delivery: Delivery, error: BaseException) -> None:
         message = delivery.message
-        if not self.broker.ack(delivery, Outcome.failure(error)):
+        outcome = Outcome.failure(error)
+        if self.serializer is not None:
+            outcome.error_info = ErrorInfo.of(error)
+        if not self.broker.ack(delivery, outcome):
             return
         handle = self.handles.pop(message.id, None)
         if handle is not None:
@@ -154,6 +187,25 @@ class Runner:
             exc_info=(type(error), error, error.__traceback__),
             extra=_fields(delivery),
         )
+
+
+def _unknown_task(name: str, registry: dict[str, TaskSpec]) -> TaskNotFound:
+    known = ", ".join(sorted(registry)) or "none"
+    module = name.partition(":")[0] if ":" in name else name.rpartition(".")[0]
+    return TaskNotFound(
+        f"no task named {name!r} here: importing {module!r} did not define it "
+        f"(tasks known to this worker: {known}). Start the worker with the module that "
+        "declares it (offload worker module:app), or check producer and worker run the "
+        "same code version"
+    )
+
+
+def _undecodable(task: str, error: Exception) -> PayloadRejected:
+    return PayloadRejected(
+        f"the arguments of this {task!r} job cannot be decoded ({type(error).__name__}: "
+        f"{error}); producer and worker must use the same serializer (and pickle key), "
+        "and the same versions of any classes passed as arguments"
+    )
 
 
 def _fields(delivery: Delivery) -> dict[str, Any]:

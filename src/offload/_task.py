@@ -33,6 +33,7 @@ class CallOptions:
     queue: str | None = None
     timeout: float | None = None
     retries: int | None = None
+    key: str | None = None
 
 
 NO_OPTIONS = CallOptions()
@@ -40,6 +41,11 @@ NO_OPTIONS = CallOptions()
 
 class Submitter(Protocol):
     """What a task needs from its app: somewhere to send calls."""
+
+    @property
+    def durable(self) -> bool:
+        """Calls run in another process: the function must be importable."""
+        ...
 
     def submit(
         self, spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any], options: CallOptions
@@ -57,6 +63,11 @@ class Task(Generic[P, R]):
     calls the plain function inline.
     """
 
+    # Copied from the function by functools.update_wrapper; declared for type checkers.
+    __name__: str
+    __qualname__: str
+    __wrapped__: Callable[..., Any]
+
     def __init__(self, fn: Callable[P, Any], spec: TaskSpec, app: Callable[[], Submitter]) -> None:
         functools.update_wrapper(self, fn)
         self.fn: Callable[P, Any] = fn
@@ -72,9 +83,10 @@ class Task(Generic[P, R]):
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Handle[R]:
         """Run in the background; returns the call's handle at once."""
-        if self.spec.pool == "process" and not self._import_checked:
+        app = self._app()
+        if not self._import_checked and (self.spec.pool == "process" or app.durable):
             self._check_importable()
-        return self._app().submit(self.spec, args, kwargs, NO_OPTIONS)
+        return app.submit(self.spec, args, kwargs, NO_OPTIONS)
 
     def delay(self, *args: P.args, **kwargs: P.kwargs) -> Handle[R]:
         """The same as calling the task (Celery's spelling)."""
@@ -89,8 +101,13 @@ class Task(Generic[P, R]):
         queue: str | None = None,
         timeout: Seconds | None = None,
         retries: int | None = None,
+        key: str | None = None,
     ) -> TaskCall[P, R]:
-        """The task with options changed for one call: ``work.options(delay=60)(3)``."""
+        """The task with options changed for one call: ``work.options(delay=60)(3)``.
+
+        ``key`` makes the call idempotent on a durable app: while a job with
+        the same key is queued or running, the call returns that job's handle.
+        """
         options = CallOptions(
             delay=_seconds("delay", delay),
             eta=eta.timestamp() if isinstance(eta, datetime) else eta,
@@ -98,6 +115,7 @@ class Task(Generic[P, R]):
             queue=queue,
             timeout=_seconds("timeout", timeout, positive=True),
             retries=_count("retries", retries),
+            key=key,
         )
         return TaskCall(self, options)
 
@@ -114,15 +132,16 @@ class Task(Generic[P, R]):
     ) -> list[Handle[R]]:
         if not iterables:
             raise ConfigurationError(f"{self.name}.map() needs at least one iterable of arguments")
-        if self.spec.pool == "process" and not self._import_checked:
+        app = self._app()
+        if not self._import_checked and (self.spec.pool == "process" or app.durable):
             self._check_importable()
-        handles = self._app().submit_many(self.spec, list(zip(*iterables, strict=False)), options)
+        handles = app.submit_many(self.spec, list(zip(*iterables, strict=False)), options)
         if progress:
             track(handles, getattr(self.fn, "__name__", self.name))
         return handles
 
     def __repr__(self) -> str:
-        return f"<Task {self.name} pool={self.spec.pool}>"
+        return f"<Task {self.name} pool={self.spec.pool or 'default'}>"
 
     def _check_importable(self) -> None:
         check_importable(self, self.spec)
@@ -138,9 +157,10 @@ class TaskCall(Generic[P, R]):
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Handle[R]:
         task = self._task
-        if task.spec.pool == "process" and not task._import_checked:
+        app = task._app()
+        if not task._import_checked and (task.spec.pool == "process" or app.durable):
             task._check_importable()
-        return task._app().submit(task.spec, args, kwargs, self._options)
+        return app.submit(task.spec, args, kwargs, self._options)
 
     def delay(self, *args: P.args, **kwargs: P.kwargs) -> Handle[R]:
         return self(*args, **kwargs)
@@ -158,16 +178,56 @@ class TaskDecorator(Protocol):
     def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...
 
 
+TASK_OPTIONS: dict[str, Any] = {
+    "pool": None,
+    "retries": 0,
+    "backoff": None,
+    "retry_on": Exception,
+    "timeout": None,
+    "name": None,
+    "queue": "default",
+    "priority": 0,
+    "max_deliveries": None,
+    "result_ttl": None,
+}
+
+
+def declare(
+    fn: Callable[..., Any] | None,
+    options: dict[str, Any],
+    app: Callable[[], Submitter],
+    register: Callable[[TaskSpec], None],
+) -> Any:
+    """``@task`` and ``@task(...)``: check the options, make the Task, register it."""
+    unknown = set(options) - set(TASK_OPTIONS)
+    if unknown:
+        raise ConfigurationError(
+            f"unknown task option(s) {', '.join(sorted(unknown))}; "
+            f"the options are {', '.join(TASK_OPTIONS)}"
+        )
+    settings = {**TASK_OPTIONS, **options}
+
+    def decorate(function: Callable[..., Any]) -> Task[Any, Any]:
+        spec = make_spec(function, **settings)
+        register(spec)  # now: a worker imports the module, it never calls the task
+        return Task(function, spec, app)
+
+    return decorate if fn is None else decorate(fn)
+
+
 def make_spec(
     fn: object,
     *,
-    pool: str | None,
-    retries: int,
-    backoff: Backoff | None,
-    retry_on: type[BaseException] | tuple[type[BaseException], ...],
-    timeout: Seconds | None,
-    name: str | None,
-    queue: str,
+    pool: str | None = None,
+    retries: int = 0,
+    backoff: Backoff | None = None,
+    retry_on: type[BaseException] | tuple[type[BaseException], ...] = Exception,
+    timeout: Seconds | None = None,
+    name: str | None = None,
+    queue: str = "default",
+    priority: int = 0,
+    max_deliveries: int | None = None,
+    result_ttl: Seconds | None = None,
 ) -> TaskSpec:
     """Check a task's declaration and turn it into a ``TaskSpec``."""
     if not callable(fn):
@@ -192,6 +252,9 @@ def make_spec(
         timeout=_seconds("timeout", timeout, positive=True),
         queue=queue,
         import_path=f"{module}:{qualname}",
+        priority=_integer("priority", priority),
+        max_deliveries=_count("max_deliveries", max_deliveries, positive=True),
+        result_ttl=_seconds("result_ttl", result_ttl),
     )
 
 
@@ -205,9 +268,9 @@ def _default_name(fn: object, module: str, qualname: str) -> str:
     return base
 
 
-def _check_pool(fn: object, pool: str | None, is_async: bool) -> str:
-    if pool is None:
-        return "async" if is_async else "thread"
+def _check_pool(fn: object, pool: str | None, is_async: bool) -> str | None:
+    if pool is None:  # the worker's default (thread), but coroutines need the loop
+        return "async" if is_async else None
     if pool not in POOLS:
         raise ConfigurationError(
             f"unknown pool {pool!r}: choose one of {', '.join(repr(p) for p in POOLS)}"
@@ -256,11 +319,18 @@ def _seconds(option: str, value: Seconds | None, positive: bool = False) -> floa
     return float(seconds)
 
 
-def _count(option: str, value: int | None) -> int | None:
+def _count(option: str, value: int | None, positive: bool = False) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigurationError(f"{option}= takes a whole number 0 or more, not {value!r}")
+    low = 1 if positive else 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigurationError(f"{option}= takes a whole number {low} or more, not {value!r}")
+    return value
+
+
+def _integer(option: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigurationError(f"{option}= takes a whole number, not {value!r}")
     return value
 
 
@@ -268,7 +338,7 @@ def check_importable(task: object, spec: TaskSpec) -> None:
     """Refuse a function another process could not import, saying why and what to do."""
     fn = spec.fn
     qualname = getattr(fn, "__qualname__", "")
-    where = f"{spec.name} cannot run in a process pool"
+    where = f"{spec.name} cannot run in another process (a process pool, a durable worker)"
     fix = "Define it with `def` at the top level of a module, or use pool='thread'."
     if "<lambda>" in qualname:
         raise TaskNotImportable(

@@ -41,6 +41,7 @@ class Worker:
         *,
         sizes: dict[str, int] | None = None,
         queues: Sequence[str] | None = None,
+        default_pool: str = "thread",
         prefetch: int = 0,
         lease: float | None = 30.0,
         idle_timeout: float = 1.0,
@@ -51,6 +52,8 @@ class Worker:
         self._runner = runner
         self._sizes = {"thread": default_thread_count(), "async": 1000, **(sizes or {})}
         self._queues = queues
+        check_pool(default_pool)
+        self._default_pool = default_pool
         self._prefetch = prefetch
         # No lease (None): the broker lives in this process, so only a jump of
         # the clock could make one lapse, and that must not run a call twice.
@@ -70,7 +73,8 @@ class Worker:
         self._update_capacity()
         self._starved = False
         self._room = threading.Event()
-        self._stopping = threading.Event()
+        self._stopping = threading.Event()  # no more claims
+        self._closed = threading.Event()  # no more lease renewals either
         self._threads: list[threading.Thread] = []
 
     # -- life cycle --------------------------------------------------------------
@@ -86,14 +90,39 @@ class Worker:
 
     def stop(self, wait: bool = True) -> None:
         """Stop claiming; executors finish what they hold when ``wait``."""
-        self._stopping.set()
-        self._room.set()
-        if isinstance(self._broker, Waker):
-            self._broker.interrupt()
+        self._stop_claiming()
+        self._closed.set()
         for thread in self._threads:
             thread.join(5)
         for executor in list(self._executors.values()):
             executor.shutdown(wait)
+
+    def drain(self, grace: float) -> int:
+        """Stop claiming, let running calls finish for ``grace`` seconds, release the rest.
+
+        Released messages go back to the broker as if never claimed (no
+        attempt counted), for another worker. Returns how many were released.
+        Leases are renewed until the end, so nothing lapses meanwhile.
+        """
+        self._stop_claiming()
+        deadline = self._clock.now() + grace
+        while self._active and self._clock.now() < deadline:
+            self._clock.wait(self._closed, min(0.05, max(0.0, deadline - self._clock.now())))
+        released = 0
+        for delivery in list(self._active.values()):
+            try:
+                if self._broker.nack(delivery, None, penalty=False):
+                    released += 1
+            except Exception:
+                log.exception("offload worker: could not release %s", delivery.message.id)
+        self.stop(wait=False)
+        return released
+
+    def _stop_claiming(self) -> None:
+        self._stopping.set()
+        self._room.set()
+        if isinstance(self._broker, Waker):
+            self._broker.interrupt()
 
     @property
     def running(self) -> int:
@@ -142,7 +171,7 @@ class Worker:
     # -- the dispatcher ------------------------------------------------------------
 
     def _update_capacity(self) -> None:
-        pools: Iterable[str] = self._executors or ("thread",)
+        pools: Iterable[str] = self._executors or (self._default_pool,)
         self._capacity = sum(self.size(pool) for pool in pools) + self._prefetch
 
     def _room_to_claim(self) -> int:
@@ -184,7 +213,7 @@ class Worker:
         if call is None:
             return False
         self._active[delivery.token] = delivery
-        self._executor(call.spec.pool).execute(call)
+        self._executor(call.spec.pool or self._default_pool).execute(call)
         return True
 
     def _start(self, call: Call) -> bool:
@@ -201,7 +230,7 @@ class Worker:
         # The dispatcher sleeps until there is room. Rather than wake it for
         # every finished call (a thread switch each), the thread that freed
         # the slot claims the next message itself, in priority order.
-        if self._executor(call.spec.pool).claims_inline and self._refill():
+        if self._executor(call.spec.pool or self._default_pool).claims_inline and self._refill():
             return
         if self._room_to_claim() > 0:
             self._room.set()
@@ -229,7 +258,7 @@ class Worker:
 
     def _heartbeat(self) -> None:
         """Renew the leases of running messages every third of a lease."""
-        while not self._clock.wait(self._stopping, self._lease / 3):
+        while not self._clock.wait(self._closed, self._lease / 3):
             for delivery in list(self._active.values()):
                 try:
                     self._broker.extend(delivery, self._lease)

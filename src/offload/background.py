@@ -35,6 +35,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 _callbacks: list[Callable[[Future[Any]], object]] = []
 _lock = threading.Lock()
 _n: int
+n: int
+"""The pool size; assigning it (``bg.n = 110``) resizes the pool at once."""
 
 
 def default_n() -> int:
@@ -97,4 +99,4 @@ class _Module(types.ModuleType):
 _n = default_n()
 sys.modules[__name__].__class__ = _Module
 
-__all__ = ["callback", "default_n", "n", "run", "task"]  # noqa: F822 - n is a module property
+__all__ = ["callback", "default_n", "n", "run", "task"]

@@ -2,17 +2,142 @@
 
 from __future__ import annotations
 
+import importlib
+import logging
+import os
+import signal
+import sys
+import threading
 import time
+from types import FrameType
+from typing import Any
 
 import click
 
 from . import __version__
+
+log = logging.getLogger("offload")
 
 
 @click.group()
 @click.version_option(__version__, prog_name="offload")
 def main() -> None:
     """offload: run Python functions in the background."""
+
+
+@main.command()
+@click.argument("target")
+@click.option(
+    "--pool",
+    type=click.Choice(["thread", "process", "async"]),
+    default="thread",
+    show_default=True,
+    help="Where tasks that chose no pool run.",
+)
+@click.option("-c", "--concurrency", type=click.IntRange(min=1), help="Size of that pool.")
+@click.option("-q", "--queues", default=None, help="Comma-separated; earlier ones first.")
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="Seconds running tasks get to finish after SIGTERM/SIGINT.",
+)
+@click.option(
+    "--lease",
+    type=click.FloatRange(min=1),
+    default=30.0,
+    show_default=True,
+    help="Seconds a claim lasts without renewal (renewed every third of it).",
+)
+@click.option(
+    "--log-level",
+    default="INFO",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+)
+def worker(  # click passes every option by keyword
+    *,
+    target: str,
+    pool: str,
+    concurrency: int | None,
+    queues: str | None,
+    grace: float,
+    lease: float,
+    log_level: str,
+) -> None:
+    """Run tasks from a durable app's broker: TARGET is module:app (or a module).
+
+    A module without an `app` attribute means the default app, whose broker
+    is OFFLOAD_URL. SIGTERM or Ctrl-C stops claiming, lets running tasks
+    finish for --grace seconds and puts the rest back; a second signal exits
+    at once (their leases lapse and another worker takes them).
+    """
+    logging.basicConfig(
+        level=log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s",
+    )
+    app = _load_app(target)
+    if not app.durable:
+        raise click.UsageError(
+            f"{target} is an in-process app: there is no broker for a worker to serve. "
+            "Give it a URL (offload.App('sqlite:///jobs.db')) or set OFFLOAD_URL."
+        )
+    names = [name.strip() for name in queues.split(",") if name.strip()] if queues else None
+    runner = app.worker(queues=names, pool=pool, concurrency=concurrency, lease=lease)
+    stop = _install_signal_handlers()
+    runner.start()
+    log.info(
+        "offload worker %d: broker %s, queues %s, pool %s, concurrency %d",
+        os.getpid(),
+        app.url,
+        ",".join(names) if names else "all",
+        pool,
+        runner.size(pool),
+    )
+    while not stop.wait(0.5):
+        pass
+    log.info("offload worker %d: stopping; up to %gs for running tasks", os.getpid(), grace)
+    released = runner.drain(grace)
+    if released:
+        log.warning("offload worker %d: released %d unfinished tasks", os.getpid(), released)
+    app.broker.close()
+    log.info("offload worker %d: stopped", os.getpid())
+
+
+def _install_signal_handlers() -> threading.Event:
+    """First SIGTERM/SIGINT: set the event. Second: exit now."""
+    stop = threading.Event()
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            log.warning("offload worker %d: second signal, exiting at once", os.getpid())
+            os._exit(1)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+    return stop
+
+
+def _load_app(target: str) -> Any:
+    from ._app import App
+    from ._default import default_app
+
+    module_name, _, attribute = target.partition(":")
+    sys.path.insert(0, os.getcwd())  # as `python -m` would: the project's modules
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise click.UsageError(f"cannot import {module_name!r}: {error}") from None
+    value = getattr(module, attribute or "app", None)
+    if value is None:
+        if attribute:
+            raise click.UsageError(f"{module_name!r} has no attribute {attribute!r}")
+        return default_app()
+    if not isinstance(value, App):
+        raise click.UsageError(f"{target} is a {type(value).__name__}, not an offload.App")
+    return value
 
 
 @main.command()

@@ -6,6 +6,9 @@ Each ``# type: ignore[code]`` below marks a line that MUST be an error; with
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from typing_extensions import assert_type
 
 import offload
@@ -58,3 +61,13 @@ work.options(timeout=1)("three")  # type: ignore[arg-type]
 crunch(2, scale="big")  # type: ignore[arg-type]
 send_email(42)  # type: ignore[arg-type]
 wrong: Handle[str] = work(3)  # type: ignore[assignment]
+
+# functools.wraps'd attributes are visible to type checkers too.
+assert_type(work.__name__, str)
+assert_type(work.__wrapped__, Callable[..., Any])
+
+# The background drop-in: module attribute assignment type-checks.
+import offload.background as bg  # noqa: E402
+
+bg.n = 110
+bg.n = "many"  # type: ignore[assignment]

@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
-from ._base import Broker, Waker
+from typing import TYPE_CHECKING, Any
+
+from ._base import Broker, Inspector, Waker
 from ._memory import MemoryBroker
 
-__all__ = ["Broker", "MemoryBroker", "Waker"]
+if TYPE_CHECKING:
+    from ._sqlite import SqliteBroker
+
+__all__ = ["Broker", "Inspector", "MemoryBroker", "SqliteBroker", "Waker"]
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use: ``import offload`` need not load sqlite3.
+    if name == "SqliteBroker":
+        from ._sqlite import SqliteBroker
+
+        return SqliteBroker
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

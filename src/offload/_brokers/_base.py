@@ -2,7 +2,17 @@
 
 A broker stores messages and hands them out under leases. It decides
 nothing: whether a failure is retried, and when, is the runner's choice,
-passed in as ``nack(delivery, retry_at)``.
+passed in as ``nack(delivery, retry_at)``. One test suite
+(``tests/contract/``) holds every broker to this page.
+
+Job states, as a broker stores them (``State``):
+
+- ``queued``: claimable once its ``eta`` has come;
+- ``running``: claimed under a lease (``Delivery.lease_until``);
+- ``retrying``: nacked with an error, claimable again at ``retry_at``;
+- ``succeeded`` / ``cancelled``: finished; kept ``result_ttl`` seconds
+  (the message's, else the broker's default), then pruned;
+- ``failed``: the dead-letter set, kept until purged.
 """
 
 from __future__ import annotations
@@ -10,40 +20,65 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from .._message import Delivery, Message, Outcome
+from .._message import Delivery, ErrorInfo, JobInfo, Message, Outcome, State
 
 
 class Broker(Protocol):
     """Storage and claiming of messages."""
 
-    def enqueue(self, messages: Sequence[Message]) -> None:
-        """Store messages; each becomes claimable at its ``eta`` (or now)."""
+    def enqueue(self, messages: Sequence[Message]) -> list[str]:
+        """Store ``messages`` in one transaction (all or none); their job ids, in order.
+
+        A message with a ``key`` for which a job is queued, running or
+        retrying is not stored: its id in the answer is that job's. Within
+        the broker's ``reuse_window`` (seconds, 0 by default) the same holds
+        for a job that succeeded with that key (result reuse).
+        """
         ...
 
     def claim(self, queues: Sequence[str] | None, limit: int, lease: float) -> list[Delivery]:
         """Up to ``limit`` claimable messages, leased for ``lease`` seconds.
 
-        Claimable: due messages of ``queues`` (all queues for ``None``), in
-        the order of ``queues``, then by priority (higher first), then by
-        age, and messages whose lease has lapsed (a worker died). Each claim
-        adds one to the message's ``attempt``.
+        Claimable: queued or retrying messages of ``queues`` (all queues for
+        ``None``) whose eta has come, in the order of ``queues``, then by
+        priority (higher first), then by eta/age; and running messages whose
+        lease lapsed (a worker died). Each claim adds one to ``attempt`` and
+        issues a new fencing ``token``. A lapsed message that has already
+        been delivered ``max_deliveries`` times is not claimed: it becomes
+        ``failed`` with an ``ErrorInfo`` that says so.
         """
         ...
 
     def ack(self, delivery: Delivery, outcome: Outcome) -> bool:
-        """Record the final outcome; the message leaves the queue.
+        """Record the final outcome (succeeded, failed or cancelled).
 
-        Returns ``False`` (and changes nothing) when the delivery's lease
-        was lost to another claim.
+        Stores ``outcome.payload`` (the encoded result) and
+        ``outcome.error_info``. Returns ``False``, changing nothing, when the
+        delivery's token is no longer the job's current one (its lease lapsed
+        and another worker claimed it): a slow worker cannot overwrite a newer
+        attempt.
         """
         ...
 
-    def nack(self, delivery: Delivery, retry_at: float | None) -> bool:
-        """Put the message back: claimable at ``retry_at``, or now for ``None``."""
+    def nack(
+        self,
+        delivery: Delivery,
+        retry_at: float | None,
+        *,
+        error: ErrorInfo | None = None,
+        penalty: bool = True,
+    ) -> bool:
+        """Put the message back: claimable at ``retry_at`` (epoch s), or now for ``None``.
+
+        With an ``error`` the job is ``retrying`` and the error is kept as its
+        last one; without, ``queued``. ``penalty=False`` releases it as if
+        never claimed (a worker stopping): ``attempt`` goes back down by one.
+        Fenced like ``ack``.
+        """
         ...
 
     def extend(self, delivery: Delivery, lease: float) -> bool:
-        """Renew the lease of a running message for ``lease`` more seconds."""
+        """Renew the lease of a running message for ``lease`` more seconds; fenced."""
         ...
 
     def close(self) -> None:
@@ -62,4 +97,39 @@ class Waker(Protocol):
 
     def interrupt(self) -> None:
         """Wake every ``wait_for_messages`` caller now (used to stop)."""
+        ...
+
+
+@runtime_checkable
+class Inspector(Protocol):
+    """Capability: what the CLI, the dashboard and ``app.handle(id)`` read."""
+
+    def job(self, job_id: str) -> JobInfo | None:
+        """One job with its state, attempts, result and last error; None if unknown."""
+        ...
+
+    def counts(self) -> dict[str, dict[State, int]]:
+        """Jobs per queue and state (only non-zero counts need appear)."""
+        ...
+
+    def jobs(
+        self, state: State | None = None, queue: str | None = None, limit: int = 50
+    ) -> list[JobInfo]:
+        """Jobs in ``state`` (all for None) of ``queue``, newest first."""
+        ...
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancel a queued or retrying job; ``False`` if it is running or finished."""
+        ...
+
+    def retry(self, job_id: str) -> bool:
+        """Queue a failed or cancelled job again, now, with ``attempt`` reset to 0."""
+        ...
+
+    def purge(self, state: State = State.FAILED, queue: str | None = None) -> int:
+        """Delete finished jobs in ``state``; how many."""
+        ...
+
+    def prune(self) -> int:
+        """Delete finished jobs (not failed ones) whose result TTL has passed; how many."""
         ...

@@ -1,0 +1,48 @@
+"""Broker URLs: ``memory://``, ``sqlite:///relative.db``, ``sqlite:////absolute.db``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._clock import Clock
+from .._errors import ConfigurationError
+
+SUPPORTED = (
+    "memory:// (in this process), "
+    "sqlite:///relative/path.db or sqlite:////absolute/path.db (durable, one machine)"
+)
+
+
+def is_in_process(url: str) -> bool:
+    """Whether ``url`` names the in-process memory broker."""
+    return url == "memory://"
+
+
+def open_broker(url: str, clock: Clock, **options: Any) -> Any:
+    """The broker for ``url``; ``options`` go to its constructor (result_ttl, ...)."""
+    scheme, separator, rest = url.partition("://")
+    if not separator or not scheme:
+        raise ConfigurationError(f"{url!r} is not a broker URL. Supported: {SUPPORTED}")
+    if scheme == "memory":
+        if rest:
+            raise ConfigurationError(f"{url!r}: write just memory://. Supported: {SUPPORTED}")
+        from ._memory import MemoryBroker
+
+        return MemoryBroker(clock, **options)
+    if scheme == "sqlite":
+        return _open_sqlite(url, rest, clock, options)
+    raise ConfigurationError(f"unknown broker scheme {scheme!r} in {url!r}. Supported: {SUPPORTED}")
+
+
+def _open_sqlite(url: str, rest: str, clock: Clock, options: dict[str, Any]) -> Any:
+    # sqlite:///x.db -> "x.db" (relative); sqlite:////x.db -> "/x.db" (absolute),
+    # as SQLAlchemy spells them. Anything before the third slash is a host.
+    host, slash, path = rest.partition("/")
+    if host or not slash or not path or "?" in path:
+        raise ConfigurationError(
+            f"{url!r} is not a SQLite URL: write sqlite:///relative.db or "
+            "sqlite:////absolute/path.db (three slashes, then the path)"
+        )
+    from ._sqlite import SqliteBroker
+
+    return SqliteBroker(path, clock=clock, **options)

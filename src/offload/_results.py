@@ -1,0 +1,152 @@
+"""Handles whose task runs in another process: settled from the broker.
+
+A durable app's handles are plain ``Handle`` objects; this watcher polls
+the broker for the jobs of the ones still pending in this process and
+settles them, so ``result()``, ``await``, callbacks and the standard
+library's ``wait`` all work the same as in-process. Handles are held
+weakly: dropping one costs nothing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+import weakref
+from typing import Any
+
+from ._brokers import Inspector
+from ._errors import RemoteTraceback, TaskFailed, TaskNotFound
+from ._handle import Handle
+from ._message import ErrorInfo, JobInfo, State
+from ._serializers import Serializer
+
+log = logging.getLogger("offload")
+
+
+class ResultWatcher:
+    """Settles pending handles from the broker's job records."""
+
+    # Poll fast while results arrive, back off to this when nothing changes.
+    MIN_INTERVAL = 0.001
+    MAX_INTERVAL = 0.05
+
+    def __init__(self, broker: Inspector, serializer: Serializer, name: str) -> None:
+        self._broker = broker
+        self._serializer = serializer
+        self._name = name
+        self._pending: weakref.WeakValueDictionary[str, Handle[Any]] = weakref.WeakValueDictionary()
+        self._wake = threading.Event()
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def watch(self, handle: Handle[Any]) -> None:
+        """Settle ``handle`` when its job finishes."""
+        handle._source = self
+        self._pending[handle.id] = handle
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None and not self._stopped.is_set():
+                    self._thread = threading.Thread(
+                        target=self._run, name=f"{self._name}-results", daemon=True
+                    )
+                    self._thread.start()
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._wake.set()
+
+    # -- what a Handle asks its source (see Handle._source) -------------------
+
+    def state(self, handle: Handle[Any]) -> State:
+        job = self._broker.job(handle.id)
+        return State.QUEUED if job is None else job.state
+
+    def cancel(self, handle: Handle[Any]) -> bool:
+        if self._broker.cancel(handle.id):
+            self.settle(handle, self._broker.job(handle.id))
+        return handle.cancelled()
+
+    # -- settling ------------------------------------------------------------
+
+    def _run(self) -> None:
+        interval = self.MIN_INTERVAL
+        while not self._stopped.is_set():
+            if not self._pending:
+                self._wake.wait()
+                self._wake.clear()
+                interval = self.MIN_INTERVAL
+                continue
+            try:
+                settled = self._poll()
+            except Exception:
+                log.exception("offload: reading results from the broker failed; retrying")
+                settled = 0
+            interval = self.MIN_INTERVAL if settled else min(self.MAX_INTERVAL, interval * 1.5)
+            self._wake.wait(interval)
+            self._wake.clear()
+
+    def _poll(self) -> int:
+        settled = 0
+        for job_id, handle in list(self._pending.items()):
+            if handle.done():
+                self._pending.pop(job_id, None)
+                continue
+            job = self._broker.job(job_id)
+            if job is None or job.state.finished:
+                self.settle(handle, job)
+                self._pending.pop(job_id, None)
+                settled += 1
+        return settled
+
+    def settle(self, handle: Handle[Any], job: JobInfo | None) -> None:
+        """Give ``handle`` the outcome recorded in ``job``."""
+        if handle.done():
+            return
+        if job is None:
+            handle.set_exception(
+                TaskNotFound(
+                    f"job {handle.id} is not in the broker: its result was pruned after "
+                    "its result_ttl, or it was purged, or it never existed"
+                )
+            )
+        elif job.state is State.SUCCEEDED:
+            value = None if job.result is None else self._serializer.decode(job.result)
+            handle.set_result(value)
+        elif job.state is State.CANCELLED:
+            handle.cancel_locally()
+        elif job.state is State.FAILED:
+            handle.set_exception(rebuild_error(job.error))
+
+
+def rebuild_error(info: ErrorInfo | None) -> BaseException:
+    """The task's own exception type if this process can import it, else ``TaskFailed``."""
+    if info is None:
+        return TaskFailed("unknown", "the job failed without a recorded error", "")
+    kind = _import_exception(info.type)
+    if kind is not None:
+        try:
+            error = kind(info.message)
+        except Exception:  # noqa: BLE001 - a constructor with other arguments
+            error = None
+        if error is not None:
+            error.__cause__ = RemoteTraceback(info.traceback)
+            return error
+    return TaskFailed(info.type, info.message, info.traceback)
+
+
+def _import_exception(path: str) -> type[BaseException] | None:
+    parts = path.split(".")
+    for split in range(len(parts) - 1, 0, -1):
+        try:
+            target: Any = importlib.import_module(".".join(parts[:split]))
+        except ImportError:
+            continue
+        for name in parts[split:]:
+            target = getattr(target, name, None)
+        if isinstance(target, type) and issubclass(target, BaseException):
+            return target
+        return None
+    return None

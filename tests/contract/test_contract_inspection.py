@@ -1,0 +1,166 @@
+"""Inspection: what the CLI, the dashboard and ``app.handle(id)`` read and do."""
+
+from __future__ import annotations
+
+from contract_support import LEASE, ContractBroker, MessageFactory, claim_ids
+
+from offload._message import ErrorInfo, Outcome, State
+from offload.testing import FakeClock
+
+BOOM = ErrorInfo("builtins.ValueError", "boom", "")
+
+
+def test_an_unknown_job_is_none(broker: ContractBroker) -> None:
+    assert broker.job("0" * 24) is None
+
+
+def test_a_queued_job_shows_its_message(
+    broker: ContractBroker, message: MessageFactory, clock: FakeClock
+) -> None:
+    m = message(
+        "reports.build", queue="mail", priority=3, eta=clock.now() + 5, key="r", max_deliveries=4
+    )
+    broker.enqueue([m])
+    job = broker.job(m.id)
+    assert job is not None
+    assert (job.id, job.task, job.queue, job.state, job.attempt) == (
+        m.id,
+        "reports.build",
+        "mail",
+        State.QUEUED,
+        0,
+    )
+    assert (job.priority, job.eta, job.key, job.max_deliveries) == (3, m.eta, "r", 4)
+    assert (job.payload, job.created, job.finished, job.result) == (
+        m.payload,
+        m.created,
+        None,
+        None,
+    )
+
+
+def test_counts_per_queue_and_state(
+    broker: ContractBroker, message: MessageFactory, clock: FakeClock
+) -> None:
+    default = [message() for _ in range(5)]
+    mail = [message(queue="mail") for _ in range(2)]
+    later = message(queue="mail", eta=clock.now() + 60)
+    broker.enqueue([*default, *mail, later])
+    a, b, c, d = broker.claim(["default"], 4, LEASE)
+    broker.ack(a, Outcome(State.SUCCEEDED))
+    broker.ack(b, Outcome(State.FAILED, error_info=BOOM))
+    broker.nack(c, clock.now() + 30, error=BOOM)
+    (e,) = broker.claim(["mail"], 1, LEASE)
+    broker.ack(e, Outcome.cancelled())
+    assert d.message.id
+    assert broker.counts() == {
+        "default": {
+            State.SUCCEEDED: 1,
+            State.FAILED: 1,
+            State.RETRYING: 1,
+            State.RUNNING: 1,
+            State.QUEUED: 1,
+        },
+        "mail": {State.CANCELLED: 1, State.QUEUED: 2},
+    }
+
+
+def test_jobs_by_state_newest_first(broker: ContractBroker, message: MessageFactory) -> None:
+    batch = [message(queue="a" if i % 2 else "b") for i in range(6)]
+    broker.enqueue(batch)
+    claimed = broker.claim(None, 2, LEASE)
+    for delivery in claimed:
+        broker.ack(delivery, Outcome(State.FAILED, error_info=BOOM))
+    failed = broker.jobs(State.FAILED)
+    assert [j.id for j in failed] == [d.message.id for d in reversed(claimed)]
+    assert all(j.error == BOOM for j in failed)
+    queued = [j.id for j in broker.jobs(State.QUEUED)]
+    assert queued == [m.id for m in reversed(batch) if m.id not in {j.id for j in failed}]
+    assert [j.id for j in broker.jobs(State.QUEUED, limit=2)] == queued[:2]
+    in_a = [j.id for j in broker.jobs(State.QUEUED, queue="a")]
+    assert in_a == [m.id for m in reversed(batch) if m.queue == "a" and m.id in queued]
+    assert [j.id for j in broker.jobs()] == [m.id for m in reversed(batch)]
+
+
+def test_cancel_a_queued_job(broker: ContractBroker, message: MessageFactory) -> None:
+    m, other = message(), message()
+    broker.enqueue([m, other])
+    assert broker.cancel(m.id) is True
+    job = broker.job(m.id)
+    assert job is not None
+    assert job.state is State.CANCELLED
+    assert claim_ids(broker) == [other.id]
+    assert broker.cancel(m.id) is False, "already cancelled"
+
+
+def test_cancel_a_retrying_or_delayed_job(
+    broker: ContractBroker, message: MessageFactory, clock: FakeClock
+) -> None:
+    retrying, delayed = message(), message(eta=clock.now() + 60)
+    broker.enqueue([retrying, delayed])
+    (delivery,) = broker.claim(None, 1, LEASE)
+    broker.nack(delivery, clock.now() + 30, error=BOOM)
+    assert broker.cancel(retrying.id) is True
+    assert broker.cancel(delayed.id) is True
+    clock.advance(120)
+    assert claim_ids(broker) == []
+
+
+def test_cancel_refuses_running_finished_and_unknown_jobs(
+    broker: ContractBroker, message: MessageFactory
+) -> None:
+    running, done = message(), message()
+    broker.enqueue([running, done])
+    first, second = broker.claim(None, 2, LEASE)
+    broker.ack(second, Outcome(State.SUCCEEDED))
+    assert broker.cancel(running.id) is False
+    assert broker.cancel(done.id) is False
+    assert broker.cancel("0" * 24) is False
+    assert broker.ack(first, Outcome(State.SUCCEEDED)) is True
+
+
+def test_retry_a_failed_job(broker: ContractBroker, message: MessageFactory) -> None:
+    m = message(max_deliveries=3)
+    broker.enqueue([m])
+    (delivery,) = broker.claim(None, 1, LEASE)
+    broker.ack(delivery, Outcome(State.FAILED, error_info=BOOM))
+    assert broker.retry(m.id) is True
+    job = broker.job(m.id)
+    assert job is not None
+    assert (job.state, job.attempt, job.error, job.finished) == (State.QUEUED, 0, None, None)
+    (again,) = broker.claim(None, 1, LEASE)
+    assert (again.message.id, again.attempt) == (m.id, 1)
+
+
+def test_retry_a_cancelled_job(broker: ContractBroker, message: MessageFactory) -> None:
+    m = message()
+    broker.enqueue([m])
+    broker.cancel(m.id)
+    assert broker.retry(m.id) is True
+    assert claim_ids(broker) == [m.id]
+
+
+def test_retry_refuses_live_succeeded_and_unknown_jobs(
+    broker: ContractBroker, message: MessageFactory
+) -> None:
+    done, queued = message(), message()
+    broker.enqueue([done, queued])
+    (delivery,) = broker.claim(None, 1, LEASE)
+    assert delivery.message.id == done.id
+    assert broker.retry(done.id) is False, "running"
+    broker.ack(delivery, Outcome(State.SUCCEEDED))
+    assert broker.retry(done.id) is False, "succeeded"
+    assert broker.retry(queued.id) is False, "queued"
+    assert broker.retry("0" * 24) is False
+
+
+def test_retry_refuses_a_job_whose_key_is_taken_again(
+    broker: ContractBroker, message: MessageFactory
+) -> None:
+    first = message(key="k")
+    broker.enqueue([first])
+    (delivery,) = broker.claim(None, 1, LEASE)
+    broker.ack(delivery, Outcome(State.FAILED, error_info=BOOM))
+    second = message(key="k")
+    broker.enqueue([second])
+    assert broker.retry(first.id) is False, "two live jobs would share the key"

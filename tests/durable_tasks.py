@@ -1,0 +1,83 @@
+"""Tasks the durable tests enqueue and real worker processes run.
+
+The broker URL comes from OFFLOAD_TEST_URL, set by the test for both the
+test process and the workers it starts.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import offload
+
+app = offload.App(os.environ.get("OFFLOAD_TEST_URL", "sqlite:///offload-test.db"), name="durable")
+
+
+@app.task
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+@app.task
+def record(path: str, value: str) -> str:
+    """Append ``value`` to a file: the test counts how often each ran."""
+    with open(path, "a") as file:
+        file.write(value + "\n")
+    return value
+
+
+@app.task
+def slow_record(path: str, value: str, seconds: float) -> str:
+    time.sleep(seconds)
+    with open(path, "a") as file:
+        file.write(value + "\n")
+    return value
+
+
+@app.task
+def pid() -> int:
+    return os.getpid()
+
+
+@app.task
+def fail(message: str) -> None:
+    raise ValueError(message)
+
+
+class LocalError(Exception):
+    """Importable here, so the producer gets the same type back."""
+
+
+@app.task
+def fail_locally(message: str) -> None:
+    raise LocalError(message)
+
+
+@app.task(retries=2, backoff=offload.Backoff(base=0.01, jitter=False))
+def flaky(path: str) -> int:
+    """Fails until it has run three times (counted in a file)."""
+    marks = Path(path)
+    runs = len(marks.read_text().splitlines()) + 1 if marks.exists() else 1
+    marks.write_text("x\n" * runs)
+    if runs < 3:
+        raise ConnectionError(f"attempt {runs} fails")
+    return runs
+
+
+@dataclass
+class Point:
+    x: int
+    y: int
+
+
+@app.task
+def swap(point: Point) -> Point:
+    return Point(point.y, point.x)
+
+
+def plain(x: int) -> int:
+    """Not a task: enqueued RQ-style with app.enqueue(plain, 3)."""
+    return x * 10
