@@ -200,7 +200,7 @@ class Worker:
         deliveries = self._broker.claim(self._queues, free, self._lease)
         if not deliveries:
             if waker is not None:
-                waker.wait_for_messages(self._idle_timeout)
+                waker.wait_for_messages(self._idle_timeout, self._queues)
             else:
                 self._clock.wait(self._stopping, self._idle_timeout)
             return

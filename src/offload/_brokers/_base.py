@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
+from .._errors import WorkerLost
 from .._message import Delivery, ErrorInfo, JobInfo, Message, Outcome, State
 
 
@@ -42,8 +43,10 @@ class Broker(Protocol):
         Claimable: queued or retrying messages of ``queues`` (all queues for
         ``None``) whose eta has come, in the order of ``queues``, then by
         priority (higher first), then by eta/age; and running messages whose
-        lease lapsed (a worker died). Each claim adds one to ``attempt`` and
-        issues a new fencing ``token``. A lapsed message that has already
+        lease lapsed (a worker died). With ``queues=None``, by priority across
+        all queues. Each claim adds one to ``attempt`` and issues a new fencing
+        ``token``, unique among the broker's jobs (a worker keys what it runs
+        by token). A lapsed message that has already
         been delivered ``max_deliveries`` times is not claimed: it becomes
         ``failed`` with an ``ErrorInfo`` that says so.
         """
@@ -53,7 +56,8 @@ class Broker(Protocol):
         """Record the final outcome (succeeded, failed or cancelled).
 
         Stores ``outcome.payload`` (the encoded result) and
-        ``outcome.error_info``. Returns ``False``, changing nothing, when the
+        ``outcome.error_info`` as given (a success after retries clears the
+        last error). Returns ``False``, changing nothing, when the
         delivery's token is no longer the job's current one (its lease lapsed
         and another worker claimed it): a slow worker cannot overwrite a newer
         attempt.
@@ -90,9 +94,9 @@ class Broker(Protocol):
 class Waker(Protocol):
     """Capability: block until something may be claimable, without polling."""
 
-    def wait_for_messages(self, timeout: float) -> None:
-        """Return when a message may be claimable, ``interrupt()`` is called,
-        or ``timeout`` seconds pass."""
+    def wait_for_messages(self, timeout: float, queues: Sequence[str] | None = None) -> None:
+        """Return when a message of ``queues`` (any for None) may be claimable,
+        ``interrupt()`` is called, or ``timeout`` seconds pass."""
         ...
 
     def interrupt(self) -> None:
@@ -133,3 +137,15 @@ class Inspector(Protocol):
     def prune(self) -> int:
         """Delete finished jobs (not failed ones) whose result TTL has passed; how many."""
         ...
+
+
+def lapsed_error(deliveries: int) -> ErrorInfo:
+    """Why a job whose lease lapsed once too often went to the dead-letter set."""
+    kind = f"{WorkerLost.__module__}.{WorkerLost.__qualname__}"
+    return ErrorInfo(
+        kind,
+        f"delivered {deliveries} times (max_deliveries) without an outcome: the worker "
+        "running it most likely crashed or was killed, or the task outran its lease "
+        "without the heartbeat renewing it. Retry it once the cause is fixed.",
+        "",
+    )

@@ -22,8 +22,8 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 
 from .._clock import SYSTEM_CLOCK, Clock
-from .._errors import WorkerLost
 from .._message import Delivery, ErrorInfo, JobInfo, Message, Outcome, State
+from ._base import lapsed_error
 
 _LIVE = (State.QUEUED, State.RETRYING)
 
@@ -560,16 +560,4 @@ def _info(message: Message, state: State, records: dict[str, _Job]) -> JobInfo:
         payload=message.payload,
         result=record.result if record is not None else None,
         error=record.error if record is not None else None,
-    )
-
-
-def lapsed_error(deliveries: int) -> ErrorInfo:
-    """Why a job whose lease lapsed once too often went to the dead-letter set."""
-    kind = f"{WorkerLost.__module__}.{WorkerLost.__qualname__}"
-    return ErrorInfo(
-        kind,
-        f"delivered {deliveries} times (max_deliveries) without an outcome: the worker "
-        "running it most likely crashed or was killed, or the task outran its lease "
-        "without the heartbeat renewing it. Retry it once the cause is fixed.",
-        "",
     )

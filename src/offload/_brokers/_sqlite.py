@@ -29,7 +29,7 @@ from typing import Any
 from .._clock import SYSTEM_CLOCK, Clock
 from .._errors import ConfigurationError
 from .._message import Delivery, ErrorInfo, JobInfo, Message, Outcome, State
-from ._memory import lapsed_error
+from ._base import lapsed_error
 from ._sqlite_schema import (
     INFO_COLUMNS,
     INSERT,
