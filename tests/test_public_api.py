@@ -13,6 +13,7 @@ import offload.background
 DOCUMENTED = {
     "App",
     "Backoff",
+    "BrokerUnavailable",
     "ConfigurationError",
     "Handle",
     "NotSerializable",

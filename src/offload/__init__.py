@@ -16,6 +16,7 @@ from __future__ import annotations
 from ._app import App
 from ._default import default_app, shutdown, task
 from ._errors import (
+    BrokerUnavailable,
     ConfigurationError,
     NotSerializable,
     OffloadError,
@@ -42,6 +43,7 @@ __version__ = "0.1.0"
 __all__ = [
     "App",
     "Backoff",
+    "BrokerUnavailable",
     "ConfigurationError",
     "Handle",
     "NotSerializable",

@@ -45,6 +45,9 @@ class App:
     or ``"cancel"`` (queued tasks are cancelled, running ones abandoned).
     """
 
+    EXIT_GRACE = 5.0
+    """Seconds an embedded durable worker lets running tasks finish at exit."""
+
     def __init__(
         self,
         url: str | None = None,
@@ -54,6 +57,7 @@ class App:
         pickle_key: bytes | None = None,
         result_ttl: Seconds = DAY,
         reuse_window: Seconds = 0.0,
+        namespace: str | None = None,
         threads: int | None = None,
         processes: int | None = None,
         on_exit: OnExit = "wait",
@@ -70,9 +74,10 @@ class App:
         self.clock = clock
         self.name = name
         ttl = _seconds(result_ttl) if self.durable else 0.0  # in-process: handles hold results
-        self.broker: Broker = open_broker(
-            self.url, clock, result_ttl=ttl, reuse_window=_seconds(reuse_window)
-        )
+        broker_options: dict[str, Any] = {"result_ttl": ttl, "reuse_window": _seconds(reuse_window)}
+        if namespace is not None:
+            broker_options["namespace"] = namespace  # several apps on one server
+        self.broker: Broker = open_broker(self.url, clock, **broker_options)
         self.serializer = _serializer(serializer, pickle_key) if self.durable else None
         self._registry = {} if registry is None else registry
         # In-process the app keeps each handle until its call ends (the result
@@ -367,6 +372,16 @@ class App:
 
     def _at_exit(self) -> None:
         if self._closed:
+            return
+        worker = self._worker
+        if self.durable and worker is not None:
+            # The work is stored: finish what runs (briefly), release the rest
+            # for the next start of this program or any other worker.
+            released = worker.drain(grace=self.EXIT_GRACE)
+            if released:
+                log.info(
+                    "offload: released %d running tasks at exit; they will run again", released
+                )
             return
         if self.on_exit == "cancel":
             cancelled = self._cancel_pending()

@@ -148,3 +148,11 @@ class TaskFailed(OffloadError):
 
     def __str__(self) -> str:
         return f"{self.type_name}: {self.message}\n\nTraceback in the worker:\n{self.traceback}"
+
+
+class BrokerUnavailable(OffloadError, ConnectionError):
+    """The broker cannot be reached, after a bounded number of retries.
+
+    A producer's call raises it rather than hang or report success for a
+    message that was not stored; a worker logs it and keeps reconnecting.
+    """

@@ -126,3 +126,35 @@ def test_bad_urls_are_refused_saying_what_is_supported(url: str) -> None:
 def test_pickle_needs_a_key(db_url: str) -> None:
     with pytest.raises(offload.ConfigurationError, match="pickle_key"):
         offload.App(db_url, serializer="pickle")
+
+
+def test_an_embedded_worker_releases_running_work_at_exit_for_the_next_start(
+    tmp_path: Any,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    script = tmp_path / "prog.py"
+    script.write_text(
+        "import time, offload\n"
+        f"app = offload.App({url!r}, embedded_worker=True)\n"
+        "app.EXIT_GRACE = 0.2\n"
+        "@app.task\n"
+        "def nap(seconds: float) -> str:\n"
+        "    time.sleep(seconds)\n"
+        "    return 'rested'\n"
+        "if __name__ == '__main__':\n"
+        "    handle = nap(30)\n"
+        "    time.sleep(0.5)\n"
+        "    print(handle.id, app.job(handle.id).state)\n"  # running as the program ends
+    )
+    first = subprocess.run(
+        [sys.executable, str(script)], check=True, capture_output=True, text=True, timeout=60
+    )
+    job_id, state_at_exit = first.stdout.split()
+    assert state_at_exit == "running"
+    app = offload.App(url)
+    try:
+        job = app.job(job_id)
+        assert job is not None and job.state is State.QUEUED, "released, not lost or stuck"
+        assert job.attempt == 0
+    finally:
+        app.shutdown(wait=False)

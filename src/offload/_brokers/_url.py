@@ -9,8 +9,13 @@ from .._errors import ConfigurationError
 
 SUPPORTED = (
     "memory:// (in this process), "
-    "sqlite:///relative/path.db or sqlite:////absolute/path.db (durable, one machine)"
+    "sqlite:///relative/path.db or sqlite:////absolute/path.db (durable, one machine), "
+    "redis://[:password@]host:6379/0 or rediss:// (many machines), "
+    "postgresql://user@host/db or postgres:// (many machines)"
 )
+
+# Which extra installs the client library of each server broker.
+_EXTRAS = {"redis": ("redis", "redis"), "postgres": ("psycopg", "postgres")}
 
 
 def is_in_process(url: str) -> bool:
@@ -24,13 +29,28 @@ def open_broker(url: str, clock: Clock, **options: Any) -> Any:
     if not separator or not scheme:
         raise ConfigurationError(f"{url!r} is not a broker URL. Supported: {SUPPORTED}")
     if scheme == "memory":
+        options.pop("namespace", None)  # one process: nothing to share
         if rest:
             raise ConfigurationError(f"{url!r}: write just memory://. Supported: {SUPPORTED}")
         from ._memory import MemoryBroker
 
         return MemoryBroker(clock, **options)
     if scheme == "sqlite":
+        if options.pop("namespace", None) is not None:
+            raise ConfigurationError(
+                f"{url!r}: SQLite takes no namespace; give each app its own file"
+            )
         return _open_sqlite(url, rest, clock, options)
+    if scheme in ("redis", "rediss"):
+        _require("redis")
+        from ._redis import RedisBroker
+
+        return RedisBroker.from_url(url, clock=clock, **options)
+    if scheme in ("postgresql", "postgres"):
+        _require("postgres")
+        from ._postgres import PostgresBroker
+
+        return PostgresBroker.from_url(url, clock=clock, **options)
     raise ConfigurationError(f"unknown broker scheme {scheme!r} in {url!r}. Supported: {SUPPORTED}")
 
 
@@ -46,3 +66,14 @@ def _open_sqlite(url: str, rest: str, clock: Clock, options: dict[str, Any]) -> 
     from ._sqlite import SqliteBroker
 
     return SqliteBroker(path, clock=clock, **options)
+
+
+def _require(broker: str) -> None:
+    """Fail with the exact pip command when a server broker's client is missing."""
+    module, extra = _EXTRAS[broker]
+    try:
+        __import__(module)
+    except ImportError:
+        raise ConfigurationError(
+            f'the {broker} broker needs the {module} package: pip install "offload[{extra}]"'
+        ) from None
