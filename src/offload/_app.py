@@ -6,8 +6,7 @@ import atexit
 import concurrent.futures
 import logging
 import threading
-import weakref
-from collections.abc import Callable, Coroutine, MutableMapping, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Literal, overload
 
 from ._brokers import Broker, Inspector
@@ -15,7 +14,7 @@ from ._brokers._url import is_in_process, open_broker
 from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import ConfigurationError
 from ._executors import check_size
-from ._handle import Handle
+from ._handle import Handle, HandleMap, WeakHandles
 from ._message import JobInfo, Message, new_id
 from ._results import ResultWatcher
 from ._retry import Backoff
@@ -82,9 +81,8 @@ class App:
         self._registry = {} if registry is None else registry
         # In-process the app keeps each handle until its call ends (the result
         # has nowhere else to go); durable handles are weak: the broker has it.
-        self._handles: MutableMapping[str, Handle[Any]] = (
-            weakref.WeakValueDictionary() if self.durable else {}
-        )
+        in_process: dict[str, Handle[Any]] = {}
+        self._handles: HandleMap = WeakHandles() if self.durable else in_process
         self._runner = Runner(
             self.broker,
             self._registry,
@@ -165,7 +163,13 @@ class App:
     ) -> list[Handle[R]]:
         """Many calls of a plain function (positional arguments), stored in one batch."""
         task = self._adhoc_task(fn)
-        return task.map(*zip(*calls, strict=True)) if calls else []
+        return self._submit_checked(task, [tuple(args) for args in calls])
+
+    def _submit_checked(
+        self, task: Task[Any, Any], calls: list[tuple[Any, ...]]
+    ) -> list[Handle[Any]]:
+        task._check_importable()
+        return self.submit_many(task.spec, calls, NO_OPTIONS)
 
     def handle(self, job_id: str) -> Handle[Any]:
         """A handle for the job ``job_id``, from any process that reaches the broker."""
@@ -175,6 +179,7 @@ class App:
         job = self._inspector().job(job_id)
         handle = Handle(job_id, job.task if job is not None else "?")
         if self.durable:
+            self._handles[job_id] = handle  # an embedded worker settles it directly
             self._watch(handle)
         elif job is None:
             raise ConfigurationError(f"no job {job_id} in this in-process app")

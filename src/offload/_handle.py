@@ -12,7 +12,8 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import threading
-from collections.abc import Callable, Generator
+import weakref
+from collections.abc import Callable, Generator, Iterable
 from typing import Any, Protocol, TypeVar
 
 from ._errors import ResultTimeout, TaskCancelled
@@ -187,3 +188,52 @@ class Handle(concurrent.futures.Future[R]):
                     exc_info=(type(error), error, error.__traceback__),
                     extra={"task": self.task_name, "task_id": self.id},
                 )
+
+
+class HandleMap(Protocol):
+    """Handles by job id: what the runner settles (a dict, or ``WeakHandles``)."""
+
+    def get(self, job_id: str, /) -> Handle[Any] | None: ...
+
+    def pop(self, job_id: str, default: None, /) -> Handle[Any] | None: ...
+
+    def __setitem__(self, job_id: str, handle: Handle[Any], /) -> None: ...
+
+    def values(self) -> Iterable[Handle[Any]]: ...
+
+
+class WeakHandles:
+    """Handles by job id, held weakly: a durable job's result lives in the broker.
+
+    Thread-safe without a lock: every operation is one call on a plain dict,
+    which the interpreter does atomically, and ``values()`` returns a
+    snapshot (a WeakValueDictionary cannot be iterated while another thread
+    adds to it).
+    """
+
+    def __init__(self) -> None:
+        self._refs: dict[str, weakref.ref[Handle[Any]]] = {}
+        self._sweep_at = 1024
+
+    def get(self, job_id: str, /) -> Handle[Any] | None:
+        ref = self._refs.get(job_id)
+        return None if ref is None else ref()
+
+    def pop(self, job_id: str, default: None, /) -> Handle[Any] | None:
+        ref = self._refs.pop(job_id, None)
+        return None if ref is None else ref()
+
+    def __setitem__(self, job_id: str, handle: Handle[Any], /) -> None:
+        self._refs[job_id] = weakref.ref(handle)
+        if len(self._refs) >= self._sweep_at:  # drop the entries of dropped handles
+            for key, ref in list(self._refs.items()):
+                if ref() is None:
+                    self._refs.pop(key, None)
+            self._sweep_at = max(1024, 2 * len(self._refs))
+
+    def values(self) -> list[Handle[Any]]:
+        alive = (ref() for ref in list(self._refs.values()))
+        return [handle for handle in alive if handle is not None]
+
+    def __len__(self) -> int:
+        return len(self._refs)

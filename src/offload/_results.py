@@ -9,15 +9,16 @@ weakly: dropping one costs nothing.
 
 from __future__ import annotations
 
+import collections
 import importlib
 import logging
 import threading
-import weakref
+import time
 from typing import Any
 
 from ._brokers import Inspector
 from ._errors import RemoteTraceback, TaskFailed, TaskNotFound
-from ._handle import Handle
+from ._handle import Handle, WeakHandles
 from ._message import ErrorInfo, JobInfo, State
 from ._serializers import Serializer
 
@@ -35,7 +36,9 @@ class ResultWatcher:
         self._broker = broker
         self._serializer = serializer
         self._name = name
-        self._pending: weakref.WeakValueDictionary[str, Handle[Any]] = weakref.WeakValueDictionary()
+        self._pending = WeakHandles()
+        self._last_token: object = None
+        self._fresh: collections.deque[Handle[Any]] = collections.deque()
         self._wake = threading.Event()
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
@@ -45,6 +48,7 @@ class ResultWatcher:
         """Settle ``handle`` when its job finishes."""
         handle._source = self
         self._pending[handle.id] = handle
+        self._fresh.append(handle)
         if self._thread is None:
             with self._lock:
                 if self._thread is None and not self._stopped.is_set():
@@ -74,30 +78,47 @@ class ResultWatcher:
     def _run(self) -> None:
         interval = self.MIN_INTERVAL
         while not self._stopped.is_set():
-            if not self._pending:
+            if not len(self._pending):
                 self._wake.wait()
                 self._wake.clear()
                 interval = self.MIN_INTERVAL
                 continue
+            started = time.perf_counter()
             try:
                 settled = self._poll()
             except Exception:
                 log.exception("offload: reading results from the broker failed; retrying")
                 settled = 0
+            # Fast while results arrive, slower when none do; and never more
+            # than about a third of the time polling (many pending handles).
+            cost = time.perf_counter() - started
             interval = self.MIN_INTERVAL if settled else min(self.MAX_INTERVAL, interval * 1.5)
-            self._wake.wait(interval)
+            self._wake.wait(max(interval, 2 * cost))
             self._wake.clear()
 
     def _poll(self) -> int:
+        fresh = []  # handles watched since the last poll (deque ops are atomic)
+        while self._fresh:
+            fresh.append(self._fresh.popleft())
+        # A broker that can tell "nobody else wrote since" spares a lookup of
+        # every pending job (thousands, after a map()): only new handles then,
+        # whose jobs may have finished before they were watched.
+        change_token = getattr(self._broker, "change_token", None)
+        token = None if change_token is None else change_token()
+        if token is not None and token == self._last_token:
+            candidates = [h for h in fresh if not h.done()]
+        else:
+            candidates = [h for h in self._pending.values() if not h.done()]
+        self._last_token = token
+        if not candidates:
+            return 0
+        states = self._broker.job_states([h.id for h in candidates])
         settled = 0
-        for job_id, handle in list(self._pending.items()):
-            if handle.done():
-                self._pending.pop(job_id, None)
-                continue
-            job = self._broker.job(job_id)
-            if job is None or job.state.finished:
-                self.settle(handle, job)
-                self._pending.pop(job_id, None)
+        for handle in candidates:
+            state = states.get(handle.id)
+            if state is None or state.finished:
+                self.settle(handle, self._broker.job(handle.id))
+                self._pending.pop(handle.id, None)
                 settled += 1
         return settled
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ._brokers import Broker
 from ._clock import Clock
 from ._errors import NotSerializable, PayloadRejected, TaskNotFound
-from ._handle import Handle
+from ._handle import HandleMap
 from ._message import Delivery, ErrorInfo, Outcome, State
 from ._retry import RetryPolicy
 from ._serializers import Serializer, decode_call
@@ -66,7 +66,7 @@ class Runner:
         broker: Broker,
         registry: dict[str, TaskSpec],
         clock: Clock,
-        handles: MutableMapping[str, Handle[Any]],
+        handles: HandleMap,
         *,
         serializer: Serializer | None = None,
         resolve: Callable[[str], TaskSpec | None] | None = None,

@@ -364,7 +364,11 @@ def check_importable(task: object, spec: TaskSpec) -> None:
         raise TaskNotImportable(
             f"{where}: {module_name}:{path} does not import ({error}). {fix}"
         ) from None
-    if target is not task and target is not fn:
+    if (
+        target is not task
+        and target is not fn
+        and getattr(target, "__offload_fn__", None) is not fn
+    ):
         raise TaskNotImportable(
             f"{where}: {module_name}.{path} is another object, so a child "
             f"process would call the wrong function. {fix}"

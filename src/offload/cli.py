@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import signal
-import sys
 import threading
 import time
 from types import FrameType
-from typing import Any
 
 import click
 
 from . import __version__
+from ._commands import load_app as _load_app
+from ._commands import register
 
 log = logging.getLogger("offload")
 
@@ -23,6 +22,9 @@ log = logging.getLogger("offload")
 @click.version_option(__version__, prog_name="offload")
 def main() -> None:
     """offload: run Python functions in the background."""
+
+
+register(main)  # status, jobs, show, retry, cancel, purge
 
 
 @main.command()
@@ -118,26 +120,6 @@ def _install_signal_handlers() -> threading.Event:
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
     return stop
-
-
-def _load_app(target: str) -> Any:
-    from ._app import App
-    from ._default import default_app
-
-    module_name, _, attribute = target.partition(":")
-    sys.path.insert(0, os.getcwd())  # as `python -m` would: the project's modules
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise click.UsageError(f"cannot import {module_name!r}: {error}") from None
-    value = getattr(module, attribute or "app", None)
-    if value is None:
-        if attribute:
-            raise click.UsageError(f"{module_name!r} has no attribute {attribute!r}")
-        return default_app()
-    if not isinstance(value, App):
-        raise click.UsageError(f"{target} is a {type(value).__name__}, not an offload.App")
-    return value
 
 
 @main.command()

@@ -116,6 +116,13 @@ class Inspector(Protocol):
         """Jobs per queue and state (only non-zero counts need appear)."""
         ...
 
+    def job_states(self, job_ids: Sequence[str]) -> dict[str, State]:
+        """The states of many jobs in few round trips; unknown ids are left out.
+
+        What a producer waiting on thousands of handles polls.
+        """
+        ...
+
     def jobs(
         self, state: State | None = None, queue: str | None = None, limit: int = 50
     ) -> list[JobInfo]:

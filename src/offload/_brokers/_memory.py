@@ -351,6 +351,12 @@ class MemoryBroker:
                     return _info(message, state, self._jobs)
         return None
 
+    def job_states(self, job_ids: Sequence[str]) -> dict[str, State]:
+        # Only durable apps poll states, and they never use this broker in
+        # production: one lookup per id is enough here.
+        found = ((job_id, self.job(job_id)) for job_id in job_ids)
+        return {job_id: job.state for job_id, job in found if job is not None}
+
     def counts(self) -> dict[str, dict[State, int]]:
         counts: dict[str, dict[State, int]] = {}
         with self._lock:

@@ -346,6 +346,22 @@ class SqliteBroker:
             ).fetchone()
         return None if row is None else row_info(row)
 
+    def change_token(self) -> int:
+        """Changes when another connection commits: nothing new if it did not."""
+        return self._data_version()
+
+    def job_states(self, job_ids: Sequence[str]) -> dict[str, State]:
+        states: dict[str, State] = {}
+        for start in range(0, len(job_ids), 500):  # under SQLite's bound-variable limit
+            chunk = job_ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            with self._lock:
+                rows = self._db.execute(
+                    f"SELECT id, state FROM jobs WHERE id IN ({marks})", chunk
+                ).fetchall()
+            states.update((job_id, State(state)) for job_id, state in rows)
+        return states
+
     def counts(self) -> dict[str, dict[State, int]]:
         with self._lock:
             rows = self._db.execute(
