@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         record.scenarios.append(result)
     record.finished = _now()
     record.machine["loadavg_end"] = report.loadavg()
+    record.machine["offload_source_end"] = report.source_digest(harness.ROOT)
     paths = report.write(record, args.out, result_stem(args.quick, args.only))
     print(report.render_markdown(record))
     _say("written: " + ", ".join(str(path) for path in paths))

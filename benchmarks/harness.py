@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -142,6 +143,7 @@ def run_scenario(
         for system in order:
             where = f"{scenario.name} round {number}/{rounds} {system}"
             timeout = scenario.child_timeout(quick)
+            started = time.monotonic()
             try:
                 line = run_child(python, scenario.name, system, params, timeout)
             except BenchError as error:
@@ -151,5 +153,5 @@ def run_scenario(
             result.add(system, line["figures"])
             result.versions.update(line.get("versions", {}))
             shown = ", ".join(f"{k}={v:.4g}" for k, v in line["figures"].items())
-            say(f"  {where}: {shown}")
+            say(f"  {where}: {shown} ({time.monotonic() - started:.1f} s)")
     return result

@@ -7,6 +7,7 @@ the figure to compare across runs.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -39,8 +40,17 @@ def machine_info(root: Path) -> dict[str, Any]:
         "offload_commit": _git(root, "rev-parse", "--short=12", "HEAD"),
         # Uncommitted changes mean the commit alone doesn't name the code measured.
         "offload_dirty": bool(_git(root, "status", "--porcelain", "--", "src")),
+        "offload_source_start": source_digest(root),
         "loadavg_start": loadavg(),
     }
+
+
+def source_digest(root: Path) -> str:
+    """A digest of offload's source files: if it differs at the end, the code changed."""
+    digest = hashlib.sha256()
+    for path in sorted((root / "src").rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def _git(root: Path, *args: str) -> str:
@@ -96,6 +106,12 @@ def render_markdown(record: RunRecord) -> str:
         "",
         *(_conditions(result) for result in record.scenarios),
     ]
+    if machine.get("offload_source_start") != machine.get("offload_source_end"):
+        lines += [
+            "",
+            "**Warning: offload's source changed during this run**: rounds measured "
+            "different code. Run again on a quiet tree.",
+        ]
     failures = [
         f"- {result.name} / {system}: {message}"
         for result in record.scenarios
@@ -158,12 +174,21 @@ def ratio(result: ScenarioResult, metric: Metric) -> str:
 
 
 def _ratio_text(ours: Summary, best: Summary, best_name: str, metric: Metric) -> str:
-    if abs(ours.median) < metric.floor and abs(best.median) < metric.floor:
-        # Both within noise: a ratio of two near-zeros would mean nothing.
-        return f"≈ same (both < {metric.floor:g} {metric.unit})"
-    if ours.median <= 0 or best.median <= 0:
-        return f"n/a ({best_name} {fmt(best.median)})"
-    return f"{ours.median / best.median:.2f}{TIMES} {best_name}"
+    ours_nil, best_nil = _nil(ours, metric), _nil(best, metric)
+    if not (ours_nil or best_nil):
+        return f"{ours.median / best.median:.2f}{TIMES} {best_name}"
+    # A ratio with (almost) nothing on either side means nothing: say who is
+    # below the floor instead.
+    below = f"< {metric.floor:g} {metric.unit}"
+    if ours_nil and best_nil:
+        return f"n/a: both {below}"
+    if ours_nil:
+        return f"n/a: offload {below}, {best_name} not"
+    return f"n/a: {best_name} {below}, offload not"
+
+
+def _nil(summary: Summary, metric: Metric) -> bool:
+    return summary.median <= 0 or summary.median < metric.floor
 
 
 def fmt(value: float) -> str:

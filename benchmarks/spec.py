@@ -27,8 +27,8 @@ class Metric:
     label: str
     unit: str
     better: Better = "lower"
-    # Below this magnitude a value is noise (e.g. a few hundred kB over a
-    # million calls): two such values are "the same", not a ratio.
+    # Below this magnitude a value means "nothing" (for memory: less than one
+    # pointer per call), so no ratio is taken against it.
     floor: float = 0.0
 
 
