@@ -78,3 +78,19 @@ def test_pool_sizes_are_checked_when_the_app_is_made(option: str, size: object) 
     # Not later in the worker's thread, where every call would wait forever.
     with pytest.raises(offload.ConfigurationError, match="positive integer"):
         offload.App(name="bad-size", **{option: size})  # type: ignore[arg-type]
+
+
+def test_a_shut_down_app_can_be_garbage_collected() -> None:
+    import gc
+    import weakref
+
+    refs = []
+    for _ in range(3):
+        app = offload.App(name="collectable")
+        app.task(abs)(-1).result(timeout=5)
+        app.shutdown()
+        refs.append(weakref.ref(app))
+        del app
+    gc.collect()
+    alive = sum(ref() is not None for ref in refs)
+    assert alive <= 1, f"{alive} of 3 shut-down apps are still referenced"

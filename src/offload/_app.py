@@ -335,6 +335,7 @@ class App:
         with self._lock:
             worker, self._worker = self._worker, None
             self._closed = True
+        atexit.unregister(self._at_exit)  # else atexit keeps every app ever started alive
         if worker is not None:
             worker.stop(wait)
         if self._watcher is not None:
