@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -76,6 +77,7 @@ class Worker:
         self._stopping = threading.Event()  # no more claims
         self._closed = threading.Event()  # no more lease renewals either
         self._threads: list[threading.Thread] = []
+        self._outage = Outage()
 
     # -- life cycle --------------------------------------------------------------
 
@@ -181,12 +183,16 @@ class Worker:
 
     def _dispatch_loop(self) -> None:
         waker = self._broker if isinstance(self._broker, Waker) else None
+        pause = 0.1
         while not self._stopping.is_set():
             try:
                 self._dispatch_once(waker)
-            except Exception:
-                log.exception("offload worker: claiming failed; retrying in 1s")
-                self._clock.wait(self._stopping, 1.0)
+            except Exception as error:  # noqa: BLE001 - logged once per outage
+                self._outage.failed("claiming", error)
+                self._clock.wait(self._stopping, pause)
+                pause = min(pause * 2, 5.0)  # reconnect with backoff
+            else:
+                pause = 0.1
 
     def _dispatch_once(self, waker: Waker | None) -> None:
         free = self._room_to_claim()
@@ -198,6 +204,7 @@ class Worker:
             self._starved = False
             return
         deliveries = self._broker.claim(self._queues, free, self._lease)
+        self._outage.recovered()  # only a call that reached the broker says so
         if not deliveries:
             if waker is not None:
                 waker.wait_for_messages(self._idle_timeout, self._queues)
@@ -239,19 +246,38 @@ class Worker:
         """Claim and dispatch one message for a freed slot; ``False`` if none ran."""
         try:
             deliveries = self._broker.claim(self._queues, 1, self._lease)
-        except Exception:
-            log.exception("offload worker: claiming failed")
+        except Exception as error:  # noqa: BLE001 - the dispatcher will retry
+            self._outage.failed("claiming", error)
             return False
         # Every claimed delivery must be dispatched: no short-circuit here.
         dispatched = [self._dispatch(delivery) for delivery in deliveries]
         return any(dispatched)
 
     def _done(self, call: Call, result: Any, error: BaseException | None) -> None:
-        """Executors call this once per call, from any thread; it never raises."""
-        try:
-            self._runner.finish(call, result, error)
-        except Exception:
-            log.exception("offload could not record the outcome of task %s", call.spec.name)
+        """Executors call this once per call, from any thread; it never raises.
+
+        If the broker is unreachable, recording the outcome is retried with
+        backoff for up to a lease: past that, another worker will run the
+        task again anyway (at least once).
+        """
+        deadline = self._clock.now() + min(self._lease, 300.0)
+        pause = 0.1
+        while True:
+            try:
+                self._runner.finish(call, result, error)
+            except ConnectionError as unreachable:  # BrokerUnavailable is one
+                self._outage.failed("recording an outcome", unreachable)
+                if self._clock.now() >= deadline or self._closed.is_set():
+                    log.error("offload worker: gave up recording the outcome of %s", call.spec.name)
+                    break
+                self._clock.wait(self._closed, pause)
+                pause = min(pause * 2, 5.0)
+            except Exception:
+                log.exception("offload could not record the outcome of task %s", call.spec.name)
+                break
+            else:
+                self._outage.recovered()
+                break
         self._finished(call)
 
     # -- leases --------------------------------------------------------------------
@@ -262,8 +288,9 @@ class Worker:
             for delivery in list(self._active.values()):
                 try:
                     self._broker.extend(delivery, self._lease)
-                except Exception:
-                    log.exception("offload worker: could not renew a lease")
+                except Exception as error:  # noqa: BLE001 - logged once per outage
+                    self._outage.failed("renewing leases", error)
+                    break
 
 
 def check_pool(pool: str) -> None:
@@ -275,3 +302,39 @@ def check_pool(pool: str) -> None:
 
 def default_size(pool: str) -> int:
     return default_thread_count() if pool == "thread" else os.cpu_count() or 1
+
+
+class Outage:
+    """Logs a broker outage once when it starts and once when it ends.
+
+    Every thread that meets the broker down reports here; a flood of
+    identical tracebacks helps nobody.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._since: float | None = None
+
+    def failed(self, doing: str, error: BaseException) -> None:
+        with self._lock:
+            if self._since is not None:
+                return
+            self._since = time.monotonic()
+        log.error(
+            "offload worker: broker unreachable while %s (%s: %s); running tasks go on, "
+            "retrying with backoff",
+            doing,
+            type(error).__name__,
+            error,
+            exc_info=not isinstance(error, ConnectionError),
+        )
+
+    def recovered(self) -> None:
+        if self._since is None:
+            return
+        with self._lock:
+            since, self._since = self._since, None
+        if since is not None:
+            log.warning(
+                "offload worker: broker reachable again after %.1fs", time.monotonic() - since
+            )
