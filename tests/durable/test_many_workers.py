@@ -7,10 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from helpers import wait_until
 
 WAIT = 120.0
 StartWorker = Callable[..., "subprocess.Popen[str]"]
@@ -20,15 +21,6 @@ def done_ids(path: Path) -> list[str]:
     return path.read_text().split() if path.exists() else []
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = WAIT) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
-
-
 def test_two_workers_drain_2000_tasks_each_done_at_least_once(
     tasks: Any, start_worker: StartWorker, tmp_path: Path
 ) -> None:
@@ -36,7 +28,7 @@ def test_two_workers_drain_2000_tasks_each_done_at_least_once(
     ids = [str(i) for i in range(2000)]
     handles = tasks.record.map([str(out)] * len(ids), ids)  # one batch, one transaction
     first, second = start_worker("-c", "4"), start_worker("-c", "4")
-    assert wait_for(lambda: len(set(done_ids(out))) == len(ids)), "not every id ran"
+    assert wait_until(lambda: len(set(done_ids(out))) == len(ids), WAIT), "not every id ran"
     assert set(done_ids(out)) == set(ids)
     assert all(h.result(timeout=WAIT) for h in handles[:10])
     assert first.poll() is None and second.poll() is None
@@ -51,11 +43,11 @@ def test_sigkill_of_one_of_two_workers_loses_no_id(
     tasks.slow_record.map([str(out)] * len(ids), ids, [0.002] * len(ids))
     victim = start_worker("-c", str(concurrency), "--lease", "2")
     start_worker("-c", str(concurrency), "--lease", "2")
-    assert wait_for(lambda: len(done_ids(out)) >= 400)
+    assert wait_until(lambda: len(done_ids(out)) >= 400, WAIT)
     os.killpg(victim.pid, signal.SIGKILL)
     victim.wait(10)
     start_worker("-c", str(concurrency), "--lease", "2")  # the restart
-    assert wait_for(lambda: set(done_ids(out)) == set(ids)), "an id was lost"
+    assert wait_until(lambda: set(done_ids(out)) == set(ids), WAIT), "an id was lost"
     counts = collections.Counter(done_ids(out))
     duplicates = sum(n - 1 for n in counts.values())
     # At least once: only what the killed worker held may have run twice.
@@ -77,4 +69,4 @@ def test_tasks_enqueued_with_no_worker_run_when_one_starts_later(
     )  # the producer has ended: only the database holds the work
     assert not out.exists()
     start_worker()
-    assert wait_for(lambda: sorted(done_ids(out), key=int) == [str(i) for i in range(100)])
+    assert wait_until(lambda: sorted(done_ids(out), key=int) == [str(i) for i in range(100)], WAIT)

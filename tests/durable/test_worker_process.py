@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 import offload
+from helpers import wait_until
 from offload import State
 
 WAIT = 30.0
@@ -83,7 +84,7 @@ def test_sigkill_mid_run_loses_nothing(
     out = tmp_path / "out.txt"
     victim = start_worker("--concurrency", "4", "--lease", "2")
     handles = [tasks.slow_record(str(out), str(i), 0.05) for i in range(60)]
-    assert _wait_for(lambda: len(lines(out)) >= 8), "the worker never started"
+    assert wait_until(lambda: len(lines(out)) >= 8, WAIT), "the worker never started"
     os.killpg(victim.pid, signal.SIGKILL)
     victim.wait(10)
     start_worker("--concurrency", "4", "--lease", "2")
@@ -101,7 +102,9 @@ def test_sigterm_lets_running_tasks_finish_and_exits_zero(
     out = tmp_path / "out.txt"
     worker = start_worker("--concurrency", "2", "--grace", "10")
     handles = [tasks.slow_record(str(out), str(i), 1.0) for i in range(2)]
-    assert _wait_for(lambda: all(tasks.app.job(h.id).state is State.RUNNING for h in handles))
+    assert wait_until(
+        lambda: all(tasks.app.job(h.id).state is State.RUNNING for h in handles), WAIT
+    )
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(WAIT) == 0
     assert sorted(lines(out)) == ["0", "1"], "running tasks finished within the grace"
@@ -115,7 +118,7 @@ def test_sigterm_releases_what_does_not_finish_within_the_grace(
     out = tmp_path / "out.txt"
     worker = start_worker("--concurrency", "1", "--grace", "0.2")
     handle = tasks.slow_record(str(out), "late", 3.0)
-    assert _wait_for(lambda: tasks.app.job(handle.id).state is State.RUNNING)
+    assert wait_until(lambda: tasks.app.job(handle.id).state is State.RUNNING, WAIT)
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(WAIT) == 0
     job = tasks.app.job(handle.id)
@@ -130,17 +133,8 @@ def test_a_second_signal_exits_at_once(
 ) -> None:
     worker = start_worker("--grace", "60")
     handle = tasks.slow_record(str(tmp_path / "out"), "x", 30.0)
-    assert _wait_for(lambda: tasks.app.job(handle.id).state is State.RUNNING)
+    assert wait_until(lambda: tasks.app.job(handle.id).state is State.RUNNING, WAIT)
     worker.send_signal(signal.SIGINT)
     time.sleep(0.3)
     worker.send_signal(signal.SIGINT)
     assert worker.wait(10) != 0
-
-
-def _wait_for(predicate: Callable[[], bool], timeout: float = WAIT) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False
