@@ -162,14 +162,7 @@ class App:
         self, fn: Callable[..., R], calls: Sequence[tuple[Any, ...]], /
     ) -> list[Handle[R]]:
         """Many calls of a plain function (positional arguments), stored in one batch."""
-        task = self._adhoc_task(fn)
-        return self._submit_checked(task, [tuple(args) for args in calls])
-
-    def _submit_checked(
-        self, task: Task[Any, Any], calls: list[tuple[Any, ...]]
-    ) -> list[Handle[Any]]:
-        task._check_importable()
-        return self.submit_many(task.spec, calls, NO_OPTIONS)
+        return self._adhoc_task(fn).submit_many([tuple(args) for args in calls])
 
     def handle(self, job_id: str) -> Handle[Any]:
         """A handle for the job ``job_id``, from any process that reaches the broker."""

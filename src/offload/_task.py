@@ -132,13 +132,19 @@ class Task(Generic[P, R]):
     ) -> list[Handle[R]]:
         if not iterables:
             raise ConfigurationError(f"{self.name}.map() needs at least one iterable of arguments")
-        app = self._app()
-        if not self._import_checked and (self.spec.pool == "process" or app.durable):
-            self._check_importable()
-        handles = app.submit_many(self.spec, list(zip(*iterables, strict=False)), options)
+        handles = self.submit_many(list(zip(*iterables, strict=False)), options)
         if progress:
             track(handles, getattr(self.fn, "__name__", self.name))
         return handles
+
+    def submit_many(
+        self, calls: list[tuple[Any, ...]], options: CallOptions = NO_OPTIONS
+    ) -> list[Handle[R]]:
+        """Many calls (positional arguments each) in one batch: one transaction."""
+        app = self._app()
+        if not self._import_checked and (self.spec.pool == "process" or app.durable):
+            self._check_importable()
+        return app.submit_many(self.spec, calls, options)
 
     def __repr__(self) -> str:
         return f"<Task {self.name} pool={self.spec.pool or 'default'}>"
