@@ -20,6 +20,7 @@ from ._brokers import Inspector
 from ._errors import RemoteTraceback, TaskFailed, TaskNotFound
 from ._handle import Handle, WeakHandles
 from ._message import ErrorInfo, JobInfo, State
+from ._outage import Outage
 from ._serializers import Serializer
 
 log = logging.getLogger("offload")
@@ -37,6 +38,7 @@ class ResultWatcher:
         self._serializer = serializer
         self._name = name
         self._pending = WeakHandles()
+        self._outage = Outage("producer", "handles keep waiting")
         self._last_token: object = None
         self._fresh: collections.deque[Handle[Any]] = collections.deque()
         self._wake = threading.Event()
@@ -86,9 +88,11 @@ class ResultWatcher:
             started = time.perf_counter()
             try:
                 settled = self._poll()
-            except Exception:
-                log.exception("offload: reading results from the broker failed; retrying")
+            except Exception as error:  # noqa: BLE001 - logged once per outage
+                self._outage.failed("reading results", error)
                 settled = 0
+            else:
+                self._outage.recovered()
             # Fast while results arrive, slower when none do; and never more
             # than about a third of the time polling (many pending handles).
             cost = time.perf_counter() - started

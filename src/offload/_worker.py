@@ -13,7 +13,6 @@ import logging
 import math
 import os
 import threading
-import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -22,6 +21,7 @@ from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import ConfigurationError
 from ._executors import Executor, ThreadExecutor, check_size
 from ._message import Delivery
+from ._outage import Outage
 from ._runner import POOLS, Call, Runner
 
 log = logging.getLogger("offload")
@@ -302,39 +302,3 @@ def check_pool(pool: str) -> None:
 
 def default_size(pool: str) -> int:
     return default_thread_count() if pool == "thread" else os.cpu_count() or 1
-
-
-class Outage:
-    """Logs a broker outage once when it starts and once when it ends.
-
-    Every thread that meets the broker down reports here; a flood of
-    identical tracebacks helps nobody.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._since: float | None = None
-
-    def failed(self, doing: str, error: BaseException) -> None:
-        with self._lock:
-            if self._since is not None:
-                return
-            self._since = time.monotonic()
-        log.error(
-            "offload worker: broker unreachable while %s (%s: %s); running tasks go on, "
-            "retrying with backoff",
-            doing,
-            type(error).__name__,
-            error,
-            exc_info=not isinstance(error, ConnectionError),
-        )
-
-    def recovered(self) -> None:
-        if self._since is None:
-            return
-        with self._lock:
-            since, self._since = self._since, None
-        if since is not None:
-            log.warning(
-                "offload worker: broker reachable again after %.1fs", time.monotonic() - since
-            )

@@ -1,0 +1,50 @@
+"""Broker outages, logged once when they start and once when they end."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+log = logging.getLogger("offload")
+
+
+class Outage:
+    """Logs a broker outage once when it starts and once when it ends.
+
+    Every thread that meets the broker down reports here; a flood of
+    identical tracebacks helps nobody.
+    """
+
+    def __init__(self, who: str = "worker", meanwhile: str = "running tasks go on") -> None:
+        self._who = who
+        self._meanwhile = meanwhile
+        self._lock = threading.Lock()
+        self._since: float | None = None
+
+    def failed(self, doing: str, error: BaseException) -> None:
+        with self._lock:
+            if self._since is not None:
+                return
+            self._since = time.monotonic()
+        log.error(
+            "offload %s: broker unreachable while %s (%s: %s); %s, retrying with backoff",
+            self._who,
+            doing,
+            type(error).__name__,
+            error,
+            self._meanwhile,
+            exc_info=not isinstance(error, ConnectionError),
+        )
+
+    def recovered(self) -> None:
+        if self._since is None:
+            return
+        with self._lock:
+            since, self._since = self._since, None
+        if since is not None:
+            log.warning(
+                "offload %s: broker reachable again after %.1fs",
+                self._who,
+                time.monotonic() - since,
+            )
