@@ -1,0 +1,587 @@
+"""A durable broker on PostgreSQL: any number of workers on any number of hosts.
+
+Claims take rows with ``SELECT ... FOR UPDATE SKIP LOCKED`` in a CTE and
+mark them running with one ``UPDATE ... RETURNING``: two workers never
+claim the same job, and neither waits for the other's rows. A job is only
+deleted (or marked finished) by the ack of its current claim, and a lease
+that lapses makes it claimable again, so a crash loses nothing; a server
+restart loses nothing either (every state change is a synchronous commit).
+
+Wake-ups use LISTEN/NOTIFY: a transaction that makes a job claimable
+(enqueue, nack, retry) sends one notification per queue it touched, which
+PostgreSQL delivers only if it commits; an idle worker waits on them, never
+longer than until the next due time.
+
+Transactional enqueue: ``enqueue(messages, connection=conn)`` writes with
+the caller's own psycopg connection, inside the caller's transaction. The
+job (and its wake-up) exists once the caller commits, and never if it
+rolls back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import itertools
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from psycopg.rows import tuple_row
+
+from .._clock import SYSTEM_CLOCK, Clock
+from .._errors import ConfigurationError
+from .._message import Delivery, ErrorInfo, JobInfo, Message, Outcome, State
+from ._postgres_link import Batcher, Connection, Link, Listener, connect, conninfo, describe
+from ._postgres_schema import (
+    COPY_TYPES,
+    SCHEMA_VERSION,
+    as_columns,
+    claim_params,
+    lock_id,
+    migrate,
+    refuse_newer,
+    render,
+    schema_name,
+    schema_version,
+)
+from ._sqlite_schema import error_columns, message_row, row_info, row_message
+
+__all__ = ["PostgresBroker"]
+
+_ClaimCall = tuple[tuple[str, ...] | None, int, float]  # queues, limit, lease
+# An ack as the batcher holds it, in the order of the ack statements' columns.
+_ACK_FIELDS = ("id", "token", "state", "now", "expires", "result", "etype", "emsg", "etb", "drop")
+_PRIORITY = 6  # where a claimed row holds its priority (seq, due, token, id, task, queue, ...)
+
+
+class PostgresBroker:
+    """Jobs in a PostgreSQL schema, shared by every process that connects to it.
+
+    >>> broker = PostgresBroker.from_url("postgresql://app@db.internal/app", namespace="shop")
+
+    ``namespace`` picks the schema (``offload_{namespace}``; ``offload``
+    without one): apps with different namespaces share a database and never
+    see each other's jobs. ``result_ttl``: seconds a finished job is kept,
+    unless its message says otherwise; failed jobs stay until purged.
+    ``reuse_window``: seconds after a success during which enqueueing its
+    key returns the finished job. ``migrate``: bring the schema up to date
+    on first use (else ``offload migrate`` must have, and a schema behind
+    this offload is refused). A call that cannot reach the server retries
+    for ``retry_for`` seconds, then raises ``BrokerUnavailable``.
+    """
+
+    # Expired results are deleted inside claim or ack at most this often,
+    # at most this many at a time.
+    _PRUNE_EVERY = 60.0
+    _PRUNE_BATCH = 1000
+    # The shortest wait: a job due now that the caller's claim did not take
+    # (another worker holds its row lock for a moment) must not make it spin.
+    _MIN_WAIT = 0.005
+    # Batches up to this size are one INSERT statement (one round trip);
+    # larger ones are copied (COPY), in a transaction with their NOTIFY.
+    _ONE_STATEMENT = 64
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        result_ttl: float = 86400.0,
+        reuse_window: float = 0.0,
+        namespace: str | None = None,
+        migrate: bool = True,
+        connect_timeout: float = 5.0,
+        statement_timeout: float = 30.0,
+        retry_for: float = 10.0,
+    ) -> None:
+        self.schema = schema_name(namespace)
+        self._clock = clock
+        self._result_ttl = result_ttl
+        self._reuse_window = reuse_window
+        self._migrate = migrate
+        self._sql = render(self.schema)
+        self._channel = self.schema  # NOTIFY channel: one per namespace
+        self._where = describe(url)
+        self._closing = threading.Event()
+        open_connection = functools.partial(
+            connect, conninfo(url, connect_timeout), statement_timeout
+        )
+        self._ready = False  # the schema was checked (and migrated): once per broker
+        self._link = Link(
+            functools.partial(self._open_ready, open_connection),
+            self._where,
+            retry_for=retry_for,
+            closing=self._closing,
+        )
+        self._listener = Listener(open_connection, self._channel)
+        self._next_prune = 0.0
+        self._acks: Batcher[tuple[Any, ...], bool] = Batcher(self._store_acks)
+        self._claims: Batcher[_ClaimCall, list[Delivery]] = Batcher(self._claim_together)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        result_ttl: float = 86400.0,
+        reuse_window: float = 0.0,
+        namespace: str | None = None,
+        migrate: bool = True,
+        **options: Any,
+    ) -> PostgresBroker:
+        """The broker of a ``postgresql://`` (or ``postgres://``) URL; nothing connects yet."""
+        return cls(
+            url,
+            clock=clock,
+            result_ttl=result_ttl,
+            reuse_window=reuse_window,
+            namespace=namespace,
+            migrate=migrate,
+            **options,
+        )
+
+    # -- the schema ------------------------------------------------------------------
+
+    def migrate(self) -> int:
+        """Apply missing migrations now (``offload migrate``); the schema version.
+
+        Safe to run from many processes at once: an advisory lock lets one
+        migrate while the others wait, then find nothing left to do.
+        """
+        self._ready = True  # this call migrates: connecting must not refuse an old schema
+        try:
+            return self._link.run(functools.partial(migrate, schema=self.schema))
+        except BaseException:
+            self._ready = False
+            raise
+
+    def _open_ready(self, open_connection: Any) -> Connection:
+        connection: Connection = open_connection()
+        if not self._ready:
+            try:
+                self._check_schema(connection)
+            except BaseException:
+                connection.close()
+                raise
+            self._ready = True
+        return connection
+
+    def _check_schema(self, connection: Connection) -> None:
+        version = schema_version(connection, self.schema)
+        refuse_newer(version, self.schema)
+        if version == SCHEMA_VERSION:
+            return
+        if not self._migrate:
+            raise ConfigurationError(
+                f"the PostgreSQL schema {self.schema!r} is at offload schema version {version}, "
+                f"this offload needs {SCHEMA_VERSION}: run `offload migrate` (or open the "
+                "broker with migrate=True)"
+            )
+        migrate(connection, self.schema)
+
+    # -- the contract ----------------------------------------------------------------
+
+    def enqueue(
+        self, messages: Sequence[Message], connection: Connection | None = None
+    ) -> list[str]:
+        """Store ``messages`` (all or none); their job ids. See ``Broker.enqueue``.
+
+        With ``connection`` (a psycopg connection to this broker's database),
+        the rows are written in the caller's transaction and this does not
+        commit: the jobs exist once the caller commits, never if it rolls
+        back. A connection in autocommit mode commits the batch at once.
+        Keyed messages hold an advisory lock on their keys until then.
+        """
+        if not messages:
+            return []
+        now = self._clock.now()
+        rows = [message_row(message, now) for message in messages]  # refuses before writing
+        ids = [message.id for message in messages]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"job id {_repeated(ids)!r} appears twice in one enqueue")
+        store = functools.partial(self._store, messages=messages, rows=rows, now=now)
+        try:
+            if connection is None:
+                return self._link.run(self._retrying(store, ids))
+            if not self._ready:
+                self._link.run(lambda _: None)  # the schema must exist (and be current)
+            if connection.autocommit:
+                # No transaction of the caller's to join: the batch is its own.
+                with connection.transaction():
+                    return store(connection)
+            # Joins the caller's transaction (psycopg opens one if none is
+            # open): a failure here aborts it, as any failed statement would.
+            return store(connection)
+        except psycopg.errors.UniqueViolation as error:
+            raise _duplicate(error) from None
+
+    def claim(self, queues: Sequence[str] | None, limit: int, lease: float) -> list[Delivery]:
+        if limit <= 0 or (queues is not None and not queues):
+            return []
+        # Claims of this process's threads that meet (each freed slot claims
+        # one) share one statement and one commit.
+        return self._claims.submit((None if queues is None else tuple(queues), limit, lease))
+
+    def _claim_together(self, claims: list[_ClaimCall]) -> list[list[Delivery]]:
+        """One claim per distinct (queues, lease), its deliveries dealt out in call order."""
+        groups: dict[tuple[tuple[str, ...] | None, float], list[int]] = {}
+        for index, (queues, _, lease) in enumerate(claims):
+            groups.setdefault((queues, lease), []).append(index)
+        answers: list[list[Delivery]] = [[] for _ in claims]
+        for (queues, lease), indexes in groups.items():
+            deliveries = iter(self._claim(queues, sum(claims[i][1] for i in indexes), lease))
+            for index in indexes:
+                answers[index] = list(itertools.islice(deliveries, claims[index][1]))
+        return answers
+
+    def _claim(self, queues: Sequence[str] | None, limit: int, lease: float) -> list[Delivery]:
+        now = self._clock.now()
+        until = now + lease
+        params = claim_params(now, until, limit)
+
+        def work(connection: Connection) -> list[tuple[Any, ...]]:
+            # Before the claim, not after: claimed rows are the worker's only
+            # once it holds them, so nothing should delay handing them over.
+            self._prune_some(connection, now)
+            cursor = connection.cursor(row_factory=tuple_row)
+            if queues is None:
+                rows = cursor.execute(self._sql["claim"], params).fetchall()
+            else:
+                rows = []
+                for queue in queues:  # in the order given: one index range each
+                    left = limit - len(rows)
+                    if left <= 0:
+                        break
+                    found = cursor.execute(
+                        self._sql["claim_queue"], {**params, "limit": left, "queue": queue}
+                    ).fetchall()
+                    rows += sorted(found, key=_claim_order)
+            return rows
+
+        rows = self._link.run(work)
+        if queues is None:
+            rows.sort(key=_claim_order)  # RETURNING comes in no set order
+        return [Delivery(row_message(row[3:]), row[2], until) for row in rows]
+
+    def ack(self, delivery: Delivery, outcome: Outcome) -> bool:
+        message = delivery.message
+        error = outcome.error_info
+        if error is None and outcome.error is not None:
+            error = ErrorInfo.of(outcome.error)
+        now = self._clock.now()
+        ttl = self._result_ttl if message.result_ttl is None else message.result_ttl
+        failed = outcome.state is State.FAILED
+        # Acks of this process's threads that meet are stored together: one
+        # statement, one commit; each returns once its own ack is committed.
+        return self._acks.submit(
+            (
+                message.id,
+                delivery.token,
+                outcome.state.value,
+                now,
+                None if failed else now + ttl,
+                outcome.payload,
+                *error_columns(error),
+                not failed and ttl <= 0,  # a zero TTL keeps nothing: delete
+            )
+        )
+
+    def _store_acks(self, acks: list[tuple[Any, ...]]) -> list[bool]:
+        """Record acks in one statement; whether each was still current (fenced).
+
+        The same delivery twice: only the first counts, as for two acks in turn.
+        """
+        now = self._clock.now()
+        first: dict[tuple[str, int], int] = {}
+        for index, ack in enumerate(acks):
+            first.setdefault((ack[0], ack[1]), index)
+        unique = [acks[index] for index in first.values()]
+        params: Any
+        if len(unique) == 1:
+            statement = self._sql["ack_delete" if unique[0][-1] else "ack"]
+            params = dict(zip(_ACK_FIELDS, unique[0], strict=True))
+        else:
+            statement, params = self._sql["ack_many"], as_columns(unique)
+
+        def work(connection: Connection) -> set[tuple[str, int]]:
+            done = {(row[0], row[1]) for row in connection.execute(statement, params)}
+            self._prune_some(connection, now)
+            return done
+
+        done = self._link.run(work)
+        return [
+            first[ack[0], ack[1]] == index and (ack[0], ack[1]) in done
+            for index, ack in enumerate(acks)
+        ]
+
+    def nack(
+        self,
+        delivery: Delivery,
+        retry_at: float | None,
+        *,
+        error: ErrorInfo | None = None,
+        penalty: bool = True,
+    ) -> bool:
+        etype, emsg, etb = error_columns(error)
+        params = {
+            "id": delivery.message.id,
+            "token": delivery.token,
+            "state": (State.QUEUED if error is None else State.RETRYING).value,
+            "due": self._clock.now() if retry_at is None else retry_at,
+            "eta": retry_at,
+            "back": 0 if penalty else 1,
+            "keep": error is None,  # without an error, the last one (if any) stays
+            "etype": etype,
+            "emsg": emsg,
+            "etb": etb,
+            "channel": self._channel,
+        }
+        rows = self._link.run(lambda c: c.execute(self._sql["nack"], params).fetchall())
+        return len(rows) == 1
+
+    def extend(self, delivery: Delivery, lease: float) -> bool:
+        until = self._clock.now() + lease
+        params = {"id": delivery.message.id, "token": delivery.token, "until": until}
+        if self._link.run(lambda c: c.execute(self._sql["extend"], params).rowcount) != 1:
+            return False
+        delivery.lease_until = until
+        return True
+
+    def close(self) -> None:
+        self._closing.set()
+        self._listener.close()  # wakes every waiter first
+        self._link.close()
+
+    # -- wake-ups --------------------------------------------------------------------
+
+    def wait_for_messages(self, timeout: float, queues: Sequence[str] | None = None) -> None:
+        """Return when a message of ``queues`` may be claimable, ``interrupt()``, or ``timeout``.
+
+        Notifications of enqueues, nacks and retries in any process wake it;
+        so does the next eta or lease end (of ``queues``, all for None).
+        Without a LISTEN connection (the server is down) it sleeps until the
+        timeout: the caller then claims anyway (and reconnects).
+        """
+        if self._closing.is_set() or timeout <= 0:
+            return
+        mark = self._listener.mark()
+        wait = timeout
+        if self._listener.listen():  # before the look below: nothing slips in between
+            wait = min(wait, self._next_due(queues) - self._clock.now())
+        wanted = None if queues is None else set(queues)
+        self._listener.wait(max(wait, self._MIN_WAIT), wanted, mark)
+
+    def interrupt(self) -> None:
+        self._listener.interrupt()
+
+    def _next_due(self, queues: Sequence[str] | None) -> float:
+        statement = self._sql["next_due" if queues is None else "next_due_in"]
+        params = () if queues is None else (list(queues),)
+        row = self._link.run(lambda c: c.execute(statement, params).fetchone())
+        return float("inf") if row is None or row[0] is None else float(row[0])
+
+    # -- inspection ------------------------------------------------------------------
+
+    def job(self, job_id: str) -> JobInfo | None:
+        row = self._link.run(lambda c: c.execute(self._sql["job"], (job_id,)).fetchone())
+        return None if row is None else row_info(row)
+
+    def job_states(self, job_ids: Sequence[str]) -> dict[str, State]:
+        ids = list(job_ids)
+        rows = self._link.run(lambda c: c.execute(self._sql["states"], (ids,)).fetchall())
+        return {job_id: State(state) for job_id, state in rows}
+
+    def counts(self) -> dict[str, dict[State, int]]:
+        rows = self._link.run(lambda c: c.execute(self._sql["counts"]).fetchall())
+        counts: dict[str, dict[State, int]] = {}
+        for queue, state, count in rows:
+            counts.setdefault(queue, {})[State(state)] = count
+        return counts
+
+    def jobs(
+        self, state: State | None = None, queue: str | None = None, limit: int = 50
+    ) -> list[JobInfo]:
+        params = {"state": None if state is None else state.value, "queue": queue, "limit": limit}
+        rows = self._link.run(lambda c: c.execute(self._sql["jobs"], params).fetchall())
+        return [row_info(row) for row in rows]
+
+    def cancel(self, job_id: str) -> bool:
+        params = {"id": job_id, "ttl": self._result_ttl, "now": self._clock.now()}
+        row = self._link.run(lambda c: c.execute(self._sql["cancel"], params).fetchone())
+        return row is not None and row[0] == 1
+
+    def retry(self, job_id: str) -> bool:
+        params = {"id": job_id, "now": self._clock.now(), "channel": self._channel}
+
+        def work(connection: Connection) -> bool:
+            with connection.transaction():
+                row = connection.execute(self._sql["retry_find"], (job_id,)).fetchone()
+                if row is None or row[1] not in (State.FAILED.value, State.CANCELLED.value):
+                    return False
+                key = row[0]
+                if key is not None:
+                    self._lock_keys(connection, [key])
+                    if connection.execute(self._sql["key_held"], (key,)).fetchone():
+                        return False  # another job holds the key now: two would run
+                connection.execute(self._sql["retry"], params)
+                return True
+
+        return self._link.run(work)
+
+    def purge(self, state: State = State.FAILED, queue: str | None = None) -> int:
+        if not state.finished:
+            raise ValueError(
+                f"purge deletes finished jobs (succeeded, failed, cancelled), not {state}"
+            )
+        params = {"state": state.value, "queue": queue}
+        return self._link.run(lambda c: c.execute(self._sql["purge"], params).rowcount)
+
+    def prune(self) -> int:
+        now = self._clock.now()
+        return self._link.run(lambda c: c.execute(self._sql["prune"], (now,)).rowcount)
+
+    # -- internals -------------------------------------------------------------------
+
+    def _store(
+        self,
+        connection: Connection,
+        *,
+        messages: Sequence[Message],
+        rows: list[tuple[Any, ...]],
+        now: float,
+        atomic: bool = False,
+    ) -> list[str]:
+        """Insert the batch (keyed messages: only where no job holds the key); the ids.
+
+        ``atomic``: make the statements one transaction (on the broker's
+        autocommit connection); else the caller's transaction holds them.
+        """
+        keyed = any(message.key is not None for message in messages)
+        if not keyed and len(rows) <= self._ONE_STATEMENT:
+            self._insert(connection, rows)  # one statement: atomic on its own
+            return [message.id for message in messages]
+        with connection.transaction() if atomic else contextlib.nullcontext():
+            ids = [message.id for message in messages]
+            if keyed:
+                ids, rows = self._unkeyed(connection, messages, rows, now)
+            if len(rows) <= self._ONE_STATEMENT:
+                self._insert(connection, rows)
+            else:
+                self._copy(connection, rows)
+            return ids
+
+    def _unkeyed(
+        self,
+        connection: Connection,
+        messages: Sequence[Message],
+        rows: list[tuple[Any, ...]],
+        now: float,
+    ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Every message's job id, and the rows of those whose key no job holds."""
+        keys = sorted({message.key for message in messages if message.key is not None})
+        self._lock_keys(connection, keys)
+        cursor = connection.cursor(row_factory=tuple_row)
+        found = cursor.execute(self._sql["holders"], (keys, now - self._reuse_window))
+        holders: dict[str, str] = dict(found.fetchall())
+        ids: list[str] = []
+        fresh: list[tuple[Any, ...]] = []
+        for message, row in zip(messages, rows, strict=True):
+            key = message.key
+            if key is not None:
+                if key in holders:
+                    ids.append(holders[key])
+                    continue
+                holders[key] = message.id
+            fresh.append(row)
+            ids.append(message.id)
+        return ids, fresh
+
+    def _insert(self, connection: Connection, rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        if len(rows) == 1:
+            queue = rows[0][2]
+            connection.execute(self._sql["insert_one"], (*rows[0], self._channel, queue))
+            return
+        queues = sorted({row[2] for row in rows})
+        params = (*as_columns(rows), self._channel, queues)
+        connection.execute(self._sql["insert_many"], params)
+
+    def _copy(self, connection: Connection, rows: list[tuple[Any, ...]]) -> None:
+        """A large batch: COPY (psycopg formats rows in C; arrays of an INSERT in Python)."""
+        with connection.cursor() as cursor:
+            with cursor.copy(self._sql["copy"]) as copy:
+                copy.set_types(COPY_TYPES)
+                for row in rows:
+                    copy.write_row(row)
+            queues = sorted({row[2] for row in rows})
+            cursor.execute(self._sql["notify"], (self._channel, queues))
+
+    def _lock_keys(self, connection: Connection, keys: Sequence[str]) -> None:
+        """Hold the keys' advisory locks until the transaction ends.
+
+        Two enqueues of one key then run their check-and-insert one after
+        the other (the second sees the first's job once it commits). Locks
+        are taken in one order everywhere, so two batches cannot deadlock.
+        """
+        ids = sorted({lock_id(f"key:{self.schema}:{key}") for key in keys})
+        connection.execute("SELECT pg_advisory_xact_lock(x) FROM unnest(%s::int8[]) AS x", (ids,))
+
+    def _retrying(self, store: functools.partial[list[str]], ids: list[str]) -> Any:
+        """``store`` for ``Link.run``, resolving a retry after a commit we never heard of.
+
+        When the connection breaks during the commit, the batch may be
+        stored already: the retry then meets its own ids, and answers them.
+        """
+        attempts = 0
+
+        def work(connection: Connection) -> list[str]:
+            nonlocal attempts
+            attempts += 1
+            try:
+                return store(connection, atomic=True)
+            except psycopg.errors.UniqueViolation:
+                if attempts > 1 and self._all_stored(connection, ids):
+                    return ids
+                raise
+
+        return work
+
+    def _all_stored(self, connection: Connection, ids: list[str]) -> bool:
+        row = connection.execute(self._sql["ids_stored"], (ids,)).fetchone()
+        return row is not None and row[0] == len(ids)
+
+    def _prune_some(self, connection: Connection, now: float) -> None:
+        """Delete a bounded batch of expired results, at most once a minute."""
+        if now < self._next_prune:
+            return
+        pruned = connection.execute(self._sql["prune_some"], (now, self._PRUNE_BATCH)).rowcount
+        # A full batch: more are due; carry on at the next claim or ack.
+        self._next_prune = now if pruned >= self._PRUNE_BATCH else now + self._PRUNE_EVERY
+
+
+def _claim_order(row: tuple[Any, ...]) -> tuple[int, float, int]:
+    """Priority (higher first), then due, then age: the order of the claim query."""
+    return (-row[_PRIORITY], row[1], row[0])
+
+
+def _repeated(ids: list[str]) -> str:
+    seen: set[str] = set()
+    for job_id in ids:
+        if job_id in seen:
+            return job_id
+        seen.add(job_id)
+    return ""
+
+
+def _duplicate(error: psycopg.errors.UniqueViolation) -> ValueError:
+    if error.diag.constraint_name == "jobs_live_key":
+        return ValueError(
+            "another transaction stored a live job with one of this batch's keys at the same "
+            "time, unseen by this one's snapshot: enqueue keyed messages under READ COMMITTED "
+            f"({error.diag.message_detail})"
+        )
+    return ValueError(f"a job id of this batch already exists ({error.diag.message_detail})")

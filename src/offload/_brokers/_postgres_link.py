@@ -1,0 +1,381 @@
+"""Connections of the PostgreSQL broker: one for its statements, one for LISTEN.
+
+``Link`` is one autocommit connection guarded by a lock (psycopg_pool is
+not a dependency; a broker's statements are short, and one connection per
+process keeps a cluster of workers far under ``max_connections``). A
+statement that fails because the connection broke is retried on a new
+connection with exponential backoff, for a bounded time; then the caller
+gets ``BrokerUnavailable``. Nothing hangs: connecting has a timeout,
+statements have ``statement_timeout``, and TCP keepalives notice a server
+that vanished without closing the socket.
+
+``Listener`` owns the LISTEN connection. One waiting thread at a time reads
+it (``select`` on its socket and on a pipe, so ``interrupt`` wakes it at
+once); other waiting threads sleep on a condition that the reader signals.
+
+``Batcher`` is group commit on the client: a process's threads whose acks
+(or claims) meet share one statement and one commit, each still answered
+only once its own item is committed. A WAL flush per commit is what bounds
+a queue on PostgreSQL; this is how a busy worker pays fewer of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import threading
+import time
+from collections.abc import Callable, Collection
+from typing import Any, Generic, TypeVar
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from .._errors import BrokerUnavailable
+
+log = logging.getLogger("offload")
+
+T = TypeVar("T")
+ItemT = TypeVar("ItemT")
+ResultT = TypeVar("ResultT")
+Connection = psycopg.Connection[Any]
+
+# Retried at once, on the same connection: another transaction won a race.
+_TRANSIENT = frozenset({"40001", "40P01"})  # serialization failure, deadlock detected
+
+
+def conninfo(url: str, connect_timeout: float) -> str:
+    """``url`` with offload's defaults for what it does not set itself."""
+    given = conninfo_to_dict(url)
+    defaults: dict[str, Any] = {
+        "connect_timeout": max(2, round(connect_timeout)),  # libpq counts whole seconds
+        "application_name": "offload",
+        # A server that vanished without closing the socket is noticed in
+        # about 30 s instead of the kernel's two hours.
+        "keepalives": 1,
+        "keepalives_idle": 15,
+        "keepalives_interval": 5,
+        "keepalives_count": 3,
+    }
+    return make_conninfo(url, **{k: v for k, v in defaults.items() if k not in given})
+
+
+def describe(url: str) -> str:
+    """Where ``url`` points, without its password: ``host:port/db``."""
+    try:
+        info = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "PostgreSQL (unparsable URL)"
+    host = info.get("host") or "localhost"
+    return f"PostgreSQL at {host}:{info.get('port') or 5432}/{info.get('dbname') or ''}"
+
+
+def connect(info: str, statement_timeout: float) -> Connection:
+    connection = psycopg.connect(info, autocommit=True)
+    connection.execute(f"SET statement_timeout = {int(statement_timeout * 1000)}")
+    return connection
+
+
+class Link:
+    """One connection, lock-guarded, reconnected with bounded retries."""
+
+    FIRST_DELAY = 0.05
+    MAX_DELAY = 2.0
+    MAX_RACES = 5  # a deadlock or serialization failure is retried at most this often
+
+    def __init__(
+        self,
+        open_connection: Callable[[], Connection],
+        where: str,
+        *,
+        retry_for: float,
+        closing: threading.Event,
+    ) -> None:
+        self._open = open_connection
+        self._where = where
+        self._retry_for = retry_for
+        self._closing = closing
+        self._lock = threading.Lock()
+        self._connection: Connection | None = None
+        self._outage = False
+
+    def run(self, work: Callable[[Connection], T]) -> T:
+        """``work(connection)`` under the lock; retried on a new connection if it broke.
+
+        ``work`` must be safe to run again after a failure whose outcome is
+        unknown (the server may have committed before the connection broke).
+        """
+        delay = self.FIRST_DELAY
+        deadline: float | None = None
+        races = 0
+        with self._lock:
+            while True:
+                try:
+                    result = work(self._connected())
+                except psycopg.Error as error:
+                    if error.sqlstate in _TRANSIENT and races < self.MAX_RACES:
+                        races += 1
+                        continue
+                    if not self._is_lost(error):
+                        raise
+                    deadline = deadline or time.monotonic() + self._retry_for
+                    self._lose(error)
+                    if time.monotonic() + delay > deadline or self._closing.is_set():
+                        raise self._unavailable(error) from error
+                    self._closing.wait(delay)
+                    delay = min(delay * 2, self.MAX_DELAY)
+                    continue
+                if self._outage:
+                    self._outage = False
+                    log.info("offload: reconnected to %s", self._where)
+                return result
+
+    def close(self) -> None:
+        with self._lock:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+
+    def _connected(self) -> Connection:
+        connection = self._connection
+        if connection is None or connection.closed:
+            if self._closing.is_set():
+                raise BrokerUnavailable(f"the broker for {self._where} is closed")
+            connection = self._connection = self._open()
+        return connection
+
+    def _is_lost(self, error: psycopg.Error) -> bool:
+        if not isinstance(error, (psycopg.OperationalError, psycopg.InterfaceError)):
+            return False
+        connection = self._connection
+        return connection is None or connection.closed
+
+    def _lose(self, error: psycopg.Error) -> None:
+        if not self._outage:
+            self._outage = True  # logged once per outage, not once per retry
+            log.warning("offload: lost the connection to %s (%s); reconnecting", self._where, error)
+        if self._connection is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._connection.close()
+            self._connection = None
+
+    def _unavailable(self, error: psycopg.Error) -> BrokerUnavailable:
+        if self._closing.is_set():
+            return BrokerUnavailable(f"the broker for {self._where} is closed")
+        return BrokerUnavailable(
+            f"cannot reach {self._where} after retrying for {self._retry_for:g}s ({error}). "
+            "Check that the server is running and reachable from here. Nothing of the call "
+            "that raised this was stored, unless the connection broke while it committed: "
+            "messages with a key are safe to enqueue again."
+        )
+
+
+class Listener:
+    """The LISTEN connection, and the wake-ups of ``wait_for_messages``."""
+
+    RETRY_AFTER = 1.0  # seconds between attempts to LISTEN again after a failure
+
+    def __init__(self, open_connection: Callable[[], Connection], channel: str) -> None:
+        self._open = open_connection
+        self._channel = channel
+        self._connection: Connection | None = None
+        self._reading = threading.Lock()  # one thread reads the connection at a time
+        self._changed = threading.Condition()
+        self._events = 0  # notifications seen and interrupts: what other waiters watch
+        self._interrupts = 0
+        self._closed = False
+        self._retry_at = 0.0  # no new LISTEN connection before this (time.monotonic)
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+
+    def mark(self) -> tuple[int, int]:
+        """Where the counters are: a wait returns once they move past this."""
+        with self._changed:
+            return self._events, self._interrupts
+
+    def listen(self) -> bool:
+        """Connect and LISTEN, if not yet; ``False`` when the server cannot be reached.
+
+        Called before the caller looks for due messages: what commits after
+        LISTEN is notified, what committed before is found by that look.
+        """
+        if not self._reading.acquire(blocking=False):
+            return True  # another thread reads the connection: it is listening
+        try:
+            return self._listening() is not None
+        finally:
+            self._reading.release()
+
+    def wait(self, seconds: float, queues: Collection[str] | None, mark: tuple[int, int]) -> None:
+        """Until a notification for ``queues`` (any for None), an interrupt, or ``seconds``."""
+        end = time.monotonic() + seconds
+        while (remaining := end - time.monotonic()) > 0 and not self._closed:
+            if self._reading.acquire(blocking=False):
+                try:
+                    self._read(end, queues, mark[1])
+                finally:
+                    self._reading.release()
+                    with self._changed:  # another waiter may take over the reading
+                        self._changed.notify_all()
+                return
+            with self._changed:
+                if (self._events, self._interrupts) != mark or self._closed:
+                    return
+                self._changed.wait(remaining)
+                if (self._events, self._interrupts) != mark:
+                    return
+
+    def interrupt(self) -> None:
+        with self._changed:
+            self._interrupts += 1
+            self._events += 1
+            self._changed.notify_all()
+            if self._wake_w >= 0:  # under the condition: close() cannot free the fd meanwhile
+                with contextlib.suppress(OSError):  # a full pipe: a wake-up is pending anyway
+                    os.write(self._wake_w, b"!")
+
+    def close(self) -> None:
+        with self._changed:
+            if self._closed:
+                return
+            self._closed = True
+        self.interrupt()
+        # The reader returns at once (the pipe woke it); then the connection is ours.
+        if self._reading.acquire(timeout=5):
+            try:
+                if self._connection is not None:
+                    self._connection.close()
+                    self._connection = None
+            finally:
+                with self._changed:
+                    os.close(self._wake_r)
+                    os.close(self._wake_w)
+                    self._wake_r = self._wake_w = -1
+                self._reading.release()
+
+    # -- the reading thread (self._reading held) ------------------------------------
+
+    def _listening(self) -> Connection | None:
+        if self._connection is not None and not self._connection.closed:
+            return self._connection
+        self._connection = None
+        if self._closed or time.monotonic() < self._retry_at:
+            return None
+        try:
+            connection = self._open()
+            connection.execute(f'LISTEN "{self._channel}"')
+        except psycopg.Error as error:
+            # Polling meanwhile; not a connection attempt per wait (each may
+            # take connect_timeout when the server is unreachable).
+            self._retry_at = time.monotonic() + self.RETRY_AFTER
+            log.debug("offload: cannot LISTEN (%s); polling instead", error)
+            return None
+        self._connection = connection
+        return connection
+
+    def _read(self, end: float, queues: Collection[str] | None, interrupts: int) -> None:
+        if self._closed:
+            return
+        connection = self._listening()
+        while True:
+            self._clear_pipe()
+            with self._changed:
+                if self._interrupts != interrupts or self._closed:
+                    return
+            if connection is not None:
+                try:
+                    payloads = [n.payload for n in connection.notifies(timeout=0)]
+                except psycopg.Error:
+                    # Gone: return, so the caller claims (and reconnects) now.
+                    self._drop()
+                    return
+                if payloads:
+                    self._seen()
+                    if queues is None or any(payload in queues for payload in payloads):
+                        return
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                return
+            # Without a LISTEN connection this is the poll fallback: a timed
+            # sleep that only interrupt() shortens; the caller then claims.
+            fds = [self._wake_r] if connection is None else [self._wake_r, connection.fileno()]
+            select.select(fds, [], [], remaining)
+
+    def _seen(self) -> None:
+        with self._changed:
+            self._events += 1
+            self._changed.notify_all()
+
+    def _clear_pipe(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._wake_r, 4096):
+                pass
+
+    def _drop(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._connection.close()
+            self._connection = None
+
+
+class _Slot(Generic[ItemT, ResultT]):
+    __slots__ = ("error", "item", "pending", "result")
+
+    def __init__(self, item: ItemT) -> None:
+        self.item = item
+        self.pending = True
+        self.result: ResultT | None = None
+        self.error: BaseException | None = None
+
+
+class Batcher(Generic[ItemT, ResultT]):
+    """Group commit on the client: calls that arrive while a flush runs share the next one.
+
+    A lone call flushes at once (no added latency); under load, N threads
+    acking together cost one statement and one commit instead of N. Every
+    call returns only after the flush that holds its item has committed,
+    so batching weakens nothing: the caller still hears ``True`` only for
+    what is stored. ``flush(items)`` answers one result per item, in order.
+    """
+
+    def __init__(self, flush: Callable[[list[ItemT]], list[ResultT]]) -> None:
+        self._flush = flush
+        self._changed = threading.Condition()
+        self._queue: list[_Slot[ItemT, ResultT]] = []
+        self._busy = False
+
+    def submit(self, item: ItemT) -> ResultT:
+        slot: _Slot[ItemT, ResultT] = _Slot(item)
+        with self._changed:
+            self._queue.append(slot)
+            while slot.pending:
+                if self._busy:
+                    self._changed.wait()
+                else:
+                    self._lead()
+        if slot.error is not None:
+            raise slot.error
+        return slot.result  # type: ignore[return-value]
+
+    def _lead(self) -> None:
+        """Flush everything queued (self._changed held on entry and exit)."""
+        self._busy = True
+        batch, self._queue = self._queue, []
+        self._changed.release()
+        try:
+            results = self._flush([slot.item for slot in batch])
+        except BaseException as error:  # noqa: BLE001 - every caller of the batch re-raises it
+            for slot in batch:
+                slot.error = error
+        else:
+            for slot, result in zip(batch, results, strict=True):
+                slot.result = result
+        finally:
+            self._changed.acquire()
+            for slot in batch:
+                slot.pending = False
+            self._busy = False
+            self._changed.notify_all()

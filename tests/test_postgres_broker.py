@@ -1,0 +1,542 @@
+"""What the contract suite cannot see of the PostgreSQL broker.
+
+Namespaces, SKIP LOCKED under threads and processes, migrations run from
+two processes at once, transactional enqueue, LISTEN/NOTIFY wake-ups and
+lost connections. Against the server of ``OFFLOAD_TEST_POSTGRES_URL``
+(default: the local one); skipped when it is down, failing under ``CI``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from offload import BrokerUnavailable, ConfigurationError
+from offload._brokers._postgres import PostgresBroker
+from offload._brokers._postgres_schema import SCHEMA_VERSION, lock_id
+from offload._brokers._sqlite_schema import message_row
+from offload._message import Message, Outcome, State, new_id
+
+URL = os.environ.get("OFFLOAD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def message(**fields: Any) -> Message:
+    fields.setdefault("payload", b"[]")
+    return Message(new_id(), "tasks.work", (), {}, **fields)
+
+
+@pytest.fixture(scope="module")
+def server() -> str:
+    """The server's URL; skips (fails under CI) when it cannot be reached."""
+    try:
+        with psycopg.connect(URL, connect_timeout=3) as connection:
+            connection.execute("SELECT 1")
+    except psycopg.Error as error:
+        reason = f"PostgreSQL at {URL} is not reachable: {error}"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason} (CI is set: the PostgreSQL tests must run)")
+        pytest.skip(reason)
+    return URL
+
+
+@pytest.fixture
+def namespace(server: str) -> Iterator[str]:
+    """A fresh namespace; its schema is dropped after the test."""
+    name = f"t_{uuid.uuid4().hex}"
+    yield name
+    with psycopg.connect(server, autocommit=True) as connection:
+        connection.execute(f'DROP SCHEMA IF EXISTS "offload_{name}" CASCADE')
+
+
+@pytest.fixture
+def make_broker(server: str, namespace: str) -> Iterator[Callable[..., PostgresBroker]]:
+    """Brokers on the test's namespace (unless told otherwise), closed after it."""
+    made: list[PostgresBroker] = []
+
+    def make(**options: Any) -> PostgresBroker:
+        options.setdefault("namespace", namespace)
+        broker = PostgresBroker(options.pop("url", server), **options)
+        made.append(broker)
+        return broker
+
+    yield make
+    for broker in made:
+        broker.close()
+
+
+@pytest.fixture
+def broker(make_broker: Callable[..., PostgresBroker]) -> PostgresBroker:
+    return make_broker()
+
+
+def backend_pid(broker: PostgresBroker) -> int:
+    row = broker._link.run(lambda c: c.execute("SELECT pg_backend_pid()").fetchone())
+    assert row is not None
+    return int(row[0])
+
+
+def terminate(server: str, pid: int) -> None:
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+
+def child(code: str, *args: str, **options: Any) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        **options,
+    )
+
+
+# -- namespaces ------------------------------------------------------------------------
+
+
+def test_namespaces_isolate(make_broker: Callable[..., PostgresBroker], server: str) -> None:
+    other_namespace = f"t_{uuid.uuid4().hex}"
+    mine = make_broker()
+    other = make_broker(namespace=other_namespace)
+    try:
+        job = message(key="shared-key")
+        mine.enqueue([job])
+        assert other.job(job.id) is None
+        assert other.counts() == {}
+        assert other.claim(None, 10, 30) == []
+        twin = message(key="shared-key")
+        assert other.enqueue([twin]) == [twin.id], "keys are per namespace"
+        assert [d.message.id for d in mine.claim(None, 10, 30)] == [job.id]
+        assert [d.message.id for d in other.claim(None, 10, 30)] == [twin.id]
+    finally:
+        other.close()
+        with psycopg.connect(server, autocommit=True) as connection:
+            connection.execute(f'DROP SCHEMA "offload_{other_namespace}" CASCADE')
+
+
+def test_a_namespace_must_be_a_plain_identifier(server: str) -> None:
+    with pytest.raises(ConfigurationError, match="lower-case letters"):
+        PostgresBroker(server, namespace='x"; DROP TABLE jobs; --')
+
+
+# -- claims under concurrency ------------------------------------------------------------
+
+CLAIMER = """
+    import sys
+    from offload._brokers._postgres import PostgresBroker
+    from offload._message import Outcome, State
+
+    broker = PostgresBroker(sys.argv[1], namespace=sys.argv[2], result_ttl=60)
+    print("ready", flush=True)
+    sys.stdin.readline()
+    while deliveries := broker.claim(None, 10, 30):
+        for delivery in deliveries:
+            assert broker.ack(delivery, Outcome(State.SUCCEEDED))
+            print(delivery.message.id)
+    broker.close()
+"""
+
+
+def test_skip_locked_claims_are_race_free(
+    make_broker: Callable[..., PostgresBroker], server: str, namespace: str
+) -> None:
+    producer = make_broker(result_ttl=60)
+    ids = producer.enqueue([message() for _ in range(2000)])
+    claimers = [child(CLAIMER, server, namespace) for _ in range(2)]
+    for claimer in claimers:
+        assert claimer.stdout is not None and claimer.stdout.readline() == "ready\n"
+    brokers = [make_broker(result_ttl=60) for _ in range(4)]  # a connection per thread
+    claimed: list[list[str]] = [[] for _ in brokers]
+    start = threading.Barrier(len(brokers) + 1)
+
+    def claim_all(broker: PostgresBroker, into: list[str]) -> None:
+        start.wait()
+        while deliveries := broker.claim(None, 10, 30):
+            for delivery in deliveries:
+                assert broker.ack(delivery, Outcome(State.SUCCEEDED))
+                into.append(delivery.message.id)
+
+    threads = [
+        threading.Thread(target=claim_all, args=(broker, into))
+        for broker, into in zip(brokers, claimed, strict=True)
+    ]
+    for thread in threads:
+        thread.start()
+    for claimer in claimers:
+        assert claimer.stdin is not None
+        claimer.stdin.write("go\n")
+        claimer.stdin.flush()
+    start.wait()
+    outputs = [claimer.communicate(timeout=60)[0].split() for claimer in claimers]
+    for thread in threads:
+        thread.join(60)
+    assert all(claimer.returncode == 0 for claimer in claimers)
+    everything = [job_id for ids_of in claimed + outputs for job_id in ids_of]
+    assert sorted(everything) == sorted(ids), "every job claimed exactly once"
+    assert producer.counts() == {"default": {State.SUCCEEDED: 2000}}
+    assert sum(1 for ids_of in claimed + outputs if ids_of) >= 2, "claims did run side by side"
+
+
+def test_concurrent_enqueues_of_one_key_make_one_job(
+    make_broker: Callable[..., PostgresBroker],
+) -> None:
+    brokers = [make_broker() for _ in range(4)]
+    start = threading.Barrier(len(brokers))
+    answers: list[list[str]] = []
+
+    def enqueue(broker: PostgresBroker) -> None:
+        start.wait()
+        for round_ in range(20):
+            answers.append(broker.enqueue([message(key=f"k{round_}"), message(key="all")]))
+
+    threads = [threading.Thread(target=enqueue, args=(broker,)) for broker in brokers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(answers) == 80
+    assert len({answer[1] for answer in answers}) == 1, "one job for the key 'all'"
+    assert brokers[0].counts() == {"default": {State.QUEUED: 21}}
+
+
+def test_threads_sharing_a_broker_claim_and_ack_together(broker: PostgresBroker) -> None:
+    """Meeting claims and acks share statements; each caller still gets its own answer."""
+    ids = broker.enqueue([message() for _ in range(400)])
+    seen: list[str] = []
+    refused: list[str] = []
+    start = threading.Barrier(8)
+
+    def work() -> None:
+        start.wait()
+        while deliveries := broker.claim(None, 1, 30):
+            for delivery in deliveries:
+                seen.append(delivery.message.id)
+                if not broker.ack(delivery, Outcome(State.SUCCEEDED, payload=b"1")):
+                    refused.append(delivery.message.id)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(seen) == sorted(ids), "every job claimed exactly once"
+    assert refused == []
+    assert broker.counts() == {"default": {State.SUCCEEDED: 400}}
+
+
+def test_acks_stored_together_are_fenced_one_by_one(broker: PostgresBroker) -> None:
+    kept, dropped = message(), message(result_ttl=0)
+    broker.enqueue([kept, dropped])
+    first, second = broker.claim(None, 2, 30)
+    acks = [
+        (first.message.id, first.token, "succeeded", 1.0, 2.0, b"r", None, None, None, False),
+        (second.message.id, second.token, "succeeded", 1.0, 1.0, None, None, None, None, True),
+        (first.message.id, first.token, "failed", 1.0, None, None, "E", "e", "", False),
+        (
+            second.message.id,
+            second.token + 1000,
+            "succeeded",
+            1.0,
+            1.0,
+            None,
+            None,
+            None,
+            None,
+            True,
+        ),
+    ]
+    assert broker._store_acks(acks) == [True, True, False, False]
+    job = broker.job(kept.id)
+    assert job is not None and (job.state, job.result) == (State.SUCCEEDED, b"r"), "the first"
+    assert broker.job(dropped.id) is None
+
+
+# -- migrations --------------------------------------------------------------------------
+
+MIGRATOR = """
+    import sys
+    from offload._brokers._postgres import PostgresBroker
+
+    broker = PostgresBroker(sys.argv[1], namespace=sys.argv[2], migrate=False)
+    print(broker.migrate(), flush=True)
+    broker.close()
+"""
+
+
+def waiting_for_lock(server: str, lock: int) -> int:
+    """How many sessions wait for the advisory lock ``lock`` (a bigint one)."""
+    unsigned = lock & 0xFFFF_FFFF_FFFF_FFFF
+    with psycopg.connect(server, autocommit=True) as connection:
+        row = connection.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+            "AND classid = %s::bigint::oid AND objid = %s::bigint::oid AND objsubid = 1",
+            (unsigned >> 32, unsigned & 0xFFFF_FFFF),
+        ).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def test_two_processes_migrating_at_once_are_safe(server: str, namespace: str) -> None:
+    # This test holds the migration lock first, so both processes are
+    # surely inside migrate() together, queued on it.
+    lock = lock_id(f"migrate:offload_{namespace}")
+    with psycopg.connect(server) as holder:
+        holder.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
+        migrators = [child(MIGRATOR, server, namespace) for _ in range(2)]
+        deadline = time.monotonic() + 20
+        while waiting_for_lock(server, lock) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert waiting_for_lock(server, lock) == 2, "both wait for the lock"
+        holder.rollback()
+    outputs = [migrator.communicate(timeout=30)[0] for migrator in migrators]
+    assert [migrator.returncode for migrator in migrators] == [0, 0]
+    assert outputs == [f"{SCHEMA_VERSION}\n"] * 2
+    with psycopg.connect(server) as connection:
+        rows = connection.execute(
+            "SELECT name, value FROM " + f'"offload_{namespace}".meta'
+        ).fetchall()
+    assert rows == [("schema_version", str(SCHEMA_VERSION))]
+
+
+def test_a_newer_schema_is_refused(make_broker: Callable[..., PostgresBroker]) -> None:
+    broker = make_broker()
+    assert broker.migrate() == SCHEMA_VERSION
+    broker._link.run(
+        lambda c: c.execute(
+            f"UPDATE \"{broker.schema}\".meta SET value = %s WHERE name = 'schema_version'",
+            (str(SCHEMA_VERSION + 1),),
+        )
+    )
+    with pytest.raises(ConfigurationError, match=r"newer offload.*pip install -U offload"):
+        broker.migrate()
+    newcomer = make_broker()
+    with pytest.raises(ConfigurationError, match="Upgrade offload"):
+        newcomer.enqueue([message()])
+
+
+def test_without_migrate_an_old_schema_is_refused(
+    make_broker: Callable[..., PostgresBroker],
+) -> None:
+    broker = make_broker(migrate=False)
+    with pytest.raises(ConfigurationError, match="offload migrate"):
+        broker.enqueue([message()])
+    assert broker.migrate() == SCHEMA_VERSION
+    m = message()
+    assert broker.enqueue([m]) == [m.id]
+
+
+# -- transactional enqueue ----------------------------------------------------------------
+
+
+def test_an_enqueue_on_the_callers_connection_commits_with_it(
+    broker: PostgresBroker, server: str
+) -> None:
+    plain, keyed = message(), message(key="order:1")
+    with psycopg.connect(server) as connection:
+        connection.execute("CREATE TEMP TABLE orders (id int)")
+        connection.execute("INSERT INTO orders VALUES (1)")
+        assert broker.enqueue([plain, keyed], connection=connection) == [plain.id, keyed.id]
+        assert broker.job(plain.id) is None, "not visible before the caller commits"
+        connection.commit()
+    assert {d.message.id for d in broker.claim(None, 10, 30)} == {plain.id, keyed.id}
+
+
+def test_an_enqueue_on_the_callers_connection_rolls_back_with_it(
+    broker: PostgresBroker, server: str
+) -> None:
+    plain, keyed = message(), message(key="order:2")
+    with psycopg.connect(server) as connection:
+        broker.enqueue([plain], connection=connection)
+        broker.enqueue([keyed], connection=connection)
+        connection.rollback()
+    assert broker.job(plain.id) is None
+    assert broker.job(keyed.id) is None
+    assert broker.claim(None, 10, 30) == []
+    again = message(key="order:2")
+    assert broker.enqueue([again]) == [again.id], "the rolled-back job held no key"
+
+
+def test_an_autocommit_callers_connection_commits_at_once(
+    broker: PostgresBroker, server: str
+) -> None:
+    m = message(key="k")
+    with psycopg.connect(server, autocommit=True) as connection:
+        assert broker.enqueue([m], connection=connection) == [m.id]
+    job = broker.job(m.id)
+    assert job is not None and job.state is State.QUEUED
+
+
+def test_a_committed_transactional_enqueue_wakes_a_waiter(
+    broker: PostgresBroker, server: str
+) -> None:
+    broker.wait_for_messages(0.01)  # LISTEN now: the wait below must not need it
+    woke = threading.Event()
+    with psycopg.connect(server) as connection:
+        broker.enqueue([message()], connection=connection)
+        waiter = threading.Thread(
+            target=lambda: (broker.wait_for_messages(10), woke.set()), daemon=True
+        )
+        waiter.start()
+        assert not woke.wait(0.3), "nothing is claimable before the commit"
+        connection.commit()
+    assert woke.wait(5)
+    waiter.join(5)
+
+
+# -- wake-ups ----------------------------------------------------------------------------
+
+WAITER = """
+    import struct, sys, time
+    from offload._brokers._postgres import PostgresBroker
+    from offload._message import Outcome, State
+
+    broker = PostgresBroker(sys.argv[1], namespace=sys.argv[2], result_ttl=0)
+    count = int(sys.argv[3])
+    broker.wait_for_messages(0.01)  # LISTEN before saying ready
+    print("ready", flush=True)
+    while count:
+        deliveries = broker.claim(None, 10, 30)
+        if not deliveries:
+            broker.wait_for_messages(5.0)
+            continue
+        now = time.monotonic()
+        for delivery in deliveries:
+            (sent,) = struct.unpack("d", delivery.message.payload)
+            print(now - sent, flush=True)
+            broker.ack(delivery, Outcome(State.SUCCEEDED))
+            count -= 1
+    broker.close()
+"""
+
+
+def test_a_waiting_process_wakes_up_for_another_process_enqueue(
+    broker: PostgresBroker, server: str, namespace: str
+) -> None:
+    """Enqueue to claim across processes: median of 200; a sanity bound, not a benchmark."""
+    count = 200
+    waiter = child(WAITER, server, namespace, str(count))
+    assert waiter.stdout is not None and waiter.stdout.readline() == "ready\n"
+    latencies = []
+    for _ in range(count):
+        time.sleep(0.002)  # let the waiter go idle
+        # time.monotonic is one clock for every process of the machine.
+        broker.enqueue([message(payload=struct.pack("d", time.monotonic()))])
+        latencies.append(float(waiter.stdout.readline()))
+    waiter.communicate(timeout=30)
+    median = statistics.median(latencies)
+    print(f"enqueue -> claim across processes: median {median * 1000:.2f} ms")
+    assert median < 1.0, latencies
+
+
+def test_a_waiter_ignores_other_queues_until_the_timeout(broker: PostgresBroker) -> None:
+    broker.wait_for_messages(0.01)
+    woke = threading.Event()
+    waiter = threading.Thread(
+        target=lambda: (broker.wait_for_messages(0.5, ["mail"]), woke.set()), daemon=True
+    )
+    started = time.monotonic()
+    waiter.start()
+    time.sleep(0.05)
+    broker.enqueue([message(queue="default")])
+    assert woke.wait(5)
+    assert time.monotonic() - started >= 0.45, "woken by another queue's message"
+
+
+def test_interrupt_wakes_a_waiter_within_a_second(broker: PostgresBroker) -> None:
+    returned = threading.Event()
+    waiter = threading.Thread(
+        target=lambda: (broker.wait_for_messages(30), returned.set()), daemon=True
+    )
+    waiter.start()
+    time.sleep(0.2)
+    started = time.monotonic()
+    broker.interrupt()
+    assert returned.wait(1.0)
+    assert time.monotonic() - started < 1.0
+    waiter.join(5)
+
+
+# -- connection loss ---------------------------------------------------------------------
+
+
+def test_the_broker_reconnects_after_its_backend_is_terminated(
+    broker: PostgresBroker, server: str
+) -> None:
+    first = message()
+    broker.enqueue([first])
+    terminate(server, backend_pid(broker))
+    second = message()
+    assert broker.enqueue([second]) == [second.id]
+    terminate(server, backend_pid(broker))
+    claimed = broker.claim(None, 10, 30)
+    assert {d.message.id for d in claimed} == {first.id, second.id}
+    terminate(server, backend_pid(broker))
+    assert all(broker.ack(d, Outcome(State.SUCCEEDED)) for d in claimed)
+    assert broker.counts() == {"default": {State.SUCCEEDED: 2}}
+
+
+def test_a_waiter_survives_the_loss_of_its_listen_connection(
+    broker: PostgresBroker, server: str
+) -> None:
+    broker.wait_for_messages(0.01)
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = %s",
+            (f'LISTEN "{broker.schema}"',),
+        )
+    broker.wait_for_messages(1.0)  # returns early: its connection is gone
+    broker.wait_for_messages(0.01)  # listening again
+    woke = threading.Event()
+    waiter = threading.Thread(
+        target=lambda: (broker.wait_for_messages(10), woke.set()), daemon=True
+    )
+    waiter.start()
+    time.sleep(0.1)
+    broker.enqueue([message()])
+    assert woke.wait(5)
+    waiter.join(5)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_an_enqueue_that_cannot_reach_the_server_raises_in_bounded_time() -> None:
+    down = f"postgresql://postgres@127.0.0.1:{free_port()}/test"
+    broker = PostgresBroker(down, namespace="never", retry_for=1.0, connect_timeout=2)
+    started = time.monotonic()
+    with pytest.raises(BrokerUnavailable, match=r"cannot reach PostgreSQL at 127\.0\.0\.1"):
+        broker.enqueue([message()])
+    assert time.monotonic() - started < 5
+    assert isinstance(BrokerUnavailable("x"), ConnectionError)
+    broker.close()
+
+
+def test_a_retry_after_a_commit_it_never_heard_of_answers_the_stored_ids(
+    broker: PostgresBroker,
+) -> None:
+    """The connection broke while the batch committed: the retry meets its own ids."""
+    batch = [message() for _ in range(3)]
+    ids = [m.id for m in batch]
+    rows = [message_row(m, 0.0) for m in batch]
+    store = functools.partial(broker._store, messages=batch, rows=rows, now=0.0)
+    work = broker._retrying(store, ids)
+    assert broker._link.run(work) == ids  # the attempt whose reply was lost
+    assert broker._link.run(work) == ids  # its retry
+    assert broker.counts() == {"default": {State.QUEUED: 3}}
+    with pytest.raises(ValueError, match="already exists"):
+        broker.enqueue(batch)  # a new call, not a retry: the ids are taken
