@@ -1,8 +1,9 @@
 """Smoke test of the benchmark harness (benchmarks/): one tiny scenario, in this process.
 
 The real benchmark runs every system in a child process of its own venv
-(``python -m benchmarks``); here the offload runner is called directly for a
-few hundred tasks, so the harness can't rot unnoticed. No venv is built.
+(``python -m benchmarks``); here offload's runners are called directly for a
+few hundred tasks (in-process) and 50 (durable, SQLite in a temp dir), so
+the harness can't rot unnoticed. No venv is built, no server is needed.
 """
 
 from __future__ import annotations
@@ -44,6 +45,32 @@ def test_offload_overhead_runner_and_table_ratio() -> None:
     rows = [line for line in render_table([result]).splitlines() if "submit all" in line]
     assert len(rows) == 1
     assert "0.50\N{MULTIPLICATION SIGN} ThreadPoolExecutor" in rows[0]
+
+
+def test_offload_sqlite_enqueue_runner(monkeypatch: pytest.MonkeyPatch) -> None:
+    from benchmarks.peers import servers
+    from benchmarks.scenarios import enqueue
+
+    # The runner points this process at its store through the environment,
+    # as it does in a child; leave the test process's environment as it was.
+    for name in ("BENCH_BACKEND", "BENCH_REDIS_URL", "BENCH_PG_URL", servers.SQLITE_DIR_ENV):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delitem(sys.modules, "benchmarks.peers.offload_durable", raising=False)
+
+    figures = enqueue.run("sqlite", "offload", {"tasks": 50, "warmup": 5})
+
+    assert figures["one_per_s"] > 0
+    assert figures["batch_per_s"] > 0
+
+
+def test_only_accepts_names_and_tags() -> None:
+    from benchmarks.scenarios import select
+
+    assert select("drain:sqlite") == ["drain-sqlite"]
+    assert select("seed,enqueue-redis") == ["seed", "enqueue-redis"]
+    assert set(select("sqlite")) == {"enqueue-sqlite", "drain-sqlite", "roundtrip-sqlite"}
+    with pytest.raises(ValueError, match="names no scenario"):
+        select("nonsense")
 
 
 def test_rounds_are_interleaved_across_systems() -> None:

@@ -9,7 +9,6 @@ lost connections. Against the server of ``OFFLOAD_TEST_POSTGRES_URL``
 from __future__ import annotations
 
 import functools
-import os
 import socket
 import statistics
 import struct
@@ -30,8 +29,9 @@ from offload._brokers._postgres import PostgresBroker
 from offload._brokers._postgres_schema import SCHEMA_VERSION, lock_id
 from offload._brokers._sqlite_schema import message_row
 from offload._message import Message, Outcome, State, new_id
+from servers import POSTGRES_URL, drop_postgres_schema, require_postgres
 
-URL = os.environ.get("OFFLOAD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+URL = POSTGRES_URL
 
 
 def message(**fields: Any) -> Message:
@@ -42,15 +42,7 @@ def message(**fields: Any) -> Message:
 @pytest.fixture(scope="module")
 def server() -> str:
     """The server's URL; skips (fails under CI) when it cannot be reached."""
-    try:
-        with psycopg.connect(URL, connect_timeout=3) as connection:
-            connection.execute("SELECT 1")
-    except psycopg.Error as error:
-        reason = f"PostgreSQL at {URL} is not reachable: {error}"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason} (CI is set: the PostgreSQL tests must run)")
-        pytest.skip(reason)
-    return URL
+    return require_postgres()
 
 
 @pytest.fixture
@@ -58,8 +50,7 @@ def namespace(server: str) -> Iterator[str]:
     """A fresh namespace; its schema is dropped after the test."""
     name = f"t_{uuid.uuid4().hex}"
     yield name
-    with psycopg.connect(server, autocommit=True) as connection:
-        connection.execute(f'DROP SCHEMA IF EXISTS "offload_{name}" CASCADE')
+    drop_postgres_schema(f"offload_{name}")
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ namespace of its own. The restart and outage tests start a private
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import shutil
 import signal
@@ -33,27 +32,10 @@ from offload import BrokerUnavailable, ConfigurationError  # noqa: E402
 from offload._brokers._redis import RedisBroker  # noqa: E402
 from offload._message import Message, Outcome, State, new_id  # noqa: E402
 from offload.testing import FakeClock  # noqa: E402
+from servers import REDIS_URL, require_redis  # noqa: E402
 
-URL = os.environ.get("OFFLOAD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+URL = REDIS_URL
 SRC = Path(offload.__file__).resolve().parents[1]
-
-
-@functools.cache
-def _unreachable() -> str | None:
-    try:
-        redis.Redis.from_url(URL, socket_connect_timeout=2, socket_timeout=2).ping()
-    except redis.RedisError as error:
-        return f"no Redis at {URL} ({error}); start one or set OFFLOAD_TEST_REDIS_URL"
-    return None
-
-
-def require_redis() -> str:
-    reason = _unreachable()
-    if reason is not None:
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return URL
 
 
 def message(**fields: Any) -> Message:

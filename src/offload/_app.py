@@ -10,7 +10,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Literal, overload
 
 from ._brokers import Broker, Inspector
-from ._brokers._url import is_in_process, open_broker
+from ._brokers._url import is_in_process, open_broker, redacted
 from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import ConfigurationError
 from ._executors import check_size
@@ -57,6 +57,7 @@ class App:
         result_ttl: Seconds = DAY,
         reuse_window: Seconds = 0.0,
         namespace: str | None = None,
+        migrate: bool = True,
         threads: int | None = None,
         processes: int | None = None,
         on_exit: OnExit = "wait",
@@ -76,6 +77,8 @@ class App:
         broker_options: dict[str, Any] = {"result_ttl": ttl, "reuse_window": _seconds(reuse_window)}
         if namespace is not None:
             broker_options["namespace"] = namespace  # several apps on one server
+        if not migrate:
+            broker_options["migrate"] = False  # PostgreSQL: leave it to `offload migrate`
         self.broker: Broker = open_broker(self.url, clock, **broker_options)
         self.serializer = _serializer(serializer, pickle_key) if self.durable else None
         self._registry = {} if registry is None else registry
@@ -192,13 +195,14 @@ class App:
             self._handles[message.id] = handle
             self.broker.enqueue((message,))
             return handle
-        return self._send([message])[0]
+        return self._send([message], options.connection)[0]
 
     def submit_many(
         self, spec: TaskSpec, calls: list[tuple[Any, ...]], options: CallOptions
     ) -> list[Handle[Any]]:
         """Send many calls of ``spec`` in one batch (one transaction)."""
-        return self._send([self._message(spec, args, {}, options) for args in calls])
+        messages = [self._message(spec, args, {}, options) for args in calls]
+        return self._send(messages, options.connection)
 
     def _message(
         self, spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any], options: CallOptions
@@ -218,13 +222,17 @@ class App:
             _apply(message, options, self.clock)
         return message
 
-    def _send(self, messages: list[Message]) -> list[Handle[Any]]:
-        ids = self.broker.enqueue(messages)
+    def _send(self, messages: list[Message], connection: Any = None) -> list[Handle[Any]]:
+        if connection is None:
+            ids = self.broker.enqueue(messages)
+        else:
+            ids = self._transactional_broker().enqueue(messages, connection=connection)
         handles: list[Handle[Any]] = []
         for message, job_id in zip(messages, ids, strict=True):
             handle = self._handles.get(job_id)  # an existing job with the same key
             if handle is None:
                 handle = Handle(job_id, message.task)
+                handle._uncommitted = connection is not None  # absent until the caller commits
                 self._handles[job_id] = handle
                 if self.durable:
                     self._watch(handle)
@@ -251,6 +259,21 @@ class App:
                     )
                 watcher = self._watcher
         watcher.watch(handle)
+
+    def _transactional_broker(self) -> Any:
+        try:
+            from ._brokers._postgres import PostgresBroker
+        except ImportError:  # no psycopg: certainly not a PostgreSQL app
+            return self._refuse_connection()
+        if not isinstance(self.broker, PostgresBroker):
+            return self._refuse_connection()
+        return self.broker
+
+    def _refuse_connection(self) -> Any:
+        raise ConfigurationError(
+            "options(connection=...) enqueues inside your PostgreSQL transaction; "
+            f"this app's broker is {self.url}. Use a postgresql:// app, or drop connection="
+        )
 
     def _inspector(self) -> Inspector:
         if not isinstance(self.broker, Inspector):
@@ -342,7 +365,7 @@ class App:
         self.shutdown()
 
     def __repr__(self) -> str:
-        return f"<offload.App {self.url} tasks={len(self._registry)}>"
+        return f"<offload.App {redacted(self.url)} tasks={len(self._registry)}>"
 
     def _start(self) -> Worker:
         with self._lock:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ._brokers import Inspector
+from ._brokers._url import redacted
 from ._errors import OffloadError, PayloadRejected
 from ._message import ErrorInfo, JobInfo, State
 from ._serializers import Serializer, decode_call
@@ -67,7 +68,7 @@ def load_app(target: str) -> App:
 
 def register(group: click.Group) -> None:
     """Add the inspection commands to ``group`` (the ``offload`` command)."""
-    for command in (status, jobs, show, retry, cancel, purge):
+    for command in (status, jobs, show, retry, cancel, purge, migrate):
         group.add_command(command)
 
 
@@ -97,7 +98,7 @@ def _inspecting(target: str | None) -> Iterator[tuple[App, Inspector]]:
         if not app.durable:
             raise click.UsageError(_in_process(target))
         if not isinstance(app.broker, Inspector):
-            raise click.ClickException(f"the broker of {app.url} cannot be inspected")
+            raise click.ClickException(f"the broker of {redacted(app.url)} cannot be inspected")
         yield app, app.broker
     except OffloadError as error:
         raise click.ClickException(str(error)) from None
@@ -131,7 +132,27 @@ def _app_from_environment() -> App:
     try:
         return App(url, name="offload-cli")
     except OffloadError as error:
-        raise click.UsageError(f"OFFLOAD_URL={url}: {error}") from None
+        raise click.UsageError(f"OFFLOAD_URL={redacted(url)}: {error}") from None
+
+
+# -- schema -----------------------------------------------------------------------------
+
+
+@click.command()
+@_APP_OPTION
+def migrate(target: str | None) -> None:
+    """Bring the broker's schema up to this version of offload (PostgreSQL).
+
+    Apps migrate on first use unless made with migrate=False; this is for
+    deployments that run migrations as their own step. Safe to run from
+    several machines at once (an advisory lock orders them).
+    """
+    with _inspecting(target) as (app, broker):
+        run = getattr(broker, "migrate", None)
+        if run is None:
+            click.echo(f"{redacted(app.url)}: nothing to migrate (this broker migrates on its own)")
+            return
+        click.echo(f"{redacted(app.url)}: schema at version {run()}")
 
 
 # -- status and jobs ------------------------------------------------------------------

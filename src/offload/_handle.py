@@ -52,6 +52,8 @@ class Handle(concurrent.futures.Future[R]):
     _cancel_requested = False
     _failed = False
     _retrieved = False
+    _uncommitted = False
+    """Enqueued in a caller's transaction: its job may not be visible yet."""
     _source: HandleSource | None = None
     """Set when the task runs in another process: the broker is asked."""
 

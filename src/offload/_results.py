@@ -120,6 +120,9 @@ class ResultWatcher:
         settled = 0
         for handle in candidates:
             state = states.get(handle.id)
+            if state is None and handle._uncommitted:
+                continue  # the caller's transaction has not committed (or rolled back)
+            handle._uncommitted = False
             if state is None or state.finished:
                 self.settle(handle, self._broker.job(handle.id))
                 self._pending.pop(handle.id, None)

@@ -34,6 +34,8 @@ class CallOptions:
     timeout: float | None = None
     retries: int | None = None
     key: str | None = None
+    connection: Any = None
+    """A psycopg connection: enqueue in the caller's transaction (PostgreSQL apps)."""
 
 
 NO_OPTIONS = CallOptions()
@@ -102,11 +104,20 @@ class Task(Generic[P, R]):
         timeout: Seconds | None = None,
         retries: int | None = None,
         key: str | None = None,
+        connection: Any = None,
     ) -> TaskCall[P, R]:
         """The task with options changed for one call: ``work.options(delay=60)(3)``.
 
         ``key`` makes the call idempotent on a durable app: while a job with
         the same key is queued or running, the call returns that job's handle.
+
+        ``connection`` (PostgreSQL apps) writes the job with your own psycopg
+        connection, inside your transaction: it exists if you commit, and
+        never did if you roll back (then its handle never finishes)::
+
+            with conn.transaction():
+                conn.execute("INSERT INTO orders ...")
+                send_receipt.options(connection=conn)(order_id)
         """
         options = CallOptions(
             delay=_seconds("delay", delay),
@@ -116,6 +127,7 @@ class Task(Generic[P, R]):
             timeout=_seconds("timeout", timeout, positive=True),
             retries=_count("retries", retries),
             key=key,
+            connection=connection,
         )
         return TaskCall(self, options)
 

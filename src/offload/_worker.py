@@ -108,15 +108,11 @@ class Worker:
         """
         self._stop_claiming()
         deadline = self._clock.now() + grace
+        for thread in self._threads[:1]:  # the dispatcher: its last claim is handed over
+            thread.join(max(1.0, grace))
         while self._active and self._clock.now() < deadline:
             self._clock.wait(self._closed, min(0.05, max(0.0, deadline - self._clock.now())))
-        released = 0
-        for delivery in list(self._active.values()):
-            try:
-                if self._broker.nack(delivery, None, penalty=False):
-                    released += 1
-            except Exception:
-                log.exception("offload worker: could not release %s", delivery.message.id)
+        released = sum(self._release(delivery) for delivery in list(self._active.values()))
         self.stop(wait=False)
         return released
 
@@ -211,8 +207,7 @@ class Worker:
             else:
                 self._clock.wait(self._stopping, self._idle_timeout)
             return
-        for delivery in deliveries:
-            self._dispatch(delivery)
+        self._hand_over(deliveries)
 
     def _dispatch(self, delivery: Delivery) -> bool:
         """Hand ``delivery`` to its pool; ``False`` if there was nothing to run."""
@@ -249,9 +244,26 @@ class Worker:
         except Exception as error:  # noqa: BLE001 - the dispatcher will retry
             self._outage.failed("claiming", error)
             return False
-        # Every claimed delivery must be dispatched: no short-circuit here.
-        dispatched = [self._dispatch(delivery) for delivery in deliveries]
-        return any(dispatched)
+        return any(self._hand_over(deliveries))
+
+    def _hand_over(self, deliveries: list[Delivery]) -> list[bool]:
+        """Dispatch every claimed delivery; release them all if stopping began meanwhile.
+
+        A claim can commit after ``drain()`` started (a broker round trip is
+        slow): its deliveries must go back, not run unseen by the drain.
+        """
+        if self._stopping.is_set():
+            for delivery in deliveries:
+                self._release(delivery)
+            return []
+        return [self._dispatch(delivery) for delivery in deliveries]
+
+    def _release(self, delivery: Delivery) -> bool:
+        try:
+            return self._broker.nack(delivery, None, penalty=False)
+        except Exception:
+            log.exception("offload worker: could not release %s", delivery.message.id)
+            return False
 
     def _done(self, call: Call, result: Any, error: BaseException | None) -> None:
         """Executors call this once per call, from any thread; it never raises.

@@ -12,6 +12,7 @@ from types import FrameType
 import click
 
 from . import __version__
+from ._brokers._url import redacted
 from ._commands import load_app as _load_app
 from ._commands import register
 
@@ -92,7 +93,7 @@ def worker(  # click passes every option by keyword
     log.info(
         "offload worker %d: broker %s, queues %s, pool %s, concurrency %d",
         os.getpid(),
-        app.url,
+        redacted(app.url),
         ",".join(names) if names else "all",
         pool,
         runner.size(pool),

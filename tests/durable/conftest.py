@@ -6,24 +6,46 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from servers import drop_postgres_schema, require_postgres, require_redis
+
 TESTS = Path(__file__).resolve().parents[1]  # where durable_tasks.py lives
 
 
-@pytest.fixture
-def db_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A fresh SQLite URL; durable_tasks.app is rebuilt on it."""
-    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+@pytest.fixture(params=["sqlite", "redis", "postgresql"])
+def db_url(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """A fresh broker URL of each kind; durable_tasks.app is rebuilt on it.
+
+    A SQLite file per test; on the Redis and PostgreSQL test servers, a
+    namespace of the test's own (in the URL, so worker processes share
+    it), deleted afterwards.
+    """
+    namespace = f"t_{uuid.uuid4().hex}"
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    elif request.param == "redis":
+        url = f"{require_redis()}?namespace={namespace}"
+    else:
+        url = f"{require_postgres()}?namespace={namespace}"
     monkeypatch.setenv("OFFLOAD_TEST_URL", url)
     sys.modules.pop("durable_tasks", None)
     yield url
     module = sys.modules.pop("durable_tasks", None)
     if module is not None:
         module.app.shutdown(wait=False)
+    if request.param == "redis":
+        from offload._brokers._redis import RedisBroker
+
+        RedisBroker.from_url(url).drop()
+    elif request.param == "postgresql":
+        drop_postgres_schema(f"offload_{namespace}")
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Issue-sized runs: two worker processes, thousands of tasks, a crash, a late start."""
+"""Issue-sized runs: four worker processes, thousands of tasks, a crash, a late start."""
 
 from __future__ import annotations
 
@@ -21,20 +21,20 @@ def done_ids(path: Path) -> list[str]:
     return path.read_text().split() if path.exists() else []
 
 
-def test_two_workers_drain_2000_tasks_each_done_at_least_once(
+def test_four_workers_drain_2000_tasks_each_done_at_least_once(
     tasks: Any, start_worker: StartWorker, tmp_path: Path
 ) -> None:
     out = tmp_path / "done.txt"
     ids = [str(i) for i in range(2000)]
     handles = tasks.record.map([str(out)] * len(ids), ids)  # one batch, one transaction
-    first, second = start_worker("-c", "4"), start_worker("-c", "4")
+    workers = [start_worker("-c", "4") for _ in range(4)]
     assert wait_until(lambda: len(set(done_ids(out))) == len(ids), WAIT), "not every id ran"
     assert set(done_ids(out)) == set(ids)
     assert all(h.result(timeout=WAIT) for h in handles[:10])
-    assert first.poll() is None and second.poll() is None
+    assert all(worker.poll() is None for worker in workers)
 
 
-def test_sigkill_of_one_of_two_workers_loses_no_id(
+def test_sigkill_of_one_of_four_workers_loses_no_id(
     tasks: Any, start_worker: StartWorker, tmp_path: Path
 ) -> None:
     out = tmp_path / "done.txt"
@@ -42,7 +42,8 @@ def test_sigkill_of_one_of_two_workers_loses_no_id(
     concurrency = 4
     tasks.slow_record.map([str(out)] * len(ids), ids, [0.002] * len(ids))
     victim = start_worker("-c", str(concurrency), "--lease", "2")
-    start_worker("-c", str(concurrency), "--lease", "2")
+    for _ in range(3):
+        start_worker("-c", str(concurrency), "--lease", "2")
     assert wait_until(lambda: len(done_ids(out)) >= 400, WAIT)
     os.killpg(victim.pid, signal.SIGKILL)
     victim.wait(10)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.parse
 from typing import Any
 
 from .._clock import Clock
@@ -26,6 +27,10 @@ def is_in_process(url: str) -> bool:
 def open_broker(url: str, clock: Clock, **options: Any) -> Any:
     """The broker for ``url``; ``options`` go to its constructor (result_ttl, ...)."""
     scheme, separator, rest = url.partition("://")
+    if scheme not in ("postgresql", "postgres") and options.pop("migrate", True) is False:
+        raise ConfigurationError(
+            f"migrate=False is for PostgreSQL apps; {scheme} brokers migrate on their own"
+        )
     if not separator or not scheme:
         raise ConfigurationError(f"{url!r} is not a broker URL. Supported: {SUPPORTED}")
     if scheme == "memory":
@@ -41,16 +46,8 @@ def open_broker(url: str, clock: Clock, **options: Any) -> Any:
                 f"{url!r}: SQLite takes no namespace; give each app its own file"
             )
         return _open_sqlite(url, rest, clock, options)
-    if scheme in ("redis", "rediss"):
-        _require("redis")
-        from ._redis import RedisBroker
-
-        return RedisBroker.from_url(url, clock=clock, **options)
-    if scheme in ("postgresql", "postgres"):
-        _require("postgres")
-        from ._postgres import PostgresBroker
-
-        return PostgresBroker.from_url(url, clock=clock, **options)
+    if scheme in ("redis", "rediss", "postgresql", "postgres"):
+        return _open_server(scheme, _take_namespace(url, options), clock, options)
     raise ConfigurationError(f"unknown broker scheme {scheme!r} in {url!r}. Supported: {SUPPORTED}")
 
 
@@ -77,3 +74,46 @@ def _require(broker: str) -> None:
         raise ConfigurationError(
             f'the {broker} broker needs the {module} package: pip install "offload[{extra}]"'
         ) from None
+
+
+def _open_server(scheme: str, url: str, clock: Clock, options: dict[str, Any]) -> Any:
+    broker = "redis" if scheme.startswith("redis") else "postgres"
+    _require(broker)
+    if broker == "redis":
+        from ._redis import RedisBroker as Server
+    else:
+        from ._postgres import PostgresBroker as Server  # type: ignore[assignment]
+    try:
+        return Server.from_url(url, clock=clock, **options)
+    except ConfigurationError:
+        raise
+    except Exception as error:  # noqa: BLE001 - any client's parse error is a bad URL
+        reason = str(error).strip()
+        raise ConfigurationError(f"{redacted(url)}: {reason}. Supported: {SUPPORTED}") from None
+
+
+def redacted(url: str) -> str:
+    """``url`` with its password replaced by ``***``, for logs and messages."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    user = f"{parts.username}:" if parts.username else ":"
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}***@{host}"))
+
+
+def _take_namespace(url: str, options: dict[str, Any]) -> str:
+    """Move ``?namespace=`` from a server URL into ``options``: OFFLOAD_URL alone can set it."""
+    parts = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    given = [value for name, value in query if name == "namespace"]
+    if not given:
+        return url
+    if options.get("namespace") not in (None, given[-1]):
+        raise ConfigurationError(
+            f"{url!r} says namespace={given[-1]!r} but the app was given "
+            f"namespace={options['namespace']!r}: choose one"
+        )
+    options["namespace"] = given[-1]
+    rest = urllib.parse.urlencode([(name, value) for name, value in query if name != "namespace"])
+    return urllib.parse.urlunsplit(parts._replace(query=rest))
