@@ -81,3 +81,12 @@ def swap(point: Point) -> Point:
 def plain(x: int) -> int:
     """Not a task: enqueued RQ-style with app.enqueue(plain, 3)."""
     return x * 10
+
+
+@app.task
+def addresses() -> list[str]:
+    """The IPv4 addresses of the host the worker runs on (its network namespace)."""
+    import subprocess
+
+    out = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True, check=True)
+    return sorted(line.split()[3].split("/")[0] for line in out.stdout.splitlines())
