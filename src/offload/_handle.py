@@ -36,6 +36,10 @@ class HandleSource(Protocol):
 
     def cancel(self, handle: Handle[Any]) -> bool: ...
 
+    def hurry(self) -> None:
+        """Someone waits on a handle now: look for results often."""
+        ...
+
 
 class Handle(concurrent.futures.Future[R]):
     """A running (or queued, or finished) call of a task.
@@ -89,6 +93,8 @@ class Handle(concurrent.futures.Future[R]):
         ``offload.ResultTimeout`` if it is not done in time.
         """
         self._retrieved = True
+        if self._source is not None:
+            self._source.hurry()
         try:
             return super().result(timeout)
         except concurrent.futures.CancelledError:
@@ -101,6 +107,8 @@ class Handle(concurrent.futures.Future[R]):
     def exception(self, timeout: float | None = None) -> BaseException | None:
         """The task's exception (``None`` if it succeeded), waiting up to ``timeout``."""
         self._retrieved = True
+        if self._source is not None:
+            self._source.hurry()
         try:
             return super().exception(timeout)
         except concurrent.futures.CancelledError:
@@ -113,6 +121,8 @@ class Handle(concurrent.futures.Future[R]):
         import asyncio  # not at module level: `import offload` stays fast
 
         self._retrieved = True
+        if self._source is not None:
+            self._source.hurry()
         return asyncio.wrap_future(self).__await__()
 
     def add_done_callback(self, fn: Callable[[concurrent.futures.Future[R]], object]) -> None:

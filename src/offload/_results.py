@@ -32,6 +32,8 @@ class ResultWatcher:
     # Poll fast while results arrive, back off to this when nothing changes.
     MIN_INTERVAL = 0.001
     MAX_INTERVAL = 0.05
+    HURRY_FOR = 1.0
+    HURRY_INTERVAL = 0.00025  # while a caller blocks on a result
 
     def __init__(self, broker: Inspector, serializer: Serializer, name: str) -> None:
         self._broker = broker
@@ -40,6 +42,7 @@ class ResultWatcher:
         self._pending = WeakHandles()
         self._outage = Outage("producer", "handles keep waiting")
         self._last_token: object = None
+        self._hurry_until = 0.0
         self._fresh: collections.deque[Handle[Any]] = collections.deque()
         self._wake = threading.Event()
         self._stopped = threading.Event()
@@ -70,6 +73,12 @@ class ResultWatcher:
         job = self._broker.job(handle.id)
         return State.QUEUED if job is None else job.state
 
+    def hurry(self) -> None:
+        # Someone is blocked on a result: poll at the fastest pace for a while
+        # instead of backing off (that is what a round trip's latency is made of).
+        self._hurry_until = time.monotonic() + self.HURRY_FOR
+        self._wake.set()
+
     def cancel(self, handle: Handle[Any]) -> bool:
         if self._broker.cancel(handle.id):
             self.settle(handle, self._broker.job(handle.id))
@@ -96,7 +105,12 @@ class ResultWatcher:
             # Fast while results arrive, slower when none do; and never more
             # than about a third of the time polling (many pending handles).
             cost = time.perf_counter() - started
-            interval = self.MIN_INTERVAL if settled else min(self.MAX_INTERVAL, interval * 1.5)
+            if time.monotonic() < self._hurry_until:
+                interval = self.HURRY_INTERVAL
+            elif settled:
+                interval = self.MIN_INTERVAL
+            else:
+                interval = min(self.MAX_INTERVAL, interval * 1.5)
             self._wake.wait(max(interval, 2 * cost))
             self._wake.clear()
 
