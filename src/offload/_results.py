@@ -14,6 +14,7 @@ import importlib
 import logging
 import threading
 import time
+import weakref
 from typing import Any
 
 from ._brokers import Inspector
@@ -43,8 +44,11 @@ class ResultWatcher:
         self._outage = Outage("producer", "handles keep waiting")
         self._last_token: object = None
         self._hurry_until = 0.0
-        self._fresh: collections.deque[Handle[Any]] = collections.deque()
+        # Handles watched since the last poll, weakly: one dropped at once
+        # (fire and forget) costs no lookup at all.
+        self._fresh: collections.deque[weakref.ref[Handle[Any]]] = collections.deque()
         self._wake = threading.Event()
+        self._idle = True  # asleep with nothing pending: a new handle must wake it
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -53,7 +57,7 @@ class ResultWatcher:
         """Settle ``handle`` when its job finishes."""
         handle._source = self
         self._pending[handle.id] = handle
-        self._fresh.append(handle)
+        self._fresh.append(weakref.ref(handle))
         if self._thread is None:
             with self._lock:
                 if self._thread is None and not self._stopped.is_set():
@@ -61,11 +65,16 @@ class ResultWatcher:
                         target=self._run, name=f"{self._name}-results", daemon=True
                     )
                     self._thread.start()
-        self._wake.set()
+        if self._idle:  # else it polls on its own schedule: no wake-up per call
+            self._wake.set()
 
     def stop(self) -> None:
+        """Stop polling; returns once the thread has (the broker may close next)."""
         self._stopped.set()
         self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(5)
 
     # -- what a Handle asks its source (see Handle._source) -------------------
 
@@ -89,11 +98,16 @@ class ResultWatcher:
     def _run(self) -> None:
         interval = self.MIN_INTERVAL
         while not self._stopped.is_set():
+            # Idle first, then look: a watch() that adds after the look sees
+            # the flag and wakes us; one that adds before is seen by the look.
+            self._idle = True
             if not len(self._pending):
                 self._wake.wait()
                 self._wake.clear()
+                self._idle = False
                 interval = self.MIN_INTERVAL
                 continue
+            self._idle = False
             started = time.perf_counter()
             try:
                 settled = self._poll()
@@ -117,7 +131,9 @@ class ResultWatcher:
     def _poll(self) -> int:
         fresh = []  # handles watched since the last poll (deque ops are atomic)
         while self._fresh:
-            fresh.append(self._fresh.popleft())
+            handle = self._fresh.popleft()()
+            if handle is not None:
+                fresh.append(handle)
         # A broker that can tell "nobody else wrote since" spares a lookup of
         # every pending job (thousands, after a map()): only new handles then,
         # whose jobs may have finished before they were watched.
