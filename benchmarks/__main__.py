@@ -9,7 +9,7 @@ from pathlib import Path
 
 from benchmarks import harness, report
 from benchmarks.record import RunRecord
-from benchmarks.scenarios import SCENARIOS
+from benchmarks.scenarios import SCENARIOS, select
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -22,8 +22,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--out", type=Path, default=harness.BENCH_DIR / "results", help="where results go"
     )
-    parser.add_argument("--only", choices=list(SCENARIOS), help="run just this scenario")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--only",
+        metavar="NAMES",
+        help="comma-separated scenario names or tags (in-process, durable, enqueue, drain, "
+        "roundtrip, sqlite, redis, postgres; drain:sqlite = both); default: all",
+    )
+    args = parser.parse_args(argv)
+    try:
+        args.names = select(args.only)
+    except ValueError as error:
+        parser.error(str(error))
+    return args
 
 
 def _positive(text: str) -> int:
@@ -40,7 +50,8 @@ def _say(message: str) -> None:
 
 def result_stem(quick: bool, only: str | None) -> str:
     """``latest`` for a complete full run; a partial or quick run never overwrites it."""
-    parts = ["latest"] + (["quick"] if quick else []) + ([only] if only else [])
+    label = only.replace(",", "+").replace(":", "-") if only else None
+    parts = ["latest"] + (["quick"] if quick else []) + ([label] if label else [])
     return "-".join(parts)
 
 
@@ -56,8 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         command=" ".join(["python -m benchmarks", *argv]),
         machine=report.machine_info(harness.ROOT),
     )
-    names = [args.only] if args.only else list(SCENARIOS)
-    for name in names:
+    for name in args.names:
         _say(f"{name}: {SCENARIOS[name].title}")
         result = harness.run_scenario(
             python, SCENARIOS[name], quick=args.quick, rounds=args.rounds, say=_say

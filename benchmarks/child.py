@@ -14,7 +14,6 @@ import platform
 import sys
 
 from benchmarks.scenarios import SCENARIOS
-from benchmarks.systems import versions
 
 
 def main(argv: list[str]) -> int:
@@ -25,10 +24,11 @@ def main(argv: list[str]) -> int:
     name, system, params = argv[0], argv[1], json.loads(argv[2])
     # WARNING for every library alike: nobody pays for log lines.
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    figures = SCENARIOS[name].run(system, params)
+    scenario = SCENARIOS[name]
+    figures = scenario.run(system, params)
     line = {
         "figures": figures,
-        "versions": versions(system),
+        "versions": scenario.versions(system),
         "python": platform.python_version(),
     }
     print(json.dumps(line), flush=True)

@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 
 from benchmarks.record import ScenarioResult
 from benchmarks.spec import Scenario
+from benchmarks.workers import GROUPS_ENV, reap_groups
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = ROOT / "benchmarks"
@@ -37,9 +39,12 @@ class BenchError(Exception):
     """A child or an install step failed or ran out of time."""
 
 
-def run_command(cmd: Sequence[str], timeout: float) -> subprocess.CompletedProcess[str]:
+def run_command(
+    cmd: Sequence[str], timeout: float, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run ``cmd`` in its own process group; kill the whole group on timeout."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env.update(extra_env or {})
     proc = subprocess.Popen(
         list(cmd),
         cwd=ROOT,
@@ -100,7 +105,8 @@ def ensure_peers_venv(say: Say) -> Path:
         _checked([sys.executable, "-m", "venv", str(PEERS_VENV)], 300.0)
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     _checked([*pip, "-r", str(PEERS_REQUIREMENTS)], _INSTALL_TIMEOUT)
-    _checked([*pip, "-e", str(ROOT)], _INSTALL_TIMEOUT)
+    # With the server brokers' client extras: offload on Redis and PostgreSQL.
+    _checked([*pip, "-e", f"{ROOT}[redis,postgres]"], _INSTALL_TIMEOUT)
     _STAMP.write_text(wanted)
     return python
 
@@ -110,7 +116,18 @@ def run_child(
 ) -> dict[str, Any]:
     """One measurement in a fresh process; the JSON line it printed."""
     cmd = [str(python), "-m", "benchmarks.child", scenario, system, json.dumps(params)]
-    done = run_command(cmd, timeout)
+    # Worker processes the child starts lead groups of their own, out of reach
+    # of a kill of the child's group: the child lists them here, and whatever
+    # of them outlives a failed child is killed after it.
+    with tempfile.TemporaryDirectory(prefix="offload-bench-groups-") as tmp:
+        groups = Path(tmp) / "groups"
+        clean = False
+        try:
+            done = run_command(cmd, timeout, {GROUPS_ENV: str(groups)})
+            clean = done.returncode == 0
+        finally:
+            if not clean:  # a child that ended well stopped its workers itself
+                reap_groups(groups)
     if done.returncode != 0:
         raise BenchError(f"exit {done.returncode}:\n{_tail(done.stderr)}")
     lines = [line for line in done.stdout.splitlines() if line.strip()]
@@ -137,7 +154,12 @@ def run_scenario(
     """Every round of ``scenario`` for every system, interleaved."""
     params = dict(scenario.params(quick))
     result = ScenarioResult(
-        scenario.name, scenario.title, params, list(scenario.systems), list(scenario.metrics)
+        scenario.name,
+        scenario.title,
+        params,
+        list(scenario.systems),
+        list(scenario.metrics),
+        table=scenario.table,
     )
     for number, order in enumerate(rotations(scenario.systems, rounds), start=1):
         for system in order:

@@ -44,6 +44,8 @@ class ScenarioResult:
     samples: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     errors: dict[str, list[str]] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
+    # The Markdown table the scenario's rows go in (see Scenario.table).
+    table: str = "In-process"
 
     def add(self, system: str, figures: dict[str, float]) -> None:
         """Record one round's figures for ``system``."""

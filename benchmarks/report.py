@@ -100,8 +100,7 @@ def render_markdown(record: RunRecord) -> str:
         f"Each cell: median of the rounds (min{DASH}max), one fresh process per system "
         f"and round. {DIRECTION}",
         "",
-        render_table(record.scenarios),
-        "",
+        *_tables(record.scenarios),
         "Conditions:",
         "",
         *(_conditions(result) for result in record.scenarios),
@@ -121,6 +120,17 @@ def render_markdown(record: RunRecord) -> str:
     if failures:
         lines += ["", "Failures (their cells are missing):", "", *failures]
     return "\n".join(lines) + "\n"
+
+
+def _tables(results: list[ScenarioResult]) -> list[str]:
+    """One table per group of scenarios comparing the same systems (a backend)."""
+    groups: dict[str, list[ScenarioResult]] = {}
+    for result in results:
+        groups.setdefault(result.table, []).append(result)
+    lines: list[str] = []
+    for label, members in groups.items():
+        lines += [f"### {label}", "", render_table(members), ""]
+    return lines
 
 
 def _rounds(count: int) -> str:
@@ -154,7 +164,10 @@ def _cell(result: ScenarioResult, system: str, key: str) -> str:
         return "—"
     summary = result.summary(system, key)
     if summary is None:
-        return "failed"
+        # A system that measured the row's other figures but not this one
+        # doesn't offer it (e.g. a batch API); else its rounds failed.
+        offered = not result.samples.get(system) or system in result.errors
+        return "failed" if offered else "n/a"
     return f"{fmt(summary.median)} ({fmt(summary.low)}{DASH}{fmt(summary.high)})"
 
 

@@ -17,6 +17,12 @@ Params = Mapping[str, Any]
 Figures = dict[str, float]
 # Runs inside the child process: (system name, parameters) -> one value per figure.
 Runner = Callable[[str, Params], Figures]
+# Runs inside the child process: system name -> {distribution: version}.
+Versions = Callable[[str], dict[str, str]]
+
+
+def _no_versions(system: str) -> dict[str, str]:
+    return {}
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,12 @@ class Scenario:
     # Seconds one child may take before its process group is killed.
     timeout: float
     quick_timeout: float = 60.0
+    versions: Versions = _no_versions
+    # The table the rows go in: scenarios that compare the same systems
+    # (in-process, or one broker backend) share one.
+    table: str = "In-process"
+    # Names ``--only`` also accepts for this scenario (e.g. "durable", "sqlite").
+    tags: tuple[str, ...] = ()
 
     def params(self, quick: bool) -> Params:
         """The parameters for a full or a ``--quick`` run."""

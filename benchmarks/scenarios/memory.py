@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.spec import Figures, Metric, Params, Scenario
-from benchmarks.systems import IN_PROCESS, Bound, bind
+from benchmarks.systems import IN_PROCESS, Bound, bind, versions
 
 MIB = 1024 * 1024
 
@@ -116,9 +116,11 @@ SCENARIO = Scenario(
         ),
     ),
     systems=IN_PROCESS,
+    tags=("in-process",),
     full={"calls": 1_000_000, "warmup": 10_000, "wait_timeout": 300.0},
     # 50,000 rather than 100,000: two passes of each, three rounds, under a minute.
     quick={"calls": 50_000, "warmup": 5_000, "wait_timeout": 60.0},
     run=run,
+    versions=versions,
     timeout=900.0,
 )

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from benchmarks.spec import Figures, Metric, Params, Scenario
-from benchmarks.systems import IN_PROCESS, Bound, bind
+from benchmarks.systems import IN_PROCESS, Bound, bind, versions
 
 
 def noop(x: Any) -> None:
@@ -60,8 +60,10 @@ SCENARIO = Scenario(
         Metric("one_at_a_time_us", "one at a time", "µs/task"),
     ),
     systems=IN_PROCESS,
+    tags=("in-process",),
     full={"tasks": 100_000, "warmup": 1_000, "wait_timeout": 60.0},
     quick={"tasks": 10_000, "warmup": 1_000, "wait_timeout": 30.0},
     run=run,
+    versions=versions,
     timeout=300.0,
 )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from benchmarks.spec import Figures, Metric, Params, Scenario
-from benchmarks.systems import IN_PROCESS, bind
+from benchmarks.systems import IN_PROCESS, bind, versions
 
 
 def sleep(seconds: float) -> None:
@@ -40,8 +40,10 @@ SCENARIO = Scenario(
     title="The seed: 100 sleeping tasks, 110 workers (floor: one task's sleep)",
     metrics=(Metric("wall_s", "wall time, first call to last result", "s"),),
     systems=IN_PROCESS,
+    tags=("in-process",),
     full={"tasks": 100, "seconds": 1.0, "workers": 110, "wait_timeout": 30.0},
     quick={"tasks": 100, "seconds": 0.2, "workers": 110, "wait_timeout": 30.0},
     run=run,
+    versions=versions,
     timeout=120.0,
 )

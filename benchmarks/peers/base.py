@@ -1,0 +1,77 @@
+"""What a durable system's driver offers the scenarios.
+
+A driver module builds its library's app (or broker, or queue) at import
+time from the environment that ``servers.prepare`` set, declares the no-op
+task on it, and defines a ``Driver``. The same module is what the worker
+command imports, so producer and workers agree on names and settings.
+"""
+
+from __future__ import annotations
+
+import sys
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+# The peers' venv's bin directory: the console scripts each library installs
+# (`celery`, `huey_consumer`, `rq`, ...) are its recommended worker commands.
+BIN = Path(sys.executable).parent
+
+
+def noop(i: int) -> int:
+    """The task: nothing but returning its argument.
+
+    It returns a value (not None) so that every library records a result the
+    way it does by default (Huey stores no result for None), which is also
+    how the drain scenario sees that a task is done.
+    """
+    return i
+
+
+class Driver(ABC):
+    """One system on one backend, through its normal public API."""
+
+    system: ClassVar[str]
+    """Its column in the table."""
+    batch_api: ClassVar[str | None] = None
+    """The library's call that stores many tasks at once, if it has one."""
+    results: ClassVar[bool] = True
+    """Whether it hands a task's result back to the producer."""
+    drain_share: ClassVar[float] = 1.0
+    """The share of the drain scenario's tasks this system drains (a rate is a
+    rate; a system that needs minutes for the full count gets fewer)."""
+
+    @abstractmethod
+    def enqueue(self, i: int) -> Any:
+        """Enqueue ``noop(i)`` with one call; what the library returns for it."""
+
+    def enqueue_batch(self, items: Sequence[int]) -> None:
+        """Enqueue ``noop(i)`` for every item with the library's batch API."""
+        raise NotImplementedError(f"{self.system} has no batch enqueue")
+
+    def fill(self, count: int) -> None:
+        """Queue ``count`` tasks before a drain, the fastest way the library has."""
+        if self.batch_api is not None:
+            for start in range(0, count, 5_000):
+                self.enqueue_batch(range(start, min(count, start + 5_000)))
+        else:
+            for i in range(count):
+                self.enqueue(i)
+
+    def result(self, handle: Any, timeout: float) -> Any:
+        """Block (at most ``timeout`` s) for the result of what ``enqueue`` returned."""
+        raise NotImplementedError(f"{self.system} returns no results")
+
+    @abstractmethod
+    def done_count(self) -> int:
+        """How many tasks the library has recorded as finished (cheap: polled)."""
+
+    @abstractmethod
+    def worker_commands(self, processes: int) -> list[list[str]]:
+        """The commands that run ``processes`` worker processes, one OS process each
+        command (plus whatever helper processes the library adds, e.g. a parent)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections."""

@@ -1,0 +1,76 @@
+"""offload in durable mode, on SQLite, Redis or PostgreSQL.
+
+Producer: ``offload.App(url)``, ``@app.task``; one call per task, or
+``task.map(...)`` (one batch, one transaction). Workers: ``offload worker
+benchmarks.peers.offload_durable:app --pool thread --concurrency 8
+--log-level WARNING``, one OS process each.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import offload
+from benchmarks.peers import base, servers
+from offload import State
+
+CONCURRENCY = 8
+
+
+def _url() -> str:
+    backend = os.environ.get("BENCH_BACKEND", "sqlite")
+    if backend == "redis":
+        return os.environ["BENCH_REDIS_URL"]
+    if backend == "postgres":
+        return os.environ["BENCH_PG_URL"]
+    # Four slashes: an absolute path.
+    return "sqlite:///" + servers.sqlite_path("offload.db")
+
+
+def _app() -> offload.App:
+    url = _url()
+    # SQLite takes no namespace (one app per file); the servers get one, as
+    # apps sharing a server would.
+    namespace = None if url.startswith("sqlite") else "bench"
+    return offload.App(url, namespace=namespace, name="bench")
+
+
+app = _app()
+noop = app.task(name="bench.noop")(base.noop)
+
+
+class Driver(base.Driver):
+    system = "offload"
+    batch_api = "task.map(items)"
+
+    def enqueue(self, i: int) -> Any:
+        return noop(i)
+
+    def enqueue_batch(self, items: Sequence[int]) -> None:
+        noop.map(items)
+
+    def result(self, handle: Any, timeout: float) -> Any:
+        return handle.result(timeout)
+
+    def done_count(self) -> int:
+        counts = app.broker.counts()  # type: ignore[attr-defined]
+        return sum(states.get(State.SUCCEEDED, 0) for states in counts.values())
+
+    def worker_commands(self, processes: int) -> list[list[str]]:
+        command = [
+            str(base.BIN / "offload"),
+            "worker",
+            f"{__name__}:app",
+            "--pool",
+            "thread",
+            "--concurrency",
+            str(CONCURRENCY),
+            "--log-level",
+            "WARNING",
+        ]
+        return [command] * processes
+
+    def close(self) -> None:
+        app.shutdown(wait=False)

@@ -1,0 +1,66 @@
+"""Procrastinate on the benchmark's own PostgreSQL database.
+
+``noop.defer(i=i)`` and ``noop.batch_defer({"i": i}, ...)``, through the
+sync API of ``PsycopgConnector`` (``app.open()``); the schema is applied
+first, on the fresh database. Procrastinate keeps finished jobs (status
+``succeeded``) but stores no result, so it has no round trip row.
+Workers: ``procrastinate --app benchmarks.peers.procrastinate_pg.app
+--log-level warning worker --concurrency 8``, one OS process each (an
+asyncio loop running up to 8 jobs at once, as offload's 8 threads).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import procrastinate
+import psycopg
+
+from benchmarks.peers import base
+
+URL = os.environ["BENCH_PG_URL"]
+app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=URL))
+noop = app.task(name="noop")(base.noop)
+
+
+class Driver(base.Driver):
+    system = "Procrastinate"
+    batch_api = "task.batch_defer(...)"
+    results = False
+
+    def __init__(self) -> None:
+        app.open()
+        app.schema_manager.apply_schema()
+        self._conn = psycopg.connect(URL, autocommit=True)
+
+    def enqueue(self, i: int) -> Any:
+        return noop.defer(i=i)
+
+    def enqueue_batch(self, items: Sequence[int]) -> None:
+        calls: list[dict[str, Any]] = [{"i": i} for i in items]
+        noop.batch_defer(*calls)
+
+    def done_count(self) -> int:
+        row = self._conn.execute(
+            "SELECT count(*) FROM procrastinate_jobs WHERE status = 'succeeded'"
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def worker_commands(self, processes: int) -> list[list[str]]:
+        command = [
+            str(base.BIN / "procrastinate"),
+            "--app",
+            f"{__name__}.app",
+            "--log-level",
+            "warning",
+            "worker",
+            "--concurrency",
+            "8",
+        ]
+        return [command] * processes
+
+    def close(self) -> None:
+        self._conn.close()
+        app.close()
