@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -77,9 +79,29 @@ def main(argv: list[str] | None = None) -> int:
     record.machine["loadavg_end"] = report.loadavg()
     record.machine["offload_source_end"] = report.source_digest(harness.ROOT)
     paths = report.write(record, args.out, result_stem(args.quick, args.only))
+    paths.extend(_chart(python, paths[1]))
     print(report.render_markdown(record))
     _say("written: " + ", ".join(str(path) for path in paths))
     return 1 if record.failed else 0
+
+
+def _chart(python: Path, record_json: Path) -> list[Path]:
+    """The PNG of the enqueue and drain rows, drawn by the peers' venv (it has matplotlib)."""
+    if not any(name.startswith(("enqueue", "drain")) for name in json_names(record_json)):
+        return []
+    png = record_json.with_suffix(".png")
+    command = [str(python), "-m", "benchmarks.chart", str(record_json), str(png)]
+    done = subprocess.run(
+        command, cwd=harness.ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+    if done.returncode != 0:
+        _say(f"no chart: {done.stderr.strip()[-300:]}")
+        return []
+    return [png]
+
+
+def json_names(record_json: Path) -> list[str]:
+    return [scenario["name"] for scenario in json.loads(record_json.read_text())["scenarios"]]
 
 
 def _now() -> str:
