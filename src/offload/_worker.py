@@ -1,10 +1,12 @@
 """The worker: claims deliveries from a broker and hands them to executors.
 
-One dispatcher thread claims as many messages as there is room for, one
-heartbeat thread renews the leases of everything running, and the
-executors (created on first use) run the calls. The same worker runs
-inside the program for the in-process mode and, later, as ``offload
-worker`` against a durable broker.
+One dispatcher thread claims as many messages as there are free slots; when
+the pools are full, the thread that frees a slot claims the next message
+itself (no thread switch per call). One heartbeat thread renews the leases
+of everything running; the executors (created on first use) run the calls.
+The same worker runs inside the program (the in-process mode, and
+``embedded_worker=True``) and as ``offload worker`` against a durable broker,
+where ``drain()`` gives SIGTERM its grace period.
 """
 
 from __future__ import annotations
@@ -43,7 +45,6 @@ class Worker:
         sizes: dict[str, int] | None = None,
         queues: Sequence[str] | None = None,
         default_pool: str = "thread",
-        prefetch: int = 0,
         lease: float | None = 30.0,
         idle_timeout: float = 1.0,
         clock: Clock = SYSTEM_CLOCK,
@@ -55,7 +56,6 @@ class Worker:
         self._queues = queues
         check_pool(default_pool)
         self._default_pool = default_pool
-        self._prefetch = prefetch
         # No lease (None): the broker lives in this process, so only a jump of
         # the clock could make one lapse, and that must not run a call twice.
         self._lease = math.inf if lease is None else lease
@@ -67,10 +67,9 @@ class Worker:
         # Running deliveries by fencing token. Written by the dispatcher and
         # pool threads without a lock: a single dict store or pop is atomic.
         self._active: dict[int, Delivery] = {}
-        # When full, the dispatcher sleeps until this many slots are free, so
-        # that with a prefetch it claims in batches instead of one by one.
-        self._wake_at_free = max(1, prefetch // 2)
-        self._capacity = 0  # slots of all pools, plus the prefetch
+        # Claims never exceed free slots: a message waits in the broker, where
+        # priorities, cancellation and other workers can still reach it.
+        self._capacity = 0  # slots of all pools
         self._update_capacity()
         self._starved = False
         self._room = threading.Event()
@@ -170,12 +169,11 @@ class Worker:
 
     def _update_capacity(self) -> None:
         pools: Iterable[str] = self._executors or (self._default_pool,)
-        self._capacity = sum(self.size(pool) for pool in pools) + self._prefetch
+        self._capacity = sum(self.size(pool) for pool in pools)
 
     def _room_to_claim(self) -> int:
-        """Free slots; 0 while fewer than a batch are free (when prefetching)."""
-        free = self._capacity - len(self._active)
-        return free if free >= min(self._wake_at_free, self._capacity) else 0
+        """Free slots: how many messages to claim now."""
+        return self._capacity - len(self._active)
 
     def _dispatch_loop(self) -> None:
         waker = self._broker if isinstance(self._broker, Waker) else None
