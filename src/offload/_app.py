@@ -34,14 +34,29 @@ class App:
     """Where tasks run: a broker and the workers that serve it.
 
     ``App()`` (or ``App("memory://")``) runs tasks inside this process, on a
-    worker started with the first call. ``App("sqlite:///jobs.db")`` stores
-    every call before returning its handle; ``offload worker module:app``
-    processes run them (or ``embedded_worker=True`` runs one in this
-    process), and the work survives crashes and restarts.
+    worker started with the first call. ``App("sqlite:///jobs.db")``,
+    ``App("redis://host:6379/0")`` or ``App("postgresql://user@host/db")``
+    store every call before returning its handle; ``offload worker
+    module:app`` processes run them, and the work survives crashes and
+    restarts.
 
-    ``on_exit`` decides what happens to unfinished in-process tasks when the
-    interpreter exits: ``"wait"`` (the default, like ``concurrent.futures``)
-    or ``"cancel"`` (queued tasks are cancelled, running ones abandoned).
+    Options:
+
+    - ``embedded_worker``: run a worker in this process for a durable app.
+    - ``serializer``: ``"json"`` (default) or ``"pickle"`` (needs
+      ``pickle_key``, shared by producers and workers; payloads are signed).
+    - ``result_ttl``: seconds to keep results of finished jobs (a day);
+      failed jobs stay until purged. ``reuse_window``: seconds during which
+      a call with the key of a succeeded job returns that job (0: never).
+    - ``namespace``: isolates apps sharing a Redis or PostgreSQL server (also
+      ``?namespace=`` in the URL). ``migrate=False``: leave PostgreSQL schema
+      migrations to ``offload migrate``.
+    - ``threads``, ``processes``: pool sizes (``app.resize`` changes them later).
+    - ``on_exit``: unfinished in-process calls at interpreter exit are
+      waited for (``"wait"``, like ``concurrent.futures``) or cancelled
+      (``"cancel"``). An embedded durable worker releases them instead.
+    - ``clock``: time as a value (``offload.testing.FakeClock`` in tests).
+    - ``registry``: internal; the default app shares ``@offload.task``'s.
     """
 
     EXIT_GRACE = 5.0
