@@ -156,3 +156,10 @@ def lapsed_error(deliveries: int) -> ErrorInfo:
         "without the heartbeat renewing it. Retry it once the cause is fixed.",
         "",
     )
+
+
+def stored_error(outcome: Outcome) -> ErrorInfo | None:
+    """The error a broker keeps for an outcome: its text, or made from the live exception."""
+    if outcome.error_info is None and outcome.error is not None:
+        return ErrorInfo.of(outcome.error)
+    return outcome.error_info

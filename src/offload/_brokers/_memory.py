@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 
 from .._clock import SYSTEM_CLOCK, Clock
 from .._message import Delivery, ErrorInfo, JobInfo, Message, Outcome, State
-from ._base import lapsed_error
+from ._base import lapsed_error, stored_error
 
 _LIVE = (State.QUEUED, State.RETRYING)
 
@@ -267,9 +267,7 @@ class MemoryBroker:
                 or message.key is not None
                 or self._jobs
             ):
-                error = outcome.error_info
-                if error is None and outcome.error is not None:
-                    error = ErrorInfo.of(outcome.error)
+                error = stored_error(outcome)
                 self._finish(message, outcome.state, outcome.payload, error)
             return True
 

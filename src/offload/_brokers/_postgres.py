@@ -33,6 +33,7 @@ from psycopg.rows import tuple_row
 from .._clock import SYSTEM_CLOCK, Clock
 from .._errors import ConfigurationError
 from .._message import Delivery, ErrorInfo, JobInfo, Message, Outcome, State
+from ._base import stored_error
 from ._postgres_link import Batcher, Connection, Link, Listener, connect, conninfo, describe
 from ._postgres_schema import (
     COPY_TYPES,
@@ -268,9 +269,7 @@ class PostgresBroker:
 
     def ack(self, delivery: Delivery, outcome: Outcome) -> bool:
         message = delivery.message
-        error = outcome.error_info
-        if error is None and outcome.error is not None:
-            error = ErrorInfo.of(outcome.error)
+        error = stored_error(outcome)
         now = self._clock.now()
         ttl = self._result_ttl if message.result_ttl is None else message.result_ttl
         failed = outcome.state is State.FAILED

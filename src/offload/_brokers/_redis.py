@@ -66,6 +66,7 @@ from .._clock import SYSTEM_CLOCK, Clock
 from .._errors import BrokerUnavailable, ConfigurationError
 from .._message import Delivery, ErrorInfo, JobInfo, Message, Outcome, State
 from . import _redis_scripts as lua
+from ._base import stored_error
 
 log = logging.getLogger(__name__)
 
@@ -214,9 +215,7 @@ class RedisBroker:
 
     def ack(self, delivery: Delivery, outcome: Outcome) -> bool:
         message = delivery.message
-        error = outcome.error_info
-        if error is None and outcome.error is not None:
-            error = ErrorInfo.of(outcome.error)
+        error = stored_error(outcome)
         now = self._clock.now()
         ttl = self._result_ttl if message.result_ttl is None else message.result_ttl
         failed = outcome.state is State.FAILED  # the dead-letter set stays until purged

@@ -29,7 +29,7 @@ from typing import Any
 from .._clock import SYSTEM_CLOCK, Clock
 from .._errors import ConfigurationError
 from .._message import Delivery, ErrorInfo, JobInfo, Message, Outcome, State
-from ._base import lapsed_error
+from ._base import lapsed_error, stored_error
 from ._sqlite_schema import (
     INFO_COLUMNS,
     INSERT,
@@ -193,9 +193,7 @@ class SqliteBroker:
 
     def ack(self, delivery: Delivery, outcome: Outcome) -> bool:
         message = delivery.message
-        error = outcome.error_info
-        if error is None and outcome.error is not None:
-            error = ErrorInfo.of(outcome.error)
+        error = stored_error(outcome)
         now = self._clock.now()
         ttl = self._result_ttl if message.result_ttl is None else message.result_ttl
         fence = (message.id, delivery.token)
