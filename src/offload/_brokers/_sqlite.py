@@ -122,7 +122,7 @@ class SqliteBroker:
             cached_statements=256,
         )
         db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
-        mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        mode = self._enable_wal(db)
         if str(mode).lower() != "wal" and self.path != ":memory:":
             db.close()
             raise ConfigurationError(
@@ -135,6 +135,22 @@ class SqliteBroker:
         # but a power cut or OS crash may roll back the last few commits.
         db.execute("PRAGMA synchronous = NORMAL")
         return db
+
+    def _enable_wal(self, db: sqlite3.Connection) -> str:
+        """Switch to WAL, retrying while another process holds the file.
+
+        The switch needs an exclusive lock, and SQLite may answer "locked"
+        at once, without its busy handler, when several processes create
+        the file together: retry for as long as busy_timeout allows.
+        """
+        deadline = time.monotonic() + self._busy_timeout_ms / 1000
+        while True:
+            try:
+                return str(db.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.01)
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
