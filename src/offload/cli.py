@@ -100,7 +100,11 @@ def worker(  # click passes every option by keyword
     )
     while not stop.wait(0.5):
         pass
-    log.info("offload worker %d: stopping; up to %gs for running tasks", os.getpid(), grace)
+    log.info(
+        "offload worker %d: stopping; up to %gs for running tasks (signal again to exit now)",
+        os.getpid(),
+        grace,
+    )
     released = runner.drain(grace)
     if released:
         log.warning("offload worker %d: released %d unfinished tasks", os.getpid(), released)
@@ -109,14 +113,18 @@ def worker(  # click passes every option by keyword
 
 
 def _install_signal_handlers() -> threading.Event:
-    """First SIGTERM/SIGINT: set the event. Second: exit now."""
+    """First SIGTERM/SIGINT: set the event. Second: the process ends at once.
+
+    After the first signal the default action is restored, so the second
+    ends the process in the kernel, whatever Python is doing (a handler
+    would wait for the main thread to come back from C code).
+    """
     stop = threading.Event()
 
     def handle(signum: int, frame: FrameType | None) -> None:
-        if stop.is_set():
-            log.warning("offload worker %d: second signal, exiting at once", os.getpid())
-            os._exit(1)
         stop.set()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
 
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
