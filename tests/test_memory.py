@@ -5,6 +5,8 @@ from __future__ import annotations
 import gc
 import logging
 import tracemalloc
+from collections.abc import Callable
+from typing import Any
 
 import offload
 from helpers import WAIT
@@ -16,25 +18,29 @@ def noop(x: int) -> None:
     return None
 
 
-def test_dropped_handles_leave_no_growth(app: offload.App) -> None:
-    task = app.task(noop)
+def growth(app: offload.App, call: Callable[[int], Any], warmup: int, calls: int) -> int:
+    """Bytes still traced after ``calls`` dropped calls, over a warmed-up baseline."""
     tracemalloc.start()
     try:
-        for i in range(5_000):  # warm-up: threads, queues and caches at their size
-            task(i)
+        for i in range(warmup):  # threads, queues and caches at their size
+            call(i)
         assert app.join(timeout=WAIT * 6)
         gc.collect()
         baseline, _ = tracemalloc.get_traced_memory()
-        for i in range(50_000):
-            task(i)
+        for i in range(calls):
+            call(i)
         assert app.join(timeout=WAIT * 12)
         gc.collect()
         after, _ = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
+    return after - baseline
+
+
+def test_dropped_handles_leave_no_growth(app: offload.App) -> None:
+    grown = growth(app, app.task(noop), warmup=5_000, calls=50_000)
     assert app.pending == 0
-    growth = after - baseline
-    assert growth < 2 * MB, f"memory grew by {growth / MB:.1f} MB over 50,000 dropped calls"
+    assert grown < 2 * MB, f"memory grew by {grown / MB:.1f} MB over 50,000 dropped calls"
 
 
 def test_dropped_failing_handles_leave_no_growth(app: offload.App) -> None:
@@ -45,19 +51,8 @@ def test_dropped_failing_handles_leave_no_growth(app: offload.App) -> None:
     # Each dropped failure is logged ("never retrieved"); keep the log quiet.
     logger = logging.getLogger("offload")
     disabled, logger.disabled = logger.disabled, True
-    tracemalloc.start()
     try:
-        for i in range(2_000):
-            fails(i)
-        assert app.join(timeout=WAIT * 6)
-        gc.collect()
-        baseline, _ = tracemalloc.get_traced_memory()
-        for i in range(20_000):
-            fails(i)
-        assert app.join(timeout=WAIT * 12)
-        gc.collect()
-        after, _ = tracemalloc.get_traced_memory()
+        grown = growth(app, fails, warmup=2_000, calls=20_000)
     finally:
-        tracemalloc.stop()
         logger.disabled = disabled
-    assert after - baseline < 2 * MB
+    assert grown < 2 * MB, f"memory grew by {grown / MB:.1f} MB over 20,000 dropped failures"
