@@ -484,3 +484,57 @@ def test_a_running_call_survives_the_clock_jumping_past_its_lease(
     assert handle.result(timeout=WAIT) == 9
     assert gate.runs == 1
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+# -- waiting while the call ends (a handle makes its Future machinery lazily) ----
+
+
+def _waiters() -> list[Callable[[offload.Handle[int]], object]]:
+    return [
+        lambda h: h.result(WAIT),
+        lambda h: h.exception(WAIT),
+        lambda h: concurrent.futures.wait([h], timeout=WAIT),
+        lambda h: list(concurrent.futures.as_completed([h], timeout=WAIT)),
+    ]
+
+
+@pytest.mark.parametrize("index", range(4), ids=["result", "exception", "wait", "as_completed"])
+def test_a_waiter_arriving_as_the_call_ends_is_never_missed(app: offload.App, index: int) -> None:
+    # Many short calls, each waited on from another thread at about the moment
+    # it ends: every wait must return (none may sleep through the settle).
+    waiter = _waiters()[index]
+    task = app.task(abs)
+    for i in range(300):
+        handle = task(-i)
+        thread = threading.Thread(target=waiter, args=(handle,))
+        thread.start()
+        thread.join(WAIT)
+        assert not thread.is_alive(), f"call {i}: the waiter missed the end of the call"
+        assert handle.result(0) == i
+
+
+def test_a_callback_added_as_the_call_ends_runs_exactly_once(app: offload.App) -> None:
+    task = app.task(abs)
+    for i in range(300):
+        calls: list[int] = []
+        handle = task(-i)
+        handle.add_done_callback(lambda h, calls=calls: calls.append(h.result()))
+        assert wait_until(lambda calls=calls: bool(calls)), f"the callback of call {i} never ran"
+        assert calls == [i]
+
+
+def test_a_finished_handle_holds_few_objects_for_the_garbage_collector(
+    app: offload.App,
+) -> None:
+    # The collector walks every live handle on each full collection; a bare
+    # Future costs 11 tracked objects (its Condition alone is 8).
+    task = app.task(abs)
+    task(1).result(WAIT)
+    gc.collect()
+    before = len(gc.get_objects())
+    handles = [task(i) for i in range(2000)]
+    for handle in handles:
+        handle.result(WAIT)
+    gc.collect()
+    per_handle = (len(gc.get_objects()) - before) / len(handles)
+    assert per_handle <= 4, f"{per_handle:.1f} tracked objects per finished handle"
