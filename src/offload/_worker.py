@@ -270,13 +270,15 @@ class Worker:
         backoff for up to a lease: past that, another worker will run the
         task again anyway (at least once).
         """
-        deadline = self._clock.now() + min(self._lease, 300.0)
+        deadline = None  # set at the first failure: the common path reads no clock
         pause = 0.1
         while True:
             try:
                 self._runner.finish(call, result, error)
             except ConnectionError as unreachable:  # BrokerUnavailable is one
                 self._outage.failed("recording an outcome", unreachable)
+                if deadline is None:
+                    deadline = self._clock.now() + min(self._lease, 300.0)
                 if self._clock.now() >= deadline or self._closed.is_set():
                     log.error("offload worker: gave up recording the outcome of %s", call.spec.name)
                     break
