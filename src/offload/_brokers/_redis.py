@@ -67,6 +67,7 @@ from .._errors import BrokerUnavailable, ConfigurationError
 from .._message import Delivery, ErrorInfo, JobInfo, Message, Outcome, State
 from . import _redis_scripts as lua
 from ._base import stored_error
+from ._redis_link import Link, Script
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,12 @@ class RedisBroker:
         # Never the URL itself in a log line: it may hold a password.
         address = options.get("path") or f"{options.get('host')}:{options.get('port', 6379)}"
         self._where = f"{address}/{options.get('db', 0)}"
-        script = self._client.register_script  # EVALSHA, loading the script on NOSCRIPT
+        # The state changes go through one shared connection (see _redis_link).
+        self._link = Link(self._client.connection_pool)
+
+        def script(source: str) -> Script:
+            return Script(self._link, source)
+
         self._enqueue, self._claim = script(lua.ENQUEUE), script(lua.CLAIM)
         self._ack, self._nack, self._extend = script(lua.ACK), script(lua.NACK), script(lua.EXTEND)
         self._cancel, self._retry = script(lua.CANCEL), script(lua.RETRY)
@@ -268,6 +274,7 @@ class RedisBroker:
         # Closing the sockets also ends a BLPOP the interrupt could not reach.
         for client in (self._blocking, self._client):
             client.connection_pool.disconnect()
+        self._link.close()
 
     def drop(self) -> int:
         """Delete every key of this namespace: all its jobs, results and queues; how many."""
