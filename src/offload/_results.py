@@ -5,6 +5,11 @@ the broker for the jobs of the ones still pending in this process and
 settles them, so ``result()``, ``await``, callbacks and the standard
 library's ``wait`` all work the same as in-process. Handles are held
 weakly: dropping one costs nothing.
+
+A broker that can tell when jobs finish (``ResultFeed``: Redis publishes
+from its ack) is listened to instead: a result is in hand one hop after
+the worker recorded it, with no polling at all while nothing finishes.
+Polling goes on, slowly, as the fallback for what a notification missed.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import weakref
 from typing import Any
 
 from ._brokers import Inspector
+from ._brokers._base import ResultFeed
 from ._errors import RemoteTraceback, TaskFailed, TaskNotFound
 from ._handle import Handle, WeakHandles
 from ._message import ErrorInfo, JobInfo, State
@@ -35,6 +41,11 @@ class ResultWatcher:
     MAX_INTERVAL = 0.05
     HURRY_FOR = 1.0
     HURRY_INTERVAL = 0.00025  # while a caller blocks on a result
+    # With a result feed: the fallback poll, and how long to keep listening
+    # after the last pending handle settled (the next call is likely soon).
+    FEED_POLL = 0.05
+    LISTEN_FOR = 5.0
+    EARLY = 10_000  # finished ids remembered for handles not watched yet
 
     def __init__(self, broker: Inspector, serializer: Serializer, name: str) -> None:
         self._broker = broker
@@ -52,6 +63,10 @@ class ResultWatcher:
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._feed = broker if isinstance(broker, ResultFeed) else None
+        # Ids the feed announced before their handle was watched (a job can
+        # finish before its enqueue call returns): watch() settles those.
+        self._early: dict[str, None] = {}
 
     def watch(self, handle: Handle[Any]) -> None:
         """Settle ``handle`` when its job finishes."""
@@ -65,6 +80,11 @@ class ResultWatcher:
                         target=self._run, name=f"{self._name}-results", daemon=True
                     )
                     self._thread.start()
+        if self._early and handle.id in self._early:
+            try:  # its job finished before this call: the feed has spoken already
+                self._settle_pending(handle.id)
+            except Exception:  # noqa: BLE001 - the watcher's poll settles it instead
+                log.debug("offload: could not read the result of %s yet", handle.id)
         if self._idle:  # else it polls on its own schedule: no wake-up per call
             self._wake.set()
 
@@ -72,6 +92,8 @@ class ResultWatcher:
         """Stop polling; returns once the thread has (the broker may close next)."""
         self._stopped.set()
         self._wake.set()
+        if self._feed is not None:
+            self._feed.stop_listening()  # ends the watcher's wait for results
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(5)
@@ -96,6 +118,9 @@ class ResultWatcher:
     # -- settling ------------------------------------------------------------
 
     def _run(self) -> None:
+        if self._feed is not None:
+            self._listen(self._feed)
+            return
         interval = self.MIN_INTERVAL
         while not self._stopped.is_set():
             # Idle first, then look: a watch() that adds after the look sees
@@ -127,6 +152,49 @@ class ResultWatcher:
                 interval = min(self.MAX_INTERVAL, interval * 1.5)
             self._wake.wait(max(interval, 2 * cost))
             self._wake.clear()
+
+    def _listen(self, feed: ResultFeed) -> None:
+        """Settle handles as the feed announces their jobs; poll now and then as well."""
+        listen_until = 0.0
+        next_poll = 0.0
+        while not self._stopped.is_set():
+            self._idle = True
+            now = time.monotonic()
+            if not len(self._pending):
+                if now >= listen_until:
+                    feed.stop_listening()
+                    self._wake.wait()
+                    self._wake.clear()
+                    self._idle = False
+                    next_poll = 0.0
+                    continue
+            else:
+                listen_until = now + self.LISTEN_FOR
+            self._idle = False
+            try:
+                if now >= next_poll:
+                    next_poll = now + self.FEED_POLL
+                    self._poll()
+                for job_id in feed.wait_for_results(max(0.0, next_poll - time.monotonic())):
+                    self._early[job_id] = None  # first, so that watch() cannot miss it
+                    if len(self._early) > self.EARLY:
+                        del self._early[next(iter(self._early))]
+                    self._settle_pending(job_id)
+            except Exception as error:  # noqa: BLE001 - logged once per outage
+                self._outage.failed("reading results", error)
+                self._stopped.wait(self.FEED_POLL)
+            else:
+                self._outage.recovered()
+        feed.stop_listening()
+
+    def _settle_pending(self, job_id: str) -> None:
+        if self._pending.get(job_id) is None:
+            return
+        job = self._broker.job(job_id)  # if this raises, the handle stays pending: polled
+        self._early.pop(job_id, None)
+        handle = self._pending.pop(job_id, None)  # None: another thread settled it
+        if handle is not None:
+            self.settle(handle, job)
 
     def _poll(self) -> int:
         fresh = []  # handles watched since the last poll (deque ops are atomic)

@@ -105,6 +105,28 @@ class Waker(Protocol):
 
 
 @runtime_checkable
+class ResultFeed(Protocol):
+    """Capability: hear that jobs finished instead of polling for them.
+
+    While someone waits, jobs enqueued through this broker object ask to be
+    told of their end (Redis: the ack publishes the job id; PostgreSQL could
+    use LISTEN/NOTIFY). A notification is a hint, at most once: polling the
+    broker stays the truth, for what was missed or enqueued elsewhere.
+    """
+
+    def wait_for_results(self, timeout: float) -> list[str]:
+        """Ids of jobs that finished since the last call, waiting up to ``timeout``.
+
+        Called from one thread at a time; starts listening on its first call.
+        """
+        ...
+
+    def stop_listening(self) -> None:
+        """Stop asking for notifications; ends a ``wait_for_results`` at once (any thread)."""
+        ...
+
+
+@runtime_checkable
 class Inspector(Protocol):
     """Capability: what the CLI, the dashboard and ``app.handle(id)`` read."""
 

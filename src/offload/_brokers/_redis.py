@@ -49,6 +49,7 @@ supported (scripts derive their keys); a single server or Sentinel is.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import threading
@@ -145,6 +146,11 @@ class RedisBroker:
         self._purge, self._prune = script(lua.PURGE), script(lua.PRUNE)
         self._probe = script(lua.PROBE)
         self._wake_self = f"{self.prefix}interrupt:{uuid.uuid4().hex}"
+        # Where acks tell this object's producer that its jobs finished, while
+        # it listens ("" when not: then no job carries it, nothing is sent).
+        self._reply_channel = f"{self.prefix}done:{uuid.uuid4().hex}"
+        self._reply_to = ""
+        self._feed: redis.client.PubSub | None = None
         self._lock = threading.Lock()
         self._waiting = 0
         self._down_since: float | None = None
@@ -183,7 +189,13 @@ class RedisBroker:
         if not messages:
             return []
         now = self._clock.now()
-        args: list[lua.Arg] = [self.prefix, repr(now), repr(now - self._reuse_window), "0"]
+        args: list[lua.Arg] = [
+            self.prefix,
+            repr(now),
+            repr(now - self._reuse_window),
+            "0",
+            self._reply_to,
+        ]
         seen: set[str] = set()
         for message in messages:  # refuses before anything is sent
             if message.id in seen:
@@ -272,6 +284,7 @@ class RedisBroker:
         self._closed.set()
         self.interrupt()
         # Closing the sockets also ends a BLPOP the interrupt could not reach.
+        self.stop_listening()
         for client in (self._blocking, self._client):
             client.connection_pool.disconnect()
         self._link.close()
@@ -347,11 +360,56 @@ class RedisBroker:
             # The server is out of reach: closing the sockets wakes the waiters.
             self._blocking.connection_pool.disconnect()
 
+    # -- results ----------------------------------------------------------------
+
+    def wait_for_results(self, timeout: float) -> list[str]:
+        """Ids of jobs enqueued here that finished, waiting up to ``timeout`` for the first.
+
+        The first call subscribes to this object's reply channel; from then
+        on its enqueues carry the channel, and their acks ``PUBLISH`` the job
+        id there. At most once (nothing is kept for a producer that is not
+        reading): polling stays the fallback. One thread at a time may wait.
+        """
+        feed = self._feed
+        try:
+            if feed is None:
+                pubsub = self._blocking.pubsub  # untyped in redis-py
+                feed = self._feed = pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+                feed.subscribe(self._reply_channel)
+                self._reply_to = self._reply_channel
+            ids: list[str] = []
+            message = feed.get_message(timeout=timeout)
+            while message is not None:
+                if message["type"] == "message":
+                    ids.append(message["data"].decode())
+                message = feed.get_message(timeout=0.0)
+        except (redis.RedisError, OSError) as error:
+            if feed is not None and self._feed is not feed:
+                return []  # stop_listening() from another thread closed it under us
+            # A lost connection: finishes may have been missed; the caller
+            # polls, and the next wait subscribes again.
+            log.debug("offload: the result feed was cut: %s", error)
+            self.stop_listening()
+            self._closed.wait(min(timeout, 0.1))  # no busy loop while the server is away
+            return []
+        return ids
+
+    def stop_listening(self) -> None:
+        """Unsubscribe: enqueues stop carrying the reply channel; ends a wait at once."""
+        self._reply_to = ""
+        feed, self._feed = self._feed, None
+        if feed is not None:
+            with contextlib.suppress(redis.RedisError, OSError):
+                feed.close()
+
     # -- inspection ------------------------------------------------------------
 
     def job(self, job_id: str) -> JobInfo | None:
         key = f"{self.prefix}job:{job_id}"
-        fields = cast("dict[bytes, bytes]", self._call(lambda _: self._client.hgetall(key)))
+        reply = self._call(lambda _: self._link.call("HGETALL", key))
+        if not isinstance(reply, dict):  # RESP2: a flat list of names and values
+            reply = dict(zip(reply[::2], reply[1::2], strict=True))
+        fields = cast("dict[bytes, bytes]", reply)
         return lua.job_info(job_id, fields) if fields else None
 
     def job_states(self, job_ids: Sequence[str]) -> dict[str, State]:

@@ -97,7 +97,8 @@ local function drop(id)
 end
 """.replace("@WAKE@", str(WAKE_TOKENS))
 
-# ARGV: prefix, now, reuse_since, replay, then per message FIELDS values:
+# ARGV: prefix, now, reuse_since, replay, reply channel ("" for none: see
+# RedisBroker.wait_for_results), then per message FIELDS values:
 # id, queue, priority, eta, key, result_ttl, max_deliveries, attempt, meta
 # blob, payload ("" for an absent optional; a key comes as "=" .. key).
 # Returns every message's job id; an error, writing nothing, for an id that
@@ -106,7 +107,7 @@ ENQUEUE_FIELDS = 10
 ENQUEUE = (
     _COMMON
     + """
-local now, since, replay = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4] == '1'
+local now, since, replay, reply = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4] == '1', ARGV[5]
 
 local function holder(key)
   local id = redis.call('HGET', P .. 'keys', key)
@@ -117,7 +118,7 @@ local function holder(key)
 end
 
 local answer, new, batch = {}, {}, {}
-for b = 4, #ARGV - 1, @FIELDS@ do
+for b = 5, #ARGV - 1, @FIELDS@ do
   local id, key = ARGV[b + 1], ARGV[b + 5]
   local found = nil
   if redis.call('EXISTS', jobkey(id)) == 1 then
@@ -142,7 +143,7 @@ for i, b in ipairs(new) do
   local js = first + i
   local fields = {'q', queue, 'p', priority, 's', 'queued', 'js', js, 'a', ARGV[b + 8],
                   'm', ARGV[b + 9], 'pl', ARGV[b + 10]}
-  local optional = {eta = eta, ttl = ARGV[b + 6], md = ARGV[b + 7]}
+  local optional = {eta = eta, ttl = ARGV[b + 6], md = ARGV[b + 7], rt = reply}
   for name, value in pairs(optional) do
     if value ~= '' then fields[#fields + 1] = name; fields[#fields + 1] = value end
   end
@@ -262,17 +263,19 @@ return out
 _FENCE = """
 local id, token = ARGV[2], ARGV[3]
 local job = jobkey(id)
-local f = redis.call('HMGET', job, 's', 't', 'q', 'js', 'p')
+local f = redis.call('HMGET', job, 's', 't', 'q', 'js', 'p', 'rt')
 if f[1] ~= 'running' or f[2] ~= token then return 0 end
 """
 
 # ARGV: prefix, id, token, state, now, expires ("" to keep until purged),
-# drop ("1": keep nothing), has result, result, error ("" for none).
+# drop ("1": keep nothing), has result, result, error ("" for none). Tells
+# the job's reply channel (``rt``, if its producer listens) that it finished.
 ACK = (
     _COMMON
     + _FENCE
     + """
 redis.call('ZREM', P .. 'running', id)
+if f[6] then redis.call('PUBLISH', f[6], id) end
 if ARGV[7] == '1' then return drop(id) end
 local state = ARGV[4]
 redis.call('HSET', job, 's', state, 'fin', ARGV[5])

@@ -1,0 +1,93 @@
+"""The result watcher on a broker that announces finished jobs (Redis): no polling needed.
+
+The watcher's fallback poll is pushed out to 30 s in these tests, so a
+result in hand within a few seconds can only have come through the feed.
+Against the real server (``OFFLOAD_TEST_REDIS_URL``), in a namespace of
+each test's own.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+redis = pytest.importorskip("redis")
+
+from offload._brokers._redis import RedisBroker  # noqa: E402
+from offload._handle import Handle  # noqa: E402
+from offload._message import Message, Outcome, State, new_id  # noqa: E402
+from offload._results import ResultWatcher  # noqa: E402
+from offload._serializers import JsonSerializer  # noqa: E402
+from servers import require_redis  # noqa: E402
+
+SERIALIZER = JsonSerializer()
+
+
+@pytest.fixture
+def broker() -> Iterator[RedisBroker]:
+    broker = RedisBroker.from_url(require_redis(), namespace=f"test-{uuid.uuid4().hex}")
+    yield broker
+    broker.drop()
+    broker.close()
+
+
+@pytest.fixture
+def watcher(broker: RedisBroker) -> Iterator[ResultWatcher]:
+    watcher = ResultWatcher(broker, SERIALIZER, "test")
+    watcher.FEED_POLL = 30.0  # only the feed can settle a handle within a test's wait
+    broker.wait_for_results(0.0)  # listening before the first enqueue: its ack announces it
+    yield watcher
+    watcher.stop()
+
+
+def enqueue(broker: RedisBroker) -> Message:
+    message = Message(new_id(), "tasks.work", (), {}, payload=b"[[],{}]", created=time.time())
+    broker.enqueue([message])
+    return message
+
+
+def finish(broker: RedisBroker, value: Any) -> None:
+    (delivery,) = broker.claim(None, 1, 30)
+    outcome = Outcome(State.SUCCEEDED, payload=SERIALIZER.encode(value))
+    assert broker.ack(delivery, outcome)
+
+
+def test_results_arrive_through_the_feed_one_after_another(
+    broker: RedisBroker, watcher: ResultWatcher
+) -> None:
+    for value in range(5):
+        handle: Handle[Any] = Handle(enqueue(broker).id, "tasks.work")
+        watcher.watch(handle)
+        finish(broker, value)
+        assert handle.result(timeout=5) == value
+
+
+def test_a_job_finished_before_its_handle_was_watched_is_settled_at_once(
+    broker: RedisBroker, watcher: ResultWatcher
+) -> None:
+    first: Handle[Any] = Handle(enqueue(broker).id, "tasks.work")
+    watcher.watch(first)  # starts the watcher, which now listens
+    finish(broker, "first")
+    assert first.result(timeout=5) == "first"
+    early = enqueue(broker)
+    finish(broker, "early")
+    time.sleep(0.3)  # the announcement has come and gone: nobody watched it yet
+    handle: Handle[Any] = Handle(early.id, "tasks.work")
+    watcher.watch(handle)
+    assert handle.result(timeout=5) == "early"
+
+
+def test_jobs_carry_no_reply_channel_while_nobody_listens(broker: RedisBroker) -> None:
+    client = redis.Redis.from_url(require_redis())
+    quiet = enqueue(broker)
+    broker.wait_for_results(0.0)
+    heard = enqueue(broker)
+    broker.stop_listening()
+    quiet_again = enqueue(broker)
+    replies = [client.hget(f"{broker.prefix}job:{m.id}", "rt") for m in (quiet, heard, quiet_again)]
+    assert [reply is not None for reply in replies] == [False, True, False]
+    client.close()
