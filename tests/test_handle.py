@@ -538,3 +538,35 @@ def test_a_finished_handle_holds_few_objects_for_the_garbage_collector(
     gc.collect()
     per_handle = (len(gc.get_objects()) - before) / len(handles)
     assert per_handle <= 4, f"{per_handle:.1f} tracked objects per finished handle"
+
+
+def test_waiting_on_handles_while_one_is_cancelled_never_deadlocks(
+    make_app: Callable[..., offload.App],
+) -> None:
+    # stdlib wait() holds one handle's condition while it makes the next
+    # handle's (``_AcquireFutures``, done here by hand to fix the order);
+    # cancel() holds offload's transition lock while it takes a condition.
+    # The two must never wait for each other.
+    app, gate, running = busy_single_thread_app(make_app)
+    task = app.task(abs)
+    first, second = task(1), task(2)
+    cancelling = threading.Thread(target=first.cancel)
+    made: list[object] = []
+
+    def like_stdlib_wait() -> None:
+        with first._condition:
+            cancelling.start()
+            time.sleep(0.05)  # cancel() now holds the transition lock, waiting for us
+            with second._condition:
+                made.append(second._condition)
+
+    waiter = threading.Thread(target=like_stdlib_wait, daemon=True)
+    waiter.start()
+    waiter.join(WAIT)
+    assert not waiter.is_alive(), "wait() and cancel() deadlocked"
+    cancelling.join(WAIT)
+    assert first.cancelled()
+    assert made
+    gate.release.set()
+    assert second.result(WAIT) == 2
+    assert running.result(WAIT) == 0
