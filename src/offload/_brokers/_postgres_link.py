@@ -12,11 +12,6 @@ that vanished without closing the socket.
 ``Listener`` owns the LISTEN connection. One waiting thread at a time reads
 it (``select`` on its socket and on a pipe, so ``interrupt`` wakes it at
 once); other waiting threads sleep on a condition that the reader signals.
-
-``Batcher`` is group commit on the client: a process's threads whose acks
-(or claims) meet share one statement and one commit, each still answered
-only once its own item is committed. A WAL flush per commit is what bounds
-a queue on PostgreSQL; this is how a busy worker pays fewer of them.
 """
 
 from __future__ import annotations
@@ -28,7 +23,7 @@ import select
 import threading
 import time
 from collections.abc import Callable, Collection
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -38,8 +33,6 @@ from .._errors import BrokerUnavailable
 log = logging.getLogger("offload")
 
 T = TypeVar("T")
-ItemT = TypeVar("ItemT")
-ResultT = TypeVar("ResultT")
 Connection = psycopg.Connection[Any]
 
 # Retried at once, on the same connection: another transaction won a race.
@@ -319,63 +312,3 @@ class Listener:
             with contextlib.suppress(psycopg.Error):
                 self._connection.close()
             self._connection = None
-
-
-class _Slot(Generic[ItemT, ResultT]):
-    __slots__ = ("error", "item", "pending", "result")
-
-    def __init__(self, item: ItemT) -> None:
-        self.item = item
-        self.pending = True
-        self.result: ResultT | None = None
-        self.error: BaseException | None = None
-
-
-class Batcher(Generic[ItemT, ResultT]):
-    """Group commit on the client: calls that arrive while a flush runs share the next one.
-
-    A lone call flushes at once (no added latency); under load, N threads
-    acking together cost one statement and one commit instead of N. Every
-    call returns only after the flush that holds its item has committed,
-    so batching weakens nothing: the caller still hears ``True`` only for
-    what is stored. ``flush(items)`` answers one result per item, in order.
-    """
-
-    def __init__(self, flush: Callable[[list[ItemT]], list[ResultT]]) -> None:
-        self._flush = flush
-        self._changed = threading.Condition()
-        self._queue: list[_Slot[ItemT, ResultT]] = []
-        self._busy = False
-
-    def submit(self, item: ItemT) -> ResultT:
-        slot: _Slot[ItemT, ResultT] = _Slot(item)
-        with self._changed:
-            self._queue.append(slot)
-            while slot.pending:
-                if self._busy:
-                    self._changed.wait()
-                else:
-                    self._lead()
-        if slot.error is not None:
-            raise slot.error
-        return slot.result  # type: ignore[return-value]
-
-    def _lead(self) -> None:
-        """Flush everything queued (self._changed held on entry and exit)."""
-        self._busy = True
-        batch, self._queue = self._queue, []
-        self._changed.release()
-        try:
-            results = self._flush([slot.item for slot in batch])
-        except BaseException as error:  # noqa: BLE001 - every caller of the batch re-raises it
-            for slot in batch:
-                slot.error = error
-        else:
-            for slot, result in zip(batch, results, strict=True):
-                slot.result = result
-        finally:
-            self._changed.acquire()
-            for slot in batch:
-                slot.pending = False
-            self._busy = False
-            self._changed.notify_all()

@@ -1,0 +1,162 @@
+"""Group commit: the threads of one process share write transactions, each answered alone.
+
+The Batcher is what both the SQLite and the PostgreSQL broker use; here it
+is driven directly (to force calls into one flush) and through a real
+SQLite broker, where acks and claims that meet share one transaction.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from offload._brokers import SqliteBroker
+from offload._brokers._sqlite import Batcher
+from offload._message import Message, Outcome, State, new_id
+
+
+def message(**fields: Any) -> Message:
+    fields.setdefault("payload", b"[]")
+    return Message(new_id(), "tasks.work", (), {}, **fields)
+
+
+def wait_for(condition: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.001)
+
+
+class Blocking:
+    """A flush that records its batches and holds the first until released."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, items: list[int]) -> list[int]:
+        self.batches.append(items)
+        self.entered.set()
+        assert self.release.wait(5)
+        if -1 in items:
+            raise RuntimeError("this batch failed")
+        return [item * 10 for item in items]
+
+
+def submit_in_thread(
+    batcher: Batcher[int, int], item: int, answers: dict[int, Any]
+) -> threading.Thread:
+    def call() -> None:
+        try:
+            answers[item] = batcher.submit(item)
+        except RuntimeError as error:
+            answers[item] = error
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    return thread
+
+
+def test_calls_that_arrive_during_a_flush_share_the_next_one() -> None:
+    flush = Blocking()
+    batcher: Batcher[int, int] = Batcher(flush)
+    answers: dict[int, Any] = {}
+    first = submit_in_thread(batcher, 1, answers)
+    assert flush.entered.wait(5)
+    waiting = [submit_in_thread(batcher, item, answers) for item in (2, 3, 4)]
+    wait_for(lambda: len(batcher._queue) == 3)
+    flush.release.set()
+    for thread in [first, *waiting]:
+        thread.join(5)
+    assert flush.batches == [[1], [2, 3, 4]]
+    assert answers == {1: 10, 2: 20, 3: 30, 4: 40}, "each caller hears its own answer"
+
+
+def test_a_failed_flush_fails_every_call_of_its_batch_and_only_those() -> None:
+    flush = Blocking()
+    batcher: Batcher[int, int] = Batcher(flush)
+    answers: dict[int, Any] = {}
+    first = submit_in_thread(batcher, 1, answers)
+    assert flush.entered.wait(5)
+    failing = [submit_in_thread(batcher, item, answers) for item in (-1, 2)]
+    wait_for(lambda: len(batcher._queue) == 2)
+    flush.release.set()
+    for thread in [first, *failing]:
+        thread.join(5)
+    assert answers[1] == 10
+    assert isinstance(answers[-1], RuntimeError) and isinstance(answers[2], RuntimeError)
+    assert batcher.submit(5) == 50, "the batcher carries on after a failure"
+
+
+def test_a_lone_call_flushes_at_once() -> None:
+    batcher: Batcher[int, int] = Batcher(lambda items: [item + 1 for item in items])
+    assert [batcher.submit(item) for item in range(3)] == [1, 2, 3]
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Any:
+    broker = SqliteBroker(tmp_path / "offload.db")
+    yield broker
+    broker.close()
+
+
+def test_acks_and_claims_that_meet_share_a_transaction_and_stay_fenced(
+    broker: SqliteBroker,
+) -> None:
+    first, second = message(), message()
+    broker.enqueue([first, second, message()])
+    one, two = broker.claim(None, 2, 30)
+    answers: dict[str, Any] = {}
+
+    def call(name: str, work: Any) -> threading.Thread:
+        thread = threading.Thread(target=lambda: answers.__setitem__(name, work()))
+        thread.start()
+        return thread
+
+    # Hold the connection's lock: the first call to flush waits for it, the
+    # others queue behind it, and all of them go in the next transaction.
+    with broker._lock:
+        threads = [call("leader", lambda: broker.ack(one, Outcome(State.SUCCEEDED)))]
+        wait_for(lambda: broker._writes._busy)
+        threads += [
+            call("ack", lambda: broker.ack(two, Outcome(State.SUCCEEDED, payload=b"2"))),
+            call("again", lambda: broker.ack(two, Outcome(State.FAILED))),
+            call("claim", lambda: broker.claim(None, 5, 30)),
+        ]
+        wait_for(lambda: len(broker._writes._queue) == 3)
+    for thread in threads:
+        thread.join(5)
+    assert answers["leader"] is True
+    assert sorted([answers["ack"], answers["again"]]) == [False, True], "one ack of two counts"
+    assert len(answers["claim"]) == 1
+    job = broker.job(two.message.id)
+    assert job is not None and job.state in (State.SUCCEEDED, State.FAILED)
+
+
+def test_many_threads_drain_a_queue_exactly_once(broker: SqliteBroker) -> None:
+    ids = broker.enqueue([message() for _ in range(600)])
+    seen: list[str] = []
+    refused: list[str] = []
+    start = threading.Barrier(8)
+
+    def work() -> None:
+        start.wait()
+        while deliveries := broker.claim(None, 1, 30):
+            for delivery in deliveries:
+                seen.append(delivery.message.id)
+                if not broker.ack(delivery, Outcome(State.SUCCEEDED, payload=b"1")):
+                    refused.append(delivery.message.id)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(seen) == sorted(ids), "every job claimed exactly once"
+    assert refused == []
+    assert broker.counts() == {"default": {State.SUCCEEDED: 600}}
