@@ -68,7 +68,7 @@ from .._errors import BrokerUnavailable, ConfigurationError
 from .._message import Delivery, ErrorInfo, JobInfo, Message, Outcome, State
 from . import _redis_scripts as lua
 from ._base import stored_error
-from ._redis_link import Link, Script
+from ._redis_link import Batcher, Link, Script
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +145,9 @@ class RedisBroker:
         self._cancel, self._retry = script(lua.CANCEL), script(lua.RETRY)
         self._purge, self._prune = script(lua.PURGE), script(lua.PRUNE)
         self._probe = script(lua.PROBE)
+        self._claims: Batcher[tuple[tuple[str, ...], int, float], list[Delivery]]
+        self._claims = Batcher(self._claim_together)
+        self._acks: Batcher[list[lua.Arg], bool] = Batcher(self._ack_together)
         self._wake_self = f"{self.prefix}interrupt:{uuid.uuid4().hex}"
         # Where acks tell this object's producer that its jobs finished, while
         # it listens ("" when not: then no job carries it, nothing is sent).
@@ -220,11 +223,35 @@ class RedisBroker:
     def claim(self, queues: Sequence[str] | None, limit: int, lease: float) -> list[Delivery]:
         if limit <= 0:
             return []
-        now = self._clock.now()
-        if now >= self._next_prune:
-            self._prune_some(now)
-        until = now + lease
+        if self._clock.now() >= self._next_prune:
+            self._prune_some(self._clock.now())
         names = ("*",) if queues is None else ("", *queues)
+        # A worker's threads that claim at once share one script call.
+        return self._claims.submit((names, limit, lease))
+
+    def _claim_together(
+        self, calls: list[tuple[tuple[str, ...], int, float]]
+    ) -> list[list[Delivery] | BaseException]:
+        """One ``CLAIM`` per kind of call (queues, lease), its jobs shared out in order."""
+        answers: list[list[Delivery] | BaseException] = [[] for _ in calls]
+        kinds: dict[tuple[tuple[str, ...], float], list[int]] = {}
+        for index, (names, _, lease) in enumerate(calls):
+            kinds.setdefault((names, lease), []).append(index)
+        for (names, lease), indexes in kinds.items():
+            try:
+                got = self._claim_some(names, sum(calls[i][1] for i in indexes), lease)
+            except Exception as error:  # noqa: BLE001 - raised to each caller of this kind
+                for index in indexes:
+                    answers[index] = error
+                continue
+            for index in indexes:
+                share = calls[index][1]
+                answers[index], got = got[:share], got[share:]
+        return answers
+
+    def _claim_some(self, names: tuple[str, ...], limit: int, lease: float) -> list[Delivery]:
+        now = self._clock.now()
+        until = now + lease
         args: list[lua.Arg] = [self.prefix, repr(now), repr(until), limit, self.PROMOTE_BATCH]
         args += names
         rows = self._call(lambda _: self._claim(args=args))
@@ -237,8 +264,7 @@ class RedisBroker:
         now = self._clock.now()
         ttl = self._result_ttl if message.result_ttl is None else message.result_ttl
         failed = outcome.state is State.FAILED  # the dead-letter set stays until purged
-        args: list[lua.Arg] = [
-            self.prefix,
+        values: list[lua.Arg] = [
             message.id,
             delivery.token,
             outcome.state.value,
@@ -249,7 +275,14 @@ class RedisBroker:
             outcome.payload or b"",
             lua.error_text(error),
         ]
-        return bool(self._call(lambda _: self._ack(args=args)))
+        # A worker's threads that finish at once share one script call.
+        return self._acks.submit(values)
+
+    def _ack_together(self, acks: list[list[lua.Arg]]) -> list[bool | BaseException]:
+        args: list[lua.Arg] = [self.prefix]
+        for values in acks:
+            args += values
+        return [bool(stored) for stored in self._call(lambda _: self._ack(args=args))]
 
     def nack(
         self,
@@ -383,9 +416,13 @@ class RedisBroker:
                 if message["type"] == "message":
                     ids.append(message["data"].decode())
                 message = feed.get_message(timeout=0.0)
-        except (redis.RedisError, OSError) as error:
+        except Exception as error:
             if feed is not None and self._feed is not feed:
-                return []  # stop_listening() from another thread closed it under us
+                # stop_listening() from another thread closed it under us:
+                # whatever redis-py raises then, the wait is over.
+                return []
+            if not isinstance(error, (redis.RedisError, OSError)):
+                raise
             # A lost connection: finishes may have been missed; the caller
             # polls, and the next wait subscribes again.
             log.debug("offload: the result feed was cut: %s", error)

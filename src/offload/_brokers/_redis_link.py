@@ -22,21 +22,71 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 import redis
 
 Arg = bytes | str | int | float
 
+ItemT = TypeVar("ItemT")
+ResultT = TypeVar("ResultT")
 
-class _Slot:
-    __slots__ = ("command", "error", "pending", "reply")
 
-    def __init__(self, command: tuple[Arg, ...]) -> None:
-        self.command = command
+class _Slot(Generic[ItemT, ResultT]):
+    __slots__ = ("item", "outcome", "pending")
+
+    def __init__(self, item: ItemT) -> None:
+        self.item = item
         self.pending = True
-        self.reply: Any = None
-        self.error: BaseException | None = None
+        self.outcome: ResultT | BaseException | None = None
+
+
+class Batcher(Generic[ItemT, ResultT]):
+    """Calls that arrive while a flush runs share the next flush (group commit).
+
+    A lone call flushes at once (no added latency). ``flush(items)`` answers
+    one outcome per item, in order: a result, or an exception for that item
+    alone; if it raises, every item of the batch gets that error. Each
+    caller returns only once the flush holding its item has been answered.
+    """
+
+    def __init__(self, flush: Callable[[list[ItemT]], list[ResultT | BaseException]]) -> None:
+        self._flush = flush
+        self._changed = threading.Condition(threading.Lock())
+        self._queue: list[_Slot[ItemT, ResultT]] = []
+        self._busy = False
+
+    def submit(self, item: ItemT) -> ResultT:
+        slot: _Slot[ItemT, ResultT] = _Slot(item)
+        with self._changed:
+            self._queue.append(slot)
+            while slot.pending:
+                if self._busy:
+                    self._changed.wait()
+                else:
+                    self._lead()
+        outcome = slot.outcome
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome  # type: ignore[return-value]
+
+    def _lead(self) -> None:
+        """Flush everything queued (lock held on entry and exit)."""
+        self._busy = True
+        batch, self._queue = self._queue, []
+        self._changed.release()
+        try:
+            outcomes = self._flush([slot.item for slot in batch])
+        except BaseException as error:  # noqa: BLE001 - every caller of the batch re-raises it
+            outcomes = [error] * len(batch)
+        finally:
+            self._changed.acquire()
+            for slot, outcome in zip(batch, outcomes, strict=True):
+                slot.outcome = outcome
+                slot.pending = False
+            self._busy = False
+            self._changed.notify_all()
 
 
 class Link:
@@ -45,23 +95,11 @@ class Link:
     def __init__(self, pool: redis.ConnectionPool) -> None:
         self._pool = pool
         self._connection: Any = None
-        self._changed = threading.Condition(threading.Lock())
-        self._queue: list[_Slot] = []
-        self._busy = False
+        self._commands: Batcher[tuple[Arg, ...], Any] = Batcher(self._round_trip)
 
     def call(self, *command: Arg) -> Any:
         """Send one command and return its reply (raising its error, if any)."""
-        slot = _Slot(command)
-        with self._changed:
-            self._queue.append(slot)
-            while slot.pending:
-                if self._busy:
-                    self._changed.wait()
-                else:
-                    self._lead()
-        if slot.error is not None:
-            raise slot.error
-        return slot.reply
+        return self._commands.submit(command)
 
     def close(self) -> None:
         """Close the socket; a later call would open a new one."""
@@ -69,40 +107,25 @@ class Link:
         if connection is not None:
             connection.disconnect()
 
-    def _lead(self) -> None:
-        """Send everything queued as one pipeline (lock held on entry and exit)."""
-        self._busy = True
-        batch, self._queue = self._queue, []
-        self._changed.release()
-        try:
-            self._round_trip(batch)
-        finally:
-            self._changed.acquire()
-            for slot in batch:
-                slot.pending = False
-            self._busy = False
-            self._changed.notify_all()
-
-    def _round_trip(self, batch: list[_Slot]) -> None:
-        done = 0
+    def _round_trip(self, batch: list[tuple[Arg, ...]]) -> list[Any]:
+        replies: list[Any] = []
         try:
             connection = self._connected()
             if len(batch) == 1:
-                packed = connection.pack_command(*batch[0].command)
+                packed = connection.pack_command(*batch[0])
             else:
-                packed = connection.pack_commands([slot.command for slot in batch])
+                packed = connection.pack_commands(batch)
             connection.send_packed_command(packed, check_health=False)
-            for slot in batch:
+            for _ in batch:
                 try:
-                    slot.reply = connection.read_response()
+                    replies.append(connection.read_response())
                 except redis.ResponseError as error:  # this command's own error
-                    slot.error = error
-                done += 1
+                    replies.append(error)
         except BaseException as error:  # noqa: BLE001 - each caller of the batch re-raises it
             # Replies still unread would answer the wrong commands: start over.
             self._drop()
-            for slot in batch[done:]:
-                slot.error = error
+            replies += [error] * (len(batch) - len(replies))
+        return replies
 
     def _connected(self) -> Any:
         connection = self._connection

@@ -108,6 +108,7 @@ ENQUEUE = (
     _COMMON
     + """
 local now, since, replay, reply = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4] == '1', ARGV[5]
+local CHUNK = 500  -- values per call, far under Lua's stack limit for unpack()
 
 local function holder(key)
   local id = redis.call('HGET', P .. 'keys', key)
@@ -117,11 +118,23 @@ local function holder(key)
   return nil
 end
 
+-- Whether each job id exists: one EXISTS per chunk of ids, and one per id
+-- only in a chunk where some do (a replay, or a caller's mistake).
+local keys, exists = {}, {}
+for b = 5, #ARGV - 1, @FIELDS@ do keys[#keys + 1] = jobkey(ARGV[b + 1]) end
+for c = 1, #keys, CHUNK do
+  local last = math.min(c + CHUNK - 1, #keys)
+  if redis.call('EXISTS', unpack(keys, c, last)) > 0 then
+    for j = c, last do exists[j] = redis.call('EXISTS', keys[j]) == 1 end
+  end
+end
+
 local answer, new, batch = {}, {}, {}
-for b = 5, #ARGV - 1, @FIELDS@ do
+for j = 1, #keys do
+  local b = 5 + (j - 1) * @FIELDS@
   local id, key = ARGV[b + 1], ARGV[b + 5]
   local found = nil
-  if redis.call('EXISTS', jobkey(id)) == 1 then
+  if exists[j] then
     if not replay then return redis.error_reply('job id ' .. id .. ' already exists') end
     found = id
   elseif key ~= '' then
@@ -133,20 +146,27 @@ for b = 5, #ARGV - 1, @FIELDS@ do
   if not found then new[#new + 1] = b end
 end
 
+-- Sorted-set members gathered per set, added a chunk per call.
+local adds = {}
+local function add(set, score, member)
+  local list = adds[set]
+  if not list then list = {}; adds[set] = list end
+  list[#list + 1] = score; list[#list + 1] = member
+end
+
 local touched = {}
 -- One counter step for the batch: sequences first + 1 .. first + #new.
 local first = redis.call('INCRBY', P .. 'seq', #new) - #new
 for i, b in ipairs(new) do
   local id, queue, priority = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local eta, key = ARGV[b + 4], ARGV[b + 5]
-  local job = jobkey(id)
   local js = first + i
   local fields = {'q', queue, 'p', priority, 's', 'queued', 'js', js, 'a', ARGV[b + 8],
                   'm', ARGV[b + 9], 'pl', ARGV[b + 10]}
-  local optional = {eta = eta, ttl = ARGV[b + 6], md = ARGV[b + 7], rt = reply}
-  for name, value in pairs(optional) do
-    if value ~= '' then fields[#fields + 1] = name; fields[#fields + 1] = value end
-  end
+  if eta ~= '' then fields[#fields + 1] = 'eta'; fields[#fields + 1] = eta end
+  if ARGV[b + 6] ~= '' then fields[#fields + 1] = 'ttl'; fields[#fields + 1] = ARGV[b + 6] end
+  if ARGV[b + 7] ~= '' then fields[#fields + 1] = 'md'; fields[#fields + 1] = ARGV[b + 7] end
+  if reply ~= '' then fields[#fields + 1] = 'rt'; fields[#fields + 1] = reply end
   if key ~= '' then
     key = string.sub(key, 2)
     fields[#fields + 1] = 'k'; fields[#fields + 1] = key
@@ -155,15 +175,20 @@ for i, b in ipairs(new) do
   local due = now
   if eta ~= '' then due = tonumber(eta) end
   if due > now then
-    redis.call('ZADD', P .. 'delayed', eta, id)
+    add('delayed', eta, id)
   else
     local member = rank(due, js) .. id
-    redis.call('ZADD', P .. 'ready:' .. queue, -tonumber(priority), member)
+    add('ready:' .. queue, -tonumber(priority), member)
     fields[#fields + 1] = 'r'; fields[#fields + 1] = member
   end
-  redis.call('HSET', job, unpack(fields))
-  redis.call('ZADD', P .. 'st:queued:' .. queue, js, id)
+  redis.call('HSET', jobkey(id), unpack(fields))
+  add('st:queued:' .. queue, js, id)
   touched[queue] = (touched[queue] or 0) + 1
+end
+for set, list in pairs(adds) do
+  for c = 1, #list, 2 * CHUNK do
+    redis.call('ZADD', P .. set, unpack(list, c, math.min(c + 2 * CHUNK - 1, #list)))
+  end
 end
 for queue, n in pairs(touched) do
   redis.call('SADD', P .. 'queues', queue)
@@ -241,14 +266,18 @@ else
 end
 
 local out = {}
-for _, member in ipairs(picked) do
+if #picked == 0 then return out end
+-- Tokens first + 1 .. first + #picked: one counter step for the claim. The
+-- job keeps its stale ready member ``r``: every way back to a ready set
+-- writes a new one, and no set holds the old one any more.
+local first = redis.call('INCRBY', P .. 'seq', #picked) - #picked
+for i, member in ipairs(picked) do
   local id = string.sub(member, @RANK@ + 1)
   local job = jobkey(id)
-  local token = redis.call('INCR', P .. 'seq')
-  local attempt = redis.call('HINCRBY', job, 'a', 1)
-  local f = redis.call('HMGET', job, 's', 'q', 'js', 'm', 'pl', 'p', 'eta', 'k', 'md', 'ttl')
-  redis.call('HSET', job, 's', 'running', 't', token, 'lu', lease_end)
-  redis.call('HDEL', job, 'r')
+  local token = first + i
+  local f = redis.call('HMGET', job, 's', 'q', 'js', 'm', 'pl', 'p', 'eta', 'k', 'md', 'ttl', 'a')
+  local attempt = tonumber(f[11]) + 1
+  redis.call('HSET', job, 's', 'running', 't', token, 'lu', lease_end, 'a', attempt)
   redis.call('ZADD', P .. 'running', lease_end, id)
   move(id, f[2], f[3], f[1], 'running')
   local row = {id, token, attempt, f[2], f[4], f[5], f[6], f[7], f[8], f[9], f[10]}
@@ -263,31 +292,55 @@ return out
 _FENCE = """
 local id, token = ARGV[2], ARGV[3]
 local job = jobkey(id)
-local f = redis.call('HMGET', job, 's', 't', 'q', 'js', 'p', 'rt')
+local f = redis.call('HMGET', job, 's', 't', 'q', 'js', 'p')
 if f[1] ~= 'running' or f[2] ~= token then return 0 end
 """
 
-# ARGV: prefix, id, token, state, now, expires ("" to keep until purged),
-# drop ("1": keep nothing), has result, result, error ("" for none). Tells
-# the job's reply channel (``rt``, if its producer listens) that it finished.
+# ARGV: prefix, then ACKED values per ack: id, token, state, now, expires
+# ("" to keep until purged), drop ("1": keep nothing), has result, result,
+# error ("" for none). Several acks (a worker's threads that finished
+# together) share one call; each is fenced on its own: 1 or 0 per ack.
+# Tells a job's reply channel (``rt``, if its producer listens) it finished.
+ACKED = 9
 ACK = (
     _COMMON
-    + _FENCE
     + """
-redis.call('ZREM', P .. 'running', id)
-if f[6] then redis.call('PUBLISH', f[6], id) end
-if ARGV[7] == '1' then return drop(id) end
-local state = ARGV[4]
-redis.call('HSET', job, 's', state, 'fin', ARGV[5])
--- A success after retries clears the last error; no result clears an old one.
-redis.call('HDEL', job, 'res', 'err')
-if ARGV[8] == '1' then redis.call('HSET', job, 'res', ARGV[9]) end
-if ARGV[10] ~= '' then redis.call('HSET', job, 'err', ARGV[10]) end
-move(id, f[3], f[4], 'running', state)
-if ARGV[6] ~= '' then redis.call('ZADD', P .. 'expiry', ARGV[6], id) end
-redis.call('INCR', P .. 'fin')
-return 1
-"""
+local function ack(b)
+  local id, token, state = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
+  local job = jobkey(id)
+  local f = redis.call('HMGET', job, 's', 't', 'q', 'js', 'rt')
+  if f[1] ~= 'running' or f[2] ~= token then return 0 end
+  redis.call('ZREM', P .. 'running', id)
+  if f[5] then redis.call('PUBLISH', f[5], id) end
+  if ARGV[b + 6] == '1' then return drop(id) end
+  -- A success after retries clears the last error; no result clears an old one.
+  local set, gone = {'s', state, 'fin', ARGV[b + 4]}, {}
+  if ARGV[b + 7] == '1' then
+    set[#set + 1] = 'res'; set[#set + 1] = ARGV[b + 8]
+  else
+    gone[#gone + 1] = 'res'
+  end
+  if ARGV[b + 9] ~= '' then
+    set[#set + 1] = 'err'; set[#set + 1] = ARGV[b + 9]
+  else
+    gone[#gone + 1] = 'err'
+  end
+  redis.call('HSET', job, unpack(set))
+  if #gone > 0 then redis.call('HDEL', job, unpack(gone)) end
+  move(id, f[3], f[4], 'running', state)
+  if ARGV[b + 5] ~= '' then redis.call('ZADD', P .. 'expiry', ARGV[b + 5], id) end
+  return 1
+end
+
+local out, finished = {}, 0
+for b = 1, #ARGV - 1, @ACKED@ do
+  out[#out + 1] = ack(b)
+  finished = finished + out[#out]
+end
+-- One step of the change token for the batch (drop() steps it too: harmless).
+if finished > 0 then redis.call('INCRBY', P .. 'fin', finished) end
+return out
+""".replace("@ACKED@", str(ACKED))
 )
 
 # ARGV: prefix, id, token, now, retry_at ("" for now), error ("" keeps the
