@@ -6,12 +6,15 @@ import argparse
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
 from benchmarks import harness, report
 from benchmarks.record import RunRecord
 from benchmarks.scenarios import SCENARIOS, select
+from benchmarks.spec import Scenario
+from benchmarks.systems import venv_of
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -62,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     python = harness.ensure_peers_venv(_say)
+    pythons = _pythons(python, [SCENARIOS[name] for name in args.names])
     record = RunRecord(
         started=_now(),
         mode="quick" if args.quick else "full",
@@ -72,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.names:
         _say(f"{name}: {SCENARIOS[name].title}")
         result = harness.run_scenario(
-            python, SCENARIOS[name], quick=args.quick, rounds=args.rounds, say=_say
+            pythons, SCENARIOS[name], quick=args.quick, rounds=args.rounds, say=_say
         )
         record.scenarios.append(result)
     record.finished = _now()
@@ -83,6 +87,32 @@ def main(argv: list[str] | None = None) -> int:
     print(report.render_markdown(record))
     _say("written: " + ", ".join(str(path) for path in paths))
     return 1 if record.failed else 0
+
+
+def _pythons(peers_python: Path, scenarios: list[Scenario]) -> Callable[[str], Path]:
+    """system -> the python of its venv, building the other venvs the run needs first.
+
+    A venv no selected scenario needs is not built (``--only in-process``
+    builds no arq venv).
+    """
+    wanted = {venv_of(system) for scenario in scenarios for system in scenario.systems}
+    pythons = {harness.PEERS.name: peers_python}
+    failures: dict[str, str] = {}
+    for name in sorted(wanted - {harness.PEERS.name}):
+        try:
+            pythons[name] = harness.ensure_venv(harness.VENVS[name], _say)
+        except harness.BenchError as error:
+            # Its systems' cells say failed, with this reason; the others run.
+            failures[name] = f"the {name} venv could not be built: {error}"
+            _say(failures[name])
+
+    def python_of(system: str) -> Path:
+        venv = venv_of(system)
+        if venv in failures:
+            raise harness.BenchError(failures[venv])
+        return pythons[venv]
+
+    return python_of
 
 
 def _chart(python: Path, record_json: Path) -> list[Path]:

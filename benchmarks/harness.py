@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +27,40 @@ from benchmarks.workers import GROUPS_ENV, reap_groups
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = ROOT / "benchmarks"
-PEERS_VENV = BENCH_DIR / ".peers-venv"
-PEERS_REQUIREMENTS = BENCH_DIR / "peers-requirements.txt"
-# What the venv was built from; a change in any of these rebuilds it.
-_STAMP = PEERS_VENV / ".built-from"
 _INSTALL_TIMEOUT = 900.0
 
 Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Venv:
+    """A virtual environment of the benchmark's own, built from a pinned requirements file."""
+
+    name: str
+    path: Path
+    requirements: Path
+    # Whether offload itself goes in (editable, with its server clients).
+    offload: bool
+
+    @property
+    def python(self) -> Path:
+        """Its interpreter: what the children of its systems run with."""
+        return self.path / "bin" / "python"
+
+    @property
+    def stamp(self) -> Path:
+        """What the venv was built from; a change in any of it rebuilds the venv."""
+        return self.path / ".built-from"
+
+
+# The peers and offload: every system but the ones listed in systems.VENVS.
+PEERS = Venv("peers", BENCH_DIR / ".peers-venv", BENCH_DIR / "peers-requirements.txt", offload=True)
+# arq 0.28 requires redis<6, Celery 5.7's kombu redis>=6.4: arq gets a venv of its own.
+ARQ = Venv("arq", BENCH_DIR / ".arq-venv", BENCH_DIR / "arq-requirements.txt", offload=False)
+VENVS: dict[str, Venv] = {venv.name: venv for venv in (PEERS, ARQ)}
+# Kept for callers of the first version of this module.
+PEERS_VENV = PEERS.path
+PEERS_REQUIREMENTS = PEERS.requirements
 
 
 class BenchError(Exception):
@@ -84,31 +112,39 @@ def _tail(text: str, lines: int = 15) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
-def _fingerprint() -> str:
-    parts = [sys.version, PEERS_REQUIREMENTS.read_text(), (ROOT / "pyproject.toml").read_text()]
+def _fingerprint(venv: Venv) -> str:
+    parts = [sys.version, venv.requirements.read_text()]
+    if venv.offload:  # offload's own dependencies come from pyproject.toml
+        parts.append((ROOT / "pyproject.toml").read_text())
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
-def ensure_peers_venv(say: Say) -> Path:
-    """The peers' venv python, building or refreshing the venv if needed.
+def ensure_venv(venv: Venv, say: Say) -> Path:
+    """``venv``'s python, building or refreshing the venv if needed.
 
-    The pinned peers from ``peers-requirements.txt`` and offload itself
-    (editable, so the code measured is the working tree's) go in.
+    The pinned packages of its requirements file go in, and for the peers'
+    venv offload itself (editable, so the code measured is the working tree's).
     """
-    python = PEERS_VENV / "bin" / "python"
-    wanted = _fingerprint()
-    if python.exists() and _STAMP.exists() and _STAMP.read_text() == wanted:
+    python = venv.python
+    wanted = _fingerprint(venv)
+    if python.exists() and venv.stamp.exists() and venv.stamp.read_text() == wanted:
         return python
-    say(f"building the peers' venv in {PEERS_VENV.relative_to(ROOT)} (once) ...")
+    say(f"building the {venv.name} venv in {venv.path.relative_to(ROOT)} (once) ...")
     if not python.exists():
-        # The same interpreter as the harness: peers and offload on one Python.
-        _checked([sys.executable, "-m", "venv", str(PEERS_VENV)], 300.0)
+        # The same interpreter as the harness: every system on one Python.
+        _checked([sys.executable, "-m", "venv", str(venv.path)], 300.0)
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    _checked([*pip, "-r", str(PEERS_REQUIREMENTS)], _INSTALL_TIMEOUT)
-    # With the server brokers' client extras: offload on Redis and PostgreSQL.
-    _checked([*pip, "-e", f"{ROOT}[redis,postgres]"], _INSTALL_TIMEOUT)
-    _STAMP.write_text(wanted)
+    _checked([*pip, "-r", str(venv.requirements)], _INSTALL_TIMEOUT)
+    if venv.offload:
+        # With the server brokers' client extras: offload on Redis and PostgreSQL.
+        _checked([*pip, "-e", f"{ROOT}[redis,postgres]"], _INSTALL_TIMEOUT)
+    venv.stamp.write_text(wanted)
     return python
+
+
+def ensure_peers_venv(say: Say) -> Path:
+    """The peers' venv python (offload and every peer but arq)."""
+    return ensure_venv(PEERS, say)
 
 
 def run_child(
@@ -149,9 +185,13 @@ def rotations(systems: Sequence[str], rounds: int) -> list[list[str]]:
 
 
 def run_scenario(
-    python: Path, scenario: Scenario, *, quick: bool, rounds: int, say: Say
+    pythons: Callable[[str], Path], scenario: Scenario, *, quick: bool, rounds: int, say: Say
 ) -> ScenarioResult:
-    """Every round of ``scenario`` for every system, interleaved."""
+    """Every round of ``scenario`` for every system, interleaved.
+
+    ``pythons(system)`` is the interpreter of the venv that runs ``system``'s
+    children.
+    """
     params = dict(scenario.params(quick))
     result = ScenarioResult(
         scenario.name,
@@ -167,7 +207,7 @@ def run_scenario(
             timeout = scenario.child_timeout(quick)
             started = time.monotonic()
             try:
-                line = run_child(python, scenario.name, system, params, timeout)
+                line = run_child(pythons(system), scenario.name, system, params, timeout)
             except BenchError as error:
                 result.fail(system, f"round {number}: {error}")
                 say(f"  {where}: FAILED {error}")

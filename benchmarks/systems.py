@@ -4,8 +4,9 @@ Every library is imported inside the function that drives it, never at the
 top: ``background`` builds its thread pool at import, and a child process
 measuring one system must not pay for (or be disturbed by) another.
 
-Broker-based peers (Celery, RQ, Huey, ...) will arrive with their own
-drivers: they need servers and worker processes, not a function binding.
+Broker-based peers (Celery, RQ, Huey, arq, ...) have drivers of their own
+in ``benchmarks/peers/``: they need servers and worker processes, not a
+function binding. Which venv runs a system is said here too (``VENVS``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,18 @@ class System:
     # The distribution whose installed version is recorded (None: the stdlib).
     distribution: str | None
     how: str
+
+
+# The systems whose children and workers run in a venv of their own (see
+# harness.VENVS); every other one runs in the peers' venv, with offload.
+# arq 0.28 requires redis<6, Celery 5.7's kombu redis>=6.4.
+VENVS: dict[str, str] = {"arq": "arq"}
+DEFAULT_VENV = "peers"
+
+
+def venv_of(system: str) -> str:
+    """The name of the venv whose python runs ``system``'s children and workers."""
+    return VENVS.get(system, DEFAULT_VENV)
 
 
 SYSTEMS: dict[str, System] = {

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from benchmarks.peers import servers
 from benchmarks.peers.base import Driver
+from benchmarks.systems import VENVS
 
 # backend -> system -> driver module; offload first, then the peers.
 MODULES: dict[str, dict[str, str]] = {
@@ -23,6 +24,7 @@ MODULES: dict[str, dict[str, str]] = {
         "RQ": "rq_redis",
         "Celery": "celery_redis",
         "Dramatiq": "dramatiq_redis",
+        "arq": "arq_redis",
     },
     "postgres": {"offload": "offload_durable", "Procrastinate": "procrastinate_pg"},
 }
@@ -36,15 +38,23 @@ DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
     "Celery": ("celery", "kombu"),
     "Dramatiq": ("dramatiq",),
     "Procrastinate": ("procrastinate",),
+    "arq": ("arq",),
 }
 # backend -> the client library every system on it goes through (SQLite: the stdlib's).
 CLIENTS: dict[str, tuple[str, ...]] = {"sqlite": (), "redis": ("redis",), "postgres": ("psycopg",)}
 
 
 def versions(backend: servers.Backend, system: str) -> dict[str, str]:
-    """The installed versions of what measuring ``system`` on ``backend`` imports."""
-    names = DISTRIBUTIONS[system] + CLIENTS[backend]
-    return {name: importlib.metadata.version(name) for name in names}
+    """The installed versions of what measuring ``system`` on ``backend`` imports.
+
+    A system with a venv of its own may have another version of the client
+    library than the rest: that one is named after the system ("redis (arq)").
+    """
+    own = system in VENVS
+    found = {name: importlib.metadata.version(name) for name in DISTRIBUTIONS[system]}
+    for name in CLIENTS[backend]:
+        found[f"{name} ({system})" if own else name] = importlib.metadata.version(name)
+    return found
 
 
 def systems(backend: servers.Backend) -> tuple[str, ...]:

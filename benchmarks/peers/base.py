@@ -41,10 +41,23 @@ class Driver(ABC):
     drain_share: ClassVar[float] = 1.0
     """The share of the drain scenario's tasks this system drains (a rate is a
     rate; a system that needs minutes for the full count gets fewer)."""
+    roundtrip_share: ClassVar[float] = 1.0
+    """The share of the round trip scenario's round trips this system times
+    (a system whose round trip takes half a second gets fewer)."""
 
     @abstractmethod
     def enqueue(self, i: int) -> Any:
         """Enqueue ``noop(i)`` with one call; what the library returns for it."""
+
+    def enqueue_each(self, items: Sequence[int]) -> None:
+        """Enqueue ``noop(i)`` for every item, one call each, dropping what each returns.
+
+        A plain loop over ``enqueue``; an asyncio library runs the loop as one
+        coroutine (``await`` per call), as its users do.
+        """
+        enqueue = self.enqueue  # a local: the loop measures the library
+        for i in items:
+            enqueue(i)
 
     def enqueue_batch(self, items: Sequence[int]) -> None:
         """Enqueue ``noop(i)`` for every item with the library's batch API."""
@@ -56,12 +69,15 @@ class Driver(ABC):
             for start in range(0, count, 5_000):
                 self.enqueue_batch(range(start, min(count, start + 5_000)))
         else:
-            for i in range(count):
-                self.enqueue(i)
+            self.enqueue_each(range(count))
 
     def result(self, handle: Any, timeout: float) -> Any:
         """Block (at most ``timeout`` s) for the result of what ``enqueue`` returned."""
         raise NotImplementedError(f"{self.system} returns no results")
+
+    def roundtrip(self, i: int, timeout: float) -> Any:
+        """Enqueue ``noop(i)`` and block (at most ``timeout`` s) for its result."""
+        return self.result(self.enqueue(i), timeout)
 
     @abstractmethod
     def done_count(self) -> int:
