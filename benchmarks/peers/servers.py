@@ -20,9 +20,12 @@ Backend = Literal["sqlite", "redis", "postgres"]
 BACKENDS: tuple[Backend, ...] = ("sqlite", "redis", "postgres")
 LABELS: dict[str, str] = {"sqlite": "SQLite", "redis": "Redis", "postgres": "PostgreSQL"}
 
+# Two runs at once on one machine must not share a store (each empties it
+# before every measurement): give the second its own with BENCH_REDIS_URL
+# (another database number) and BENCH_PG_DATABASE.
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
 PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
-PG_DATABASE = "offload_bench"
+PG_DATABASE = os.environ.get("BENCH_PG_DATABASE", "offload_bench")
 PG_URL = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + PG_DATABASE
 SQLITE_DIR_ENV = "BENCH_SQLITE_DIR"
 
