@@ -228,6 +228,8 @@ class SqliteBroker:
         freed). Each caller hears its answer only once that commit is done.
         Acks go in order, so of two acks of one delivery only the first counts.
         """
+        if len(writes) == 1 and isinstance(writes[0], _Ack):
+            return [self._ack_alone(writes[0])]
         answers: list[bool | list[Delivery]] = [False] * len(writes)
         groups: dict[tuple[tuple[str, ...] | None, float], list[tuple[int, _Claim]]] = {}
         for index, write in enumerate(writes):
@@ -253,6 +255,19 @@ class SqliteBroker:
             for index, claim in group:
                 answers[index] = list(itertools.islice(deliveries, claim.limit))
         return answers
+
+    def _ack_alone(self, ack: _Ack) -> bool:
+        """One ack, no other write waiting: one statement, its own transaction.
+
+        Without BEGIN and COMMIT around it, a lone ack (an idle worker's, in
+        a round trip) costs one call into SQLite instead of three.
+        """
+        now = self._clock.now()
+        with self._lock:
+            stored = _store_ack(self._db, ack)
+            if now >= self._next_prune:
+                self._prune_some(self._db, now)
+        return stored
 
     def nack(
         self,
