@@ -17,6 +17,7 @@ import pytest
 
 redis = pytest.importorskip("redis")
 
+from offload._brokers._base import Finished  # noqa: E402
 from offload._brokers._redis import RedisBroker  # noqa: E402
 from offload._handle import Handle  # noqa: E402
 from offload._message import Message, Outcome, State, new_id  # noqa: E402
@@ -44,8 +45,9 @@ def watcher(broker: RedisBroker) -> Iterator[ResultWatcher]:
     watcher.stop()
 
 
-def enqueue(broker: RedisBroker) -> Message:
-    message = Message(new_id(), "tasks.work", (), {}, payload=b"[[],{}]", created=time.time())
+def enqueue(broker: RedisBroker, **fields: Any) -> Message:
+    fields.setdefault("payload", b"[[],{}]")
+    message = Message(new_id(), "tasks.work", (), {}, created=time.time(), **fields)
     broker.enqueue([message])
     return message
 
@@ -56,6 +58,11 @@ def finish(broker: RedisBroker, value: Any) -> None:
     assert broker.ack(delivery, outcome)
 
 
+def fail(broker: RedisBroker, error: BaseException) -> None:
+    (delivery,) = broker.claim(None, 1, 30)
+    assert broker.ack(delivery, Outcome(State.FAILED, error=error))
+
+
 def test_results_arrive_through_the_feed_one_after_another(
     broker: RedisBroker, watcher: ResultWatcher
 ) -> None:
@@ -64,6 +71,33 @@ def test_results_arrive_through_the_feed_one_after_another(
         watcher.watch(handle)
         finish(broker, value)
         assert handle.result(timeout=5) == value
+
+
+def test_a_failure_arrives_through_the_feed_as_the_task_s_own_exception(
+    broker: RedisBroker, watcher: ResultWatcher
+) -> None:
+    handle: Handle[Any] = Handle(enqueue(broker).id, "tasks.work")
+    watcher.watch(handle)
+    fail(broker, KeyError("no such user"))
+    with pytest.raises(KeyError, match="no such user"):
+        handle.result(timeout=5)
+
+
+def test_the_news_of_a_job_carries_its_outcome(broker: RedisBroker) -> None:
+    broker.wait_for_results(0.0)  # listening: the enqueues below ask for news
+    done, failed = enqueue(broker), enqueue(broker)
+    finish(broker, {"total": 3})
+    fail(broker, KeyError("no such user"))
+    news: list[Finished] = []
+    deadline = time.monotonic() + 5
+    while len(news) < 2 and time.monotonic() < deadline:
+        news += broker.wait_for_results(0.5)
+    by_id = {item.id: item for item in news}
+    assert by_id[done.id] == Finished(done.id, State.SUCCEEDED, SERIALIZER.encode({"total": 3}))
+    assert by_id[failed.id].state is State.FAILED
+    assert by_id[failed.id].result is None
+    assert by_id[failed.id].error is not None
+    assert by_id[failed.id].error.message == "'no such user'"
 
 
 def test_a_job_finished_before_its_handle_was_watched_is_settled_at_once(

@@ -23,7 +23,7 @@ import weakref
 from typing import Any
 
 from ._brokers import Inspector
-from ._brokers._base import ResultFeed
+from ._brokers._base import Finished, ResultFeed
 from ._errors import RemoteTraceback, TaskFailed, TaskNotFound
 from ._handle import Handle, WeakHandles
 from ._message import ErrorInfo, JobInfo, State
@@ -82,7 +82,7 @@ class ResultWatcher:
                     self._thread.start()
         if self._early and handle.id in self._early:
             try:  # its job finished before this call: the feed has spoken already
-                self._settle_pending(handle.id)
+                self._settle_pending(Finished(handle.id))
             except Exception:  # noqa: BLE001 - the watcher's poll settles it instead
                 log.debug("offload: could not read the result of %s yet", handle.id)
         if self._idle:  # else it polls on its own schedule: no wake-up per call
@@ -175,11 +175,11 @@ class ResultWatcher:
                 if now >= next_poll:
                     next_poll = now + self.FEED_POLL
                     self._poll()
-                for job_id in feed.wait_for_results(max(0.0, next_poll - time.monotonic())):
-                    self._early[job_id] = None  # first, so that watch() cannot miss it
+                for done in feed.wait_for_results(max(0.0, next_poll - time.monotonic())):
+                    self._early[done.id] = None  # first, so that watch() cannot miss it
                     if len(self._early) > self.EARLY:
                         del self._early[next(iter(self._early))]
-                    self._settle_pending(job_id)
+                    self._settle_pending(done)
             except Exception as error:  # noqa: BLE001 - logged once per outage
                 self._outage.failed("reading results", error)
                 self._stopped.wait(self.FEED_POLL)
@@ -187,14 +187,20 @@ class ResultWatcher:
                 self._outage.recovered()
         feed.stop_listening()
 
-    def _settle_pending(self, job_id: str) -> None:
-        if self._pending.get(job_id) is None:
+    def _settle_pending(self, done: Finished) -> None:
+        if self._pending.get(done.id) is None:
             return
-        job = self._broker.job(job_id)  # if this raises, the handle stays pending: polled
-        self._early.pop(job_id, None)
-        handle = self._pending.pop(job_id, None)  # None: another thread settled it
-        if handle is not None:
+        job = None
+        if done.state is None:  # only the id came: read the outcome
+            job = self._broker.job(done.id)  # if this raises, the handle stays pending
+        self._early.pop(done.id, None)
+        handle = self._pending.pop(done.id, None)  # None: another thread settled it
+        if handle is None:
+            return
+        if done.state is None:
             self.settle(handle, job)
+        else:
+            self._settle_outcome(handle, done.state, done.result, done.error)
 
     def _poll(self) -> int:
         fresh = []  # handles watched since the last poll (deque ops are atomic)
@@ -238,13 +244,20 @@ class ResultWatcher:
                     "its result_ttl, or it was purged, or it never existed"
                 )
             )
-        elif job.state is State.SUCCEEDED:
-            value = None if job.result is None else self._serializer.decode(job.result)
-            handle.set_result(value)
-        elif job.state is State.CANCELLED:
+        else:
+            self._settle_outcome(handle, job.state, job.result, job.error)
+
+    def _settle_outcome(
+        self, handle: Handle[Any], state: State, result: bytes | None, error: ErrorInfo | None
+    ) -> None:
+        if handle.done():
+            return
+        if state is State.SUCCEEDED:
+            handle.set_result(None if result is None else self._serializer.decode(result))
+        elif state is State.CANCELLED:
             handle.cancel_locally()
-        elif job.state is State.FAILED:
-            handle.set_exception(rebuild_error(job.error))
+        elif state is State.FAILED:
+            handle.set_exception(rebuild_error(error))
 
 
 def rebuild_error(info: ErrorInfo | None) -> BaseException:

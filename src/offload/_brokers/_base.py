@@ -18,7 +18,7 @@ Job states, as a broker stores them (``State``):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from .._errors import WorkerLost
 from .._message import Delivery, ErrorInfo, JobInfo, Message, Outcome, State
@@ -104,6 +104,16 @@ class Waker(Protocol):
         ...
 
 
+class Finished(NamedTuple):
+    """A result feed's news of one job: its id, and its outcome when the broker sends it along."""
+
+    id: str
+    state: State | None = None
+    """``None``: only the id came; the outcome is read from the broker."""
+    result: bytes | None = None
+    error: ErrorInfo | None = None
+
+
 @runtime_checkable
 class ResultFeed(Protocol):
     """Capability: hear that jobs finished instead of polling for them.
@@ -114,8 +124,8 @@ class ResultFeed(Protocol):
     broker stays the truth, for what was missed or enqueued elsewhere.
     """
 
-    def wait_for_results(self, timeout: float) -> list[str]:
-        """Ids of jobs that finished since the last call, waiting up to ``timeout``.
+    def wait_for_results(self, timeout: float) -> list[Finished]:
+        """Jobs that finished since the last call, waiting up to ``timeout`` for one.
 
         Called from one thread at a time; starts listening on its first call.
         """

@@ -67,8 +67,8 @@ from .._clock import SYSTEM_CLOCK, Clock
 from .._errors import BrokerUnavailable, ConfigurationError
 from .._message import Delivery, ErrorInfo, JobInfo, Message, Outcome, State
 from . import _redis_scripts as lua
-from ._base import stored_error
-from ._redis_link import Batcher, Link, Script
+from ._base import Finished, stored_error
+from ._redis_link import Batcher, Link, Script, Subscription
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ class RedisBroker:
         # it listens ("" when not: then no job carries it, nothing is sent).
         self._reply_channel = f"{self.prefix}done:{uuid.uuid4().hex}"
         self._reply_to = ""
-        self._feed: redis.client.PubSub | None = None
+        self._feed: Subscription | None = None
         self._lock = threading.Lock()
         self._waiting = 0
         self._down_since: float | None = None
@@ -395,27 +395,22 @@ class RedisBroker:
 
     # -- results ----------------------------------------------------------------
 
-    def wait_for_results(self, timeout: float) -> list[str]:
-        """Ids of jobs enqueued here that finished, waiting up to ``timeout`` for the first.
+    def wait_for_results(self, timeout: float) -> list[Finished]:
+        """Jobs enqueued here that finished, waiting up to ``timeout`` for the first.
 
         The first call subscribes to this object's reply channel; from then
         on its enqueues carry the channel, and their acks ``PUBLISH`` the job
-        id there. At most once (nothing is kept for a producer that is not
+        id and outcome there. At most once (nothing is kept for a producer that is not
         reading): polling stays the fallback. One thread at a time may wait.
         """
         feed = self._feed
         try:
             if feed is None:
-                pubsub = self._blocking.pubsub  # untyped in redis-py
-                feed = self._feed = pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-                feed.subscribe(self._reply_channel)
+                pool = self._blocking.connection_pool
+                feed = self._feed = Subscription(pool, self._reply_channel)
+                feed.read(0.0)  # subscribed before any enqueue names the channel
                 self._reply_to = self._reply_channel
-            ids: list[str] = []
-            message = feed.get_message(timeout=timeout)
-            while message is not None:
-                if message["type"] == "message":
-                    ids.append(message["data"].decode())
-                message = feed.get_message(timeout=0.0)
+            news = [lua.finished(data) for data in feed.read(timeout)]
         except Exception as error:
             if feed is not None and self._feed is not feed:
                 # stop_listening() from another thread closed it under us:
@@ -429,7 +424,7 @@ class RedisBroker:
             self.stop_listening()
             self._closed.wait(min(timeout, 0.1))  # no busy loop while the server is away
             return []
-        return ids
+        return news
 
     def stop_listening(self) -> None:
         """Unsubscribe: enqueues stop carrying the reply channel; ends a wait at once."""

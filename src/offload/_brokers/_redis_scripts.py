@@ -19,7 +19,7 @@ import json
 from typing import Any
 
 from .._message import Delivery, ErrorInfo, JobInfo, Message, State
-from ._base import lapsed_error
+from ._base import Finished, lapsed_error
 
 Arg = bytes | str | int | float
 """What a script takes."""
@@ -311,7 +311,13 @@ local function ack(b)
   local f = redis.call('HMGET', job, 's', 't', 'q', 'js', 'rt')
   if f[1] ~= 'running' or f[2] ~= token then return 0 end
   redis.call('ZREM', P .. 'running', id)
-  if f[5] then redis.call('PUBLISH', f[5], id) end
+  if f[5] then
+    -- The outcome travels along (see ``finished``): no read after the news.
+    local has, res = ARGV[b + 7], ''
+    if has == '1' then res = ARGV[b + 8] end
+    local head = table.concat({id, state, has, #res}, ' ')
+    redis.call('PUBLISH', f[5], head .. '\\n' .. res .. ARGV[b + 9])
+  end
   if ARGV[b + 6] == '1' then return drop(id) end
   -- A success after retries clears the last error; no result clears an old one.
   local set, gone = {'s', state, 'fin', ARGV[b + 4]}, {}
@@ -568,6 +574,25 @@ def job_info(job_id: str, fields: dict[bytes, bytes]) -> JobInfo:
         payload=None if no_payload else fields.get(b"pl", b""),
         result=fields.get(b"res"),
         error=error,
+    )
+
+
+def finished(data: bytes) -> Finished:
+    """A job's news on its reply channel (``ACK``).
+
+    ``id state has_result size\n``, then the result (``size`` bytes), then the error.
+    """
+    head, newline, rest = data.partition(b"\n")
+    if not newline:
+        return Finished(head.decode())
+    job_id, state, has_result, size = head.split(b" ")
+    cut = int(size)
+    error = rest[cut:]
+    return Finished(
+        job_id.decode(),
+        State(state.decode()),
+        rest[:cut] if has_result == b"1" else None,
+        ErrorInfo(*json.loads(error)) if error else None,
     )
 
 
