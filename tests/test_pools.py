@@ -61,6 +61,68 @@ def test_thread_pool_runs_that_many_at_once(make_app: Callable[..., offload.App]
     assert all(h.exception() is None for h in handles), "4 threads should meet at the barrier"
 
 
+# A call made while nothing runs is claimed by the caller's thread (no
+# dispatcher hand-off); the tests below check nothing changes for the user.
+
+
+def test_calls_made_one_by_one_still_run_that_many_at_once(
+    make_app: Callable[..., offload.App],
+) -> None:
+    app = make_app(threads=4)
+    barrier = threading.Barrier(4, timeout=WAIT)
+    meet = app.task(name="barrier")(barrier.wait)
+    handles = [meet() for _ in range(4)]  # the first finds the pool idle
+    _, not_done = offload.wait(handles, timeout=WAIT)
+    assert not not_done
+    assert all(h.exception() is None for h in handles), "4 threads should meet at the barrier"
+
+
+def test_a_call_made_while_the_only_thread_is_busy_runs_after_it(
+    make_app: Callable[..., offload.App],
+) -> None:
+    app = make_app(threads=1)
+    release = threading.Event()
+    first = app.task(name="wait")(release.wait)(WAIT)
+    assert wait_until(lambda: first.state is offload.State.RUNNING)
+    second = app.task(abs)(-2)
+    time.sleep(0.05)
+    assert second.state is offload.State.QUEUED
+    release.set()
+    assert second.result(WAIT) == 2
+
+
+def test_many_threads_calling_and_waiting_one_at_a_time(
+    make_app: Callable[..., offload.App],
+) -> None:
+    # Callers race each other and the dispatcher to claim from an idle pool.
+    app = make_app(threads=2)
+    square = app.task(name="square")(lambda x: x * x)
+    wrong: list[tuple[int, int]] = []
+
+    def caller(base: int) -> None:
+        for i in range(base, base + 300):
+            if square(i).result(WAIT) != i * i:
+                wrong.append((base, i))
+
+    callers = [threading.Thread(target=caller, args=(n * 1000,)) for n in range(6)]
+    for thread in callers:
+        thread.start()
+    for thread in callers:
+        thread.join(4 * WAIT)
+    assert not any(thread.is_alive() for thread in callers), "a call was never run"
+    assert not wrong
+
+
+def test_a_delayed_call_made_while_idle_runs_when_due(
+    fake_clock_app: offload.App, clock: FakeClock
+) -> None:
+    handle = fake_clock_app.task(abs).options(delay=30)(-4)
+    time.sleep(0.05)
+    assert handle.state is offload.State.QUEUED
+    clock.advance(31)
+    assert handle.result(WAIT) == 4
+
+
 def test_resize_up_while_running(make_app: Callable[..., offload.App]) -> None:
     app = make_app(threads=2)
     barrier = threading.Barrier(6, timeout=WAIT)

@@ -207,6 +207,37 @@ class Worker:
             return
         self._hand_over(deliveries)
 
+    @property
+    def idle(self) -> bool:
+        """Nothing is running (a caller may then claim with ``claim_here``)."""
+        return not self._active
+
+    def claim_here(self) -> None:
+        """Claim for the free slots from the calling thread, which just enqueued unwoken.
+
+        If that may leave messages in the broker (every slot taken, or the
+        claim failed), the dispatcher is woken for them, as the enqueue would
+        have done.
+        """
+        if self._stopping.is_set():
+            return
+        free = self._room_to_claim()
+        if free <= 0:
+            self._wake_dispatcher()
+            return
+        try:
+            deliveries = self._broker.claim(self._queues, free, self._lease)
+        except Exception as error:  # noqa: BLE001 - logged once; the dispatcher retries
+            self._outage.failed("claiming", error)
+            deliveries = []
+        self._hand_over(deliveries)
+        if not deliveries or len(deliveries) >= free:
+            self._wake_dispatcher()
+
+    def _wake_dispatcher(self) -> None:
+        if isinstance(self._broker, Waker):
+            self._broker.interrupt()
+
     def _dispatch(self, delivery: Delivery) -> bool:
         """Hand ``delivery`` to its pool; ``False`` if there was nothing to run."""
         call = self._runner.begin(delivery)

@@ -204,7 +204,8 @@ class MemoryBroker:
 
     # -- the contract ----------------------------------------------------
 
-    def enqueue(self, messages: Sequence[Message]) -> list[str]:
+    def enqueue(self, messages: Sequence[Message], *, wake: bool = True) -> list[str]:
+        """Store ``messages``; ``wake=False``: the caller claims them itself, wake no waiter."""
         if len(messages) == 1 and messages[0].key is None:  # the in-process hot path
             message = messages[0]
             with self._lock:
@@ -212,7 +213,7 @@ class MemoryBroker:
                     self._ready_queue(message.queue).push(message)
                 else:
                     self._store(message)
-                if self._waiting:
+                if self._waiting and wake:
                     self._wakeup.notify_all()
             return [message.id]
         with self._lock:
