@@ -29,6 +29,14 @@ import redis
 
 Arg = bytes | str | int | float
 
+_pack: Callable[[tuple[Arg, ...]], bytes] | None
+try:  # offload[redis] installs it; redis-py works without it
+    import hiredis
+
+    _pack = hiredis.pack_command  # type: ignore[assignment] # its stub wants a 1-tuple
+except ImportError:  # pragma: no cover - the extra always has it
+    _pack = None
+
 ItemT = TypeVar("ItemT")
 ResultT = TypeVar("ResultT")
 
@@ -111,7 +119,9 @@ class Link:
         replies: list[Any] = []
         try:
             connection = self._connected()
-            if len(batch) == 1:
+            if _pack is not None:  # hiredis, without redis-py's per-argument checks
+                packed: Any = [b"".join([_pack(command) for command in batch])]
+            elif len(batch) == 1:
                 packed = connection.pack_command(*batch[0])
             else:
                 packed = connection.pack_commands(batch)
