@@ -190,30 +190,51 @@ def run_scenario(
     """Every round of ``scenario`` for every system, interleaved.
 
     ``pythons(system)`` is the interpreter of the venv that runs ``system``'s
-    children.
+    children. A scenario with parts (e.g. queue depths) runs one child per
+    part, system and round: in each round, part by part, every system in the
+    round's order; then the harness adds the scenario's derived figures.
     """
     params = dict(scenario.params(quick))
+    parts = scenario.parts(params)
+    # The systems some part runs (a peer may sit out a scenario, or a quick run).
+    systems = [s for s in scenario.systems if any(p.runs(s, 1) for p in parts)]
     result = ScenarioResult(
         scenario.name,
         scenario.title,
         params,
-        list(scenario.systems),
-        list(scenario.metrics),
+        systems,
+        list(scenario.metrics_for(quick)),
         table=scenario.table,
     )
-    for number, order in enumerate(rotations(scenario.systems, rounds), start=1):
+    for number, order in enumerate(rotations(systems, rounds), start=1):
+        figures: dict[str, dict[str, float]] = {system: {} for system in order}
+        for part in parts:
+            for system in order:
+                if not part.runs(system, number):
+                    continue
+                label = f"round {number}" + (f" {part.name}" if part.name else "")
+                part_name = f" {part.name}" if part.name else ""
+                where = f"{scenario.name}{part_name} round {number}/{rounds} {system}"
+                started = time.monotonic()
+                try:
+                    line = run_child(
+                        pythons(system),
+                        scenario.name,
+                        system,
+                        {**params, **part.params},
+                        scenario.child_timeout(quick),
+                    )
+                except BenchError as error:
+                    result.fail(system, f"{label}: {error}")
+                    say(f"  {where}: FAILED {error}")
+                    continue
+                figures[system].update(line["figures"])
+                result.versions.update(line.get("versions", {}))
+                shown = ", ".join(f"{k}={v:.4g}" for k, v in line["figures"].items())
+                say(f"  {where}: {shown} ({time.monotonic() - started:.1f} s)")
         for system in order:
-            where = f"{scenario.name} round {number}/{rounds} {system}"
-            timeout = scenario.child_timeout(quick)
-            started = time.monotonic()
-            try:
-                line = run_child(pythons(system), scenario.name, system, params, timeout)
-            except BenchError as error:
-                result.fail(system, f"round {number}: {error}")
-                say(f"  {where}: FAILED {error}")
-                continue
-            result.add(system, line["figures"])
-            result.versions.update(line.get("versions", {}))
-            shown = ", ".join(f"{k}={v:.4g}" for k, v in line["figures"].items())
-            say(f"  {where}: {shown} ({time.monotonic() - started:.1f} s)")
+            if figures[system]:
+                if scenario.derive is not None:
+                    figures[system].update(scenario.derive(params, figures[system]))
+                result.add(system, figures[system])
     return result

@@ -21,8 +21,40 @@ Runner = Callable[[str, Params], Figures]
 Versions = Callable[[str], dict[str, str]]
 
 
+# Computes figures from the run's parameters and one round's figures of one
+# system (e.g. a ratio of two parts' figures).
+Derive = Callable[[Params, Figures], Figures]
+
+
 def _no_versions(system: str) -> dict[str, str]:
     return {}
+
+
+@dataclass(frozen=True)
+class Part:
+    """One child of a system's round: a scenario with parts runs one child per part.
+
+    Each child gets the scenario's parameters updated with the part's (e.g. a
+    queue depth), so each starts on a clean store and in a fresh process;
+    the round's figures for the system are those of all its parts together.
+    """
+
+    name: str
+    params: Params
+    # Only these systems run it (None: every one); the others' cells say n/a.
+    systems: frozenset[str] | None = None
+    # It runs in the first ``rounds`` rounds only (None: in every round).
+    rounds: int | None = None
+
+    def runs(self, system: str, round_number: int) -> bool:
+        """Whether ``system`` runs this part in round ``round_number`` (from 1)."""
+        if self.systems is not None and system not in self.systems:
+            return False
+        return self.rounds is None or round_number <= self.rounds
+
+
+def _one_part(params: Params) -> tuple[Part, ...]:
+    return (Part("", {}),)
 
 
 @dataclass(frozen=True)
@@ -58,6 +90,12 @@ class Scenario:
     table: str = "In-process"
     # Names ``--only`` also accepts for this scenario (e.g. "durable", "sqlite").
     tags: tuple[str, ...] = ()
+    # The children of one system's round, from the run's parameters (one by default).
+    parts: Callable[[Params], tuple[Part, ...]] = _one_part
+    # Figures computed by the harness from each round's figures of a system.
+    derive: Derive | None = None
+    # The figures of a ``--quick`` run, if its sizes make them other rows.
+    quick_metrics: tuple[Metric, ...] | None = None
 
     def params(self, quick: bool) -> Params:
         """The parameters for a full or a ``--quick`` run."""
@@ -66,6 +104,10 @@ class Scenario:
     def child_timeout(self, quick: bool) -> float:
         """How long one child of a full or a ``--quick`` run may take."""
         return self.quick_timeout if quick else self.timeout
+
+    def metrics_for(self, quick: bool) -> tuple[Metric, ...]:
+        """The figures of a full or a ``--quick`` run."""
+        return self.quick_metrics if quick and self.quick_metrics is not None else self.metrics
 
     def metric(self, key: str) -> Metric:
         """The declared figure called ``key``."""

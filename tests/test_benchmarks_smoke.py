@@ -63,12 +63,61 @@ def test_offload_sqlite_enqueue_runner(monkeypatch: pytest.MonkeyPatch) -> None:
     assert figures["batch_per_s"] > 0
 
 
+def test_offload_sqlite_scale_runner_measures_a_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    from benchmarks.peers import servers
+    from benchmarks.scenarios import scale
+
+    for name in ("BENCH_BACKEND", "BENCH_REDIS_URL", "BENCH_PG_URL", servers.SQLITE_DIR_ENV):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delitem(sys.modules, "benchmarks.peers.offload_durable", raising=False)
+    params = {"depth": 400, "lead": 20, "window": 100, "processes": 2, "wait_timeout": 30.0}
+
+    figures = scale.run("sqlite", "offload", params)
+
+    assert figures["drain_400"] > 0
+    assert figures["rss_400"] > 1  # MiB: the worker processes were found by group
+
+
+def test_scale_parts_derive_and_rows() -> None:
+    from benchmarks.scenarios import SCENARIOS, scale
+
+    scenario = SCENARIOS["scale-redis"]
+    params = scenario.params(quick=False)
+    parts = scenario.parts(params)
+
+    def runs(system: str, depth: str, round_number: int) -> bool:
+        return any(p.runs(system, round_number) for p in parts if p.name == depth)
+
+    # offload runs every depth, its deepest (1M) in the first round only; a peer
+    # runs up to its own limit (its deepest in round 1 only); some sit it out.
+    assert runs("offload", "100k", 3) and runs("offload", "1M", 1)
+    assert not runs("offload", "1M", 2)
+    assert runs("Huey", "10k", 3) and runs("Huey", "100k", 1) and not runs("Huey", "100k", 2)
+    assert not runs("Huey", "1M", 1) and not runs("Celery", "10k", 1)
+    assert scenario.derive is not None
+    derived = scenario.derive(params, {"drain_10k": 200.0, "drain_100k": 100.0, "drain_1M": 190.0})
+    assert derived == {"ratio_100k": 50.0, "ratio_1M": 95.0}
+    assert scenario.derive(params, {"drain_10k": 200.0, "drain_100k": 210.0}) == {
+        "ratio_100k": 105.0
+    }
+    quick = scenario.params(quick=True)
+    assert {p.name for p in scenario.parts(quick)} == {scale.label(d) for d in quick["depths"]}
+    keys = [metric.key for metric in scenario.metrics_for(quick=True)]
+    assert keys[0] == f"drain_{scale.label(quick['depths'][0])}"
+
+
 def test_only_accepts_names_and_tags() -> None:
     from benchmarks.scenarios import select
 
     assert select("drain:sqlite") == ["drain-sqlite"]
     assert select("seed,enqueue-redis") == ["seed", "enqueue-redis"]
-    assert set(select("sqlite")) == {"enqueue-sqlite", "drain-sqlite", "roundtrip-sqlite"}
+    assert set(select("sqlite")) == {
+        "enqueue-sqlite",
+        "drain-sqlite",
+        "roundtrip-sqlite",
+        "scale-sqlite",
+    }
+    assert select("scale:redis") == ["scale-redis"]
     with pytest.raises(ValueError, match="names no scenario"):
         select("nonsense")
 

@@ -17,6 +17,8 @@ from typing import Any, ClassVar
 # The peers' venv's bin directory: the console scripts each library installs
 # (`celery`, `huey_consumer`, `rq`, ...) are its recommended worker commands.
 BIN = Path(sys.executable).parent
+# Tasks per batch call when a queue is filled before a drain.
+FILL_BATCH = 5_000
 
 
 def noop(i: int) -> int:
@@ -41,6 +43,9 @@ class Driver(ABC):
     drain_share: ClassVar[float] = 1.0
     """The share of the drain scenario's tasks this system drains (a rate is a
     rate; a system that needs minutes for the full count gets fewer)."""
+    window_share: ClassVar[float | None] = None
+    """The share of the scale scenario's window (and lead) this system runs;
+    None: its ``drain_share``. Below ~1,000 tasks/s, 8,000 would take 10 s+."""
     roundtrip_share: ClassVar[float] = 1.0
     """The share of the round trip scenario's round trips this system times
     (a system whose round trip takes half a second gets fewer)."""
@@ -66,10 +71,27 @@ class Driver(ABC):
     def fill(self, count: int) -> None:
         """Queue ``count`` tasks before a drain, the fastest way the library has."""
         if self.batch_api is not None:
-            for start in range(0, count, 5_000):
-                self.enqueue_batch(range(start, min(count, start + 5_000)))
+            for start in range(0, count, FILL_BATCH):
+                self.enqueue_batch(range(start, min(count, start + FILL_BATCH)))
         else:
             self.enqueue_each(range(count))
+
+    def fill_marked(self, count: int, marks: Sequence[int]) -> list[Any]:
+        """Queue ``count`` tasks as ``fill`` does; what identifies the tasks at ``marks``.
+
+        ``marks`` are positions in the queue (0 is the first task queued), for
+        ``is_done``. A library whose done count scans its whole table (offload
+        on SQLite and PostgreSQL, Procrastinate) would load the very store its
+        workers use if that count were polled with a million tasks queued;
+        one task's state, looked up by its key, costs the same at any depth.
+        ``[]`` (the default) means: no such lookup, poll ``done_count``.
+        """
+        self.fill(count)
+        return []
+
+    def is_done(self, mark: Any) -> bool:
+        """Whether the task ``fill_marked`` returned ``mark`` for has finished (one lookup)."""
+        raise NotImplementedError(f"{self.system} has no per-task lookup")
 
     def result(self, handle: Any, timeout: float) -> Any:
         """Block (at most ``timeout`` s) for the result of what ``enqueue`` returned."""

@@ -17,6 +17,7 @@ from benchmarks.peers import base, servers
 from offload import State
 
 CONCURRENCY = 8
+_ENDED = frozenset({State.SUCCEEDED, State.FAILED, State.CANCELLED})
 
 
 def _url() -> str:
@@ -50,6 +51,17 @@ class Driver(base.Driver):
 
     def enqueue_batch(self, items: Sequence[int]) -> None:
         noop.map(items)
+
+    def fill_marked(self, count: int, marks: Sequence[int]) -> list[Any]:
+        # As fill, keeping the handles at the marks (the others are dropped).
+        kept: dict[int, Any] = {}
+        for start in range(0, count, base.FILL_BATCH):
+            handles = noop.map(range(start, min(count, start + base.FILL_BATCH)))
+            kept.update({m: handles[m - start] for m in marks if start <= m < start + len(handles)})
+        return [kept[m] for m in marks]
+
+    def is_done(self, mark: Any) -> bool:
+        return bool(mark.state in _ENDED)  # Handle.state: the broker's record, by id
 
     def result(self, handle: Any, timeout: float) -> Any:
         return handle.result(timeout)

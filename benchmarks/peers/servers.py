@@ -42,6 +42,17 @@ def prepare(backend: Backend, workdir: Path) -> None:
         recreate_pg_database()
 
 
+def empty(backend: Backend) -> None:
+    """Leave ``backend``'s store empty: after a million tasks, not until the next run.
+
+    SQLite's file goes with the measurement's temporary directory.
+    """
+    if backend == "redis":
+        flush_redis()
+    elif backend == "postgres":
+        drop_pg_database()
+
+
 def sqlite_path(name: str) -> str:
     """A database file in this measurement's temporary directory."""
     return str(Path(os.environ[SQLITE_DIR_ENV]) / name)
@@ -62,6 +73,14 @@ def recreate_pg_database() -> None:
     """Drop the benchmark's database (ending its sessions) and create it empty."""
     import psycopg
 
+    drop_pg_database()
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=10) as conn:
+        conn.execute(f"CREATE DATABASE {PG_DATABASE}")
+
+
+def drop_pg_database() -> None:
+    """Drop the benchmark's database, ending its sessions, if it exists."""
+    import psycopg
+
     with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=10) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {PG_DATABASE}")

@@ -7,7 +7,7 @@ entry below.
 
 from __future__ import annotations
 
-from benchmarks.scenarios import drain, enqueue, memory, overhead, roundtrip, seed
+from benchmarks.scenarios import drain, enqueue, memory, overhead, roundtrip, scale, seed
 from benchmarks.spec import Scenario
 
 SCENARIOS: dict[str, Scenario] = {
@@ -19,6 +19,7 @@ SCENARIOS: dict[str, Scenario] = {
         *enqueue.SCENARIOS,
         *drain.SCENARIOS,
         *roundtrip.SCENARIOS,
+        *scale.SCENARIOS,
     )
 }
 
@@ -27,7 +28,7 @@ def select(only: str | None) -> list[str]:
     """The scenarios ``--only`` names: comma-separated names or tags, in run order.
 
     Tags: ``in-process``, ``durable``, a kind (``enqueue``, ``drain``,
-    ``roundtrip``) or a backend (``sqlite``, ``redis``, ``postgres``). A
+    ``roundtrip``, ``scale``) or a backend (``sqlite``, ``redis``, ``postgres``). A
     name with a colon is both: ``drain:sqlite`` is ``drain-sqlite``.
     """
     if not only:
