@@ -42,12 +42,15 @@ ResultT = TypeVar("ResultT")
 
 
 class _Slot(Generic[ItemT, ResultT]):
-    __slots__ = ("item", "outcome", "pending")
+    __slots__ = ("done", "item", "outcome", "wake")
 
     def __init__(self, item: ItemT) -> None:
         self.item = item
-        self.pending = True
+        self.done = False
         self.outcome: ResultT | BaseException | None = None
+        # Held until its owner is to wake: its item was answered, or it leads.
+        self.wake = threading.Lock()
+        self.wake.acquire()
 
 
 class Batcher(Generic[ItemT, ResultT]):
@@ -57,44 +60,57 @@ class Batcher(Generic[ItemT, ResultT]):
     one outcome per item, in order: a result, or an exception for that item
     alone; if it raises, every item of the batch gets that error. Each
     caller returns only once the flush holding its item has been answered.
+    A waiting caller is woken alone (its own lock), never with the herd: the
+    first of those still queued leads the next flush.
     """
 
     def __init__(self, flush: Callable[[list[ItemT]], list[ResultT | BaseException]]) -> None:
         self._flush = flush
-        self._changed = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
         self._queue: list[_Slot[ItemT, ResultT]] = []
         self._busy = False
 
     def submit(self, item: ItemT) -> ResultT:
         slot: _Slot[ItemT, ResultT] = _Slot(item)
-        with self._changed:
-            self._queue.append(slot)
-            while slot.pending:
-                if self._busy:
-                    self._changed.wait()
-                else:
-                    self._lead()
+        with self._lock:
+            follow = self._busy
+            if follow:
+                self._queue.append(slot)
+            else:
+                self._busy = True
+        if follow:
+            slot.wake.acquire()  # answered, or handed the lead
+        if not slot.done:
+            self._lead(slot)
         outcome = slot.outcome
         if isinstance(outcome, BaseException):
             raise outcome
         return outcome  # type: ignore[return-value]
 
-    def _lead(self) -> None:
-        """Flush everything queued (lock held on entry and exit)."""
-        self._busy = True
-        batch, self._queue = self._queue, []
-        self._changed.release()
+    def _lead(self, first: _Slot[ItemT, ResultT]) -> None:
+        """Flush ``first`` and everything queued, then wake their owners."""
+        with self._lock:
+            batch, self._queue = [first, *self._queue], []
         try:
-            outcomes = self._flush([slot.item for slot in batch])
-        except BaseException as error:  # noqa: BLE001 - every caller of the batch re-raises it
-            outcomes = [error] * len(batch)
-        finally:
-            self._changed.acquire()
+            try:
+                outcomes = self._flush([slot.item for slot in batch])
+            except BaseException as error:  # noqa: BLE001 - each caller of the batch re-raises it
+                outcomes = [error] * len(batch)
             for slot, outcome in zip(batch, outcomes, strict=True):
                 slot.outcome = outcome
-                slot.pending = False
-            self._busy = False
-            self._changed.notify_all()
+                slot.done = True
+        finally:  # whatever happened, nobody is left waiting
+            for slot in batch:
+                if not slot.done:
+                    slot.outcome = RuntimeError("offload: a batched call got no answer")
+                    slot.done = True
+            with self._lock:
+                following = self._queue.pop(0) if self._queue else None
+                self._busy = following is not None
+            for slot in batch[1:]:
+                slot.wake.release()
+            if following is not None:
+                following.wake.release()  # not done: it leads the next flush
 
 
 class Link:
