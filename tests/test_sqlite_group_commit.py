@@ -93,6 +93,30 @@ def test_a_failed_flush_fails_every_call_of_its_batch_and_only_those() -> None:
     assert batcher.submit(5) == 50, "the batcher carries on after a failure"
 
 
+def test_a_flush_takes_in_the_calls_queued_while_it_waited() -> None:
+    entered, release = threading.Event(), threading.Event()
+    batches: list[list[int]] = []
+
+    def flush(items: list[int]) -> list[int]:
+        entered.set()
+        assert release.wait(5)  # a lock held by another process, say
+        items = items + batcher.more()
+        batches.append(items)
+        return [item * 10 for item in items]
+
+    batcher: Batcher[int, int] = Batcher(flush)
+    answers: dict[int, Any] = {}
+    first = submit_in_thread(batcher, 1, answers)
+    assert entered.wait(5)
+    late = [submit_in_thread(batcher, item, answers) for item in (2, 3)]
+    wait_for(lambda: len(batcher._queue) == 2)
+    release.set()
+    for thread in [first, *late]:
+        thread.join(5)
+    assert batches == [[1, 2, 3]], "one flush, no second one"
+    assert answers == {1: 10, 2: 20, 3: 30}
+
+
 def test_a_lone_call_flushes_at_once() -> None:
     batcher: Batcher[int, int] = Batcher(lambda items: [item + 1 for item in items])
     assert [batcher.submit(item) for item in range(3)] == [1, 2, 3]

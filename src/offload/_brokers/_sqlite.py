@@ -230,13 +230,16 @@ class SqliteBroker:
         """
         if len(writes) == 1 and isinstance(writes[0], _Ack):
             return [self._ack_alone(writes[0])]
-        answers: list[bool | list[Delivery]] = [False] * len(writes)
-        groups: dict[tuple[tuple[str, ...] | None, float], list[tuple[int, _Claim]]] = {}
-        for index, write in enumerate(writes):
-            if isinstance(write, _Claim):
-                groups.setdefault((write.queues, write.lease), []).append((index, write))
-        now = self._clock.now()
         with self._write() as db:
+            # BEGIN may have waited for another process's transaction: what
+            # this process's threads queued meanwhile joins this one.
+            writes = writes + self._writes.more()
+            answers: list[bool | list[Delivery]] = [False] * len(writes)
+            groups: dict[tuple[tuple[str, ...] | None, float], list[tuple[int, _Claim]]] = {}
+            for index, write in enumerate(writes):
+                if isinstance(write, _Claim):
+                    groups.setdefault((write.queues, write.lease), []).append((index, write))
+            now = self._clock.now()
             for index, write in enumerate(writes):
                 if isinstance(write, _Ack):
                     answers[index] = _store_ack(db, write)
@@ -668,13 +671,23 @@ class Batcher(Generic[ItemT, ResultT]):
     A flush wakes only the callers it answered and the one that flushes
     next: waking every waiter (a condition's ``notify_all``) would have
     them all fight for the GIL while the next flush holds the database.
+    A flush that had to wait (for a lock) can take in the calls queued
+    meanwhile with ``more()``, and then answers those too, after its items.
     """
 
     def __init__(self, flush: Callable[[list[ItemT]], list[ResultT]]) -> None:
         self._flush = flush
         self._mutex = threading.Lock()
         self._queue: list[_Slot[ItemT, ResultT]] = []
+        self._batch: list[_Slot[ItemT, ResultT]] = []  # what the running flush answers
         self._busy = False  # a flush runs, or its successor was chosen
+
+    def more(self) -> list[ItemT]:
+        """Inside ``flush``: the calls queued since it began, now part of its batch."""
+        with self._mutex:
+            extra, self._queue = self._queue, []
+            self._batch += extra
+        return [slot.item for slot in extra]
 
     def submit(self, item: ItemT) -> ResultT:
         slot: _Slot[ItemT, ResultT] = _Slot(item)
@@ -701,15 +714,17 @@ class Batcher(Generic[ItemT, ResultT]):
     def _lead(self) -> None:
         """Flush everything queued, then hand over to the first caller queued since."""
         with self._mutex:
-            batch, self._queue = self._queue, []
+            self._batch, self._queue = self._queue, []
+            items = [slot.item for slot in self._batch]
         try:
-            results = self._flush([slot.item for slot in batch])
+            results = self._flush(items)
         except BaseException as error:  # noqa: BLE001 - every caller of the batch re-raises it
-            for slot in batch:
+            for slot in self._batch:
                 slot.error = error
         else:
-            for slot, result in zip(batch, results, strict=True):
+            for slot, result in zip(self._batch, results, strict=True):
                 slot.result = result
+        batch, self._batch = self._batch, []
         for slot in batch:
             slot.lead = False
             if slot.wake is not None and slot.wake.locked():
