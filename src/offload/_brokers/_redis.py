@@ -104,6 +104,8 @@ class RedisBroker:
     """Due delayed jobs and lapsed leases a claim moves to their queue, at most."""
     BLOCK = 10.0
     """Longest single BLPOP of a wait (seconds); a longer wait re-checks and blocks again."""
+    FRESH = 0.01
+    """A wait right after an empty claim (seconds) uses what the claim saw."""
 
     def __init__(
         self,
@@ -159,6 +161,8 @@ class RedisBroker:
         self._down_since: float | None = None
         self._closed = threading.Event()
         self._next_prune = 0.0
+        # The last empty claim: when, for which queues, next due time, next lease end.
+        self._idle: tuple[float, tuple[str, ...], bytes | None, bytes | None] | None = None
 
     @classmethod
     def from_url(
@@ -255,6 +259,9 @@ class RedisBroker:
         args: list[lua.Arg] = [self.prefix, repr(now), repr(until), limit, self.PROMOTE_BATCH]
         args += names
         rows = self._call(lambda _: self._claim(args=args))
+        if len(rows) == lua.IDLE:  # none: what a wait would PROBE, as of now
+            self._idle = (time.monotonic(), names, rows[0], rows[1])
+            return []
         width = lua.CLAIMED
         return [lua.delivery(rows[i : i + width], until) for i in range(0, len(rows), width)]
 
@@ -370,9 +377,15 @@ class RedisBroker:
     def _block_for(self, remaining: float, queues: Sequence[str] | None) -> float:
         """Seconds to block: 0 when something is claimable, else until the next due time."""
         names = ("*",) if queues is None else ("", *queues)
-        ready, due, lease_end = self._probe(args=[self.prefix, *names])
-        if ready:
-            return 0.0
+        idle, self._idle = self._idle, None
+        if idle is not None and idle[1] == names and time.monotonic() - idle[0] < self.FRESH:
+            # The empty claim that came just before told as much as a PROBE:
+            # whatever came since pushed a wake-up token.
+            due, lease_end = idle[2], idle[3]
+        else:
+            ready, due, lease_end = self._probe(args=[self.prefix, *names])
+            if ready:
+                return 0.0
         now = self._clock.now()
         for moment in (due, lease_end):
             if moment is not None:

@@ -202,8 +202,11 @@ return answer
 # queue names. Promotes due delayed jobs, moves lapsed leases back to their
 # queue (or to the dead-letter set after max_deliveries), then leases up to
 # ``limit`` jobs. Returns CLAIMED values per job: id, token, attempt, queue,
-# meta blob, payload, priority, eta, key, max_deliveries, result_ttl.
+# meta blob, payload, priority, eta, key, max_deliveries, result_ttl; or, if
+# none, the next delayed due time and the next lease end (as PROBE).
 CLAIMED = 11
+IDLE = 2
+"""Values of ``CLAIM``'s answer when it claimed nothing."""
 CLAIM = (
     _COMMON
     + """
@@ -266,7 +269,13 @@ else
 end
 
 local out = {}
-if #picked == 0 then return out end
+if #picked == 0 then
+  -- Nothing to claim: when something next comes due, for the wait that
+  -- follows (it then needs no PROBE of its own).
+  local due = redis.call('ZRANGE', P .. 'delayed', 0, 0, 'WITHSCORES')
+  local lease = redis.call('ZRANGE', P .. 'running', 0, 0, 'WITHSCORES')
+  return {due[2] or false, lease[2] or false}
+end
 -- Tokens first + 1 .. first + #picked: one counter step for the claim. The
 -- job keeps its stale ready member ``r``: every way back to a ready set
 -- writes a new one, and no set holds the old one any more.
