@@ -24,7 +24,7 @@ import contextlib
 import functools
 import itertools
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -119,7 +119,9 @@ class PostgresBroker:
         )
         self._listener = Listener(open_connection, self._channel)
         self._next_prune = 0.0
-        self._acks: Batcher[tuple[Any, ...], bool] = Batcher(self._store_acks)
+        self._acks: Batcher[tuple[Any, ...], bool] = Batcher(
+            lambda acks: self._store_acks(acks, self._acks.more)
+        )
         self._claims: Batcher[_ClaimCall, list[Delivery]] = Batcher(self._claim_together)
 
     @classmethod
@@ -289,33 +291,39 @@ class PostgresBroker:
             )
         )
 
-    def _store_acks(self, acks: list[tuple[Any, ...]]) -> list[bool]:
+    def _store_acks(
+        self,
+        acks: list[tuple[Any, ...]],
+        more: Callable[[], list[tuple[Any, ...]]] | None = None,
+    ) -> list[bool]:
         """Record acks in one statement; whether each was still current (fenced).
 
         The same delivery twice: only the first counts, as for two acks in turn.
+        ``more``: the acks queued while this one waited for the connection,
+        stored with it (the batcher's); answers then follow ``acks``, in order.
         """
         now = self._clock.now()
-        first: dict[tuple[str, int], int] = {}
-        for index, ack in enumerate(acks):
-            first.setdefault((ack[0], ack[1]), index)
-        unique = [acks[index] for index in first.values()]
-        params: Any
-        if len(unique) == 1:
-            statement = self._sql["ack_delete" if unique[0][-1] else "ack"]
-            params = dict(zip(_ACK_FIELDS, unique[0], strict=True))
-        else:
-            statement, params = self._sql["ack_many"], as_columns(unique)
 
-        def work(connection: Connection) -> set[tuple[str, int]]:
+        def work(connection: Connection) -> set[tuple[str, int, int]]:
+            nonlocal acks, more
+            if more is not None:  # once, even if the statement is retried
+                acks, more = acks + more(), None
+            first: dict[tuple[str, int], int] = {}
+            for index, ack in enumerate(acks):
+                first.setdefault((ack[0], ack[1]), index)
+            unique = [acks[index] for index in first.values()]
+            params: Any
+            if len(unique) == 1:
+                statement = self._sql["ack_delete" if unique[0][-1] else "ack"]
+                params = dict(zip(_ACK_FIELDS, unique[0], strict=True))
+            else:
+                statement, params = self._sql["ack_many"], as_columns(unique)
             done = {(row[0], row[1]) for row in connection.execute(statement, params)}
             self._prune_some(connection, now)
-            return done
+            return {(*key, first[key]) for key in done}  # only its first ack counts
 
         done = self._link.run(work)
-        return [
-            first[ack[0], ack[1]] == index and (ack[0], ack[1]) in done
-            for index, ack in enumerate(acks)
-        ]
+        return [(ack[0], ack[1], index) in done for index, ack in enumerate(acks)]
 
     def nack(
         self,
