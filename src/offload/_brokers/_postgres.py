@@ -122,7 +122,9 @@ class PostgresBroker:
         self._acks: Batcher[tuple[Any, ...], bool] = Batcher(
             lambda acks: self._store_acks(acks, self._acks.more)
         )
-        self._claims: Batcher[_ClaimCall, list[Delivery]] = Batcher(self._claim_together)
+        self._claims: Batcher[_ClaimCall, list[Delivery]] = Batcher(
+            lambda claims: self._claim_together(claims, self._claims.more)
+        )
 
     @classmethod
     def from_url(
@@ -229,46 +231,64 @@ class PostgresBroker:
         # one) share one statement and one commit.
         return self._claims.submit((None if queues is None else tuple(queues), limit, lease))
 
-    def _claim_together(self, claims: list[_ClaimCall]) -> list[list[Delivery]]:
-        """One claim per distinct (queues, lease), its deliveries dealt out in call order."""
-        groups: dict[tuple[tuple[str, ...] | None, float], list[int]] = {}
-        for index, (queues, _, lease) in enumerate(claims):
-            groups.setdefault((queues, lease), []).append(index)
+    def _claim_together(
+        self, claims: list[_ClaimCall], more: Callable[[], list[_ClaimCall]] | None = None
+    ) -> list[list[Delivery]]:
+        """One claim per distinct (queues, lease), its deliveries dealt out in call order.
+
+        ``more``: the claims queued while this one waited for the connection,
+        made with it (the batcher's); answers then follow ``claims``, in order.
+        """
+        now = self._clock.now()
+
+        def work(connection: Connection) -> list[tuple[list[int], float, list[Any]]]:
+            nonlocal claims, more
+            if more is not None:  # once, even if the statements are retried
+                claims, more = claims + more(), None
+            # Before the claim, not after: claimed rows are the worker's only
+            # once it holds them, so nothing should delay handing them over.
+            self._prune_some(connection, now)
+            groups: dict[tuple[tuple[str, ...] | None, float], list[int]] = {}
+            for index, (queues, _, lease) in enumerate(claims):
+                groups.setdefault((queues, lease), []).append(index)
+            return [
+                (indexes, now + lease, self._claim_rows(connection, queues, limit, now, lease))
+                for (queues, lease), indexes in groups.items()
+                for limit in (sum(claims[i][1] for i in indexes),)
+            ]
+
+        claimed = self._link.run(work)
         answers: list[list[Delivery]] = [[] for _ in claims]
-        for (queues, lease), indexes in groups.items():
-            deliveries = iter(self._claim(queues, sum(claims[i][1] for i in indexes), lease))
+        for indexes, until, rows in claimed:
+            deliveries = iter([Delivery(row_message(row[3:]), row[2], until) for row in rows])
             for index in indexes:
                 answers[index] = list(itertools.islice(deliveries, claims[index][1]))
         return answers
 
-    def _claim(self, queues: Sequence[str] | None, limit: int, lease: float) -> list[Delivery]:
-        now = self._clock.now()
-        until = now + lease
-        params = claim_params(now, until, limit)
-
-        def work(connection: Connection) -> list[tuple[Any, ...]]:
-            # Before the claim, not after: claimed rows are the worker's only
-            # once it holds them, so nothing should delay handing them over.
-            self._prune_some(connection, now)
-            cursor = connection.cursor(row_factory=tuple_row)
-            if queues is None:
-                rows = cursor.execute(self._sql["claim"], params).fetchall()
-            else:
-                rows = []
-                for queue in queues:  # in the order given: one index range each
-                    left = limit - len(rows)
-                    if left <= 0:
-                        break
-                    found = cursor.execute(
-                        self._sql["claim_queue"], {**params, "limit": left, "queue": queue}
-                    ).fetchall()
-                    rows += sorted(found, key=_claim_order)
-            return rows
-
-        rows = self._link.run(work)
+    def _claim_rows(
+        self,
+        connection: Connection,
+        queues: Sequence[str] | None,
+        limit: int,
+        now: float,
+        lease: float,
+    ) -> list[tuple[Any, ...]]:
+        """Mark up to ``limit`` claimable jobs of ``queues`` running; their rows, in claim order."""
+        params = claim_params(now, now + lease, limit)
+        cursor = connection.cursor(row_factory=tuple_row)
         if queues is None:
-            rows.sort(key=_claim_order)  # RETURNING comes in no set order
-        return [Delivery(row_message(row[3:]), row[2], until) for row in rows]
+            rows = cursor.execute(self._sql["claim"], params).fetchall()
+            return sorted(rows, key=_claim_order)  # RETURNING comes in no set order
+        rows = []
+        for queue in queues:  # in the order given: one index range each
+            left = limit - len(rows)
+            if left <= 0:
+                break
+            found = cursor.execute(
+                self._sql["claim_queue"], {**params, "limit": left, "queue": queue}
+            ).fetchall()
+            rows += sorted(found, key=_claim_order)
+        return rows
 
     def ack(self, delivery: Delivery, outcome: Outcome) -> bool:
         message = delivery.message
