@@ -78,6 +78,31 @@ def test_offload_sqlite_scale_runner_measures_a_window(monkeypatch: pytest.Monke
     assert figures["rss_400"] > 1  # MiB: the worker processes were found by group
 
 
+def test_scale_window_by_count_times_the_tasks_between_two_polls() -> None:
+    from benchmarks.scenarios import scale
+
+    started = time.perf_counter()
+
+    class Counting:  # a library done at 2,000 tasks/s, counted exactly
+        def done_count(self) -> int:
+            return int((time.perf_counter() - started) * 2_000)
+
+    class Running:
+        def check(self) -> None:
+            pass
+
+    rate = scale._window_by_count(
+        Counting(),  # type: ignore[arg-type]
+        Running(),  # type: ignore[arg-type]
+        100,
+        400,
+        timeout=10.0,
+        what="counting",
+    )
+
+    assert 1_500 < rate < 2_500  # polls every 20 ms: the window is ~0.2 s
+
+
 def test_scale_parts_derive_and_rows() -> None:
     from benchmarks.scenarios import SCENARIOS, scale
 

@@ -104,20 +104,24 @@ def _window_by_count(
     driver: Driver, running: Workers, lead: int, window: int, *, timeout: float, what: str
 ) -> float:
     """Tasks/s from the first poll counting ``lead`` done to the first counting ``window`` more."""
-    marks: list[tuple[float, int]] = []
+    marks: list[tuple[float, int]] = []  # (when, done) as the window opens, and as it closes
 
     def window_done() -> bool:
         done = driver.done_count()
         now = time.perf_counter()
         running.check()  # a crashed worker fails the round instead of stalling it
-        if not marks and done >= lead:
+        if not marks:  # the window opens at this poll, and closes at a later one
+            if done >= lead:
+                marks.append((now, done))
+            return False
+        if done >= marks[0][1] + window:
             marks.append((now, done))
-        return bool(marks) and done >= marks[0][1] + window
+            return True
+        return False
 
     wait_until(window_done, timeout, what)
-    end, done = time.perf_counter(), driver.done_count()
-    start, first = marks[0]
-    return (done - first) / (end - start)
+    (start, first), (end, last) = marks[0], marks[-1]
+    return (last - first) / (end - start)
 
 
 def _window_by_marks(
