@@ -30,42 +30,35 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Generic, NamedTuple, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 from .._clock import SYSTEM_CLOCK, Clock
 from .._errors import ConfigurationError
 from .._message import Delivery, ErrorInfo, JobInfo, Message, Outcome, State
-from ._base import lapsed_error, stored_error
+from ._base import stored_error
 from ._sqlite_schema import (
+    FENCE,
     INFO_COLUMNS,
     INSERT,
     LIVE,
-    MESSAGE_COLUMNS,
+    Ack,
+    Claim,
+    Write,
     check_sqlite_version,
+    claim_rows,
+    dead_letter_lapsed,
     error_columns,
+    insert_keyed,
+    key_is_held,
     message_row,
     migrate,
     row_info,
     row_message,
+    store_ack,
 )
 
 ItemT = TypeVar("ItemT")
 ResultT = TypeVar("ResultT")
-
-_READY = f"{LIVE} AND due <= ?"
-# The token fences a claim. Low 40 bits: the job's seq (so tokens are unique
-# across jobs: a worker keys what it runs by token; seq stays below 2**40, a
-# trillion jobs); above: the job's claims so far.
-_CLAIM = (
-    "UPDATE jobs SET state = 'running', attempt = attempt + 1, due = ?, "
-    "token = (((token >> 40) + 1) << 40) | seq "
-    "WHERE seq IN ({seqs}) RETURNING seq, token, " + MESSAGE_COLUMNS
-)
-_FENCE = "id = ? AND token = ? AND state = 'running'"
-_ACK = (
-    "UPDATE jobs SET state = ?, finished = ?, expires = ?, result = ?, "
-    f"error_type = ?, error_message = ?, error_traceback = ? WHERE {_FENCE}"
-)
 
 
 class SqliteBroker:
@@ -108,7 +101,7 @@ class SqliteBroker:
         self._reuse_window = reuse_window
         self._busy_timeout_ms = busy_timeout_ms
         self._lock = threading.Lock()
-        self._writes: Batcher[_Write, bool | list[Delivery]] = Batcher(self._write_together)
+        self._writes: Batcher[Write, bool | list[Delivery]] = Batcher(self._write_together)
         try:
             self._db = self._connect()
             migrate(self._db, self.path)
@@ -196,7 +189,7 @@ class SqliteBroker:
                     db.executemany(INSERT, rows)
                     ids = [message.id for message in messages]
                 else:
-                    ids = _insert_keyed(db, messages, rows, now - self._reuse_window)
+                    ids = insert_keyed(db, messages, rows, now - self._reuse_window)
             except sqlite3.IntegrityError as error:  # an id already stored: all rolls back
                 raise ValueError(f"a job id of this batch already exists ({error})") from None
         self._notify()
@@ -205,7 +198,7 @@ class SqliteBroker:
     def claim(self, queues: Sequence[str] | None, limit: int, lease: float) -> list[Delivery]:
         if limit <= 0:
             return []
-        claim = _Claim(None if queues is None else tuple(queues), limit, lease)
+        claim = Claim(None if queues is None else tuple(queues), limit, lease)
         return cast("list[Delivery]", self._writes.submit(claim))
 
     def ack(self, delivery: Delivery, outcome: Outcome) -> bool:
@@ -217,9 +210,9 @@ class SqliteBroker:
             expires = None if outcome.state is State.FAILED else now + ttl
             error = error_columns(stored_error(outcome))
             columns = (outcome.state.value, now, expires, outcome.payload, *error)
-        return self._writes.submit(_Ack(message.id, delivery.token, columns)) is True
+        return self._writes.submit(Ack(message.id, delivery.token, columns)) is True
 
-    def _write_together(self, writes: list[_Write]) -> list[bool | list[Delivery]]:
+    def _write_together(self, writes: list[Write]) -> list[bool | list[Delivery]]:
         """Acks and claims of this process's threads in one transaction, one commit.
 
         A write transaction costs a commit and a turn of the file's write
@@ -228,27 +221,27 @@ class SqliteBroker:
         freed). Each caller hears its answer only once that commit is done.
         Acks go in order, so of two acks of one delivery only the first counts.
         """
-        if len(writes) == 1 and isinstance(writes[0], _Ack):
+        if len(writes) == 1 and isinstance(writes[0], Ack):
             return [self._ack_alone(writes[0])]
         with self._write() as db:
             # BEGIN may have waited for another process's transaction: what
             # this process's threads queued meanwhile joins this one.
             writes = writes + self._writes.more()
             answers: list[bool | list[Delivery]] = [False] * len(writes)
-            groups: dict[tuple[tuple[str, ...] | None, float], list[tuple[int, _Claim]]] = {}
+            groups: dict[tuple[tuple[str, ...] | None, float], list[tuple[int, Claim]]] = {}
             for index, write in enumerate(writes):
-                if isinstance(write, _Claim):
+                if isinstance(write, Claim):
                     groups.setdefault((write.queues, write.lease), []).append((index, write))
             now = self._clock.now()
             for index, write in enumerate(writes):
-                if isinstance(write, _Ack):
-                    answers[index] = _store_ack(db, write)
+                if isinstance(write, Ack):
+                    answers[index] = store_ack(db, write)
             if now >= self._next_prune:
                 self._prune_some(db, now)
             if groups:
-                _dead_letter_lapsed(db, now)
+                dead_letter_lapsed(db, now)
             claimed = [
-                (until, group, _claim(db, queues, sum(c.limit for _, c in group), now, until))
+                (until, group, claim_rows(db, queues, sum(c.limit for _, c in group), now, until))
                 for (queues, lease), group in groups.items()
                 for until in (now + lease,)
             ]
@@ -259,7 +252,7 @@ class SqliteBroker:
                 answers[index] = list(itertools.islice(deliveries, claim.limit))
         return answers
 
-    def _ack_alone(self, ack: _Ack) -> bool:
+    def _ack_alone(self, ack: Ack) -> bool:
         """One ack, no other write waiting: one statement, its own transaction.
 
         Without BEGIN and COMMIT around it, a lone ack (an idle worker's, in
@@ -267,7 +260,7 @@ class SqliteBroker:
         """
         now = self._clock.now()
         with self._lock:
-            stored = _store_ack(self._db, ack)
+            stored = store_ack(self._db, ack)
             if now >= self._next_prune:
                 self._prune_some(self._db, now)
         return stored
@@ -287,7 +280,7 @@ class SqliteBroker:
         with self._lock:
             cursor = self._db.execute(
                 "UPDATE jobs SET state = ?, due = ?, eta = coalesce(?, eta), "
-                f"attempt = attempt - ?{errors} WHERE {_FENCE}",
+                f"attempt = attempt - ?{errors} WHERE {FENCE}",
                 (
                     state.value,
                     now if retry_at is None else retry_at,
@@ -307,7 +300,7 @@ class SqliteBroker:
         until = self._clock.now() + lease
         with self._lock:
             cursor = self._db.execute(
-                f"UPDATE jobs SET due = ? WHERE {_FENCE}",
+                f"UPDATE jobs SET due = ? WHERE {FENCE}",
                 (until, delivery.message.id, delivery.token),
             )
         if cursor.rowcount != 1:
@@ -455,7 +448,7 @@ class SqliteBroker:
             if row is None or row[1] not in (State.FAILED.value, State.CANCELLED.value):
                 return False
             key = row[0]
-            if key is not None and _key_is_held(db, key):
+            if key is not None and key_is_held(db, key):
                 return False  # another job holds the key now: two would run
             db.execute(
                 "UPDATE jobs SET state = 'queued', attempt = 0, due = ?, eta = NULL, "
@@ -494,70 +487,6 @@ class SqliteBroker:
         self._next_prune = now if pruned >= self._PRUNE_BATCH else now + self._PRUNE_EVERY
 
 
-class _Ack(NamedTuple):
-    id: str
-    token: int
-    columns: tuple[Any, ...] | None  # state, finished, expires, result, error; None: delete
-
-
-class _Claim(NamedTuple):
-    queues: tuple[str, ...] | None
-    limit: int
-    lease: float
-
-
-_Write = _Ack | _Claim
-
-
-def _store_ack(db: sqlite3.Connection, ack: _Ack) -> bool:
-    """Record one outcome, fenced by the delivery's token; whether it was current."""
-    if ack.columns is None:
-        cursor = db.execute(f"DELETE FROM jobs WHERE {_FENCE}", (ack.id, ack.token))
-    else:
-        cursor = db.execute(_ACK, (*ack.columns, ack.id, ack.token))
-    return cursor.rowcount == 1
-
-
-def _claim(
-    db: sqlite3.Connection, queues: tuple[str, ...] | None, limit: int, now: float, until: float
-) -> list[Any]:
-    """Mark up to ``limit`` ready jobs running until ``until``; their rows, in claim order."""
-    names = _queue_names(db) if queues is None else list(queues)
-    seqs = _candidates(db, names, limit, now, by_queue=queues is not None)
-    if not seqs:
-        return []
-    marks = ", ".join("?" * len(seqs))
-    rows = db.execute(_CLAIM.format(seqs=marks), (until, *seqs)).fetchall()
-    order = {seq: index for index, seq in enumerate(seqs)}
-    rows.sort(key=lambda row: order[row[0]])  # RETURNING comes in no set order
-    return rows
-
-
-def _candidates(
-    db: sqlite3.Connection, names: list[str], limit: int, now: float, *, by_queue: bool
-) -> list[int]:
-    """The seqs to claim, in claim order.
-
-    Each queue's best ``limit`` come from its index; merged, they are
-    ordered by the queue's rank in ``names`` (``by_queue``), then priority,
-    then due, then age.
-    """
-    if not names:
-        return []
-    per_queue = (
-        f"SELECT * FROM (SELECT seq, ? AS rank, priority, due FROM jobs WHERE queue = ? "
-        f"AND {_READY} ORDER BY priority DESC, due, seq LIMIT ?)"
-    )
-    params: list[Any] = []
-    for rank, name in enumerate(names):
-        params += [rank if by_queue else 0, name, now, limit]
-    sql = " UNION ALL ".join([per_queue] * len(names))
-    if len(names) > 1:
-        sql = f"SELECT * FROM ({sql}) ORDER BY rank, priority DESC, due, seq LIMIT ?"
-        params.append(limit)
-    return [row[0] for row in db.execute(sql, params)]
-
-
 def _repeated(rows: list[tuple[Any, ...]]) -> str:
     seen: set[str] = set()
     for row in rows:
@@ -571,78 +500,6 @@ def _in_queues(queues: Sequence[str] | None) -> tuple[str, tuple[str, ...]]:
     if queues is None:
         return "", ()
     return f" AND queue IN ({', '.join('?' * len(queues))})", tuple(queues)
-
-
-def _insert_keyed(
-    db: sqlite3.Connection,
-    messages: Sequence[Message],
-    rows: list[tuple[Any, ...]],
-    reuse_since: float,
-) -> list[str]:
-    """Insert the messages whose key no job holds; every message's job id."""
-    # The check and the insert share one BEGIN IMMEDIATE transaction: no
-    # other process can insert the same key in between. (A partial unique
-    # index could not express the reuse window, and its violation would
-    # abort the whole batch instead of answering with the existing id.)
-    ids: list[str] = []
-    batch: dict[str, str] = {}
-    for message, row in zip(messages, rows, strict=True):
-        key = message.key
-        if key is not None:
-            existing = batch.get(key) or _job_with_key(db, key, reuse_since)
-            if existing is not None:
-                ids.append(existing)
-                continue
-            batch[key] = message.id
-        db.execute(INSERT, row)
-        ids.append(message.id)
-    return ids
-
-
-def _job_with_key(db: sqlite3.Connection, key: str, reuse_since: float) -> str | None:
-    """The live job with ``key``, else one that succeeded after ``reuse_since``."""
-    row = db.execute(
-        "SELECT id FROM jobs WHERE key = ? AND (state IN ('queued', 'retrying', 'running') "
-        "OR (state = 'succeeded' AND finished > ?)) "
-        "ORDER BY state = 'succeeded', seq DESC LIMIT 1",
-        (key, reuse_since),
-    ).fetchone()
-    return None if row is None else str(row[0])
-
-
-def _key_is_held(db: sqlite3.Connection, key: str) -> bool:
-    row = db.execute(
-        "SELECT 1 FROM jobs WHERE key = ? AND state IN ('queued', 'retrying', 'running')",
-        (key,),
-    ).fetchone()
-    return row is not None
-
-
-def _dead_letter_lapsed(db: sqlite3.Connection, now: float) -> None:
-    """Lapsed jobs delivered ``max_deliveries`` times go to the dead-letter set."""
-    doomed = db.execute(
-        "SELECT seq, attempt FROM jobs WHERE state = 'running' AND due <= ? "
-        "AND max_deliveries IS NOT NULL AND attempt >= max_deliveries",
-        (now,),
-    ).fetchall()
-    for seq, attempt in doomed:
-        db.execute(
-            "UPDATE jobs SET state = 'failed', finished = ?, expires = NULL, "
-            "error_type = ?, error_message = ?, error_traceback = ? WHERE seq = ?",
-            (now, *error_columns(lapsed_error(attempt)), seq),
-        )
-
-
-def _queue_names(db: sqlite3.Connection) -> list[str]:
-    """Queues with live jobs: one index seek per queue (a skip scan)."""
-    rows = db.execute(
-        "WITH RECURSIVE q(name) AS ("
-        f" SELECT (SELECT min(queue) FROM jobs WHERE {LIVE})"
-        f" UNION ALL SELECT (SELECT min(queue) FROM jobs WHERE {LIVE} AND queue > q.name)"
-        " FROM q WHERE q.name IS NOT NULL"
-        ") SELECT name FROM q WHERE name IS NOT NULL"
-    ).fetchall()
-    return [row[0] for row in rows]
 
 
 # -- group commit (the PostgreSQL broker uses it too) ------------------------------

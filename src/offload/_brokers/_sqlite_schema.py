@@ -1,4 +1,4 @@
-"""The SQLite broker's schema: numbered migrations, and rows to messages and back.
+"""The SQLite broker's schema and SQL: migrations, rows to messages and back, statements.
 
 ``offload_meta`` holds ``schema_version``: the number of migrations
 applied. Opening a database applies the missing ones in one ``BEGIN
@@ -15,10 +15,11 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from .._errors import ConfigurationError
 from .._message import ErrorInfo, JobInfo, Message, State
+from ._base import lapsed_error
 
 MINIMUM_SQLITE = (3, 35, 0)
 """``UPDATE ... RETURNING`` arrived in SQLite 3.35 (2021)."""
@@ -214,3 +215,157 @@ def row_info(row: Sequence[Any]) -> JobInfo:
         if error_type is None
         else ErrorInfo(error_type, error_message or "", error_traceback or ""),
     )
+
+
+# -- the broker's statements ---------------------------------------------------
+
+_READY = f"{LIVE} AND due <= ?"
+# The token fences a claim. Low 40 bits: the job's seq (so tokens are unique
+# across jobs: a worker keys what it runs by token; seq stays below 2**40, a
+# trillion jobs); above: the job's claims so far.
+_CLAIM = (
+    "UPDATE jobs SET state = 'running', attempt = attempt + 1, due = ?, "
+    "token = (((token >> 40) + 1) << 40) | seq "
+    "WHERE seq IN ({seqs}) RETURNING seq, token, " + MESSAGE_COLUMNS
+)
+FENCE = "id = ? AND token = ? AND state = 'running'"
+_ACK = (
+    "UPDATE jobs SET state = ?, finished = ?, expires = ?, result = ?, "
+    f"error_type = ?, error_message = ?, error_traceback = ? WHERE {FENCE}"
+)
+
+
+class Ack(NamedTuple):
+    id: str
+    token: int
+    columns: tuple[Any, ...] | None  # state, finished, expires, result, error; None: delete
+
+
+class Claim(NamedTuple):
+    queues: tuple[str, ...] | None
+    limit: int
+    lease: float
+
+
+Write = Ack | Claim
+
+
+def store_ack(db: sqlite3.Connection, ack: Ack) -> bool:
+    """Record one outcome, fenced by the delivery's token; whether it was current."""
+    if ack.columns is None:
+        cursor = db.execute(f"DELETE FROM jobs WHERE {FENCE}", (ack.id, ack.token))
+    else:
+        cursor = db.execute(_ACK, (*ack.columns, ack.id, ack.token))
+    return cursor.rowcount == 1
+
+
+def claim_rows(
+    db: sqlite3.Connection, queues: tuple[str, ...] | None, limit: int, now: float, until: float
+) -> list[Any]:
+    """Mark up to ``limit`` ready jobs running until ``until``; their rows, in claim order."""
+    names = _queue_names(db) if queues is None else list(queues)
+    seqs = _candidates(db, names, limit, now, by_queue=queues is not None)
+    if not seqs:
+        return []
+    marks = ", ".join("?" * len(seqs))
+    rows = db.execute(_CLAIM.format(seqs=marks), (until, *seqs)).fetchall()
+    order = {seq: index for index, seq in enumerate(seqs)}
+    rows.sort(key=lambda row: order[row[0]])  # RETURNING comes in no set order
+    return rows
+
+
+def _candidates(
+    db: sqlite3.Connection, names: list[str], limit: int, now: float, *, by_queue: bool
+) -> list[int]:
+    """The seqs to claim, in claim order.
+
+    Each queue's best ``limit`` come from its index; merged, they are
+    ordered by the queue's rank in ``names`` (``by_queue``), then priority,
+    then due, then age.
+    """
+    if not names:
+        return []
+    per_queue = (
+        f"SELECT * FROM (SELECT seq, ? AS rank, priority, due FROM jobs WHERE queue = ? "
+        f"AND {_READY} ORDER BY priority DESC, due, seq LIMIT ?)"
+    )
+    params: list[Any] = []
+    for rank, name in enumerate(names):
+        params += [rank if by_queue else 0, name, now, limit]
+    sql = " UNION ALL ".join([per_queue] * len(names))
+    if len(names) > 1:
+        sql = f"SELECT * FROM ({sql}) ORDER BY rank, priority DESC, due, seq LIMIT ?"
+        params.append(limit)
+    return [row[0] for row in db.execute(sql, params)]
+
+
+def insert_keyed(
+    db: sqlite3.Connection,
+    messages: Sequence[Message],
+    rows: list[tuple[Any, ...]],
+    reuse_since: float,
+) -> list[str]:
+    """Insert the messages whose key no job holds; every message's job id."""
+    # The check and the insert share one BEGIN IMMEDIATE transaction: no
+    # other process can insert the same key in between. (A partial unique
+    # index could not express the reuse window, and its violation would
+    # abort the whole batch instead of answering with the existing id.)
+    ids: list[str] = []
+    batch: dict[str, str] = {}
+    for message, row in zip(messages, rows, strict=True):
+        key = message.key
+        if key is not None:
+            existing = batch.get(key) or _job_with_key(db, key, reuse_since)
+            if existing is not None:
+                ids.append(existing)
+                continue
+            batch[key] = message.id
+        db.execute(INSERT, row)
+        ids.append(message.id)
+    return ids
+
+
+def _job_with_key(db: sqlite3.Connection, key: str, reuse_since: float) -> str | None:
+    """The live job with ``key``, else one that succeeded after ``reuse_since``."""
+    row = db.execute(
+        "SELECT id FROM jobs WHERE key = ? AND (state IN ('queued', 'retrying', 'running') "
+        "OR (state = 'succeeded' AND finished > ?)) "
+        "ORDER BY state = 'succeeded', seq DESC LIMIT 1",
+        (key, reuse_since),
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def key_is_held(db: sqlite3.Connection, key: str) -> bool:
+    row = db.execute(
+        "SELECT 1 FROM jobs WHERE key = ? AND state IN ('queued', 'retrying', 'running')",
+        (key,),
+    ).fetchone()
+    return row is not None
+
+
+def dead_letter_lapsed(db: sqlite3.Connection, now: float) -> None:
+    """Lapsed jobs delivered ``max_deliveries`` times go to the dead-letter set."""
+    doomed = db.execute(
+        "SELECT seq, attempt FROM jobs WHERE state = 'running' AND due <= ? "
+        "AND max_deliveries IS NOT NULL AND attempt >= max_deliveries",
+        (now,),
+    ).fetchall()
+    for seq, attempt in doomed:
+        db.execute(
+            "UPDATE jobs SET state = 'failed', finished = ?, expires = NULL, "
+            "error_type = ?, error_message = ?, error_traceback = ? WHERE seq = ?",
+            (now, *error_columns(lapsed_error(attempt)), seq),
+        )
+
+
+def _queue_names(db: sqlite3.Connection) -> list[str]:
+    """Queues with live jobs: one index seek per queue (a skip scan)."""
+    rows = db.execute(
+        "WITH RECURSIVE q(name) AS ("
+        f" SELECT (SELECT min(queue) FROM jobs WHERE {LIVE})"
+        f" UNION ALL SELECT (SELECT min(queue) FROM jobs WHERE {LIVE} AND queue > q.name)"
+        " FROM q WHERE q.name IS NOT NULL"
+        ") SELECT name FROM q WHERE name IS NOT NULL"
+    ).fetchall()
+    return [row[0] for row in rows]
