@@ -17,9 +17,10 @@ not see each other's jobs:
   member in the ready set, ``m`` the rest of the message (JSON: task,
   timeout, retries, created, meta), ``pl`` payload, ``fin`` finished,
   ``res`` result, ``err`` last error (JSON), ``dl`` deliveries when dead-
-  lettered for lapsing. The fields a script decides on are fields of their
-  own; what only Python reads travels as one JSON field, which keeps the
-  enqueue and claim scripts short (fewer arguments and fields per job).
+  lettered for lapsing, ``rt`` the reply channel of a producer that waits
+  for it (see ``wait_for_results``). The fields a script decides on are
+  fields of their own; what only Python reads travels as one JSON field,
+  which keeps the enqueue and claim scripts short.
 - ``ready:<queue>``: a sorted set of claimable jobs, score ``-priority``,
   member ``<due µs><sequence><id>`` (fixed width): highest priority first,
   then earliest due, then first in. ``ZPOPMIN`` takes the best in order.
@@ -36,6 +37,12 @@ not see each other's jobs:
 - ``wake:<queue>`` and ``wake``: short lists an enqueue pushes a token
   into; idle workers wait on them with ``BLPOP`` (no polling).
   ``interrupt:<uuid>``, one per broker object: ``interrupt()`` pushes there.
+- ``done:<uuid>``: a pub/sub channel per broker object, where acks publish
+  the outcome of the jobs it enqueued while it listened.
+
+The state changes go through one connection per broker object that its
+threads share (``_redis_link``): concurrent acks become one ``ACK`` call,
+concurrent claims one ``CLAIM``, and whatever else meets shares a round trip.
 
 Results are kept ``result_ttl`` seconds by pruning (the ``expiry`` index),
 not by Redis key expiry: the indexes must forget a job together with its
@@ -54,21 +61,18 @@ import logging
 import re
 import threading
 import time
-import urllib.parse
 import uuid
 from collections.abc import Callable, Sequence
 from typing import TypeVar, cast
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from .._clock import SYSTEM_CLOCK, Clock
 from .._errors import BrokerUnavailable, ConfigurationError
 from .._message import Delivery, ErrorInfo, JobInfo, Message, Outcome, State
 from . import _redis_scripts as lua
 from ._base import Finished, stored_error
-from ._redis_link import Batcher, Link, Script, Subscription
+from ._redis_link import Batcher, Link, Script, Subscription, clients, split_namespace
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +120,7 @@ class RedisBroker:
         reuse_window: float = 0.0,
         namespace: str | None = None,
     ) -> None:
-        url, in_url = _split_namespace(url)
+        url, in_url = split_namespace(url)
         if in_url is not None and namespace is not None and in_url != namespace:
             raise ConfigurationError(
                 f"two namespaces, {in_url!r} in the URL and {namespace!r}: give one"
@@ -131,7 +135,7 @@ class RedisBroker:
         self._clock = clock
         self._result_ttl = result_ttl
         self._reuse_window = reuse_window
-        self._client, self._blocking = _clients(url, self.BLOCK + 5.0)
+        self._client, self._blocking = clients(url, self.BLOCK + 5.0)
         options = self._client.connection_pool.connection_kwargs
         # Never the URL itself in a log line: it may hold a password.
         address = options.get("path") or f"{options.get('host')}:{options.get('port', 6379)}"
@@ -603,44 +607,3 @@ class RedisBroker:
                 self._where,
                 time.monotonic() - since,
             )
-
-
-def _split_namespace(url: str) -> tuple[str, str | None]:
-    """``url`` without its ``namespace=`` query option (redis-py knows no such option)."""
-    parts = urllib.parse.urlsplit(url)
-    options = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-    namespaces = [value for name, value in options if name == "namespace"]
-    if not namespaces:
-        return url, None
-    rest = urllib.parse.urlencode([(name, value) for name, value in options if name != "namespace"])
-    return urllib.parse.urlunsplit(parts._replace(query=rest)), namespaces[-1]
-
-
-def _clients(url: str, blocking_timeout: float) -> tuple[redis.Redis, redis.Redis]:
-    """A client for commands, and one with its own pool for blocking waits.
-
-    The waits never take a connection that a command needs, and their
-    socket timeout outlasts the longest BLPOP. Retries are ours
-    (``RedisBroker._call``): redis-py's own would repeat a script blindly.
-    """
-    try:
-        client = redis.Redis.from_url(
-            url,
-            socket_timeout=5.0,
-            socket_connect_timeout=2.0,
-            retry=Retry(NoBackoff(), 0),
-            # redis-py's default (100) would fail a busy worker's calls as if the
-            # server were down; connections are only opened when needed.
-            max_connections=1000,
-        )
-    except ValueError as error:
-        raise ConfigurationError(
-            f"not a Redis URL ({error}): write redis://[[user]:password@]host:6379/0 "
-            "or rediss:// for TLS"
-        ) from None
-    pool = client.connection_pool
-    options = {**pool.connection_kwargs, "socket_timeout": blocking_timeout}
-    blocking_pool = redis.ConnectionPool(
-        connection_class=pool.connection_class, max_connections=pool.max_connections, **options
-    )
-    return client, redis.Redis(connection_pool=blocking_pool)

@@ -1,4 +1,4 @@
-"""The Redis broker's command connection: one socket that a process's threads share.
+"""The Redis broker's connections: one socket for commands that a process's threads share.
 
 redis-py's ``execute_command`` path (pool checkout, retry wrapper, command
 parsing, observability hooks) costs more than the server takes to run a
@@ -16,16 +16,25 @@ its own error, once the server has answered it: nothing is weakened.
 A broken connection fails every command of the round trip that was in
 flight (the caller retries, as before, through ``RedisBroker._call``); the
 next call reconnects.
+
+``Batcher`` is that group commit, also used one level up (a worker's acks
+become one ``ACK`` script call); ``Subscription`` reads a producer's reply
+channel; ``clients`` makes redis-py's clients for everything else.
 """
 
 from __future__ import annotations
 
 import hashlib
 import threading
+import urllib.parse
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from .._errors import ConfigurationError
 
 Arg = bytes | str | int | float
 
@@ -222,3 +231,44 @@ class Script:
             # A restarted (or flushed) server: load it and run it once more.
             self._link.call("SCRIPT", "LOAD", self._source)
             return self._link.call("EVALSHA", self.sha, 0, *args)
+
+
+def split_namespace(url: str) -> tuple[str, str | None]:
+    """``url`` without its ``namespace=`` query option (redis-py knows no such option)."""
+    parts = urllib.parse.urlsplit(url)
+    options = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    namespaces = [value for name, value in options if name == "namespace"]
+    if not namespaces:
+        return url, None
+    rest = urllib.parse.urlencode([(name, value) for name, value in options if name != "namespace"])
+    return urllib.parse.urlunsplit(parts._replace(query=rest)), namespaces[-1]
+
+
+def clients(url: str, blocking_timeout: float) -> tuple[redis.Redis, redis.Redis]:
+    """A client for commands, and one with its own pool for blocking waits.
+
+    The waits never take a connection that a command needs, and their
+    socket timeout outlasts the longest BLPOP. Retries are ours
+    (``RedisBroker._call``): redis-py's own would repeat a script blindly.
+    """
+    try:
+        client = redis.Redis.from_url(
+            url,
+            socket_timeout=5.0,
+            socket_connect_timeout=2.0,
+            retry=Retry(NoBackoff(), 0),
+            # redis-py's default (100) would fail a busy worker's calls as if the
+            # server were down; connections are only opened when needed.
+            max_connections=1000,
+        )
+    except ValueError as error:
+        raise ConfigurationError(
+            f"not a Redis URL ({error}): write redis://[[user]:password@]host:6379/0 "
+            "or rediss:// for TLS"
+        ) from None
+    pool = client.connection_pool
+    options = {**pool.connection_kwargs, "socket_timeout": blocking_timeout}
+    blocking_pool = redis.ConnectionPool(
+        connection_class=pool.connection_class, max_connections=pool.max_connections, **options
+    )
+    return client, redis.Redis(connection_pool=blocking_pool)
