@@ -34,6 +34,7 @@ from .._clock import SYSTEM_CLOCK, Clock
 from .._errors import ConfigurationError
 from .._message import Delivery, ErrorInfo, JobInfo, Message, Outcome, State
 from ._base import stored_error
+from ._group_commit import Batcher
 from ._postgres_link import Connection, Link, Listener, connect, conninfo, describe
 from ._postgres_schema import (
     COPY_TYPES,
@@ -47,7 +48,6 @@ from ._postgres_schema import (
     schema_name,
     schema_version,
 )
-from ._sqlite import Batcher
 from ._sqlite_schema import error_columns, message_row, row_info, row_message
 
 __all__ = ["PostgresBroker"]

@@ -72,7 +72,8 @@ from .._errors import BrokerUnavailable, ConfigurationError
 from .._message import Delivery, ErrorInfo, JobInfo, Message, Outcome, State
 from . import _redis_scripts as lua
 from ._base import Finished, stored_error
-from ._redis_link import Batcher, Link, Script, Subscription, clients, split_namespace
+from ._group_commit import Batcher
+from ._redis_link import Link, Script, Subscription, clients, split_namespace
 
 log = logging.getLogger(__name__)
 

@@ -17,24 +17,24 @@ A broken connection fails every command of the round trip that was in
 flight (the caller retries, as before, through ``RedisBroker._call``); the
 next call reconnects.
 
-``Batcher`` is that group commit, also used one level up (a worker's acks
-become one ``ACK`` script call); ``Subscription`` reads a producer's reply
+The group commit is ``_group_commit.Batcher``, also used one level up (a
+worker's acks become one ``ACK`` script call); ``Subscription`` reads a producer's reply
 channel; ``clients`` makes redis-py's clients for everything else.
 """
 
 from __future__ import annotations
 
 import hashlib
-import threading
 import urllib.parse
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from .._errors import ConfigurationError
+from ._group_commit import Batcher
 
 Arg = bytes | str | int | float
 
@@ -45,81 +45,6 @@ try:  # offload[redis] installs it; redis-py works without it
     _pack = hiredis.pack_command  # type: ignore[assignment] # its stub wants a 1-tuple
 except ImportError:  # pragma: no cover - the extra always has it
     _pack = None
-
-ItemT = TypeVar("ItemT")
-ResultT = TypeVar("ResultT")
-
-
-class _Slot(Generic[ItemT, ResultT]):
-    __slots__ = ("done", "item", "outcome", "wake")
-
-    def __init__(self, item: ItemT) -> None:
-        self.item = item
-        self.done = False
-        self.outcome: ResultT | BaseException | None = None
-        # Held until its owner is to wake: its item was answered, or it leads.
-        self.wake = threading.Lock()
-        self.wake.acquire()
-
-
-class Batcher(Generic[ItemT, ResultT]):
-    """Calls that arrive while a flush runs share the next flush (group commit).
-
-    A lone call flushes at once (no added latency). ``flush(items)`` answers
-    one outcome per item, in order: a result, or an exception for that item
-    alone; if it raises, every item of the batch gets that error. Each
-    caller returns only once the flush holding its item has been answered.
-    A waiting caller is woken alone (its own lock), never with the herd: the
-    first of those still queued leads the next flush.
-    """
-
-    def __init__(self, flush: Callable[[list[ItemT]], list[ResultT | BaseException]]) -> None:
-        self._flush = flush
-        self._lock = threading.Lock()
-        self._queue: list[_Slot[ItemT, ResultT]] = []
-        self._busy = False
-
-    def submit(self, item: ItemT) -> ResultT:
-        slot: _Slot[ItemT, ResultT] = _Slot(item)
-        with self._lock:
-            follow = self._busy
-            if follow:
-                self._queue.append(slot)
-            else:
-                self._busy = True
-        if follow:
-            slot.wake.acquire()  # answered, or handed the lead
-        if not slot.done:
-            self._lead(slot)
-        outcome = slot.outcome
-        if isinstance(outcome, BaseException):
-            raise outcome
-        return outcome  # type: ignore[return-value]
-
-    def _lead(self, first: _Slot[ItemT, ResultT]) -> None:
-        """Flush ``first`` and everything queued, then wake their owners."""
-        with self._lock:
-            batch, self._queue = [first, *self._queue], []
-        try:
-            try:
-                outcomes = self._flush([slot.item for slot in batch])
-            except BaseException as error:  # noqa: BLE001 - each caller of the batch re-raises it
-                outcomes = [error] * len(batch)
-            for slot, outcome in zip(batch, outcomes, strict=True):
-                slot.outcome = outcome
-                slot.done = True
-        finally:  # whatever happened, nobody is left waiting
-            for slot in batch:
-                if not slot.done:
-                    slot.outcome = RuntimeError("offload: a batched call got no answer")
-                    slot.done = True
-            with self._lock:
-                following = self._queue.pop(0) if self._queue else None
-                self._busy = following is not None
-            for slot in batch[1:]:
-                slot.wake.release()
-            if following is not None:
-                following.wake.release()  # not done: it leads the next flush
 
 
 class Link:

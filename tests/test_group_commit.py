@@ -1,7 +1,7 @@
 """Group commit: the threads of one process share write transactions, each answered alone.
 
-The Batcher is what both the SQLite and the PostgreSQL broker use; here it
-is driven directly (to force calls into one flush) and through a real
+The Batcher (``_brokers/_group_commit.py``) is what the SQLite, PostgreSQL
+and Redis brokers use; here it is driven directly (to force calls into one flush) and through a real
 SQLite broker, where acks and claims that meet share one transaction.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from offload._brokers import SqliteBroker
-from offload._brokers._sqlite import Batcher
+from offload._brokers._group_commit import Batcher
 from offload._message import Message, Outcome, State, new_id
 
 
@@ -54,7 +54,7 @@ def submit_in_thread(
     def call() -> None:
         try:
             answers[item] = batcher.submit(item)
-        except RuntimeError as error:
+        except (RuntimeError, ValueError) as error:
             answers[item] = error
 
     thread = threading.Thread(target=call)
@@ -115,6 +115,29 @@ def test_a_flush_takes_in_the_calls_queued_while_it_waited() -> None:
         thread.join(5)
     assert batches == [[1, 2, 3]], "one flush, no second one"
     assert answers == {1: 10, 2: 20, 3: 30}
+
+
+def test_an_error_answered_for_one_item_is_raised_to_its_caller_alone() -> None:
+    flush = Blocking()
+
+    def answer_each(items: list[int]) -> list[int | BaseException]:
+        return [
+            ValueError(f"item {item} refused") if item == 3 else answer
+            for item, answer in zip(items, flush(items), strict=True)
+        ]
+
+    batcher: Batcher[int, int] = Batcher(answer_each)
+    answers: dict[int, Any] = {}
+    first = submit_in_thread(batcher, 1, answers)
+    assert flush.entered.wait(5)
+    together = [submit_in_thread(batcher, item, answers) for item in (2, 3, 4)]
+    wait_for(lambda: len(batcher._queue) == 3)
+    flush.release.set()
+    for thread in [first, *together]:
+        thread.join(5)
+    assert flush.batches == [[1], [2, 3, 4]]
+    assert isinstance(answers.pop(3), ValueError)
+    assert answers == {1: 10, 2: 20, 4: 40}
 
 
 def test_a_lone_call_flushes_at_once() -> None:

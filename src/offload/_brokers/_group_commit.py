@@ -1,0 +1,126 @@
+"""Group commit on the client: calls from threads that meet share one write.
+
+A broker's acks and claims come from a worker's many threads at once. Each
+write has a fixed cost (a commit and the database's write lock for SQLite,
+a round trip for PostgreSQL and Redis) that is then paid per batch rather
+than per call. Every caller still returns only once its own item has been
+written, with its own answer: batching weakens no guarantee.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
+
+ItemT = TypeVar("ItemT")
+ResultT = TypeVar("ResultT")
+
+
+class _Slot(Generic[ItemT, ResultT]):
+    __slots__ = ("error", "item", "lead", "result", "wake")
+
+    def __init__(self, item: ItemT) -> None:
+        self.item = item
+        self.result: ResultT | None = None
+        self.error: BaseException | None = None
+        self.lead = False  # woken to flush the queue rather than with an answer
+        self.wake: threading.Lock | None = None  # held while its caller waits
+
+
+class Batcher(Generic[ItemT, ResultT]):
+    """Group commit on the client: calls that arrive while a flush runs share the next one.
+
+    A lone call flushes at once (no added latency); under load, N threads
+    acking together cost one statement and one commit instead of N. Every
+    call returns only after the flush that holds its item has committed,
+    so batching weakens nothing: the caller still hears ``True`` only for
+    what is stored. ``flush(items)`` answers one result per item, in order.
+
+    ``flush`` may answer an exception for one item: that caller alone
+    raises it. If ``flush`` raises, every caller of the batch does.
+
+    A flush wakes only the callers it answered and the one that flushes
+    next: waking every waiter (a condition's ``notify_all``) would have
+    them all fight for the GIL while the next flush holds the database.
+    A flush that had to wait (for a lock) can take in the calls queued
+    meanwhile with ``more()``, and then answers those too, after its items.
+    """
+
+    def __init__(self, flush: Callable[[list[ItemT]], Sequence[ResultT | BaseException]]) -> None:
+        self._flush = flush
+        self._mutex = threading.Lock()
+        self._queue: list[_Slot[ItemT, ResultT]] = []
+        self._batch: list[_Slot[ItemT, ResultT]] = []  # what the running flush answers
+        self._busy = False  # a flush runs, or its successor was chosen
+
+    def more(self) -> list[ItemT]:
+        """Inside ``flush``: the calls queued since it began, now part of its batch."""
+        with self._mutex:
+            extra, self._queue = self._queue, []
+            self._batch += extra
+        return [slot.item for slot in extra]
+
+    def submit(self, item: ItemT) -> ResultT:
+        slot: _Slot[ItemT, ResultT] = _Slot(item)
+        with self._mutex:
+            self._queue.append(slot)
+            if self._busy:
+                slot.wake = threading.Lock()
+                slot.wake.acquire()
+            else:
+                self._busy = True
+                slot.lead = True
+        if slot.wake is not None:
+            try:
+                slot.wake.acquire()  # released with the answer, or to flush next
+            except BaseException:
+                self._abandon(slot)
+                raise
+        if slot.lead:
+            self._lead()
+        if slot.error is not None:
+            raise slot.error
+        return slot.result  # type: ignore[return-value]
+
+    def _lead(self) -> None:
+        """Flush everything queued, then hand over to the first caller queued since."""
+        with self._mutex:
+            self._batch, self._queue = self._queue, []
+            items = [slot.item for slot in self._batch]
+        try:
+            results = self._flush(items)
+        except BaseException as error:  # noqa: BLE001 - every caller of the batch re-raises it
+            for slot in self._batch:
+                slot.error = error
+        else:
+            for slot, result in zip(self._batch, results, strict=True):
+                if isinstance(result, BaseException):
+                    slot.error = result
+                else:
+                    slot.result = result
+        batch, self._batch = self._batch, []
+        for slot in batch:
+            slot.lead = False
+            if slot.wake is not None and slot.wake.locked():
+                slot.wake.release()
+        self._hand_over()
+
+    def _hand_over(self) -> None:
+        with self._mutex:
+            if not self._queue:
+                self._busy = False
+                return
+            successor = self._queue[0]
+            successor.lead = True
+        assert successor.wake is not None  # queued while busy: it waits
+        successor.wake.release()
+
+    def _abandon(self, slot: _Slot[ItemT, ResultT]) -> None:
+        """The caller of ``slot`` stopped waiting (a signal): never flush it, pass the lead on."""
+        with self._mutex:
+            if slot in self._queue:
+                self._queue.remove(slot)
+            lead, slot.lead = slot.lead, False
+        if lead:
+            self._hand_over()
