@@ -80,6 +80,16 @@ def test_pool_sizes_are_checked_when_the_app_is_made(option: str, size: object) 
         offload.App(name="bad-size", **{option: size})  # type: ignore[arg-type]
 
 
+def test_shutdown_returns_once_the_pool_threads_have_left() -> None:
+    # As ThreadPoolExecutor.shutdown(wait=True): nothing of the app runs after.
+    app = offload.App(name="joined", threads=4)
+    barrier = threading.Barrier(4, timeout=WAIT)
+    handles = [app.task(name="meet")(barrier.wait)() for _ in range(4)]
+    assert all(h.exception(WAIT) is None for h in handles)
+    app.shutdown()
+    assert [t.name for t in threading.enumerate() if t.name.startswith("joined")] == []
+
+
 def test_a_shut_down_app_can_be_garbage_collected() -> None:
     import gc
     import weakref

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 
 from .._clock import SYSTEM_CLOCK, Clock
 from .._errors import ConfigurationError
@@ -28,6 +29,8 @@ class ThreadExecutor:
     """Runs calls on up to ``size`` threads."""
 
     claims_inline = True
+    JOIN_FOR = 5.0
+    """Seconds ``shutdown(wait=True)`` waits for the threads to leave."""
 
     def __init__(
         self,
@@ -46,6 +49,7 @@ class ThreadExecutor:
         self._queue: queue.SimpleQueue[Call | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._threads = 0  # alive
+        self._running: set[threading.Thread] = set()  # for shutdown(wait=True) to join
         self._idle = 0  # blocked in get() with no call promised to them
         self._deadlines = Deadlines(clock, f"{name}-deadlines")
 
@@ -83,9 +87,19 @@ class ThreadExecutor:
         self._wake_excess()
 
     def shutdown(self, wait: bool) -> None:
+        """Let every thread leave; with ``wait``, return once they have (at most 5 s).
+
+        Threads leave after their current call; one stuck in a call past its
+        timeout (threads cannot be stopped) is not waited for beyond that.
+        """
         with self._lock:
             self._size = 0
         self._wake_excess()
+        if wait:
+            deadline = time.monotonic() + self.JOIN_FOR
+            for thread in list(self._running):
+                if thread is not threading.current_thread():
+                    thread.join(max(0.0, deadline - time.monotonic()))
 
     def _wake_excess(self) -> None:
         """Send idle threads above the size a ``None``, so they notice and leave."""
@@ -96,12 +110,15 @@ class ThreadExecutor:
             self._queue.put(None)
 
     def _start_thread(self) -> None:
-        threading.Thread(target=self._work, name=self._name, daemon=True).start()
+        thread = threading.Thread(target=self._work, name=self._name, daemon=True)
+        self._running.add(thread)
+        thread.start()
 
     def _work(self) -> None:
         get_nowait, get, run = self._queue.get_nowait, self._queue.get, self._run
         while True:
             if self._threads > self._size and self._leave():
+                self._running.discard(threading.current_thread())
                 return
             try:
                 call = get_nowait()
