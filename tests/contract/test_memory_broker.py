@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import threading
-import time
 
 from contract_support import MessageFactory
 
@@ -60,45 +58,3 @@ def test_the_default_constructor_still_works() -> None:
     m = Message(new_id(), "tasks.work", (), {})
     assert broker.enqueue([m]) == [m.id]
     assert [d.message.id for d in broker.claim(None, 1, 30)] == [m.id]
-
-
-# -- the inbox: single plain calls are appended without the broker's lock ------
-
-
-def plain(i: int = 0) -> Message:
-    return Message(new_id(), "tasks.work", (i,), {})
-
-
-def test_a_call_in_the_inbox_is_seen_by_every_inspection(clock: FakeClock) -> None:
-    broker = MemoryBroker(clock)
-    (job_id,) = broker.enqueue([plain()])
-    job = broker.job(job_id)
-    assert job is not None and job.state is State.QUEUED
-    assert broker.counts() == {"default": {State.QUEUED: 1}}
-    assert [info.id for info in broker.jobs(State.QUEUED)] == [job_id]
-    assert broker.cancel(job_id)
-    assert broker.claim(None, 1, 30) == []
-
-
-def test_calls_keep_their_order_across_the_inbox_and_batches(clock: FakeClock) -> None:
-    broker = MemoryBroker(clock)
-    first, batch, last = plain(1), [plain(2), plain(3)], plain(4)
-    broker.enqueue([first])  # the inbox
-    broker.enqueue(batch)  # under the lock: the inbox goes first
-    broker.enqueue([last])
-    claimed = broker.claim(None, 4, 30)
-    assert [d.message.args for d in claimed] == [(1,), (2,), (3,), (4,)]
-
-
-def test_a_waiting_worker_is_always_woken_by_an_enqueue() -> None:
-    # A lost wake-up would leave the waiter asleep for its whole timeout.
-    broker = MemoryBroker()
-    timeout = 10.0
-    started = time.monotonic()
-    for i in range(300):
-        waiter = threading.Thread(target=broker.wait_for_messages, args=(timeout,))
-        waiter.start()
-        broker.enqueue([plain(i)])
-        waiter.join(timeout)
-        assert broker.claim(None, 1, 30), f"round {i}: the call was not claimable"
-    assert time.monotonic() - started < timeout, "a waiter slept through an enqueue"

@@ -193,12 +193,6 @@ class MemoryBroker:
         self._lock = threading.Lock()
         self._wakeup = threading.Condition(self._lock)
         self._waiting = 0
-        # Plain calls (no key, no eta) are appended here without the lock and
-        # moved to their queue by the next operation that holds it (_absorb).
-        # The lock is what a busy pool's threads contend for (acks, claims);
-        # a caller that took it too, once per call, made them queue behind
-        # each other, each hand-off a thread switch.
-        self._inbox: deque[Message] = deque()
         self._queues: dict[str, _Queue] = {}
         self._delayed: list[tuple[float, int, Message]] = []  # heap by eta
         self._inflight: dict[str, Delivery] = {}
@@ -212,18 +206,17 @@ class MemoryBroker:
 
     def enqueue(self, messages: Sequence[Message], *, wake: bool = True) -> list[str]:
         """Store ``messages``; ``wake=False``: the caller claims them itself, wake no waiter."""
-        if len(messages) == 1 and messages[0].key is None and messages[0].eta is None:
-            message = messages[0]  # the in-process hot path
-            self._inbox.append(message)  # atomic: no lock
-            # Read without the lock: a waiter counts itself before it looks at
-            # the inbox (wait_for_messages), so either it sees this message or
-            # this sees it waiting.
-            if self._waiting and wake:
-                with self._lock:
+        if len(messages) == 1 and messages[0].key is None:  # the in-process hot path
+            message = messages[0]
+            with self._lock:
+                if message.eta is None:  # self._store(), inlined for the common case
+                    self._ready_queue(message.queue).push(message)
+                else:
+                    self._store(message)
+                if self._waiting and wake:
                     self._wakeup.notify_all()
             return [message.id]
         with self._lock:
-            self._absorb()
             ids, new = self._plan(messages)  # raises before anything changes
             for message in new:
                 self._store(message)
@@ -236,8 +229,6 @@ class MemoryBroker:
         claimed: list[Delivery] = []
         until = now + lease
         with self._lock:
-            if self._inbox:
-                self._absorb()
             if self._delayed and self._delayed[0][0] <= now:
                 self._promote_due(now)
             if now >= self._next_reclaim:
@@ -291,7 +282,6 @@ class MemoryBroker:
     ) -> bool:
         message = delivery.message
         with self._lock:
-            self._absorb()
             if not self._release(delivery):
                 return False
             if not penalty:
@@ -326,20 +316,17 @@ class MemoryBroker:
     def wait_for_messages(self, timeout: float, queues: Sequence[str] | None = None) -> None:
         """Block until a message may be claimable (of ``queues``, all for None)."""
         with self._lock:
-            # Counted as waiting before looking: an enqueue that appends to the
-            # inbox after the look reads the count after it, and wakes us.
+            names = self._queues if queues is None else queues
+            if any(self._queues.get(name) for name in names):
+                return
+            now = self._clock.now()
+            if self._delayed:
+                timeout = min(timeout, self._delayed[0][0] - now)
+            timeout = min(timeout, self._next_reclaim - now)
+            if timeout <= 0:
+                return
             self._waiting += 1
             try:
-                self._absorb()
-                names = self._queues if queues is None else queues
-                if any(self._queues.get(name) for name in names):
-                    return
-                now = self._clock.now()
-                if self._delayed:
-                    timeout = min(timeout, self._delayed[0][0] - now)
-                timeout = min(timeout, self._next_reclaim - now)
-                if timeout <= 0:
-                    return
                 self._clock.wait(self._wakeup, timeout)
             finally:
                 self._waiting -= 1
@@ -352,7 +339,6 @@ class MemoryBroker:
 
     def job(self, job_id: str) -> JobInfo | None:
         with self._lock:
-            self._absorb()
             delivery = self._inflight.get(job_id)
             if delivery is not None:
                 return _info(delivery.message, State.RUNNING, self._jobs)
@@ -373,7 +359,6 @@ class MemoryBroker:
     def counts(self) -> dict[str, dict[State, int]]:
         counts: dict[str, dict[State, int]] = {}
         with self._lock:
-            self._absorb()
             for message, state in self._every_job():
                 per_queue = counts.setdefault(message.queue, {})
                 per_queue[state] = per_queue.get(state, 0) + 1
@@ -383,7 +368,6 @@ class MemoryBroker:
         self, state: State | None = None, queue: str | None = None, limit: int = 50
     ) -> list[JobInfo]:
         with self._lock:
-            self._absorb()
             found = [
                 (message, job_state)
                 for message, job_state in self._every_job()
@@ -396,7 +380,6 @@ class MemoryBroker:
 
     def cancel(self, job_id: str) -> bool:
         with self._lock:
-            self._absorb()
             message = _take_waiting(self._queues, self._delayed, job_id)
             if message is None:
                 return False
@@ -407,7 +390,6 @@ class MemoryBroker:
 
     def retry(self, job_id: str) -> bool:
         with self._lock:
-            self._absorb()
             record = self._jobs.get(job_id)
             if record is None or record.state not in (State.FAILED, State.CANCELLED):
                 return False
@@ -427,7 +409,6 @@ class MemoryBroker:
                 f"purge deletes finished jobs (succeeded, failed, cancelled), not {state}"
             )
         with self._lock:
-            self._absorb()
             doomed = [
                 record
                 for record in self._jobs.values()
@@ -442,13 +423,6 @@ class MemoryBroker:
             return self._ledger.prune(self._clock.now())
 
     # -- internals (called with the lock held) ----------------------------
-
-    def _absorb(self) -> None:
-        """Move the calls appended to the inbox to their queues (under the lock)."""
-        inbox = self._inbox
-        while inbox:
-            message = inbox.popleft()
-            self._ready_queue(message.queue).push(message)
 
     def _ready_queue(self, name: str) -> _Queue:
         queue = self._queues.get(name)
