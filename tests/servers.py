@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import functools
 import os
+import uuid
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -70,3 +73,17 @@ def drop_postgres_schema(schema: str) -> None:
 
     with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
         connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture(name="broker")
+def redis_broker() -> Iterator[Any]:
+    """A ``RedisBroker`` in a namespace of its own, dropped after the test.
+
+    Import it into a test module to have it as that module's ``broker``.
+    """
+    from offload._brokers._redis import RedisBroker
+
+    broker = RedisBroker.from_url(require_redis(), namespace=f"test-{uuid.uuid4().hex}")
+    yield broker
+    broker.drop()
+    broker.close()

@@ -7,8 +7,6 @@ each test's own.
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import Iterator
 
 import pytest
 
@@ -16,15 +14,7 @@ pytest.importorskip("redis")
 
 from offload._brokers._redis import RedisBroker
 from offload._message import Message, new_id
-from servers import require_redis
-
-
-@pytest.fixture
-def broker() -> Iterator[RedisBroker]:
-    broker = RedisBroker.from_url(require_redis(), namespace=f"test-{uuid.uuid4().hex}")
-    yield broker
-    broker.drop()
-    broker.close()
+from servers import redis_broker  # noqa: F401 - the module's `broker` fixture
 
 
 def message() -> Message:

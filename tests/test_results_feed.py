@@ -9,7 +9,6 @@ each test's own.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,17 +22,9 @@ from offload._handle import Handle  # noqa: E402
 from offload._message import Message, Outcome, State, new_id  # noqa: E402
 from offload._results import ResultWatcher  # noqa: E402
 from offload._serializers import JsonSerializer  # noqa: E402
-from servers import require_redis  # noqa: E402
+from servers import redis_broker, require_redis  # noqa: E402, F401 - `broker` fixture
 
 SERIALIZER = JsonSerializer()
-
-
-@pytest.fixture
-def broker() -> Iterator[RedisBroker]:
-    broker = RedisBroker.from_url(require_redis(), namespace=f"test-{uuid.uuid4().hex}")
-    yield broker
-    broker.drop()
-    broker.close()
 
 
 @pytest.fixture
