@@ -183,27 +183,3 @@ def test_acks_and_claims_that_meet_share_a_transaction_and_stay_fenced(
     assert len(answers["claim"]) == 1
     job = broker.job(two.message.id)
     assert job is not None and job.state in (State.SUCCEEDED, State.FAILED)
-
-
-def test_many_threads_drain_a_queue_exactly_once(broker: SqliteBroker) -> None:
-    ids = broker.enqueue([message() for _ in range(600)])
-    seen: list[str] = []
-    refused: list[str] = []
-    start = threading.Barrier(8)
-
-    def work() -> None:
-        start.wait()
-        while deliveries := broker.claim(None, 1, 30):
-            for delivery in deliveries:
-                seen.append(delivery.message.id)
-                if not broker.ack(delivery, Outcome(State.SUCCEEDED, payload=b"1")):
-                    refused.append(delivery.message.id)
-
-    threads = [threading.Thread(target=work) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert sorted(seen) == sorted(ids), "every job claimed exactly once"
-    assert refused == []
-    assert broker.counts() == {"default": {State.SUCCEEDED: 600}}

@@ -203,31 +203,6 @@ def test_concurrent_enqueues_of_one_key_make_one_job(
     assert brokers[0].counts() == {"default": {State.QUEUED: 21}}
 
 
-def test_threads_sharing_a_broker_claim_and_ack_together(broker: PostgresBroker) -> None:
-    """Meeting claims and acks share statements; each caller still gets its own answer."""
-    ids = broker.enqueue([message() for _ in range(400)])
-    seen: list[str] = []
-    refused: list[str] = []
-    start = threading.Barrier(8)
-
-    def work() -> None:
-        start.wait()
-        while deliveries := broker.claim(None, 1, 30):
-            for delivery in deliveries:
-                seen.append(delivery.message.id)
-                if not broker.ack(delivery, Outcome(State.SUCCEEDED, payload=b"1")):
-                    refused.append(delivery.message.id)
-
-    threads = [threading.Thread(target=work) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert sorted(seen) == sorted(ids), "every job claimed exactly once"
-    assert refused == []
-    assert broker.counts() == {"default": {State.SUCCEEDED: 400}}
-
-
 def test_acks_stored_together_are_fenced_one_by_one(broker: PostgresBroker) -> None:
     kept, dropped = message(), message(result_ttl=0)
     broker.enqueue([kept, dropped])

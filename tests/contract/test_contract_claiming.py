@@ -194,3 +194,32 @@ def test_interrupt_wakes_a_waiter(broker: ContractBroker) -> None:
     broker.interrupt()
     assert returned.wait(5)
     waiter.join(5)
+
+
+def test_threads_sharing_a_broker_claim_each_job_once(
+    broker: ContractBroker, message: MessageFactory
+) -> None:
+    # Claims and acks that meet may share a write (group commit); each caller
+    # must still get its own answer, and no job may be claimed twice.
+    ids = broker.enqueue([message() for _ in range(400)])
+    seen: list[str] = []
+    refused: list[str] = []
+    start = threading.Barrier(8)
+
+    def work() -> None:
+        start.wait()
+        while deliveries := broker.claim(None, 1, LEASE):
+            for delivery in deliveries:
+                seen.append(delivery.message.id)
+                if not broker.ack(delivery, Outcome(State.SUCCEEDED, payload=b"1")):
+                    refused.append(delivery.message.id)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(seen) == sorted(ids), "every job claimed exactly once"
+    assert refused == []
+    assert isinstance(broker, Inspector)
+    assert broker.counts() == {"default": {State.SUCCEEDED: 400}}
