@@ -83,6 +83,23 @@ class TaskNotFound(OffloadError, LookupError):
     """A message names a task this worker does not know."""
 
 
+class TaskNotAllowed(TaskNotFound):
+    """A message names a function its app does not declare: nothing was imported or run.
+
+    A worker runs registered tasks (``@app.task``) and, for ``app.enqueue(fn)``,
+    plain functions of the modules the app includes (``App(include=[...])``).
+    """
+
+
+class MessageRejected(OffloadError, ValueError):
+    """A stored message could not be read or run as it is; nothing of it ran.
+
+    A field was corrupt, out of range or of the wrong type (the broker's
+    contents were damaged, or written by something other than offload). The
+    message went to the dead-letter set, alone, with this reason.
+    """
+
+
 class NotSerializable(OffloadError, TypeError):
     """A value cannot be encoded by the serializer in use.
 

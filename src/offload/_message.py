@@ -6,6 +6,7 @@ import enum
 import itertools
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,6 +70,10 @@ class Delivery:
     message: Message
     token: int
     lease_until: float
+    defect: str | None = None
+    """Why the broker could not read this message whole (a corrupt field, a
+    missing record): the runner dead-letters it with this reason, alone,
+    without running anything. ``message`` then holds what could be read."""
 
     @property
     def attempt(self) -> int:
@@ -107,14 +112,47 @@ class ErrorInfo:
     """``module.QualName`` of the exception class."""
     message: str
     traceback: str
+    args: str | None = None
+    """The exception's ``args`` as offload JSON, when they encode: the producer
+    rebuilds the exception with them (``KeyError('missing')`` comes back as
+    itself). ``None``: only the message text travels."""
 
     @classmethod
-    def of(cls, error: BaseException) -> ErrorInfo:
+    def of(cls, error: BaseException, args: str | None = None) -> ErrorInfo:
+        """The record of ``error``; its texts made storable anywhere (see ``storable``)."""
         import traceback  # only on the failure path
 
         kind = type(error)
         text = "".join(traceback.format_exception(kind, error, error.__traceback__))
-        return cls(f"{kind.__module__}.{kind.__qualname__}", str(error), text)
+        return cls(
+            storable(f"{kind.__module__}.{kind.__qualname__}"),
+            storable(_message_of(error)),
+            storable(text),
+            args,
+        )
+
+
+def _message_of(error: BaseException) -> str:
+    try:
+        return str(error)
+    except Exception as failure:  # noqa: BLE001 - a user's __str__ may raise anything
+        return f"<str() of the exception failed: {type(failure).__name__}>"
+
+
+def storable(text: str) -> str:
+    """``text`` with what some store refuses escaped: NUL (PostgreSQL) and lone
+    surrogates (not UTF-8, refused by every driver) become ``\\x00``, ``\\udcff``.
+
+    >>> storable("bad\\x00byte \\udcff")
+    'bad\\\\x00byte \\\\udcff'
+    """
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 @dataclass(slots=True)
@@ -166,3 +204,135 @@ class JobInfo:
     """The encoded result, once succeeded."""
     error: ErrorInfo | None = None
     """The last attempt's error (also while retrying)."""
+
+
+# --- validation ---------------------------------------------------------------
+#
+# One set of rules for a message, applied twice: at the call (a bad option is
+# refused with a clear error, before anything is stored) and when a broker
+# reads a message back (what it stored may have been written or damaged by
+# anyone who can reach the broker: a bad field makes that one message a
+# defect, dead-lettered alone, never an exception in the claim loop).
+
+DEFAULT_MAX_DELIVERIES = 10
+"""Deliveries without an outcome (crashed or killed workers) before a job whose
+``max_deliveries`` is unset goes to the dead-letter set: a message that kills
+every worker that runs it ends there, not in an endless loop."""
+
+MAX_NAME = 200
+"""Characters in a task or queue name."""
+MAX_KEY = 1000
+"""Characters in an idempotency key (PostgreSQL indexes it; Redis keeps it in a hash)."""
+MAX_COUNT = 1_000_000
+"""Attempts, retries and max_deliveries stay below this (an int32 column has room)."""
+MAX_PRIORITY = 1_000_000
+MAX_SECONDS = 100 * 365 * 86400.0
+"""A century: longer delays, timeouts and TTLs are typing mistakes."""
+MAX_EPOCH = 32503680000.0
+"""Epoch seconds of the year 3000: later ETAs are mistakes."""
+
+
+def _text_problem(value: object, what: str, limit: int, *, empty: bool = False) -> str | None:
+    if type(value) is not str:
+        return f"{what} must be a str, not {type(value).__name__}"
+    if not value and not empty:
+        return f"{what} must not be empty"
+    if len(value) > limit:
+        return f"{what} is {len(value)} characters long, over the limit of {limit}"
+    if "\x00" in value:
+        return f"{what} {value[:60]!r} contains a NUL character"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return f"{what} {value[:60]!r} is not valid Unicode text (a lone surrogate)"
+    return None
+
+
+def _int_problem(value: object, what: str, low: int, high: int) -> str | None:
+    if type(value) is not int:
+        return f"{what} must be an int, not {type(value).__name__} {value!r:.60}"
+    if not low <= value <= high:
+        return f"{what}={value} is out of range: it must be between {low} and {high}"
+    return None
+
+
+def _seconds_problem(value: object, what: str, low: float, high: float) -> str | None:
+    if not isinstance(value, (int, float)) or type(value) is bool:
+        return f"{what} must be a number of seconds, not {type(value).__name__} {value!r:.60}"
+    if not low <= value <= high:  # false for nan as well
+        return f"{what}={value!r} is out of range: it must be between {low:g} and {high:g}"
+    return None
+
+
+def name_problem(value: object, what: str) -> str | None:
+    """Why ``value`` cannot be a task or queue name (None if it can)."""
+    return _text_problem(value, what, MAX_NAME)
+
+
+def key_problem(value: object) -> str | None:
+    """Why ``value`` cannot be an idempotency key (None if it can)."""
+    return _text_problem(value, "key", MAX_KEY, empty=True)
+
+
+def option_problem(message: Message) -> str | None:
+    """Why the options of ``message`` are not ones offload can store and honour."""
+    checks = (
+        name_problem(message.queue, "queue"),
+        _int_problem(message.priority, "priority", -MAX_PRIORITY, MAX_PRIORITY),
+        None if message.eta is None else _seconds_problem(message.eta, "eta", 0.0, MAX_EPOCH),
+        None if message.key is None else key_problem(message.key),
+        None
+        if message.timeout is None
+        else _seconds_problem(message.timeout, "timeout", 0.0, MAX_SECONDS),
+        None if message.retries is None else _int_problem(message.retries, "retries", 0, MAX_COUNT),
+        None
+        if message.max_deliveries is None
+        else _int_problem(message.max_deliveries, "max_deliveries", 1, MAX_COUNT),
+        None
+        if message.result_ttl is None
+        else _seconds_problem(message.result_ttl, "result_ttl", 0.0, MAX_SECONDS),
+    )
+    return next((problem for problem in checks if problem is not None), None)
+
+
+def message_problem(message: Message) -> str | None:
+    """Why a message read back from a broker cannot be run as it is (None if it can).
+
+    Every field is checked for type and range, so that nothing downstream
+    (the runner, an executor, an ack) meets a value it cannot handle.
+    """
+    problem = (
+        name_problem(message.task, "the task name")
+        or option_problem(message)
+        or _int_problem(message.attempt, "attempt", 0, MAX_COUNT)
+        or _seconds_problem(message.created, "created", 0.0, MAX_EPOCH)
+    )
+    if problem is not None:
+        return problem
+    if message.payload is not None and type(message.payload) is not bytes:
+        return f"the payload must be bytes, not {type(message.payload).__name__}"
+    meta = message.meta
+    if meta is not None and not (
+        type(meta) is dict and all(type(k) is str and type(v) is str for k, v in meta.items())
+    ):
+        return "meta must be a map of str to str"
+    return None
+
+
+def read_delivery(job_id: str, token: int, until: float, build: Callable[[], Message]) -> Delivery:
+    """A claimed message as a broker read it back: whole, or a defect saying why not.
+
+    ``build`` decodes the stored row or hash; whatever it raises, or a field
+    ``message_problem`` refuses, makes the delivery a defect (dead-lettered
+    by the runner) instead of an error that would stall the claim.
+    """
+    try:
+        message = build()
+    except Exception as error:  # noqa: BLE001 - stored data may be anything
+        reason = f"its stored fields could not be decoded ({type(error).__name__}: {error})"
+        return Delivery(Message(job_id, "?", (), {}), token, until, defect=reason)
+    problem = message_problem(message)
+    if problem is None:
+        return Delivery(message, token, until)
+    task = message.task if name_problem(message.task, "") is None else "?"
+    return Delivery(Message(job_id, task, (), {}), token, until, defect=problem)

@@ -17,9 +17,9 @@ from typing import Any
 
 from ._brokers import Broker
 from ._clock import Clock
-from ._errors import NotSerializable, PayloadRejected, TaskNotFound
+from ._errors import MessageRejected, NotSerializable, PayloadRejected, TaskNotFound
 from ._handle import HandleMap
-from ._message import Delivery, ErrorInfo, Outcome, State
+from ._message import Delivery, ErrorInfo, Message, Outcome, State
 from ._retry import RetryPolicy
 from ._serializers import Serializer, decode_call
 
@@ -85,6 +85,9 @@ class Runner:
     def begin(self, delivery: Delivery) -> Call | None:
         """The call to make for ``delivery``; ``None`` if there is nothing to run."""
         message = delivery.message
+        if delivery.defect is not None:
+            self._fail(delivery, _defective(message, delivery.defect))
+            return None
         spec = self.registry.get(message.task) or self.resolve(message.task)
         if spec is None:
             error = _unknown_task(message.task, self.registry)
@@ -197,6 +200,14 @@ def _unknown_task(name: str, registry: dict[str, TaskSpec]) -> TaskNotFound:
         f"(tasks known to this worker: {known}). Start the worker with the module that "
         "declares it (offload worker module:app), or check producer and worker run the "
         "same code version"
+    )
+
+
+def _defective(message: Message, defect: str) -> MessageRejected:
+    return MessageRejected(
+        f"job {message.id} (task {message.task!r}) cannot be run: {defect}. Nothing of it "
+        "ran. Something other than this offload version wrote or changed it in the broker; "
+        "enqueue the call again with offload, and check who else writes to the broker"
     )
 
 
