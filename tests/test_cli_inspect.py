@@ -205,7 +205,13 @@ def test_show_a_succeeded_job_decodes_its_arguments_and_result(jobs: Jobs) -> No
 
 
 def test_show_says_when_it_cannot_decode_the_arguments(jobs: Jobs) -> None:
-    pickled = offload.App(jobs.url, serializer="pickle", pickle_key=b"k" * 32, name="pickled")
+    pickled = offload.App(
+        jobs.url,
+        serializer="pickle",
+        pickle_key=b"k" * 32,
+        name="pickled",
+        include=[jobs.tasks.__name__],
+    )
     try:
         job_id = pickled.enqueue(jobs.tasks.plain, 7).id
     finally:

@@ -12,14 +12,21 @@ from typing import Any, Literal, cast, overload
 from ._brokers import Broker, Inspector, MemoryBroker
 from ._brokers._url import is_in_process, open_broker, redacted
 from ._clock import SYSTEM_CLOCK, Clock
+from ._declared import Declared
 from ._errors import ConfigurationError
 from ._executors import check_size
 from ._handle import Handle, HandleMap, WeakHandles
-from ._message import JobInfo, Message, new_id
+from ._message import JobInfo, Message, new_id, option_problem
 from ._results import ResultWatcher
 from ._retry import Backoff
 from ._runner import Runner, TaskSpec
-from ._serializers import JsonSerializer, PickleSerializer, Serializer, encode_call
+from ._serializers import (
+    JsonSerializer,
+    ModulePolicy,
+    PickleSerializer,
+    Serializer,
+    encode_call,
+)
 from ._task import NO_OPTIONS, CallOptions, P, R, Seconds, Task, TaskDecorator, declare, make_spec
 from ._worker import Worker, check_pool, default_size
 
@@ -48,6 +55,11 @@ class App:
     - ``result_ttl``: seconds to keep results of finished jobs (a day);
       failed jobs stay until purged. ``reuse_window``: seconds during which
       a call with the key of a succeeded job returns that job (0: never).
+    - ``include``: modules whose plain functions a worker may run for
+      ``app.enqueue(fn)``, and whose dataclasses and enums payloads may
+      carry (``["myproject.jobs"]``, as Celery's ``include``). The modules
+      of the app's declared tasks are included already. Nothing else runs:
+      a message naming anything else is dead-lettered, nothing imported.
     - ``namespace``: isolates apps sharing a Redis or PostgreSQL server (also
       ``?namespace=`` in the URL). ``migrate=False``: leave PostgreSQL schema
       migrations to ``offload migrate``.
@@ -72,6 +84,7 @@ class App:
         result_ttl: Seconds = DAY,
         reuse_window: Seconds = 0.0,
         namespace: str | None = None,
+        include: Sequence[str] = (),
         migrate: bool = True,
         threads: int | None = None,
         processes: int | None = None,
@@ -97,8 +110,10 @@ class App:
         self.broker: Broker = open_broker(self.url, clock, **broker_options)
         # In-process: the broker's own enqueue, for the hot path in submit().
         self._local = None if self.durable else cast(MemoryBroker, self.broker)
-        self.serializer = _serializer(serializer, pickle_key) if self.durable else None
         self._registry = {} if registry is None else registry
+        self._declared = Declared(self._registry, include)
+        classes = self._declared.allows_module
+        self.serializer = _serializer(serializer, pickle_key, classes) if self.durable else None
         # In-process the app keeps each handle until its call ends (the result
         # has nowhere else to go); durable handles are weak: the broker has it.
         in_process: dict[str, Handle[Any]] = {}
@@ -159,18 +174,21 @@ class App:
         """Make ``spec`` known to this app's workers (done by ``@app.task``)."""
         self._registry[spec.name] = spec
 
-    def resolve_task(self, name: str) -> TaskSpec | None:
-        """The task called ``name``, importing its module if this process has not.
+    @property
+    def include(self) -> frozenset[str]:
+        """The modules this app includes (``include=``), beside its tasks' own."""
+        return self._declared.include
 
-        Names of decorated tasks are ``module.qualname``: importing the
-        module runs its decorators. ``app.enqueue(fn)`` names a plain
-        function ``module:qualname``: it is imported and wrapped as a task
-        with default options, as RQ does.
+    def resolve_task(self, name: str) -> TaskSpec | None:
+        """The declared task called ``name``; None if this app declares none.
+
+        Names of decorated tasks are ``module.qualname``; a module in
+        ``include`` is imported to find them. ``app.enqueue(fn)`` names a
+        plain function ``module:qualname``: it runs only if its module is
+        included (``offload.TaskNotAllowed`` otherwise). Nothing is imported
+        because a message names it.
         """
-        spec = self._registry.get(name)
-        if spec is None:
-            spec = _import_task(name, self._registry)
-        return spec
+        return self._declared.resolve(name)
 
     # -- calling --------------------------------------------------------------------
 
@@ -245,6 +263,11 @@ class App:
             message.result_ttl = spec.result_ttl
         if options is not NO_OPTIONS:
             _apply(message, options, self.clock)
+            problem = option_problem(message)
+            if problem is not None:
+                raise ConfigurationError(f"{spec.name}.options(...): {problem}")
+        if isinstance(self.serializer, PickleSerializer):
+            self.serializer.seal(message)
         return message
 
     def _send(self, messages: list[Message], connection: Any = None) -> list[Handle[Any]]:
@@ -267,7 +290,10 @@ class App:
     def _adhoc_task(self, fn: Callable[..., Any]) -> Task[Any, Any]:
         task = self._adhoc.get(fn)
         if task is None:
-            spec = make_spec(fn, name=_import_name(fn))
+            name = _import_name(fn)
+            if self.durable:  # a worker would refuse it: say so now, at the call
+                self._declared.check_function(fn, name)
+            spec = make_spec(fn, name=name)
             task = self._adhoc[fn] = Task(fn, spec, lambda: self)
             self.register(spec)
         return task
@@ -279,7 +305,7 @@ class App:
                 if self._watcher is None:
                     self._watcher = ResultWatcher(
                         self._inspector(),
-                        self.serializer or JsonSerializer(),
+                        self.serializer or JsonSerializer(modules=self._declared.allows_module),
                         self.name,
                     )
                 watcher = self._watcher
@@ -469,9 +495,11 @@ def _seconds(value: Seconds) -> float:
     return float(seconds)
 
 
-def _serializer(choice: str | Serializer, pickle_key: bytes | None) -> Serializer:
+def _serializer(
+    choice: str | Serializer, pickle_key: bytes | None, classes: ModulePolicy
+) -> Serializer:
     if choice == "json":
-        return JsonSerializer()
+        return JsonSerializer(modules=classes)
     if choice == "pickle":
         if pickle_key is None:
             raise ConfigurationError(
@@ -491,27 +519,3 @@ def _import_name(fn: Callable[..., Any]) -> str:
     if not module or not qualname:
         raise ConfigurationError(f"{fn!r} has no module and name to import it by")
     return f"{module}:{qualname}"
-
-
-def _import_task(name: str, registry: dict[str, TaskSpec]) -> TaskSpec | None:
-    """Import what ``name`` points at (see ``App.resolve_task``); None if nothing."""
-    import importlib
-
-    from ._executors._process import resolve
-
-    if ":" in name:  # a plain function, enqueued with app.enqueue()
-        try:
-            fn = resolve(name)
-        except (ImportError, AttributeError):
-            return None
-        spec = make_spec(fn, name=name)
-        registry[name] = spec
-        return spec
-    module = name.rpartition(".")[0]
-    while module:
-        try:
-            importlib.import_module(module)  # its decorators register its tasks
-            break
-        except ImportError:
-            module = module.rpartition(".")[0]
-    return registry.get(name)

@@ -24,16 +24,26 @@ def default_app() -> App:
 
     In-process, unless ``OFFLOAD_URL`` is set in the environment: then its
     broker (``OFFLOAD_URL=sqlite:///jobs.db``), so unchanged task code
-    becomes durable.
+    becomes durable. ``OFFLOAD_INCLUDE`` (comma-separated module names) is
+    its ``include=``.
     """
     global _default  # noqa: PLW0603 - one lazily created default, like logging's root
     app = _default
     if app is None:
         with _lock:
             if _default is None:
-                _default = App(os.environ.get("OFFLOAD_URL") or None, registry=_registry)
+                _default = App(
+                    os.environ.get("OFFLOAD_URL") or None,
+                    registry=_registry,
+                    include=_included(os.environ.get("OFFLOAD_INCLUDE", "")),
+                )
             app = _default
     return app
+
+
+def _included(names: str) -> list[str]:
+    """``OFFLOAD_INCLUDE=myproject.jobs,myproject.models``: the default app's ``include``."""
+    return [name.strip() for name in names.split(",") if name.strip()]
 
 
 def _register(spec: TaskSpec) -> None:

@@ -15,20 +15,21 @@ Polling goes on, slowly, as the fallback for what a notification missed.
 from __future__ import annotations
 
 import collections
-import importlib
 import logging
+import sys
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from ._brokers import Inspector
 from ._brokers._base import Finished, ResultFeed
-from ._errors import RemoteTraceback, TaskFailed, TaskNotFound
+from ._errors import MessageRejected, RemoteTraceback, TaskFailed, TaskNotFound
 from ._handle import Handle, WeakHandles
 from ._message import ErrorInfo, JobInfo, State
 from ._outage import Outage
-from ._serializers import Serializer
+from ._serializers import JsonSerializer, Serializer, imported_modules
 
 log = logging.getLogger("offload")
 
@@ -50,6 +51,9 @@ class ResultWatcher:
     def __init__(self, broker: Inspector, serializer: Serializer, name: str) -> None:
         self._broker = broker
         self._serializer = serializer
+        # Exception args are always JSON (see runner.error_info), whatever the
+        # serializer; their classes are the app's, as for results.
+        self._args = JsonSerializer(modules=getattr(serializer, "modules", imported_modules))
         self._name = name
         self._pending = WeakHandles()
         self._outage = Outage("producer", "handles keep waiting")
@@ -228,10 +232,25 @@ class ResultWatcher:
                 continue  # the caller's transaction has not committed (or rolled back)
             handle._uncommitted = False
             if state is None or state.finished:
-                self.settle(handle, self._broker.job(handle.id))
+                self._settle_from_record(handle)
                 self._pending.pop(handle.id, None)
                 settled += 1
         return settled
+
+    def _settle_from_record(self, handle: Handle[Any]) -> None:
+        try:
+            job = self._broker.job(handle.id)
+        except ConnectionError:
+            raise  # an outage: every handle keeps waiting, the poll retries
+        except Exception as unreadable:  # noqa: BLE001 - one corrupt record fails one handle
+            handle.set_exception(
+                MessageRejected(
+                    f"the broker's record of job {handle.id} could not be read "
+                    f"({type(unreadable).__name__}: {unreadable}); see `offload show {handle.id}`"
+                )
+            )
+            return
+        self.settle(handle, job)
 
     def settle(self, handle: Handle[Any], job: JobInfo | None) -> None:
         """Give ``handle`` the outcome recorded in ``job``."""
@@ -253,39 +272,86 @@ class ResultWatcher:
         if handle.done():
             return
         if state is State.SUCCEEDED:
-            handle.set_result(None if result is None else self._serializer.decode(result))
+            try:
+                value = None if result is None else self._serializer.decode(result)
+            except Exception as undecodable:  # noqa: BLE001 - this handle fails, no other
+                handle.set_exception(undecodable)
+                return
+            handle.set_result(value)
         elif state is State.CANCELLED:
             handle.cancel_locally()
         elif state is State.FAILED:
-            handle.set_exception(rebuild_error(error))
+            handle.set_exception(rebuild_error(error, self._args.decode))
 
 
-def rebuild_error(info: ErrorInfo | None) -> BaseException:
-    """The task's own exception type if this process can import it, else ``TaskFailed``."""
+def rebuild_error(
+    info: ErrorInfo | None, decode_args: Callable[[bytes], Any] | None = None
+) -> Exception:
+    """The task's own exception, rebuilt with its arguments, else ``TaskFailed``.
+
+    Only an ``Exception`` subclass this process has imported already is
+    rebuilt: an error record is data, and names no module to import nor a
+    ``SystemExit`` or ``KeyboardInterrupt`` to raise in the producer.
+    """
     if info is None:
         return TaskFailed("unknown", "the job failed without a recorded error", "")
-    kind = _import_exception(info.type)
-    if kind is not None:
-        try:
-            error = kind(info.message)
-        except Exception:  # noqa: BLE001 - a constructor with other arguments
-            error = None
-        if error is not None:
-            error.__cause__ = RemoteTraceback(info.traceback)
-            return error
-    return TaskFailed(info.type, info.message, info.traceback)
+    kind = _imported_exception(info.type)
+    error = None if kind is None else _construct(kind, info, decode_args)
+    if error is None:
+        return TaskFailed(info.type, info.message, info.traceback)
+    error.__cause__ = RemoteTraceback(info.traceback)
+    return error
 
 
-def _import_exception(path: str) -> type[BaseException] | None:
+def _imported_exception(path: str) -> type[Exception] | None:
+    """The ``Exception`` subclass at ``module.QualName``, if that module is imported."""
     parts = path.split(".")
     for split in range(len(parts) - 1, 0, -1):
-        try:
-            target: Any = importlib.import_module(".".join(parts[:split]))
-        except ImportError:
+        module = ".".join(parts[:split])
+        target: Any = sys.modules.get(module)
+        if target is None:
             continue
         for name in parts[split:]:
             target = getattr(target, name, None)
-        if isinstance(target, type) and issubclass(target, BaseException):
+        if (
+            isinstance(target, type)
+            and issubclass(target, Exception)
+            and f"{target.__module__}.{target.__qualname__}" == path
+        ):
             return target
         return None
+    return None
+
+
+def _construct(
+    kind: type[Exception], info: ErrorInfo, decode_args: Callable[[bytes], Any] | None
+) -> Exception | None:
+    """``kind`` built as the worker built it (its args), or from its message; None if neither."""
+    args: Any = None
+    if info.args is not None and decode_args is not None:
+        try:
+            args = decode_args(info.args.encode("utf-8"))
+        except Exception:  # noqa: BLE001 - unreadable args: fall back to the message
+            args = None
+    attempts = [tuple(args)] if type(args) is list else []
+    attempts.append((info.message,))
+    for arguments in attempts:
+        try:
+            error = kind(*arguments)
+            str(error)  # a __str__ that needs what __init__ did not set fails here, not later
+        except Exception:  # noqa: BLE001 - a constructor that takes other arguments
+            continue
+        if isinstance(error, kind):
+            return error
+    if attempts[0] is not attempts[-1]:
+        # A constructor whose parameters differ from its args (it formats a
+        # message, say): the same type with the same args, __init__ skipped,
+        # so that ``except Custom:`` matches as it would in-process.
+        try:
+            error = kind.__new__(kind, *attempts[0])
+            error.args = attempts[0]
+            str(error)
+        except Exception:  # noqa: BLE001 - then TaskFailed
+            return None
+        return error
     return None

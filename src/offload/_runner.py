@@ -17,11 +17,17 @@ from typing import Any
 
 from ._brokers import Broker
 from ._clock import Clock
-from ._errors import MessageRejected, NotSerializable, PayloadRejected, TaskNotFound
+from ._errors import (
+    MessageRejected,
+    NotSerializable,
+    OffloadError,
+    PayloadRejected,
+    TaskNotFound,
+)
 from ._handle import HandleMap
-from ._message import Delivery, ErrorInfo, Message, Outcome, State
+from ._message import Delivery, ErrorInfo, Message, Outcome, State, storable
 from ._retry import RetryPolicy
-from ._serializers import Serializer, decode_call
+from ._serializers import JsonSerializer, PickleSerializer, Serializer, decode_call
 
 log = logging.getLogger("offload")
 
@@ -88,15 +94,21 @@ class Runner:
         if delivery.defect is not None:
             self._fail(delivery, _defective(message, delivery.defect))
             return None
-        spec = self.registry.get(message.task) or self.resolve(message.task)
+        try:
+            spec = self.registry.get(message.task) or self.resolve(message.task)
+        except Exception as error:  # noqa: BLE001 - not allowed, or an included module is broken
+            self._fail(delivery, _unresolvable(message.task, error))
+            return None
         if spec is None:
-            error = _unknown_task(message.task, self.registry)
-            self._fail(delivery, error)
+            self._fail(delivery, _unknown_task(message.task, self.registry))
             return None
         args, kwargs = message.args, message.kwargs
         if message.payload is not None:
             try:
-                args, kwargs = decode_call(self._serializer(), message.payload)
+                serializer = self._serializer()
+                if isinstance(serializer, PickleSerializer):
+                    serializer.check_seal(message)
+                args, kwargs = decode_call(serializer, message.payload)
             except Exception as error:  # noqa: BLE001 - any decoding failure is final
                 self._fail(delivery, _undecodable(message.task, error))
                 return None
@@ -156,7 +168,7 @@ class Runner:
             # Before the nack: once back in the broker (delay 0) the next
             # attempt may start at once, and must not be marked retrying after.
             handle.set_retrying()
-        info = ErrorInfo.of(error) if self.serializer is not None else None
+        info = error_info(error) if self.serializer is not None else None
         if not self.broker.nack(delivery, self.clock.now() + delay, error=info):
             return
         log.warning(
@@ -173,7 +185,7 @@ class Runner:
         message = delivery.message
         outcome = Outcome.failure(error)
         if self.serializer is not None:
-            outcome.error_info = ErrorInfo.of(error)
+            outcome.error_info = error_info(error)
         if not self.broker.ack(delivery, outcome):
             return
         handle = self.handles.pop(message.id, None)
@@ -193,14 +205,51 @@ class Runner:
 
 
 def _unknown_task(name: str, registry: dict[str, TaskSpec]) -> TaskNotFound:
-    known = ", ".join(sorted(registry)) or "none"
-    module = name.partition(":")[0] if ":" in name else name.rpartition(".")[0]
+    known = ", ".join(sorted(registry)[:20]) or "none"
     return TaskNotFound(
-        f"no task named {name!r} here: importing {module!r} did not define it "
-        f"(tasks known to this worker: {known}). Start the worker with the module that "
-        "declares it (offload worker module:app), or check producer and worker run the "
-        "same code version"
+        f"no task named {name[:200]!r} is declared here (tasks known to this worker: "
+        f"{known}). Start the worker with the module that declares it (offload worker "
+        "module:app), or add that module to the app's include=, or check producer and "
+        "worker run the same code version"
     )
+
+
+def _unresolvable(name: str, error: Exception) -> OffloadError:
+    if isinstance(error, OffloadError):
+        return error  # TaskNotAllowed: it says why and what to do
+    return TaskNotFound(
+        f"the task {name[:200]!r} could not be looked up: importing an included module "
+        f"failed ({type(error).__name__}: {error}); fix that module and restart the worker"
+    )
+
+
+_ARGS = JsonSerializer(max_size=65_536, modules=lambda module: False)
+"""Encodes an exception's args for the producer to rebuild it: plain data only."""
+
+
+def error_info(error: BaseException) -> ErrorInfo:
+    """The record of a task's exception, with its arguments when they encode.
+
+    An argument that does not encode travels as its text (``URLError``'s
+    reason, an exception itself), so the rebuilt exception reads the same.
+    """
+    args = error.args if type(error.args) is tuple else ()
+    try:
+        data: bytes | None = _ARGS.encode(list(args), path="args")
+    except Exception:  # noqa: BLE001 - some argument does not encode
+        try:
+            data = _ARGS.encode([_encodable_or_text(arg) for arg in args], path="args")
+        except Exception:  # noqa: BLE001 - too large: the message travels alone
+            data = None
+    return ErrorInfo.of(error, None if data is None else data.decode("utf-8"))
+
+
+def _encodable_or_text(value: object) -> object:
+    try:
+        _ARGS.encode(value)
+    except Exception:  # noqa: BLE001 - anything a user's object does
+        return storable(str(value))
+    return value
 
 
 def _defective(message: Message, defect: str) -> MessageRejected:

@@ -32,6 +32,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from ._errors import ConfigurationError, NotSerializable, PayloadRejected, PayloadTooLarge
+from ._message import Message
 
 DEFAULT_MAX_SIZE = 1_048_576
 """1 MiB: a broker row, not a blob store."""
@@ -342,37 +343,45 @@ def _dataclass_fields(cls: type) -> tuple[tuple[str, ...], frozenset[str]]:
 # --- JSON: decoding ---------------------------------------------------------
 
 
-def _import_class(ref: Any, kind: str, check: Callable[[type], bool]) -> Any:
+ModulePolicy = Callable[[str], bool]
+"""Whether a payload may name classes (dataclass and enum tags) of a module."""
+
+
+def imported_modules(module: str) -> bool:
+    """The policy of a serializer made without one: modules this process has
+    imported already. Decoding never imports anything then."""
+    return module in sys.modules
+
+
+def _find_class(ref: Any, kind: str, check: Callable[[type], bool], allows: ModulePolicy) -> Any:
+    """The class a tag names, if the policy allows its module; else ``PayloadRejected``."""
     module, _, qualname = str(ref).partition(":")
+    if not allows(module):
+        raise PayloadRejected(
+            f"the payload names the {kind} {ref}, of module {module!r}, which this app does "
+            f"not include: nothing was imported or built. If the class is yours, add its "
+            f"module: App(..., include=[{module!r}]) (or OFFLOAD_INCLUDE={module})"
+        )
     try:
-        found: Any = importlib.import_module(module)
+        found: Any = importlib.import_module(module)  # allowed: named by the configuration
         for part in qualname.split("."):
             found = getattr(found, part)
-    except (ImportError, AttributeError, ValueError) as exc:
+    except (ImportError, AttributeError, ValueError, TypeError) as exc:
         raise PayloadRejected(
             f"the payload holds a {ref} {kind} but this process cannot import it "
             f"({type(exc).__name__}: {exc}); define it at the top level of a module "
             "(not __main__) and deploy the same code to producer and worker"
         ) from None
-    if not (isinstance(found, type) and check(found)):
+    # Defined in that module, not merely imported into it: the policy names
+    # modules, and a module's imports are not its declarations.
+    if not (
+        isinstance(found, type)
+        and check(found)
+        and found.__module__ == module
+        and found.__qualname__ == qualname
+    ):
         raise PayloadRejected(f"the payload names {ref} as a {kind}, and it is not one")
     return found
-
-
-def _decode_dataclass(d: dict[str, Any]) -> Any:
-    cls = _import_class(d["cls"], "dataclass", dataclasses.is_dataclass)
-    fields: dict[str, Any] = d["v"]
-    other = _dataclass_fields(cls)[1]
-    try:
-        # Built as the worker would build it (validation, __post_init__ run; an
-        # unknown field refused); fields outside __init__ restored as they were sent.
-        obj = cls(**{name: v for name, v in fields.items() if name not in other})
-        for name in other:
-            if name in fields:
-                object.__setattr__(obj, name, fields[name])
-    except Exception as exc:
-        raise PayloadRejected(f"{d['cls']} could not be rebuilt from the payload: {exc!r}") from exc
-    return obj
 
 
 def _decode_datetime(d: dict[str, Any]) -> dt.datetime:
@@ -401,22 +410,55 @@ _DECODERS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "uuid": lambda d: uuid.UUID(d["v"]),
     "decimal": lambda d: Decimal(d["v"]),
     "bytes": lambda d: base64.b64decode(d["v"], validate=True),
-    "dataclass": _decode_dataclass,
-    "enum": lambda d: _import_class(d["cls"], "enum", lambda c: issubclass(c, enum.Enum))(d["v"]),
 }
 
 
-def _untag(d: dict[str, Any]) -> Any:
-    """json's ``object_hook``: called innermost first, so ``v`` is decoded already."""
-    if _TAG not in d:
-        return d
-    decoder = _DECODERS.get(d[_TAG])
-    if decoder is None:
+def _decode_dataclass(d: dict[str, Any], allows: ModulePolicy) -> Any:
+    cls = _find_class(d["cls"], "dataclass", dataclasses.is_dataclass, allows)
+    fields: dict[str, Any] = d["v"]
+    other = _dataclass_fields(cls)[1]
+    try:
+        # Built as the worker would build it (validation, __post_init__ run; an
+        # unknown field refused); fields outside __init__ restored as they were sent.
+        obj = cls(**{name: v for name, v in fields.items() if name not in other})
+        for name in other:
+            if name in fields:
+                object.__setattr__(obj, name, fields[name])
+    except Exception as exc:
+        raise PayloadRejected(f"{d['cls']} could not be rebuilt from the payload: {exc!r}") from exc
+    return obj
+
+
+def _decode_enum(d: dict[str, Any], allows: ModulePolicy) -> Any:
+    return _find_class(d["cls"], "enum", lambda c: issubclass(c, enum.Enum), allows)(d["v"])
+
+
+_CLASS_DECODERS: dict[str, Callable[[dict[str, Any], ModulePolicy], Any]] = {
+    "dataclass": _decode_dataclass,
+    "enum": _decode_enum,
+}
+
+
+def _untagger(allows: ModulePolicy) -> Callable[[dict[str, Any]], Any]:
+    """json's ``object_hook`` for a serializer whose classes come from ``allows``."""
+
+    def untag(d: dict[str, Any]) -> Any:
+        # Called innermost first, so ``v`` is decoded already.
+        if _TAG not in d:
+            return d
+        tag = d[_TAG]
+        decoder = _DECODERS.get(tag)
+        if decoder is not None:
+            return decoder(d)
+        class_decoder = _CLASS_DECODERS.get(tag)
+        if class_decoder is not None:
+            return class_decoder(d, allows)
         raise PayloadRejected(
-            f"the payload holds a value tagged {d[_TAG]!r}, unknown to this version of "
+            f"the payload holds a value tagged {str(tag)[:60]!r}, unknown to this version of "
             "offload; run the same offload version on producer and worker"
         )
-    return decoder(d)
+
+    return untag
 
 
 # Built once: json.dumps/loads with options make a new encoder on every call.
@@ -424,7 +466,6 @@ def _untag(d: dict[str, Any]) -> Any:
 _dumps = json.JSONEncoder(
     ensure_ascii=False, separators=(",", ":"), allow_nan=False, check_circular=False
 ).encode
-_loads = json.JSONDecoder(object_hook=_untag).decode
 # What a malformed payload (bad JSON, a tag with a value of the wrong shape) raises.
 _MALFORMED = (ValueError, TypeError, LookupError, AttributeError, ArithmeticError, RecursionError)
 
@@ -445,8 +486,13 @@ class JsonSerializer:
 
     name = "json"
 
-    def __init__(self, max_size: int | None = DEFAULT_MAX_SIZE) -> None:
+    def __init__(
+        self, max_size: int | None = DEFAULT_MAX_SIZE, *, modules: ModulePolicy | None = None
+    ) -> None:
         self.max_size = _check_limit(max_size)
+        self.modules = modules or imported_modules
+        """Which modules' classes a payload may name (an app passes its declarations)."""
+        self._loads = json.JSONDecoder(object_hook=_untagger(self.modules)).decode
 
     def encode(self, value: object, *, path: str = "value") -> bytes:
         """UTF-8 JSON for ``value``; ``NotSerializable`` names the part that cannot be."""
@@ -457,13 +503,21 @@ class JsonSerializer:
         except RecursionError:
             reason = "is nested too deeply (hundreds of levels) to encode; flatten it"
             raise NotSerializable(path, type(value).__qualname__, reason) from None
+        except UnicodeEncodeError as exc:
+            bad = exc.object[max(0, exc.start - 20) : exc.end + 20]
+            reason = (
+                f"holds text that is not valid Unicode (a lone surrogate, near {bad!r}), as "
+                "os.listdir() or errors='surrogateescape' can return; pass it as bytes "
+                "(text.encode('utf-8', 'surrogateescape')) or clean the text first"
+            )
+            raise NotSerializable(path, type(value).__qualname__, reason) from None
         _check_size(data, self.max_size, path, type(value).__qualname__)
         return data
 
     def decode(self, data: bytes) -> Any:
         """The value ``encode`` was given; ``PayloadRejected`` if ``data`` is not such JSON."""
         try:
-            return _loads(data.decode("utf-8"))
+            return self._loads(data.decode("utf-8"))
         except _MALFORMED as exc:
             raise PayloadRejected(
                 f"the payload is not valid offload JSON ({type(exc).__name__}: {exc}); "
@@ -474,6 +528,8 @@ class JsonSerializer:
 # --- pickle -----------------------------------------------------------------
 
 _SIGNATURE_SIZE = hashlib.sha256().digest_size
+_SEAL = "offload-seal"
+"""The key of a message's seal in its ``meta``."""
 _MIN_KEY_SIZE = 16
 
 
@@ -516,6 +572,37 @@ class PickleSerializer:
         data = hmac.digest(self._key, body, "sha256") + body
         _check_size(data, self.max_size, path, type(value).__qualname__)
         return data
+
+    def seal(self, message: Message) -> None:
+        """Sign the whole message, not only its payload: the task it names, its id
+        and options. A worker refuses a message whose seal does not match, so
+        that nobody without the key can point a signed payload at another task."""
+        message.meta = {**(message.meta or {}), _SEAL: self._seal_of(message)}
+
+    def check_seal(self, message: Message) -> None:
+        """``PayloadRejected`` unless ``message`` carries this key's seal."""
+        seal = (message.meta or {}).get(_SEAL, "")
+        if not hmac.compare_digest(seal, self._seal_of(message)):
+            raise PayloadRejected(
+                "the message's signature does not match its task, id or options: it was "
+                "written without the pickle key, or changed in the broker; nothing of it "
+                "ran. Producer and worker must share OFFLOAD_PICKLE_KEY"
+            )
+
+    def _seal_of(self, message: Message) -> str:
+        fields = [
+            message.id,
+            message.task,
+            message.queue,
+            message.priority,
+            message.key,
+            message.timeout,
+            message.retries,
+            message.max_deliveries,
+            message.result_ttl,
+        ]
+        head = json.dumps(fields, separators=(",", ":"), default=repr).encode("utf-8", "replace")
+        return hmac.new(self._key, head + b"\n" + (message.payload or b""), "sha256").hexdigest()
 
     def decode(self, data: bytes) -> Any:
         """The value, if ``data`` carries this key's signature; else ``PayloadRejected``."""

@@ -56,10 +56,11 @@ def _double(x: int) -> int:
 
 
 def test_work_left_by_a_stopped_app_is_done_by_the_next(db_url: str) -> None:
-    first = offload.App(db_url, name="first")  # no worker: calls only stored
+    # Plain functions run only from included modules (see test_security.py).
+    first = offload.App(db_url, name="first", include=[__name__])  # no worker: calls only stored
     ids = [first.enqueue(_double, i).id for i in range(5)]
     first.shutdown(wait=False)
-    second = offload.App(db_url, embedded_worker=True, name="second")
+    second = offload.App(db_url, embedded_worker=True, name="second", include=[__name__])
     try:
         second.enqueue(_double, 100).result(timeout=WAIT)  # starts its worker
         assert [second.handle(i).result(timeout=WAIT) for i in ids] == [0, 2, 4, 6, 8]
