@@ -13,6 +13,7 @@ from typing import Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from ._errors import ConfigurationError, TaskNotImportable
 from ._handle import Handle
+from ._message import MAX_COUNT, MAX_EPOCH, MAX_PRIORITY, MAX_SECONDS, key_problem, name_problem
 from ._progress import track
 from ._retry import DEFAULT_BACKOFF, Backoff, RetryPolicy
 from ._runner import POOLS, TaskSpec
@@ -121,12 +122,12 @@ class Task(Generic[P, R]):
         """
         options = CallOptions(
             delay=_seconds("delay", delay),
-            eta=eta.timestamp() if isinstance(eta, datetime) else eta,
-            priority=priority,
-            queue=queue,
+            eta=_eta(eta),
+            priority=None if priority is None else _integer("priority", priority),
+            queue=None if queue is None else _name(queue, "queue="),
             timeout=_seconds("timeout", timeout, positive=True),
             retries=_count("retries", retries),
-            key=key,
+            key=key if key is None else _key(key),
             connection=connection,
         )
         return TaskCall(self, options)
@@ -258,8 +259,9 @@ def make_spec(
         raise ConfigurationError(f"backoff= takes an offload.Backoff(...), not {backoff!r}")
     module = getattr(fn, "__module__", None) or "__main__"
     qualname = getattr(fn, "__qualname__", None) or type(fn).__name__
+    name = name or _default_name(fn, module, qualname)
     return TaskSpec(
-        name=name or _default_name(fn, module, qualname),
+        name=_name(name, "the task name"),
         fn=fn,
         pool=pool,
         policy=RetryPolicy(
@@ -268,7 +270,7 @@ def make_spec(
             retry_on=_exception_types(retry_on),
         ),
         timeout=_seconds("timeout", timeout, positive=True),
-        queue=queue,
+        queue=_name(queue, "queue="),
         import_path=f"{module}:{qualname}",
         priority=_integer("priority", priority),
         max_deliveries=_count("max_deliveries", max_deliveries, positive=True),
@@ -331,9 +333,12 @@ def _seconds(option: str, value: Seconds | None, positive: bool = False) -> floa
         raise ConfigurationError(
             f"{option}= takes seconds (a number or a timedelta), not {value!r}"
         )
-    if seconds < 0 or (positive and seconds == 0):
+    if not 0 <= seconds <= MAX_SECONDS or (positive and seconds == 0):  # nan fails too
         bound = "greater than 0" if positive else "0 or more"
-        raise ConfigurationError(f"{option}={value!r}: must be {bound} seconds")
+        raise ConfigurationError(
+            f"{option}={value!r}: must be {bound} seconds, and at most {MAX_SECONDS:.0f} "
+            "(a century)"
+        )
     return float(seconds)
 
 
@@ -341,14 +346,46 @@ def _count(option: str, value: int | None, positive: bool = False) -> int | None
     if value is None:
         return None
     low = 1 if positive else 0
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigurationError(f"{option}= takes a whole number {low} or more, not {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= MAX_COUNT:
+        raise ConfigurationError(
+            f"{option}= takes a whole number from {low} to {MAX_COUNT}, not {value!r}"
+        )
+    return value
+
+
+def _eta(eta: datetime | float | None) -> float | None:
+    if eta is None:
+        return None
+    when = eta.timestamp() if isinstance(eta, datetime) else eta
+    if isinstance(when, bool) or not isinstance(when, (int, float)) or not 0 <= when <= MAX_EPOCH:
+        raise ConfigurationError(
+            f"eta={eta!r}: pass a datetime (aware, or local time) or epoch seconds between "
+            "now and the year 3000"
+        )
+    return float(when)
+
+
+def _name(value: str, what: str) -> str:
+    problem = name_problem(value, what)
+    if problem is not None:
+        raise ConfigurationError(problem)
+    return value
+
+
+def _key(value: str) -> str:
+    problem = key_problem(value)
+    if problem is not None:
+        raise ConfigurationError(f"key=: {problem}")
     return value
 
 
 def _integer(option: str, value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigurationError(f"{option}= takes a whole number, not {value!r}")
+    if abs(value) > MAX_PRIORITY:
+        raise ConfigurationError(
+            f"{option}={value}: must be between -{MAX_PRIORITY} and {MAX_PRIORITY}"
+        )
     return value
 
 
