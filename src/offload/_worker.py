@@ -68,7 +68,13 @@ class Worker:
         # pool threads without a lock: a single dict store or pop is atomic.
         self._active: dict[int, Delivery] = {}
         # Claims never exceed free slots: a message waits in the broker, where
-        # priorities, cancellation and other workers can still reach it.
+        # priorities, cancellation and other workers can still reach it. The
+        # dispatcher and pool threads claim concurrently, so each reserves its
+        # slots first (``_claiming``), under ``_slots``: two claims never count
+        # the same free slot, and the leases held never exceed the slots (which
+        # bounds the jobs run twice after a crash).
+        self._slots = threading.Lock()
+        self._claiming = 0
         self._capacity = 0  # slots of all pools
         self._update_capacity()
         self._starved = False
@@ -173,7 +179,27 @@ class Worker:
 
     def _room_to_claim(self) -> int:
         """Free slots: how many messages to claim now."""
-        return self._capacity - len(self._active)
+        return self._capacity - len(self._active) - self._claiming
+
+    def _claim(self, wanted: int) -> list[Delivery]:
+        """Claim up to ``wanted`` messages for slots reserved first; each
+        delivery keeps its slot reserved until ``_dispatch`` takes it."""
+        with self._slots:
+            reserved = min(wanted, self._room_to_claim())
+            if reserved <= 0:
+                return []
+            self._claiming += reserved
+        deliveries: list[Delivery] = []
+        try:
+            deliveries = self._broker.claim(self._queues, reserved, self._lease)
+        finally:
+            self._unreserve(reserved - len(deliveries))
+        return deliveries
+
+    def _unreserve(self, slots: int) -> None:
+        if slots:
+            with self._slots:
+                self._claiming -= slots
 
     def _dispatch_loop(self) -> None:
         waker = self._broker if isinstance(self._broker, Waker) else None
@@ -197,7 +223,7 @@ class Worker:
             self._room.clear()
             self._starved = False
             return
-        deliveries = self._broker.claim(self._queues, free, self._lease)
+        deliveries = self._claim(free)
         self._outage.recovered()  # only a call that reached the broker says so
         if not deliveries:
             if waker is not None:
@@ -226,7 +252,7 @@ class Worker:
             self._wake_dispatcher()
             return
         try:
-            deliveries = self._broker.claim(self._queues, free, self._lease)
+            deliveries = self._claim(free)
         except Exception as error:  # noqa: BLE001 - logged once; the dispatcher retries
             self._outage.failed("claiming", error)
             deliveries = []
@@ -240,10 +266,17 @@ class Worker:
 
     def _dispatch(self, delivery: Delivery) -> bool:
         """Hand ``delivery`` to its pool; ``False`` if there was nothing to run."""
-        call = self._runner.begin(delivery)
+        try:
+            call = self._runner.begin(delivery)
+        except BaseException:
+            self._unreserve(1)
+            raise
         if call is None:
+            self._unreserve(1)
             return False
-        self._active[delivery.token] = delivery
+        with self._slots:  # its reserved slot becomes a running one
+            self._active[delivery.token] = delivery
+            self._claiming -= 1
         self._executor(call.spec.pool or self._default_pool).execute(call)
         return True
 
@@ -269,7 +302,7 @@ class Worker:
     def _refill(self) -> bool:
         """Claim and dispatch one message for a freed slot; ``False`` if none ran."""
         try:
-            deliveries = self._broker.claim(self._queues, 1, self._lease)
+            deliveries = self._claim(1)
         except Exception as error:  # noqa: BLE001 - the dispatcher will retry
             self._outage.failed("claiming", error)
             return False
@@ -284,8 +317,16 @@ class Worker:
         if self._stopping.is_set():
             for delivery in deliveries:
                 self._release(delivery)
+            self._unreserve(len(deliveries))
             return []
-        return [self._dispatch(delivery) for delivery in deliveries]
+        dispatched = []
+        for index, delivery in enumerate(deliveries):
+            try:
+                dispatched.append(self._dispatch(delivery))
+            except BaseException:
+                self._unreserve(len(deliveries) - index - 1)  # the rest go back at lease end
+                raise
+        return dispatched
 
     def _release(self, delivery: Delivery) -> bool:
         try:
