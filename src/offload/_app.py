@@ -323,12 +323,12 @@ class App:
     def _refuse_connection(self) -> Any:
         raise ConfigurationError(
             "options(connection=...) enqueues inside your PostgreSQL transaction; "
-            f"this app's broker is {self.url}. Use a postgresql:// app, or drop connection="
+            f"this app's broker is {redacted(self.url)}. Use a postgresql:// app, or drop connection="
         )
 
     def _inspector(self) -> Inspector:
         if not isinstance(self.broker, Inspector):
-            raise ConfigurationError(f"the broker of {self.url} cannot be inspected")
+            raise ConfigurationError(f"the broker of {redacted(self.url)} cannot be inspected")
         return self.broker
 
     # -- pools and workers ----------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 from typing import Any
 
@@ -32,11 +33,15 @@ def open_broker(url: str, clock: Clock, **options: Any) -> Any:
             f"migrate=False is for PostgreSQL apps; {scheme} brokers migrate on their own"
         )
     if not separator or not scheme:
-        raise ConfigurationError(f"{url!r} is not a broker URL. Supported: {SUPPORTED}")
+        raise ConfigurationError(
+            f"{redacted(url)!r} is not a broker URL. Supported: {SUPPORTED}"
+        )
     if scheme == "memory":
         options.pop("namespace", None)  # one process: nothing to share
         if rest:
-            raise ConfigurationError(f"{url!r}: write just memory://. Supported: {SUPPORTED}")
+            raise ConfigurationError(
+                f"{redacted(url)!r}: write just memory://. Supported: {SUPPORTED}"
+            )
         from ._memory import MemoryBroker
 
         return MemoryBroker(clock, **options)
@@ -48,7 +53,9 @@ def open_broker(url: str, clock: Clock, **options: Any) -> Any:
         return _open_sqlite(url, rest, clock, options)
     if scheme in ("redis", "rediss", "postgresql", "postgres"):
         return _open_server(scheme, _take_namespace(url, options), clock, options)
-    raise ConfigurationError(f"unknown broker scheme {scheme!r} in {url!r}. Supported: {SUPPORTED}")
+    raise ConfigurationError(
+        f"unknown broker scheme {scheme[:40]!r} in {redacted(url)!r}. Supported: {SUPPORTED}"
+    )
 
 
 def _open_sqlite(url: str, rest: str, clock: Clock, options: dict[str, Any]) -> Any:
@@ -88,18 +95,57 @@ def _open_server(scheme: str, url: str, clock: Clock, options: dict[str, Any]) -
     except ConfigurationError:
         raise
     except Exception as error:  # noqa: BLE001 - any client's parse error is a bad URL
-        reason = str(error).strip()
+        reason = scrubbed(str(error).strip(), url)
         raise ConfigurationError(f"{redacted(url)}: {reason}. Supported: {SUPPORTED}") from None
 
 
+_SECRET_NAMES = "password|sslpassword|passwd|pass|secret|token"
+_SECRET_PARAM = re.compile(rf"(?i)((?:^|[?&;])(?:{_SECRET_NAMES})=)[^&;#]*")
+# A libpq key=value DSN: password=secret, or password='with spaces'.
+_SECRET_PAIR = re.compile(rf"(?i)(\b(?:{_SECRET_NAMES})\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)")
+
+
+# ``user:password@`` anywhere (a URL with a mistyped scheme: ``redis:/:pw@host``).
+_USERINFO = re.compile(r"([^\s:/@]*):[^\s@/]*@")
+
+
 def redacted(url: str) -> str:
-    """``url`` with its password replaced by ``***``, for logs and messages."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    user = f"{parts.username}:" if parts.username else ":"
-    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}***@{host}"))
+    """``url`` with every password in it replaced by ``***``, for logs and messages.
+
+    The password of ``user:password@host``, ``?password=`` (and the like) in
+    the query, and ``password=`` in a key=value DSN all go; the rest stays,
+    so a reader can still tell which server was meant.
+
+    >>> redacted("redis://:s3cret@host:6379/0?password=x")
+    'redis://:***@host:6379/0?password=***'
+    """
+    scheme, separator, rest = url.partition("://")
+    if not separator:  # not a URL: a key=value DSN, or a typo; redact what looks like one
+        return _USERINFO.sub(r"\1:***@", _SECRET_PAIR.sub(r"\1***", url))
+    location, slash, path = rest.partition("/")
+    userinfo, at, host = location.rpartition("@")
+    if at and ":" in userinfo:
+        location = f"{userinfo.partition(':')[0]}:***@{host}"
+    path = _SECRET_PARAM.sub(r"\1***", path)
+    return f"{scheme}://{location}{slash}{path}"
+
+
+def scrubbed(text: str, url: str) -> str:
+    """``text`` (a client library's error about ``url``) without the passwords in ``url``."""
+    for secret in _secrets(url):
+        text = text.replace(secret, "***")
+    return redacted(text) if "://" not in text else _SECRET_PARAM.sub(r"\1***", text)
+
+
+def _secrets(url: str) -> list[str]:
+    found = [m.group(2).strip("'") for m in _SECRET_PAIR.finditer(url)]
+    scheme, separator, rest = url.partition("://")
+    userinfo = rest.partition("/")[0].rpartition("@")[0]
+    if separator and ":" in userinfo:
+        found.append(userinfo.partition(":")[2])
+    found += [urllib.parse.unquote(secret) for secret in list(found)]
+    # Longest first, and not so short that scrubbing would mangle the text.
+    return sorted({secret for secret in found if len(secret) >= 3}, key=len, reverse=True)
 
 
 def _take_namespace(url: str, options: dict[str, Any]) -> str:
@@ -111,7 +157,7 @@ def _take_namespace(url: str, options: dict[str, Any]) -> str:
         return url
     if options.get("namespace") not in (None, given[-1]):
         raise ConfigurationError(
-            f"{url!r} says namespace={given[-1]!r} but the app was given "
+            f"{redacted(url)!r} says namespace={given[-1]!r} but the app was given "
             f"namespace={options['namespace']!r}: choose one"
         )
     options["namespace"] = given[-1]
