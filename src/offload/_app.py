@@ -13,7 +13,7 @@ from ._brokers import Broker, Inspector, MemoryBroker
 from ._brokers._url import is_in_process, open_broker, redacted
 from ._clock import SYSTEM_CLOCK, Clock
 from ._declared import Declared
-from ._errors import ConfigurationError
+from ._errors import ConfigurationError, TaskNotImportable
 from ._executors import check_size
 from ._handle import Handle, HandleMap, WeakHandles
 from ._message import JobInfo, Message, new_id, option_problem
@@ -253,6 +253,8 @@ class App:
         if self._embedded and self._worker is None:
             self._start()
         if self._registry.get(spec.name) is not spec:
+            if self.durable and spec.name.startswith("__main__."):
+                raise TaskNotImportable(_not_importable(spec.name))
             self._registry[spec.name] = spec
         message = Message(new_id(), spec.name, args, kwargs, spec.queue, spec.priority)
         if self.durable:
@@ -322,8 +324,8 @@ class App:
 
     def _refuse_connection(self) -> Any:
         raise ConfigurationError(
-            "options(connection=...) enqueues inside your PostgreSQL transaction; "
-            f"this app's broker is {redacted(self.url)}. Use a postgresql:// app, or drop connection="
+            "options(connection=...) enqueues inside your PostgreSQL transaction; this app's "
+            f"broker is {redacted(self.url)}. Use a postgresql:// app, or drop connection="
         )
 
     def _inspector(self) -> Inspector:
@@ -472,6 +474,14 @@ class App:
             left = self.pending
             self._cancel_pending()
             log.warning("offload: interrupted at exit; %d unfinished tasks abandoned", left)
+
+
+def _not_importable(name: str) -> str:
+    return (
+        f"{name} is declared in an interactive session (or code without a file), which a "
+        "worker cannot import: the job would be dead-lettered. Put the task in a module "
+        "(tasks.py), import it here, and start workers with `offload worker tasks`"
+    )
 
 
 def _apply(message: Message, options: CallOptions, clock: Clock) -> None:

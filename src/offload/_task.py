@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
+import os
 import sys
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
@@ -279,6 +280,10 @@ def make_spec(
 
 
 def _default_name(fn: object, module: str, qualname: str) -> str:
+    if module == "__main__":
+        # The script being run: a worker imports it by its own module name
+        # (``offload worker script``), where its tasks are ``script.task``.
+        module = main_module_name() or module
     base = f"{module}.{qualname}"
     # Lambdas and closures share a qualname (think of a loop making tasks);
     # in this process each is its own task. Another process cannot import
@@ -286,6 +291,22 @@ def _default_name(fn: object, module: str, qualname: str) -> str:
     if "<lambda>" in qualname or "<locals>" in qualname:
         return f"{base}#{id(fn):x}"
     return base
+
+
+def main_module_name() -> str | None:
+    """The name a worker imports the running script by: ``pkg.mod`` for
+    ``python -m pkg.mod``, ``script`` for ``python script.py``; None in an
+    interactive session (nothing to import)."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name and spec.name != "__main__":
+        return str(spec.name)
+    path: str | None = getattr(main, "__file__", None)
+    if path:
+        stem = os.path.splitext(os.path.basename(path))[0]
+        if stem.isidentifier():
+            return stem
+    return None
 
 
 def _check_pool(fn: object, pool: str | None, is_async: bool) -> str | None:

@@ -33,9 +33,7 @@ def open_broker(url: str, clock: Clock, **options: Any) -> Any:
             f"migrate=False is for PostgreSQL apps; {scheme} brokers migrate on their own"
         )
     if not separator or not scheme:
-        raise ConfigurationError(
-            f"{redacted(url)!r} is not a broker URL. Supported: {SUPPORTED}"
-        )
+        raise ConfigurationError(f"{redacted(url)!r} is not a broker URL. Supported: {SUPPORTED}")
     if scheme == "memory":
         options.pop("namespace", None)  # one process: nothing to share
         if rest:
@@ -139,7 +137,7 @@ def scrubbed(text: str, url: str) -> str:
 
 def _secrets(url: str) -> list[str]:
     found = [m.group(2).strip("'") for m in _SECRET_PAIR.finditer(url)]
-    scheme, separator, rest = url.partition("://")
+    _, separator, rest = url.partition("://")
     userinfo = rest.partition("/")[0].rpartition("@")[0]
     if separator and ":" in userinfo:
         found.append(userinfo.partition(":")[2])
