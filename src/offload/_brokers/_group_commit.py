@@ -38,7 +38,11 @@ class Batcher(Generic[ItemT, ResultT]):
     what is stored. ``flush(items)`` answers one result per item, in order.
 
     ``flush`` may answer an exception for one item: that caller alone
-    raises it. If ``flush`` raises, every caller of the batch does.
+    raises it. If ``flush`` raises, every caller of the batch does, unless
+    ``isolate(error)`` says the error may be one item's own doing (a value
+    the database refuses): then each item is flushed again alone, and only
+    the one at fault fails. ``isolate`` suits a flush that writes all or
+    nothing, so that a failed flush left nothing behind to write twice.
 
     A flush wakes only the callers it answered and the one that flushes
     next: waking every waiter (a condition's ``notify_all``) would have
@@ -47,8 +51,15 @@ class Batcher(Generic[ItemT, ResultT]):
     meanwhile with ``more()``, and then answers those too, after its items.
     """
 
-    def __init__(self, flush: Callable[[list[ItemT]], Sequence[ResultT | BaseException]]) -> None:
+    def __init__(
+        self,
+        flush: Callable[[list[ItemT]], Sequence[ResultT | BaseException]],
+        *,
+        isolate: Callable[[Exception], bool] | None = None,
+    ) -> None:
         self._flush = flush
+        self._isolate = isolate
+        self._alone = False  # flushing the items of a failed batch one by one
         self._mutex = threading.Lock()
         self._queue: list[_Slot[ItemT, ResultT]] = []
         self._batch: list[_Slot[ItemT, ResultT]] = []  # what the running flush answers
@@ -56,6 +67,8 @@ class Batcher(Generic[ItemT, ResultT]):
 
     def more(self) -> list[ItemT]:
         """Inside ``flush``: the calls queued since it began, now part of its batch."""
+        if self._alone:  # a retry of one item stays one item
+            return []
         with self._mutex:
             extra, self._queue = self._queue, []
             self._batch += extra
@@ -91,20 +104,49 @@ class Batcher(Generic[ItemT, ResultT]):
         try:
             results = self._flush(items)
         except BaseException as error:  # noqa: BLE001 - every caller of the batch re-raises it
-            for slot in self._batch:
-                slot.error = error
+            if len(self._batch) > 1 and self._isolating(error):
+                self._flush_alone()
+            else:
+                for slot in self._batch:
+                    slot.error = error
         else:
-            for slot, result in zip(self._batch, results, strict=True):
-                if isinstance(result, BaseException):
-                    slot.error = result
-                else:
-                    slot.result = result
+            self._answer(self._batch, results)
         batch, self._batch = self._batch, []
         for slot in batch:
             slot.lead = False
             if slot.wake is not None and slot.wake.locked():
                 slot.wake.release()
         self._hand_over()
+
+    def _isolating(self, error: BaseException) -> bool:
+        if self._isolate is None or not isinstance(error, Exception):
+            return False
+        try:
+            return self._isolate(error)
+        except Exception:  # noqa: BLE001 - a failing predicate: no retries
+            return False
+
+    def _flush_alone(self) -> None:
+        """After a failed batch: each item flushed on its own, answered on its own."""
+        self._alone = True
+        try:
+            for slot in self._batch:
+                try:
+                    self._answer([slot], self._flush([slot.item]))
+                except BaseException as error:  # noqa: BLE001 - this caller's own error
+                    slot.error = error
+        finally:
+            self._alone = False
+
+    @staticmethod
+    def _answer(
+        slots: list[_Slot[ItemT, ResultT]], results: Sequence[ResultT | BaseException]
+    ) -> None:
+        for slot, result in zip(slots, results, strict=True):
+            if isinstance(result, BaseException):
+                slot.error = result
+            else:
+                slot.result = result
 
     def _hand_over(self) -> None:
         with self._mutex:

@@ -48,13 +48,15 @@ from ._sqlite_schema import (
     check_sqlite_version,
     claim_rows,
     dead_letter_lapsed,
-    error_columns,
+    error_row,
+    fence,
+    fetch,
     insert_keyed,
-    key_is_held,
     message_row,
     migrate,
+    row_delivery,
     row_info,
-    row_message,
+    state_of,
     store_ack,
 )
 
@@ -99,8 +101,13 @@ class SqliteBroker:
         self._reuse_window = reuse_window
         self._busy_timeout_ms = busy_timeout_ms
         self._lock = threading.Lock()
-        self._writes: Batcher[Write, bool | list[Delivery]] = Batcher(self._write_together)
+        # A write that fails for a value it holds (an outcome the driver cannot
+        # store) fails alone: the writes it met are made again one by one.
+        self._writes: Batcher[Write, bool | list[Delivery]] = Batcher(
+            self._write_together, isolate=_maybe_one_writes_fault
+        )
         try:
+            _create_private(self.path)
             self._db = self._connect()
             migrate(self._db, self.path)
         except sqlite3.DatabaseError as error:  # not OperationalError: "file is not a database"
@@ -206,9 +213,9 @@ class SqliteBroker:
         columns: tuple[Any, ...] | None = None  # a zero TTL keeps nothing: delete
         if outcome.state is State.FAILED or ttl > 0:
             expires = None if outcome.state is State.FAILED else now + ttl
-            error = error_columns(stored_error(outcome))
+            error = error_row(stored_error(outcome))
             columns = (outcome.state.value, now, expires, outcome.payload, *error)
-        return self._writes.submit(Ack(message.id, delivery.token, columns)) is True
+        return self._writes.submit(Ack(delivery.token, columns)) is True
 
     def _write_together(self, writes: list[Write]) -> list[bool | list[Delivery]]:
         """Acks and claims of this process's threads in one transaction, one commit.
@@ -243,9 +250,10 @@ class SqliteBroker:
                 for (queues, lease), group in groups.items()
                 for until in (now + lease,)
             ]
-        # Committed: decode the rows outside the lock, and deal them out in call order.
+        # Committed: decode the rows outside the lock, and deal them out in call
+        # order. Nothing here raises: a row that cannot be read is a defect.
         for until, group, rows in claimed:
-            deliveries = iter([Delivery(row_message(row[2:]), row[1], until) for row in rows])
+            deliveries = iter([row_delivery(row, until) for row in rows])
             for index, claim in group:
                 answers[index] = list(itertools.islice(deliveries, claim.limit))
         return answers
@@ -274,7 +282,11 @@ class SqliteBroker:
         now = self._clock.now()
         state = State.QUEUED if error is None else State.RETRYING
         # Without an error, the last one (if any) stays.
-        errors = "" if error is None else ", error_type = ?, error_message = ?, error_traceback = ?"
+        errors = (
+            ""
+            if error is None
+            else ", error_type = ?, error_message = ?, error_traceback = ?, error_args = ?"
+        )
         with self._lock:
             cursor = self._db.execute(
                 "UPDATE jobs SET state = ?, due = ?, eta = coalesce(?, eta), "
@@ -284,9 +296,8 @@ class SqliteBroker:
                     now if retry_at is None else retry_at,
                     retry_at,
                     0 if penalty else 1,
-                    *(() if error is None else error_columns(error)),
-                    delivery.message.id,
-                    delivery.token,
+                    *(() if error is None else error_row(error)),
+                    *fence(delivery.token),
                 ),
             )
         if cursor.rowcount != 1:
@@ -299,7 +310,7 @@ class SqliteBroker:
         with self._lock:
             cursor = self._db.execute(
                 f"UPDATE jobs SET due = ? WHERE {FENCE}",
-                (until, delivery.message.id, delivery.token),
+                (until, *fence(delivery.token)),
             )
         if cursor.rowcount != 1:
             return False
@@ -375,18 +386,20 @@ class SqliteBroker:
     def _next_due(self, queues: Sequence[str] | None) -> float:
         where, params = _in_queues(queues)
         with self._lock:
-            row = self._db.execute(f"SELECT min(due) FROM jobs WHERE {LIVE}{where}", params)
-            due = row.fetchone()[0]
-        return float("inf") if due is None else float(due)
+            ((due,),) = fetch(self._db, f"SELECT min(due) FROM jobs WHERE {LIVE}{where}", params)
+        if due is None:
+            return float("inf")
+        # Not a number (a corrupt row): claimable now.
+        return float(due) if isinstance(due, (int, float)) else 0.0
 
     # -- inspection -------------------------------------------------------------
 
+    # Inspection never raises because of one row: a corrupt job shows as failed.
+
     def job(self, job_id: str) -> JobInfo | None:
         with self._lock:
-            row = self._db.execute(
-                f"SELECT {INFO_COLUMNS} FROM jobs WHERE id = ?", (job_id,)
-            ).fetchone()
-        return None if row is None else row_info(row)
+            rows = fetch(self._db, f"SELECT {INFO_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
+        return row_info(rows[0]) if rows else None
 
     def change_token(self) -> int:
         """Changes when another connection commits: nothing new if it did not."""
@@ -398,31 +411,29 @@ class SqliteBroker:
             chunk = job_ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
             with self._lock:
-                rows = self._db.execute(
-                    f"SELECT id, state FROM jobs WHERE id IN ({marks})", chunk
-                ).fetchall()
-            states.update((job_id, State(state)) for job_id, state in rows)
+                rows = fetch(self._db, f"SELECT id, state FROM jobs WHERE id IN ({marks})", chunk)
+            states.update((job_id, state_of(state)) for job_id, state in rows)
         return states
 
     def counts(self) -> dict[str, dict[State, int]]:
         with self._lock:
-            rows = self._db.execute(
-                "SELECT queue, state, count(*) FROM jobs GROUP BY queue, state"
-            ).fetchall()
+            rows = fetch(self._db, "SELECT queue, state, count(*) FROM jobs GROUP BY queue, state")
         counts: dict[str, dict[State, int]] = {}
         for queue, state, count in rows:
-            counts.setdefault(queue, {})[State(state)] = count
+            by_state = counts.setdefault(queue, {})
+            by_state[state_of(state)] = by_state.get(state_of(state), 0) + count
         return counts
 
     def jobs(
         self, state: State | None = None, queue: str | None = None, limit: int = 50
     ) -> list[JobInfo]:
         with self._lock:
-            rows = self._db.execute(
+            rows = fetch(
+                self._db,
                 f"SELECT {INFO_COLUMNS} FROM jobs WHERE (?1 IS NULL OR state = ?1) "
                 "AND (?2 IS NULL OR queue = ?2) ORDER BY seq DESC LIMIT ?3",
                 (None if state is None else state.value, queue, limit),
-            ).fetchall()
+            )
         return [row_info(row) for row in rows]
 
     def cancel(self, job_id: str) -> bool:
@@ -442,16 +453,20 @@ class SqliteBroker:
 
     def retry(self, job_id: str) -> bool:
         with self._write() as db:
-            row = db.execute("SELECT key, state FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            if row is None or row[1] not in (State.FAILED.value, State.CANCELLED.value):
+            # The key is compared in SQL, never read: a stored one may not even be text.
+            row = db.execute(
+                "SELECT state, EXISTS (SELECT 1 FROM jobs AS other WHERE other.key = jobs.key "
+                "AND other.state IN ('queued', 'retrying', 'running')) FROM jobs WHERE id = ?",
+                (job_id,),
+            ).fetchone()
+            if row is None or row[0] not in (State.FAILED.value, State.CANCELLED.value):
                 return False
-            key = row[0]
-            if key is not None and key_is_held(db, key):
+            if row[1]:
                 return False  # another job holds the key now: two would run
             db.execute(
                 "UPDATE jobs SET state = 'queued', attempt = 0, due = ?, eta = NULL, "
                 "finished = NULL, expires = NULL, result = NULL, error_type = NULL, "
-                "error_message = NULL, error_traceback = NULL WHERE id = ?",
+                "error_message = NULL, error_traceback = NULL, error_args = NULL WHERE id = ?",
                 (self._clock.now(), job_id),
             )
         self._notify()
@@ -483,6 +498,31 @@ class SqliteBroker:
         ).rowcount
         # A full batch: more are due; carry on at the next claim or ack.
         self._next_prune = now if pruned >= self._PRUNE_BATCH else now + self._PRUNE_EVERY
+
+
+def _create_private(path: str) -> None:
+    """Create the database file readable and writable by its owner only (0600).
+
+    Jobs carry arguments and results, often credentials. SQLite gives its
+    -wal and -shm files the database file's mode. A file that exists keeps
+    the mode its owner chose.
+    """
+    if path in ("", ":memory:"):
+        return
+    try:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError:  # it exists (or cannot be made: sqlite3 then says why)
+        return
+    os.close(descriptor)
+
+
+def _maybe_one_writes_fault(error: Exception) -> bool:
+    """Whether a failed group commit may be one write's fault: not the database's state.
+
+    An OperationalError (locked, busy, disk full, read-only) would fail every
+    write alone as well, each after its own wait.
+    """
+    return not isinstance(error, sqlite3.OperationalError)
 
 
 def _repeated(rows: list[tuple[Any, ...]]) -> str:
