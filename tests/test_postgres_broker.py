@@ -26,8 +26,7 @@ import pytest
 
 from offload import BrokerUnavailable, ConfigurationError
 from offload._brokers._postgres import PostgresBroker
-from offload._brokers._postgres_schema import SCHEMA_VERSION, lock_id
-from offload._brokers._sqlite_schema import message_row
+from offload._brokers._postgres_schema import SCHEMA_VERSION, lock_id, message_row
 from offload._message import Message, Outcome, State, new_id
 from servers import POSTGRES_URL, drop_postgres_schema, require_postgres
 
@@ -208,21 +207,10 @@ def test_acks_stored_together_are_fenced_one_by_one(broker: PostgresBroker) -> N
     broker.enqueue([kept, dropped])
     first, second = broker.claim(None, 2, 30)
     acks = [
-        (first.message.id, first.token, "succeeded", 1.0, 2.0, b"r", None, None, None, False),
-        (second.message.id, second.token, "succeeded", 1.0, 1.0, None, None, None, None, True),
-        (first.message.id, first.token, "failed", 1.0, None, None, "E", "e", "", False),
-        (
-            second.message.id,
-            second.token + 1000,
-            "succeeded",
-            1.0,
-            1.0,
-            None,
-            None,
-            None,
-            None,
-            True,
-        ),
+        (first.message.id, first.token, "succeeded", 1.0, 2.0, b"r", *[None] * 4, False),
+        (second.message.id, second.token, "succeeded", 1.0, 1.0, None, *[None] * 4, True),
+        (first.message.id, first.token, "failed", 1.0, None, None, "E", "e", "", None, False),
+        (second.message.id, second.token + 1000, "succeeded", 1.0, 1.0, None, *[None] * 4, True),
     ]
     assert broker._store_acks(acks) == [True, True, False, False]
     job = broker.job(kept.id)

@@ -31,30 +31,41 @@ import psycopg
 from psycopg.rows import tuple_row
 
 from .._clock import SYSTEM_CLOCK, Clock
-from .._errors import ConfigurationError
-from .._message import Delivery, ErrorInfo, JobInfo, Message, Outcome, State
+from .._errors import BrokerUnavailable, ConfigurationError, MessageRejected
+from .._message import Delivery, ErrorInfo, JobInfo, Message, Outcome, State, name_problem
 from ._base import stored_error
 from ._group_commit import Batcher
-from ._postgres_link import Connection, Link, Listener, connect, conninfo, describe
+from ._postgres_link import Connection, Link, Listener, Secrets, connect, conninfo, describe
 from ._postgres_schema import (
     COPY_TYPES,
     SCHEMA_VERSION,
     as_columns,
     claim_params,
+    enqueue_refused,
+    error_columns,
     lock_id,
+    message_row,
     migrate,
+    outcome_refused,
     refuse_newer,
+    refused_for_values,
     render,
+    row_delivery,
+    row_info,
     schema_name,
     schema_version,
+    state_of,
+    storable_text,
 )
-from ._sqlite_schema import error_columns, message_row, row_info, row_message
 
 __all__ = ["PostgresBroker"]
 
 _ClaimCall = tuple[tuple[str, ...] | None, int, float]  # queues, limit, lease
 # An ack as the batcher holds it, in the order of the ack statements' columns.
-_ACK_FIELDS = ("id", "token", "state", "now", "expires", "result", "etype", "emsg", "etb", "drop")
+_ACK_FIELDS = (
+    *("id", "token", "state", "now", "expires", "result"),
+    *("etype", "emsg", "etb", "eargs", "drop"),
+)
 _PRIORITY = 6  # where a claimed row holds its priority (seq, due, token, id, task, queue, ...)
 
 
@@ -107,17 +118,26 @@ class PostgresBroker:
         self._channel = self.schema  # NOTIFY channel: one per namespace
         self._where = describe(url)
         self._closing = threading.Event()
-        open_connection = functools.partial(
-            connect, conninfo(url, connect_timeout), statement_timeout
-        )
+        # Nothing shows the password: not an error of the driver's, not a log line.
+        scrub = Secrets(url).scrub
+        try:
+            info = conninfo(url, connect_timeout)
+        except psycopg.Error as error:
+            raise ConfigurationError(
+                f"{self._where}: the connection string cannot be read ({scrub(str(error))}); "
+                "write postgresql://user:password@host:5432/dbname, or key=value pairs"
+            ) from None
+        open_connection = functools.partial(connect, info, statement_timeout)
         self._ready = False  # the schema was checked (and migrated): once per broker
         self._link = Link(
             functools.partial(self._open_ready, open_connection),
             self._where,
             retry_for=retry_for,
             closing=self._closing,
+            scrub=scrub,
         )
-        self._listener = Listener(open_connection, self._channel)
+        self._listener = Listener(open_connection, self._channel, scrub)
+        self._claimable: set[tuple[str, ...]] = set()  # queue lists checked by claim()
         self._next_prune = 0.0
         self._acks: Batcher[tuple[Any, ...], bool] = Batcher(
             lambda acks: self._store_acks(acks, self._acks.more)
@@ -148,6 +168,9 @@ class PostgresBroker:
             migrate=migrate,
             **options,
         )
+
+    def __repr__(self) -> str:
+        return f"<PostgresBroker {self._where} schema={self.schema!r}>"
 
     # -- the schema ------------------------------------------------------------------
 
@@ -223,13 +246,29 @@ class PostgresBroker:
             return store(connection)
         except psycopg.errors.UniqueViolation as error:
             raise _duplicate(error) from None
+        except Exception as error:
+            if refused_for_values(error):  # NUL, a lone surrogate, an int out of range, ...
+                raise enqueue_refused(messages, error) from None
+            raise
 
     def claim(self, queues: Sequence[str] | None, limit: int, lease: float) -> list[Delivery]:
         if limit <= 0 or (queues is not None and not queues):
             return []
+        names = None if queues is None else tuple(queues)
+        if names is not None and names not in self._claimable:
+            self._check_queues(names)  # else the driver's error would fail others' claims
         # Claims of this process's threads that meet (each freed slot claims
         # one) share one statement and one commit.
-        return self._claims.submit((None if queues is None else tuple(queues), limit, lease))
+        return self._claims.submit((names, limit, lease))
+
+    def _check_queues(self, names: tuple[str, ...]) -> None:
+        for name in names:
+            problem = name_problem(name, "queue")
+            if problem is not None:
+                raise ConfigurationError(f"cannot claim from {name!r:.80}: {problem}")
+        if len(self._claimable) > 1000:
+            self._claimable.clear()
+        self._claimable.add(names)
 
     def _claim_together(
         self, claims: list[_ClaimCall], more: Callable[[], list[_ClaimCall]] | None = None
@@ -260,7 +299,8 @@ class PostgresBroker:
         claimed = self._link.run(work)
         answers: list[list[Delivery]] = [[] for _ in claims]
         for indexes, until, rows in claimed:
-            deliveries = iter([Delivery(row_message(row[3:]), row[2], until) for row in rows])
+            # A row that cannot be read whole is a defect, for that job alone.
+            deliveries = iter([row_delivery(row, until) for row in rows])
             for index in indexes:
                 answers[index] = list(itertools.islice(deliveries, claims[index][1]))
         return answers
@@ -315,12 +355,14 @@ class PostgresBroker:
         self,
         acks: list[tuple[Any, ...]],
         more: Callable[[], list[tuple[Any, ...]]] | None = None,
-    ) -> list[bool]:
+    ) -> list[bool | BaseException]:
         """Record acks in one statement; whether each was still current (fenced).
 
         The same delivery twice: only the first counts, as for two acks in turn.
         ``more``: the acks queued while this one waited for the connection,
         stored with it (the batcher's); answers then follow ``acks``, in order.
+        An ack the server or the driver refuses fails the statement: the acks
+        are then stored one by one, so that it fails alone (see ``_ack_alone``).
         """
         now = self._clock.now()
 
@@ -328,22 +370,55 @@ class PostgresBroker:
             nonlocal acks, more
             if more is not None:  # once, even if the statement is retried
                 acks, more = acks + more(), None
-            first: dict[tuple[str, int], int] = {}
-            for index, ack in enumerate(acks):
-                first.setdefault((ack[0], ack[1]), index)
-            unique = [acks[index] for index in first.values()]
-            params: Any
-            if len(unique) == 1:
-                statement = self._sql["ack_delete" if unique[0][-1] else "ack"]
-                params = dict(zip(_ACK_FIELDS, unique[0], strict=True))
-            else:
-                statement, params = self._sql["ack_many"], as_columns(unique)
-            done = {(row[0], row[1]) for row in connection.execute(statement, params)}
+            done = self._write_acks(connection, acks)
             self._prune_some(connection, now)
-            return {(*key, first[key]) for key in done}  # only its first ack counts
+            return done
 
-        done = self._link.run(work)
+        try:
+            done = self._link.run(work)
+        except BrokerUnavailable:
+            raise  # the server is gone: every ack of the batch alike
+        except Exception:  # noqa: BLE001 - one ack's values; nothing was stored
+            return [self._ack_alone(ack) for ack in acks]  # in order: a repeat finds it done
         return [(ack[0], ack[1], index) in done for index, ack in enumerate(acks)]
+
+    def _write_acks(
+        self, connection: Connection, acks: list[tuple[Any, ...]]
+    ) -> set[tuple[str, int, int]]:
+        """Store ``acks`` in one statement; (id, token, index) of each that counted."""
+        first: dict[tuple[str, int], int] = {}
+        for index, ack in enumerate(acks):
+            first.setdefault((ack[0], ack[1]), index)
+        unique = [acks[index] for index in first.values()]
+        params: Any
+        if len(unique) == 1:
+            statement = self._sql["ack_delete" if unique[0][-1] else "ack"]
+            params = dict(zip(_ACK_FIELDS, unique[0], strict=True))
+        else:
+            statement, params = self._sql["ack_many"], as_columns(unique)
+        done = {(row[0], row[1]) for row in connection.execute(statement, params)}
+        return {(*key, first[key]) for key in done}  # only its first ack counts
+
+    def _ack_alone(self, ack: tuple[Any, ...]) -> bool | BaseException:
+        """One ack; refused for its values, the job is recorded failed saying why.
+
+        Its caller then hears ``MessageRejected`` (its outcome was not stored
+        as given): a job whose outcome cannot be stored must not run again
+        and again until its deliveries are spent.
+        """
+        try:
+            return bool(self._link.run(functools.partial(self._write_acks, acks=[ack])))
+        except Exception as error:  # noqa: BLE001 - answered to this ack's caller alone
+            refused = error
+        if not refused_for_values(refused):
+            return refused
+        info = outcome_refused(ack[0], refused)
+        failed = (*ack[:2], State.FAILED.value, ack[3], None, None, *error_columns(info), False)
+        try:
+            stored = self._link.run(functools.partial(self._write_acks, acks=[failed]))
+        except Exception:  # noqa: BLE001 - the first refusal is the news
+            return refused
+        return MessageRejected(info.message) if stored else False
 
     def nack(
         self,
@@ -353,7 +428,7 @@ class PostgresBroker:
         error: ErrorInfo | None = None,
         penalty: bool = True,
     ) -> bool:
-        etype, emsg, etb = error_columns(error)
+        etype, emsg, etb, eargs = error_columns(error)
         params = {
             "id": delivery.message.id,
             "token": delivery.token,
@@ -365,6 +440,7 @@ class PostgresBroker:
             "etype": etype,
             "emsg": emsg,
             "etb": etb,
+            "eargs": eargs,
             "channel": self._channel,
         }
         rows = self._link.run(lambda c: c.execute(self._sql["nack"], params).fetchall())
@@ -413,35 +489,54 @@ class PostgresBroker:
 
     # -- inspection ------------------------------------------------------------------
 
+    # A record that cannot be read whole shows as a failed job saying why
+    # (row_info, state_of): one damaged row never fails a listing or a poll.
+    # An id or queue name PostgreSQL cannot store (NUL, a lone surrogate)
+    # names no job: the answer is "none", not the driver's error.
+
     def job(self, job_id: str) -> JobInfo | None:
+        if not storable_text(job_id):
+            return None
         row = self._link.run(lambda c: c.execute(self._sql["job"], (job_id,)).fetchone())
         return None if row is None else row_info(row)
 
     def job_states(self, job_ids: Sequence[str]) -> dict[str, State]:
         ids = list(job_ids)
-        rows = self._link.run(lambda c: c.execute(self._sql["states"], (ids,)).fetchall())
-        return {job_id: State(state) for job_id, state in rows}
+        try:
+            rows = self._link.run(lambda c: c.execute(self._sql["states"], (ids,)).fetchall())
+        except (psycopg.DataError, UnicodeError):
+            ids = [job_id for job_id in ids if storable_text(job_id)]  # only then: one pass
+            rows = self._link.run(lambda c: c.execute(self._sql["states"], (ids,)).fetchall())
+        return {job_id: state_of(state) for job_id, state in rows}
 
     def counts(self) -> dict[str, dict[State, int]]:
         rows = self._link.run(lambda c: c.execute(self._sql["counts"]).fetchall())
         counts: dict[str, dict[State, int]] = {}
         for queue, state, count in rows:
-            counts.setdefault(queue, {})[State(state)] = count
+            of_queue = counts.setdefault(queue, {})
+            known = state_of(state)
+            of_queue[known] = of_queue.get(known, 0) + count
         return counts
 
     def jobs(
         self, state: State | None = None, queue: str | None = None, limit: int = 50
     ) -> list[JobInfo]:
+        if queue is not None and not storable_text(queue):
+            return []
         params = {"state": None if state is None else state.value, "queue": queue, "limit": limit}
         rows = self._link.run(lambda c: c.execute(self._sql["jobs"], params).fetchall())
         return [row_info(row) for row in rows]
 
     def cancel(self, job_id: str) -> bool:
+        if not storable_text(job_id):
+            return False
         params = {"id": job_id, "ttl": self._result_ttl, "now": self._clock.now()}
         row = self._link.run(lambda c: c.execute(self._sql["cancel"], params).fetchone())
         return row is not None and row[0] == 1
 
     def retry(self, job_id: str) -> bool:
+        if not storable_text(job_id):
+            return False
         params = {"id": job_id, "now": self._clock.now(), "channel": self._channel}
 
         def work(connection: Connection) -> bool:
@@ -464,6 +559,8 @@ class PostgresBroker:
             raise ValueError(
                 f"purge deletes finished jobs (succeeded, failed, cancelled), not {state}"
             )
+        if queue is not None and not storable_text(queue):
+            return 0
         params = {"state": state.value, "queue": queue}
         return self._link.run(lambda c: c.execute(self._sql["purge"], params).rowcount)
 
@@ -586,6 +683,7 @@ class PostgresBroker:
         """Delete a bounded batch of expired results, at most once a minute."""
         if now < self._next_prune:
             return
+        connection.execute(self._sql["unstick"], (now,))  # the jobs_untimely index: no scan
         pruned = connection.execute(self._sql["prune_some"], (now, self._PRUNE_BATCH)).rowcount
         # A full batch: more are due; carry on at the next claim or ack.
         self._next_prune = now if pruned >= self._PRUNE_BATCH else now + self._PRUNE_EVERY

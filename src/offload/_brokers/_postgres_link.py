@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import select
 import threading
 import time
@@ -65,6 +66,66 @@ def describe(url: str) -> str:
     return f"PostgreSQL at {host}:{info.get('port') or 5432}/{info.get('dbname') or ''}"
 
 
+_QUOTED = re.compile(r'"([^"]*)"')
+
+
+class Secrets:
+    """The password of a connection string, and ``scrub`` to keep it out of a text.
+
+    libpq and psycopg may quote a piece of the connection string in an error
+    (``missing "=" after "cret"``, ``invalid percent-encoded token: "..."``),
+    so every error text is scrubbed before it reaches a log line or a
+    message: the password itself, and any quoted piece of what follows a
+    ``password=`` or sits in a URL's ``user:password@``.
+    """
+
+    __slots__ = ("_regions", "_whole")
+
+    def __init__(self, url: str) -> None:
+        lowered = url.lower()
+        # Everything after each password= (a key=value string, or ?password=).
+        regions = [url[at + 9 :] for at in _all(lowered, "password=")]
+        _, separator, rest = url.partition("://")
+        if separator:
+            userinfo, at, _host = rest.rpartition("@")
+            if at and ":" in userinfo:
+                regions.append(userinfo.partition(":")[2])
+        whole = {region for region in regions if len(region) >= 4}
+        try:
+            password = conninfo_to_dict(url).get("password")
+        except psycopg.Error:
+            password = None
+        if isinstance(password, str) and len(password) >= 4:
+            whole.add(password)
+        self._regions = tuple(region for region in regions if region)
+        self._whole = tuple(sorted(whole, key=len, reverse=True))  # longest first
+
+    def scrub(self, text: str) -> str:
+        """``text`` without the password or a quoted piece of it."""
+        if not self._regions and not self._whole:
+            return text
+        for secret in self._whole:
+            text = text.replace(secret, "***")
+        return _QUOTED.sub(self._quoted, text)
+
+    def _quoted(self, match: re.Match[str]) -> str:
+        piece = match.group(1)
+        if piece and any(piece in region for region in self._regions):
+            return '"***"'
+        return match.group(0)
+
+    def __repr__(self) -> str:
+        return "Secrets(***)"
+
+
+def _all(text: str, word: str) -> list[int]:
+    found, at = [], text.find(word)
+    while at != -1:
+        found.append(at)
+        at = text.find(word, at + 1)
+    return found
+
+
 def connect(info: str, statement_timeout: float) -> Connection:
     connection = psycopg.connect(info, autocommit=True)
     connection.execute(f"SET statement_timeout = {int(statement_timeout * 1000)}")
@@ -85,9 +146,11 @@ class Link:
         *,
         retry_for: float,
         closing: threading.Event,
+        scrub: Callable[[str], str] = str,
     ) -> None:
         self._open = open_connection
         self._where = where
+        self._scrub = scrub  # keeps the password out of what is logged or raised
         self._retry_for = retry_for
         self._closing = closing
         self._lock = threading.Lock()
@@ -116,7 +179,10 @@ class Link:
                     deadline = deadline or time.monotonic() + self._retry_for
                     self._lose(error)
                     if time.monotonic() + delay > deadline or self._closing.is_set():
-                        raise self._unavailable(error) from error
+                        unavailable = self._unavailable(error)
+                        # The driver's error as the cause, unless it told the password.
+                        clean = self._scrub(str(error)) == str(error)
+                        raise unavailable from (error if clean else None)
                     self._closing.wait(delay)
                     delay = min(delay * 2, self.MAX_DELAY)
                     continue
@@ -148,7 +214,11 @@ class Link:
     def _lose(self, error: psycopg.Error) -> None:
         if not self._outage:
             self._outage = True  # logged once per outage, not once per retry
-            log.warning("offload: lost the connection to %s (%s); reconnecting", self._where, error)
+            log.warning(
+                "offload: lost the connection to %s (%s); reconnecting",
+                self._where,
+                self._scrub(str(error)),
+            )
         if self._connection is not None:
             with contextlib.suppress(psycopg.Error):
                 self._connection.close()
@@ -158,7 +228,8 @@ class Link:
         if self._closing.is_set():
             return BrokerUnavailable(f"the broker for {self._where} is closed")
         return BrokerUnavailable(
-            f"cannot reach {self._where} after retrying for {self._retry_for:g}s ({error}). "
+            f"cannot reach {self._where} after retrying for {self._retry_for:g}s "
+            f"({self._scrub(str(error))}). "
             "Check that the server is running and reachable from here. Nothing of the call "
             "that raised this was stored, unless the connection broke while it committed: "
             "messages with a key are safe to enqueue again."
@@ -170,9 +241,15 @@ class Listener:
 
     RETRY_AFTER = 1.0  # seconds between attempts to LISTEN again after a failure
 
-    def __init__(self, open_connection: Callable[[], Connection], channel: str) -> None:
+    def __init__(
+        self,
+        open_connection: Callable[[], Connection],
+        channel: str,
+        scrub: Callable[[str], str] = str,
+    ) -> None:
         self._open = open_connection
         self._channel = channel
+        self._scrub = scrub
         self._connection: Connection | None = None
         self._reading = threading.Lock()  # one thread reads the connection at a time
         self._changed = threading.Condition()
@@ -264,7 +341,7 @@ class Listener:
             # Polling meanwhile; not a connection attempt per wait (each may
             # take connect_timeout when the server is unreachable).
             self._retry_at = time.monotonic() + self.RETRY_AFTER
-            log.debug("offload: cannot LISTEN (%s); polling instead", error)
+            log.debug("offload: cannot LISTEN (%s); polling instead", self._scrub(str(error)))
             return None
         self._connection = connection
         return connection

@@ -20,18 +20,36 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
 
-from .._errors import ConfigurationError
+from .._errors import ConfigurationError, MessageRejected
+from .._message import (
+    DEFAULT_MAX_DELIVERIES,
+    MAX_COUNT,
+    Delivery,
+    ErrorInfo,
+    JobInfo,
+    Message,
+    State,
+    name_problem,
+    option_problem,
+    read_delivery,
+    storable,
+)
 from ._base import lapsed_error
-from ._sqlite_schema import error_columns
 
 # Live states, spelled once: a partial index is only used by a query whose
 # WHERE clause implies its condition.
 LIVE = "state IN ('queued', 'retrying', 'running')"
+# A due time no offload writes (eta and retry times end before the year 3000,
+# leases are short), true for NaN as well: PostgreSQL sorts NaN above every
+# number. A literal, never a constant of the code: a migration's text is fixed.
+_UNTIMELY = "due >= 32503680000::float8"
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 1: jobs, the token sequence, and the indexes of the claim, lease, key and prune queries.
@@ -82,6 +100,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         f"CREATE UNIQUE INDEX jobs_live_key ON {{s}}.jobs (key) WHERE key IS NOT NULL AND {LIVE}",
         "CREATE INDEX jobs_expires ON {s}.jobs (expires) WHERE expires IS NOT NULL",
     ),
+    # 2: the exception's args (ErrorInfo.args), and the index of the sweep that
+    # makes a live job whose due time is no time (NaN, infinite, after the
+    # year 3000: written by something else than offload) claimable again.
+    (
+        "ALTER TABLE {s}.jobs ADD COLUMN error_args text",
+        f"CREATE INDEX jobs_untimely ON {{s}}.jobs (seq) WHERE {LIVE} AND {_UNTIMELY}",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -96,9 +121,9 @@ MESSAGE_COLUMNS = (
 )
 INFO_COLUMNS = (
     "id, task, queue, state, attempt, priority, eta, created, finished, key, "
-    "max_deliveries, payload, result, error_type, error_message, error_traceback"
+    "max_deliveries, payload, result, error_type, error_message, error_traceback, error_args"
 )
-# In the order of _sqlite_schema.message_row, which builds the rows.
+# In the order of message_row, which builds the rows.
 _INSERT_COLUMNS = (
     "id, task, queue, priority, due, eta, attempt, max_deliveries, key, timeout, retries, "
     "created, payload, result_ttl, meta"
@@ -143,19 +168,24 @@ _INSERT_MANY = (
 
 # A lapsed job that was delivered max_deliveries times is dead-lettered in
 # the same statement as the claim, which skips it.
-_EXHAUSTED = "state = 'running' AND max_deliveries IS NOT NULL AND attempt >= max_deliveries"
+# (No max_deliveries stored: DEFAULT_MAX_DELIVERIES, not forever.)
+_EXHAUSTED = f"state = 'running' AND attempt >= coalesce(max_deliveries, {DEFAULT_MAX_DELIVERIES})"
 _LAPSED_MARK = "987654321"  # where the delivery count goes in lapsed_error's text
 _CLAIM = (
     "WITH dead AS ("
     " UPDATE {s}.jobs SET state = 'failed', finished = %(now)s, expires = NULL,"
     " error_type = %(etype)s, error_message = replace(%(emsg)s, %(mark)s, attempt::text),"
-    " error_traceback = %(etb)s"
+    " error_traceback = %(etb)s, error_args = NULL"
     f" WHERE {_EXHAUSTED} AND due <= %(now)s"
     "), picked AS ("
     f" SELECT seq, due FROM {{s}}.jobs WHERE {LIVE} AND due <= %(now)s{{queue}}"
     f" AND NOT ({_EXHAUSTED})"
     " ORDER BY priority DESC, due, seq LIMIT %(limit)s FOR UPDATE SKIP LOCKED"
-    ") UPDATE {s}.jobs AS j SET state = 'running', attempt = j.attempt + 1, due = %(until)s,"
+    # least(): a stored attempt at the integer's limit must not make the
+    # statement (every worker's claim) fail; past MAX_COUNT, the delivery is
+    # a defect, dead-lettered by the runner.
+    f") UPDATE {{s}}.jobs AS j SET state = 'running', attempt = least(j.attempt, {MAX_COUNT}) + 1,"
+    " due = %(until)s,"
     " token = nextval('{s}.tokens') FROM picked WHERE j.seq = picked.seq"
     " RETURNING j.seq, picked.due, j.token, "
     + ", ".join(f"j.{name}" for name in MESSAGE_COLUMNS.split(", "))
@@ -165,18 +195,18 @@ _FENCE = "id = %(id)s AND token = %(token)s AND state = 'running'"
 _ACK = (
     "UPDATE {s}.jobs SET state = %(state)s, finished = %(now)s, expires = %(expires)s, "
     "result = %(result)s, error_type = %(etype)s, error_message = %(emsg)s, "
-    f"error_traceback = %(etb)s WHERE {_FENCE} RETURNING id, token"
+    f"error_traceback = %(etb)s, error_args = %(eargs)s WHERE {_FENCE} RETURNING id, token"
 )
 _ACK_MANY = (
     "WITH v AS (SELECT * FROM unnest(%s::text[], %s::int8[], %s::text[], %s::float8[], "
-    "%s::float8[], %s::bytea[], %s::text[], %s::text[], %s::text[], %s::bool[]) "
-    "AS v(id, token, state, finished, expires, result, etype, emsg, etb, drop)), "
+    "%s::float8[], %s::bytea[], %s::text[], %s::text[], %s::text[], %s::text[], %s::bool[]) "
+    "AS v(id, token, state, finished, expires, result, etype, emsg, etb, eargs, drop)), "
     "d AS (DELETE FROM {s}.jobs AS j USING v WHERE v.drop AND j.id = v.id "
     "AND j.token = v.token AND j.state = 'running' RETURNING j.id, j.token), "
     "u AS (UPDATE {s}.jobs AS j SET state = v.state, finished = v.finished, "
     "expires = v.expires, result = v.result, error_type = v.etype, error_message = v.emsg, "
-    "error_traceback = v.etb FROM v WHERE NOT v.drop AND j.id = v.id AND j.token = v.token "
-    "AND j.state = 'running' RETURNING j.id, j.token) "
+    "error_traceback = v.etb, error_args = v.eargs FROM v WHERE NOT v.drop AND j.id = v.id "
+    "AND j.token = v.token AND j.state = 'running' RETURNING j.id, j.token) "
     "SELECT id, token FROM d UNION ALL SELECT id, token FROM u"
 )
 _NACK = (
@@ -184,7 +214,8 @@ _NACK = (
     "eta = coalesce(%(eta)s, eta), attempt = attempt - %(back)s, "
     "error_type = CASE WHEN %(keep)s THEN error_type ELSE %(etype)s END, "
     "error_message = CASE WHEN %(keep)s THEN error_message ELSE %(emsg)s END, "
-    "error_traceback = CASE WHEN %(keep)s THEN error_traceback ELSE %(etb)s END "
+    "error_traceback = CASE WHEN %(keep)s THEN error_traceback ELSE %(etb)s END, "
+    "error_args = CASE WHEN %(keep)s THEN error_args ELSE %(eargs)s END "
     f"WHERE {_FENCE} RETURNING queue) SELECT pg_notify(%(channel)s, queue) FROM u"
 )
 _WAITING = "id = %(id)s AND state IN ('queued', 'retrying')"
@@ -232,7 +263,8 @@ _STATEMENTS: dict[str, str] = {
     "retry": (
         "WITH u AS (UPDATE {s}.jobs SET state = 'queued', attempt = 0, due = %(now)s, "
         "eta = NULL, finished = NULL, expires = NULL, result = NULL, error_type = NULL, "
-        "error_message = NULL, error_traceback = NULL WHERE id = %(id)s RETURNING queue) "
+        "error_message = NULL, error_traceback = NULL, error_args = NULL WHERE id = %(id)s "
+        "RETURNING queue) "
         "SELECT pg_notify(%(channel)s, queue) FROM u"
     ),
     "purge": (
@@ -240,6 +272,10 @@ _STATEMENTS: dict[str, str] = {
         "AND (%(queue)s::text IS NULL OR queue = %(queue)s)"
     ),
     "prune": "DELETE FROM {s}.jobs WHERE expires <= %s",
+    # A live job whose due time is no time would wait (or hold its lease)
+    # forever: due now instead. Claimed, it runs, or is dead-lettered if its
+    # eta is as broken (read_delivery says why). Uses jobs_untimely (empty).
+    "unstick": f"UPDATE {{s}}.jobs SET due = %s WHERE {LIVE} AND {_UNTIMELY}",
     # Opportunistic pruning: a bounded batch, skipping rows others hold.
     "prune_some": (
         "DELETE FROM {s}.jobs WHERE seq IN (SELECT seq FROM {s}.jobs WHERE expires <= %s "
@@ -274,7 +310,7 @@ def lock_id(text: str) -> int:
 
 @functools.cache
 def _lapsed_columns() -> tuple[str | None, str | None, str | None]:
-    return error_columns(lapsed_error(int(_LAPSED_MARK)))
+    return error_columns(lapsed_error(int(_LAPSED_MARK)))[:3]
 
 
 def claim_params(now: float, until: float, limit: int) -> dict[str, Any]:
@@ -294,6 +330,248 @@ def claim_params(now: float, until: float, limit: int) -> dict[str, Any]:
 def as_columns(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
     """Rows as one list per column: the arrays of an ``unnest`` statement."""
     return [list(column) for column in zip(*rows, strict=True)]
+
+
+# -- rows and messages -----------------------------------------------------------
+#
+# What a row holds may have been written or changed by anyone who reaches the
+# database: reading one back never raises. A claimed row that cannot be read
+# whole is a defect delivery (dead-lettered alone by the runner); a row that
+# inspection cannot read shows as a failed job whose error says so.
+
+
+def message_row(message: Message, now: float) -> tuple[Any, ...]:
+    """The columns of ``_INSERT_COLUMNS`` for ``message``."""
+    if message.args or message.kwargs:
+        raise ValueError(
+            f"message {message.id} carries Python arguments: a durable broker stores only "
+            "encoded ones (message.payload). Send it through a durable App, which encodes "
+            "its arguments."
+        )
+    return (
+        message.id,
+        message.task,
+        message.queue,
+        message.priority,
+        now if message.eta is None else message.eta,
+        message.eta,
+        message.attempt,
+        message.max_deliveries,
+        message.key,
+        message.timeout,
+        message.retries,
+        message.created or now,
+        message.payload,
+        message.result_ttl,
+        None if not message.meta else json.dumps(message.meta),
+    )
+
+
+def row_message(row: Sequence[Any]) -> Message:
+    """The message of a row's ``MESSAGE_COLUMNS``; may raise on a corrupt row (see below)."""
+    (id_, task, queue, priority, eta, attempt, max_deliveries, key, timeout, retries) = row[:10]
+    created, payload, result_ttl, meta = row[10:]
+    return Message(
+        id_,
+        task,
+        (),
+        {},
+        queue=queue,
+        priority=priority,
+        eta=eta,
+        attempt=attempt,
+        max_deliveries=max_deliveries,
+        key=key,
+        timeout=timeout,
+        retries=retries,
+        created=created,
+        payload=payload,
+        result_ttl=result_ttl,
+        meta=None if meta is None else json.loads(meta),
+    )
+
+
+def row_delivery(row: Sequence[Any], until: float) -> Delivery:
+    """A claimed row (``seq, due, token, MESSAGE_COLUMNS``): whole, or a defect saying why."""
+    return read_delivery(row[3], row[2], until, functools.partial(row_message, row[3:]))
+
+
+def error_columns(
+    error: ErrorInfo | None,
+) -> tuple[str | None, str | None, str | None, str | None]:
+    """type, message, traceback, args: texts PostgreSQL takes (no NUL, no lone surrogate)."""
+    if error is None:
+        return None, None, None, None
+    args = error.args
+    return (
+        storable(error.type),
+        storable(error.message),
+        storable(error.traceback),
+        None if args is None else storable(args),
+    )
+
+
+_STATES = {state.value: state for state in State}
+_REJECTED = f"{MessageRejected.__module__}.{MessageRejected.__qualname__}"
+# INFO_COLUMNS: the types each may hold (None: NULL allowed).
+_TEXT, _INT, _FLOAT, _BYTES = (str,), (int,), (float, int), (bytes,)
+_INFO_TYPES: tuple[tuple[str, tuple[type, ...], bool], ...] = (
+    ("id", _TEXT, False),
+    ("task", _TEXT, False),
+    ("queue", _TEXT, False),
+    ("state", _TEXT, False),
+    ("attempt", _INT, False),
+    ("priority", _INT, False),
+    ("eta", _FLOAT, True),
+    ("created", _FLOAT, False),
+    ("finished", _FLOAT, True),
+    ("key", _TEXT, True),
+    ("max_deliveries", _INT, True),
+    ("payload", _BYTES, True),
+    ("result", _BYTES, True),
+    ("error_type", _TEXT, True),
+    ("error_message", _TEXT, True),
+    ("error_traceback", _TEXT, True),
+    ("error_args", _TEXT, True),
+)
+
+
+def row_info(row: Sequence[Any]) -> JobInfo:
+    """A row of ``INFO_COLUMNS`` as inspection shows it; never raises.
+
+    A row that is not what offload writes (a value of the wrong type, an
+    unknown state) shows as a failed job whose error says what is wrong, so
+    that one damaged record never breaks a listing or a producer's poll.
+    """
+    problem = _info_problem(row)
+    if problem is not None:
+        return _corrupt_info(row, problem)
+    error_type, error_message, error_traceback, error_args = row[13:]
+    return JobInfo(
+        id=row[0],
+        task=row[1],
+        queue=row[2],
+        state=_STATES[row[3]],
+        attempt=row[4],
+        priority=row[5],
+        eta=row[6],
+        created=row[7],
+        finished=row[8],
+        key=row[9],
+        max_deliveries=row[10],
+        payload=row[11],
+        result=row[12],
+        error=None
+        if error_type is None
+        else ErrorInfo(error_type, error_message or "", error_traceback or "", error_args),
+    )
+
+
+def _info_problem(row: Sequence[Any]) -> str | None:
+    if len(row) != len(_INFO_TYPES):
+        return f"it has {len(row)} columns, not {len(_INFO_TYPES)}"
+    for (name, kinds, nullable), value in zip(_INFO_TYPES, row, strict=True):
+        if value is None:
+            if not nullable:
+                return f"its {name} is NULL"
+        elif type(value) not in kinds:
+            return f"its {name} is a {type(value).__name__}, not a {kinds[0].__name__}"
+    if row[3] not in _STATES:
+        return f"its state {row[3][:40]!r} is not one of offload's"
+    return None
+
+
+def _corrupt_info(row: Sequence[Any], problem: str) -> JobInfo:
+    def text(index: int, default: str) -> str:
+        value = row[index] if index < len(row) else None
+        return storable(value) if type(value) is str else default
+
+    job_id = text(0, "?")
+    message = (
+        f"the stored record of job {job_id} is corrupt: {problem}. Something other than "
+        "this offload version wrote or changed it in the broker; nothing more of it is "
+        "readable here. Purge it, enqueue the call again, and check who else writes to "
+        "the broker"
+    )
+    return JobInfo(
+        id=job_id,
+        task=text(1, "?"),
+        queue=text(2, "?"),
+        state=State.FAILED,
+        attempt=0,
+        error=ErrorInfo(_REJECTED, message, ""),
+    )
+
+
+def state_of(value: object) -> State:
+    """A stored state; one offload does not know reads as failed (see ``row_info``)."""
+    return _STATES.get(value, State.FAILED) if type(value) is str else State.FAILED
+
+
+def storable_text(value: object) -> bool:
+    """Whether PostgreSQL can hold ``value`` as text (no NUL, no lone surrogate)."""
+    return type(value) is str and storable(value) == value
+
+
+# -- values PostgreSQL refuses ---------------------------------------------------------
+
+_KEY_BYTES = 2000
+"""PostgreSQL indexes a key of up to about 2,700 bytes (a third of a page)."""
+
+
+def refused_for_values(error: BaseException) -> bool:
+    """Whether ``error`` is the server or the driver refusing a statement's values.
+
+    Those fail the same way every time (not an outage, not a race): a NUL or
+    a lone surrogate in a text, an integer out of range, an index entry too
+    large, a value psycopg cannot adapt.
+    """
+    if isinstance(error, (psycopg.DataError, psycopg.errors.ProgramLimitExceeded, UnicodeError)):
+        return True
+    return isinstance(error, psycopg.ProgrammingError) and error.sqlstate is None
+
+
+def outcome_refused(job_id: str, error: BaseException) -> ErrorInfo:
+    """The error recorded for a job whose outcome PostgreSQL refused to store."""
+    return ErrorInfo(
+        _REJECTED,
+        storable(
+            f"the outcome of job {job_id} could not be stored: PostgreSQL refused it "
+            f"({type(error).__name__}: {str(error)[:300]}), so the job is recorded as failed "
+            "with this error instead. Make the task return a value (or raise an error) that "
+            "the serializer encodes, then retry the job"
+        ),
+        "",
+    )
+
+
+def enqueue_refused(messages: Sequence[Message], error: BaseException) -> ConfigurationError:
+    """offload's error for a batch PostgreSQL refused: which message, and what in it."""
+    for message in messages:
+        problem = (
+            (None if storable_text(message.id) else "the job id has a NUL or a lone surrogate")
+            or name_problem(message.task, "the task name")
+            or option_problem(message)
+            or _key_size_problem(message.key)
+        )
+        if problem is not None:
+            return ConfigurationError(
+                f"job {message.id!r:.60} (task {message.task!r:.80}) cannot be stored: {problem}"
+            )
+    return ConfigurationError(
+        f"PostgreSQL refused this batch of {len(messages)} messages "
+        f"({type(error).__name__}: {str(error)[:300]})"
+    )
+
+
+def _key_size_problem(key: str | None) -> str | None:
+    size = 0 if key is None else len(key.encode("utf-8"))
+    if size <= _KEY_BYTES:
+        return None
+    return (
+        f"the key is {size:,} bytes of UTF-8, over the {_KEY_BYTES:,} that PostgreSQL "
+        "indexes: use a shorter key (a hash of a long one, for example)"
+    )
 
 
 # -- migrations ------------------------------------------------------------------
