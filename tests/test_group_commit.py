@@ -183,3 +183,105 @@ def test_acks_and_claims_that_meet_share_a_transaction_and_stay_fenced(
     assert len(answers["claim"]) == 1
     job = broker.job(two.message.id)
     assert job is not None and job.state in (State.SUCCEEDED, State.FAILED)
+
+
+def test_with_isolate_a_failed_batch_is_flushed_again_item_by_item() -> None:
+    flush = Blocking()
+    batcher: Batcher[int, int] = Batcher(flush, isolate=lambda error: True)
+    answers: dict[int, Any] = {}
+    first = submit_in_thread(batcher, 1, answers)
+    assert flush.entered.wait(5)
+    together = [submit_in_thread(batcher, item, answers) for item in (2, -1, 3)]
+    wait_for(lambda: len(batcher._queue) == 3)
+    flush.release.set()
+    for thread in [first, *together]:
+        thread.join(5)
+    assert flush.batches == [[1], [2, -1, 3], [2], [-1], [3]]
+    assert isinstance(answers.pop(-1), RuntimeError), "the item at fault fails"
+    assert answers == {1: 10, 2: 20, 3: 30}, "the items it met do not"
+
+
+def test_isolate_leaves_errors_it_does_not_choose_to_every_caller() -> None:
+    flush = Blocking()
+    batcher: Batcher[int, int] = Batcher(flush, isolate=lambda error: False)
+    answers: dict[int, Any] = {}
+    first = submit_in_thread(batcher, 1, answers)
+    assert flush.entered.wait(5)
+    together = [submit_in_thread(batcher, item, answers) for item in (2, -1)]
+    wait_for(lambda: len(batcher._queue) == 2)
+    flush.release.set()
+    for thread in [first, *together]:
+        thread.join(5)
+    assert flush.batches == [[1], [2, -1]], "no second try"
+    assert isinstance(answers[2], RuntimeError) and isinstance(answers[-1], RuntimeError)
+
+
+def test_a_flush_item_by_item_takes_in_nothing_more() -> None:
+    batches: list[list[int]] = []
+    entered, release = threading.Event(), threading.Event()
+
+    def flush(items: list[int]) -> list[int]:
+        if not batches:
+            entered.set()
+            assert release.wait(5)
+        items = items + batcher.more()
+        batches.append(items)
+        if len(items) > 1 and -1 in items:
+            raise ValueError("one of these is bad")
+        return [item * 10 for item in items]
+
+    batcher: Batcher[int, int] = Batcher(flush, isolate=lambda error: True)
+    answers: dict[int, Any] = {}
+    first = submit_in_thread(batcher, 1, answers)
+    assert entered.wait(5)
+    late = [submit_in_thread(batcher, item, answers) for item in (-1, 2)]
+    wait_for(lambda: len(batcher._queue) == 2)
+    release.set()
+    for thread in [first, *late]:
+        thread.join(5)
+    assert batches == [[1, -1, 2], [1], [-1], [2]]
+    assert answers == {1: 10, -1: -10, 2: 20}
+
+
+def test_an_outcome_the_database_refuses_fails_its_own_ack_and_no_other(
+    broker: SqliteBroker,
+) -> None:
+    jobs = [message() for _ in range(4)]
+    broker.enqueue(jobs)
+    deliveries = broker.claim(None, 4, 30)
+    bad = deliveries[1]
+    answers: dict[str, Any] = {}
+
+    def ack(delivery: Any, outcome: Outcome) -> threading.Thread:
+        def run() -> None:
+            try:
+                answers[delivery.message.id] = broker.ack(delivery, outcome)
+            except Exception as error:
+                answers[delivery.message.id] = error
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    unstorable = Outcome(State.SUCCEEDED, payload="\udcff")  # type: ignore[arg-type]
+    with broker._lock:  # every ack queues: they meet in one group commit
+        threads = [ack(deliveries[0], Outcome(State.SUCCEEDED, payload=b"0"))]
+        wait_for(lambda: broker._writes._busy)
+        threads += [
+            ack(bad, unstorable),
+            ack(deliveries[2], Outcome(State.SUCCEEDED, payload=b"2")),
+            ack(deliveries[3], Outcome(State.FAILED)),
+        ]
+        wait_for(lambda: len(broker._writes._queue) == 3)
+    for thread in threads:
+        thread.join(5)
+    assert isinstance(answers.pop(bad.message.id), UnicodeEncodeError)
+    assert answers == {d.message.id: True for d in deliveries if d is not bad}
+    states = broker.job_states([m.id for m in jobs])
+    assert [states[m.id] for m in jobs] == [
+        State.SUCCEEDED,
+        State.RUNNING,  # its lease will lapse: another worker runs it again
+        State.SUCCEEDED,
+        State.FAILED,
+    ]
+    assert broker.ack(bad, Outcome(State.SUCCEEDED, payload=b"1")), "still its delivery"

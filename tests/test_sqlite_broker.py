@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import stat
 import statistics
 import struct
 import subprocess
@@ -18,7 +19,14 @@ import pytest
 from offload._brokers import SqliteBroker
 from offload._brokers import _sqlite_schema as schema
 from offload._errors import ConfigurationError
-from offload._message import Message, Outcome, State, new_id
+from offload._message import (
+    DEFAULT_MAX_DELIVERIES,
+    ErrorInfo,
+    Message,
+    Outcome,
+    State,
+    new_id,
+)
 from offload.testing import FakeClock
 
 
@@ -256,3 +264,218 @@ def test_processes_opening_a_new_file_together_migrate_it_once(db_path: Path) ->
         opener.communicate(timeout=60)
         assert opener.returncode == 0
     assert meta_version(db_path) == schema.SCHEMA_VERSION
+
+
+# -- the file's mode ---------------------------------------------------------------
+
+
+def test_a_new_database_and_its_wal_files_are_readable_by_their_owner_only(
+    db_path: Path,
+) -> None:
+    broker = SqliteBroker(db_path)
+    try:
+        broker.enqueue([message()])  # the -wal and -shm files exist while it is open
+        for path in (db_path, Path(f"{db_path}-wal"), Path(f"{db_path}-shm")):
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
+    finally:
+        broker.close()
+
+
+def test_an_existing_file_keeps_the_mode_its_owner_gave_it(db_path: Path) -> None:
+    SqliteBroker(db_path).close()
+    db_path.chmod(0o640)
+    SqliteBroker(db_path).close()
+    assert stat.S_IMODE(db_path.stat().st_mode) == 0o640
+
+
+# -- upgrades, error args, max deliveries -------------------------------------------
+
+
+def test_a_database_of_schema_1_is_upgraded_and_keeps_its_jobs(db_path: Path) -> None:
+    with sqlite3.connect(db_path) as db:  # what the previous offload created
+        db.execute("PRAGMA journal_mode = WAL")
+        for statement in schema.MIGRATIONS[0]:
+            db.execute(statement)
+        db.execute("CREATE TABLE offload_meta (name TEXT PRIMARY KEY, value) WITHOUT ROWID")
+        db.execute("INSERT INTO offload_meta VALUES ('schema_version', 1)")
+        db.execute(
+            "INSERT INTO jobs (id, task, queue, state, due, created, payload) "
+            "VALUES ('old', 'tasks.work', 'default', 'queued', 0, 1, x'5b5d')"
+        )
+    db.close()
+    broker = SqliteBroker(db_path)
+    try:
+        assert meta_version(db_path) == schema.SCHEMA_VERSION
+        (delivery,) = broker.claim(None, 10, 30)
+        assert delivery.message.id == "old" and delivery.defect is None
+        error = ErrorInfo("builtins.KeyError", "'missing'", "Traceback ...", '["missing"]')
+        assert broker.ack(delivery, Outcome(State.FAILED, error_info=error))
+        job = broker.job("old")
+        assert job is not None and job.error == error
+    finally:
+        broker.close()
+
+
+def test_the_args_of_an_error_are_stored_and_read_back(db_path: Path) -> None:
+    broker = SqliteBroker(db_path)
+    try:
+        m = message()
+        broker.enqueue([m])
+        (delivery,) = broker.claim(None, 1, 30)
+        retrying = ErrorInfo("builtins.ValueError", "bad", "tb", '["bad", 1]')
+        assert broker.nack(delivery, 0.0, error=retrying)
+        assert broker.job(m.id).error == retrying  # type: ignore[union-attr]
+        (delivery,) = broker.claim(None, 1, 30)
+        failed = ErrorInfo("builtins.ValueError", "worse", "tb")
+        assert broker.ack(delivery, Outcome(State.FAILED, error_info=failed))
+        assert broker.job(m.id).error == failed, "no args: none kept from before"  # type: ignore[union-attr]
+        assert broker.retry(m.id)
+        assert broker.job(m.id).error is None  # type: ignore[union-attr]
+    finally:
+        broker.close()
+
+
+def test_a_job_without_max_deliveries_is_dead_lettered_after_the_default(db_path: Path) -> None:
+    clock = FakeClock()
+    broker = SqliteBroker(db_path, clock=clock)
+    try:
+        m = message()  # max_deliveries=None
+        broker.enqueue([m])
+        for attempt in range(1, DEFAULT_MAX_DELIVERIES + 1):
+            (delivery,) = broker.claim(None, 1, 10)  # then the worker dies: no outcome
+            assert delivery.attempt == attempt
+            clock.advance(11)
+        assert broker.claim(None, 1, 10) == []
+        job = broker.job(m.id)
+        assert job is not None and job.state is State.FAILED and job.error is not None
+        assert job.error.type.endswith("WorkerLost")
+        assert f"delivered {DEFAULT_MAX_DELIVERIES} times" in job.error.message
+    finally:
+        broker.close()
+
+
+# -- corrupt rows ------------------------------------------------------------------
+
+
+def corrupt(path: Path, job_id: str, sql: str, *params: Any) -> None:
+    """Change a job's row behind the broker's back, as another program could."""
+    with sqlite3.connect(path) as db:
+        db.execute(f"UPDATE jobs SET {sql} WHERE id = ?", (*params, job_id))
+    db.close()
+
+
+def test_a_corrupt_row_is_a_defect_of_its_own_and_the_others_of_the_batch_are_whole(
+    db_path: Path,
+) -> None:
+    broker = SqliteBroker(db_path)
+    try:
+        jobs = [message() for _ in range(5)]
+        broker.enqueue(jobs)
+        corrupt(db_path, jobs[2].id, "meta = '{not json'")
+        deliveries = broker.claim(None, 10, 30)
+        assert [d.message.id for d in deliveries] == [m.id for m in jobs]
+        defects = {d.message.id: d.defect for d in deliveries if d.defect is not None}
+        assert list(defects) == [jobs[2].id]
+        assert "JSONDecodeError" in defects[jobs[2].id]
+        assert all(broker.ack(d, Outcome(State.SUCCEEDED)) for d in deliveries)
+    finally:
+        broker.close()
+
+
+def test_text_that_is_not_utf8_makes_a_defect_not_a_failed_claim(db_path: Path) -> None:
+    broker = SqliteBroker(db_path)
+    try:
+        jobs = [message() for _ in range(3)]
+        broker.enqueue(jobs)
+        corrupt(db_path, jobs[0].id, "task = CAST(x'ff41' AS TEXT)")
+        corrupt(db_path, jobs[1].id, "id = CAST(x'ff42' AS TEXT)")
+        deliveries = broker.claim(None, 10, 30)
+        assert len(deliveries) == 3
+        assert [d.defect is not None for d in deliveries] == [True, True, False]
+        assert "task name" in str(deliveries[0].defect)
+        assert "job id" in str(deliveries[1].defect)
+        assert all(broker.ack(d, Outcome(State.SUCCEEDED)) for d in deliveries)
+        assert broker.counts() == {"default": {State.SUCCEEDED: 3}}
+        assert len(broker.jobs()) == 3
+    finally:
+        broker.close()
+
+
+def test_a_queue_name_that_is_not_utf8_is_still_claimed(db_path: Path) -> None:
+    broker = SqliteBroker(db_path)
+    try:
+        bad, good = message(), message(queue="other")
+        broker.enqueue([bad, good])
+        corrupt(db_path, bad.id, "queue = CAST(x'ff' AS TEXT)")
+        deliveries = broker.claim(None, 10, 30)
+        assert sorted(d.defect is None for d in deliveries) == [False, True]
+        assert all(broker.ack(d, Outcome(State.SUCCEEDED)) for d in deliveries)
+    finally:
+        broker.close()
+
+
+def test_a_due_that_is_not_a_number_is_claimable_at_once(db_path: Path) -> None:
+    broker = SqliteBroker(db_path)
+    try:
+        m = message()
+        broker.enqueue([m])
+        corrupt(db_path, m.id, "due = 'whenever'")
+        assert broker._next_due(None) == 0.0
+        (delivery,) = broker.claim(None, 10, 30)
+        assert delivery.defect is None
+    finally:
+        broker.close()
+
+
+def test_inspection_shows_a_corrupt_job_as_failed_and_the_others_as_they_are(
+    db_path: Path,
+) -> None:
+    broker = SqliteBroker(db_path)
+    try:
+        good, bad, worse = message(), message(), message()
+        broker.enqueue([good, bad, worse])
+        corrupt(db_path, bad.id, "priority = 'high'")
+        corrupt(db_path, worse.id, "key = CAST(x'ff' AS TEXT)")
+        job = broker.job(bad.id)
+        assert job is not None and job.state is State.FAILED and job.error is not None
+        assert "corrupt" in job.error.message and "priority" in job.error.message
+        assert "key" in broker.job(worse.id).error.message  # type: ignore[union-attr]
+        assert broker.job(good.id).state is State.QUEUED  # type: ignore[union-attr]
+        assert [j.state for j in broker.jobs()] == [State.FAILED, State.FAILED, State.QUEUED]
+        ids = [good.id, bad.id, worse.id]
+        assert broker.job_states(ids) == dict.fromkeys(ids, State.QUEUED)
+    finally:
+        broker.close()
+
+
+def test_a_state_offload_does_not_know_reads_as_failed(db_path: Path) -> None:
+    broker = SqliteBroker(db_path)
+    try:
+        m = message()
+        broker.enqueue([m])
+        with sqlite3.connect(db_path) as db:
+            db.execute("PRAGMA ignore_check_constraints = ON")
+            db.execute("UPDATE jobs SET state = 'bogus' WHERE id = ?", (m.id,))
+        db.close()
+        assert broker.job_states([m.id]) == {m.id: State.FAILED}
+        assert broker.counts() == {"default": {State.FAILED: 1}}
+        job = broker.job(m.id)
+        assert job is not None and "state" in job.error.message  # type: ignore[union-attr]
+        assert broker.claim(None, 10, 30) == []
+    finally:
+        broker.close()
+
+
+def test_a_finished_job_with_a_corrupt_result_reads_as_failed(db_path: Path) -> None:
+    broker = SqliteBroker(db_path)
+    try:
+        m = message()
+        broker.enqueue([m])
+        (delivery,) = broker.claim(None, 1, 30)
+        assert broker.ack(delivery, Outcome(State.SUCCEEDED, payload=b"42"))
+        corrupt(db_path, m.id, "result = 'not bytes'")
+        job = broker.job(m.id)
+        assert job is not None and job.state is State.FAILED
+        assert "result" in job.error.message  # type: ignore[union-attr]
+    finally:
+        broker.close()
