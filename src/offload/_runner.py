@@ -194,6 +194,15 @@ class Runner:
             # if nobody ever looks (Handle.__del__).
             handle.set_exception(error)
             return
+        if isinstance(error, REFUSALS):  # nothing ran: offload's traceback would be noise
+            log.error(
+                "Job %s (task %.200r) dead-lettered, nothing ran: %s",
+                message.id,
+                message.task,
+                error,
+                extra=_fields(delivery),
+            )
+            return
         log.error(
             "Task %s (id %s) failed on attempt %d, no retries left",
             message.task,
@@ -223,6 +232,9 @@ def _unresolvable(name: str, error: Exception) -> OffloadError:
     )
 
 
+REFUSALS = (TaskNotFound, MessageRejected, PayloadRejected)
+"""What the runner raises for a message it will not run: it is dead-lettered with the reason."""
+
 _ARGS = JsonSerializer(max_size=65_536, modules=lambda module: False)
 """Encodes an exception's args for the producer to rebuild it: plain data only."""
 
@@ -241,7 +253,10 @@ def error_info(error: BaseException) -> ErrorInfo:
             data = _ARGS.encode([_encodable_or_text(arg) for arg in args], path="args")
         except Exception:  # noqa: BLE001 - too large: the message travels alone
             data = None
-    return ErrorInfo.of(error, None if data is None else data.decode("utf-8"))
+    info = ErrorInfo.of(error, None if data is None else data.decode("utf-8"))
+    if isinstance(error, REFUSALS):
+        info.traceback = ""  # raised by offload before anything ran: the reason says it all
+    return info
 
 
 def _encodable_or_text(value: object) -> object:

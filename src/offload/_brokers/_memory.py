@@ -22,7 +22,15 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 
 from .._clock import SYSTEM_CLOCK, Clock
-from .._message import Delivery, ErrorInfo, JobInfo, Message, Outcome, State
+from .._message import (
+    DEFAULT_MAX_DELIVERIES,
+    Delivery,
+    ErrorInfo,
+    JobInfo,
+    Message,
+    Outcome,
+    State,
+)
 from ._base import lapsed_error, stored_error
 
 _LIVE = (State.QUEUED, State.RETRYING)
@@ -508,8 +516,8 @@ class MemoryBroker:
         for delivery in lapsed:
             message = delivery.message
             del self._inflight[message.id]
-            limit = message.max_deliveries
-            if limit is not None and message.attempt >= limit:
+            limit = message.max_deliveries or DEFAULT_MAX_DELIVERIES
+            if message.attempt >= limit:
                 self._finish(message, State.FAILED, None, lapsed_error(message.attempt))
             else:
                 self._ready_queue(message.queue).push(message)
