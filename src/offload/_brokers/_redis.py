@@ -57,6 +57,7 @@ supported (scripts derive their keys); a single server or Sentinel is.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import re
 import threading
@@ -68,7 +69,7 @@ from typing import TypeVar, cast
 import redis
 
 from .._clock import SYSTEM_CLOCK, Clock
-from .._errors import BrokerUnavailable, ConfigurationError
+from .._errors import BrokerUnavailable, ConfigurationError, OffloadError
 from .._message import Delivery, ErrorInfo, JobInfo, Message, Outcome, State
 from . import _redis_scripts as lua
 from ._base import Finished, stored_error
@@ -166,6 +167,7 @@ class RedisBroker:
         self._down_since: float | None = None
         self._closed = threading.Event()
         self._next_prune = 0.0
+        self._unread_tokens = itertools.count(1)
         # The last empty claim: when, for which queues, next due time, next lease end.
         self._idle: tuple[float, tuple[str, ...], bytes | None, bytes | None] | None = None
 
@@ -271,13 +273,18 @@ class RedisBroker:
         return [lua.delivery(rows[i : i + width], until) for i in range(0, len(rows), width)]
 
     def ack(self, delivery: Delivery, outcome: Outcome) -> bool:
+        # A worker's threads that finish at once share one script call.
+        return self._acks.submit(self._ack_values(delivery, outcome))
+
+    def _ack_values(self, delivery: Delivery, outcome: Outcome) -> list[lua.Arg]:
+        """One ack as ``ACK`` takes it: ``ACKED`` values."""
         message = delivery.message
         error = stored_error(outcome)
         now = self._clock.now()
         ttl = self._result_ttl if message.result_ttl is None else message.result_ttl
         failed = outcome.state is State.FAILED  # the dead-letter set stays until purged
-        values: list[lua.Arg] = [
-            message.id,
+        return [
+            _job_id(delivery),
             delivery.token,
             outcome.state.value,
             repr(now),
@@ -287,14 +294,31 @@ class RedisBroker:
             outcome.payload or b"",
             lua.error_text(error),
         ]
-        # A worker's threads that finish at once share one script call.
-        return self._acks.submit(values)
 
     def _ack_together(self, acks: list[list[lua.Arg]]) -> list[bool | BaseException]:
+        """One ``ACK`` call for the batch; if it fails other than by an outage, one per ack.
+
+        The script fails no ack for what a job's hash holds; what is left
+        (a value that cannot be sent, say) then fails its own ack alone.
+        """
         args: list[lua.Arg] = [self.prefix]
         for values in acks:
             args += values
-        return [bool(stored) for stored in self._call(lambda _: self._ack(args=args))]
+        try:
+            return [bool(stored) for stored in self._call(lambda _: self._ack(args=args))]
+        except OffloadError:
+            raise  # unreachable or refused: every ack of the batch alike
+        except Exception:
+            if len(acks) == 1:
+                raise
+        return [self._ack_alone(values) for values in acks]
+
+    def _ack_alone(self, values: list[lua.Arg]) -> bool | BaseException:
+        args = [self.prefix, *values]
+        try:
+            return bool(self._call(lambda _: self._ack(args=args))[0])
+        except Exception as error:  # noqa: BLE001 - this ack's caller raises it
+            return error
 
     def nack(
         self,
@@ -306,7 +330,7 @@ class RedisBroker:
     ) -> bool:
         args: list[lua.Arg] = [
             self.prefix,
-            delivery.message.id,
+            _job_id(delivery),
             delivery.token,
             repr(self._clock.now()),
             "" if retry_at is None else repr(retry_at),
@@ -317,7 +341,7 @@ class RedisBroker:
 
     def extend(self, delivery: Delivery, lease: float) -> bool:
         until = self._clock.now() + lease
-        args: list[lua.Arg] = [self.prefix, delivery.message.id, delivery.token, repr(until)]
+        args: list[lua.Arg] = [self.prefix, _job_id(delivery), delivery.token, repr(until)]
         if not self._call(lambda _: self._extend(args=args)):
             return False
         delivery.lease_until = until
@@ -428,7 +452,7 @@ class RedisBroker:
                 feed = self._feed = Subscription(pool, self._reply_channel)
                 feed.read(0.0)  # subscribed before any enqueue names the channel
                 self._reply_to = self._reply_channel
-            news = [lua.finished(data) for data in feed.read(timeout)]
+            news = [done for data in feed.read(timeout) if (done := lua.finished(data))]
         except Exception as error:
             if feed is not None and self._feed is not feed:
                 # stop_listening() from another thread closed it under us:
@@ -454,9 +478,16 @@ class RedisBroker:
 
     # -- inspection ------------------------------------------------------------
 
+    # A corrupt job never makes inspection raise: see lua.job_info.
+
     def job(self, job_id: str) -> JobInfo | None:
         key = f"{self.prefix}job:{job_id}"
-        reply = self._call(lambda _: self._link.call("HGETALL", key))
+        try:
+            reply = self._call(lambda _: self._link.call("HGETALL", key))
+        except redis.ResponseError as error:
+            if not str(error).startswith("WRONGTYPE"):
+                raise
+            return lua.not_a_hash(job_id)
         if not isinstance(reply, dict):  # RESP2: a flat list of names and values
             reply = dict(zip(reply[::2], reply[1::2], strict=True))
         fields = cast("dict[bytes, bytes]", reply)
@@ -470,16 +501,22 @@ class RedisBroker:
                 pipe = self._client.pipeline(transaction=False)
                 for job_id in chunk:
                     pipe.hget(f"{self.prefix}job:{job_id}", "s")
-                for job_id, state in zip(chunk, pipe.execute(), strict=True):
-                    if state is not None:
-                        states[job_id] = State(state.decode())
+                for job_id, state in zip(chunk, pipe.execute(raise_on_error=False), strict=True):
+                    if isinstance(state, bytes):
+                        states[job_id] = lua.job_state(state)
+                    elif isinstance(state, redis.ResponseError):  # the key holds no hash
+                        states[job_id] = State.FAILED
             return states
 
         return self._call(run)
 
     def change_token(self) -> int:
         """Changes whenever a job finishes or is deleted: nothing to settle if it did not."""
-        return int(self._call(lambda _: self._client.get(f"{self.prefix}fin")) or 0)
+        value = self._call(lambda _: self._client.get(f"{self.prefix}fin")) or 0
+        try:
+            return int(value)
+        except ValueError:  # overwritten (the scripts start it again): a change each time
+            return -next(self._unread_tokens)
 
     def counts(self) -> dict[str, dict[State, int]]:
         def run(_: bool) -> dict[str, dict[State, int]]:
@@ -487,11 +524,11 @@ class RedisBroker:
             pipe = self._client.pipeline(transaction=False)
             pairs = [(queue, state) for queue in queues for state in State]
             for queue, state in pairs:
-                pipe.zcard(f"{self.prefix}st:{state.value}:{queue}")
+                pipe.zcard(self._key(f"st:{state.value}:", queue))
             counts: dict[str, dict[State, int]] = {}
             for (queue, state), count in zip(pairs, pipe.execute(), strict=True):
                 if count:
-                    counts.setdefault(queue, {})[state] = int(count)
+                    counts.setdefault(_shown(queue), {})[state] = int(count)
             return counts
 
         return self._call(run)
@@ -500,9 +537,9 @@ class RedisBroker:
         self, state: State | None = None, queue: str | None = None, limit: int = 50
     ) -> list[JobInfo]:
         def run(_: bool) -> list[JobInfo]:
-            queues = [queue] if queue is not None else self._queue_names()
+            queues = [queue.encode()] if queue is not None else self._queue_names()
             indexes = [
-                f"{self.prefix}st:{s.value}:{q}"
+                self._key(f"st:{s.value}:", q)
                 for q in queues
                 for s in (State if state is None else (state,))
             ]
@@ -513,10 +550,16 @@ class RedisBroker:
             found = sorted(
                 (pair for pairs in pipe.execute() for pair in pairs), key=lambda p: -p[1]
             )
-            ids = list(dict.fromkeys(member.decode() for member, _ in found))[:limit]
+            ids = list(dict.fromkeys(member for member, _ in found))[:limit]
             for job_id in ids:
-                pipe.hgetall(f"{self.prefix}job:{job_id}")
-            return [lua.job_info(i, f) for i, f in zip(ids, pipe.execute(), strict=True) if f]
+                pipe.hgetall(self._key("job:", job_id))
+            jobs = []
+            for job_id, fields in zip(ids, pipe.execute(raise_on_error=False), strict=True):
+                if isinstance(fields, redis.ResponseError):  # the key holds no hash
+                    jobs.append(lua.not_a_hash(_shown(job_id)))
+                elif fields:  # else gone since it was listed
+                    jobs.append(lua.job_info(_shown(job_id), fields))
+            return jobs
 
         return self._call(run)
 
@@ -542,9 +585,12 @@ class RedisBroker:
 
     # -- internals -------------------------------------------------------------
 
-    def _queue_names(self) -> list[str]:
-        names = cast("set[bytes]", self._client.smembers(f"{self.prefix}queues"))
-        return [name.decode() for name in names]
+    def _queue_names(self) -> list[bytes]:
+        """As stored: a name that is not UTF-8 (a corrupt job retried) still finds its keys."""
+        return list(cast("set[bytes]", self._client.smembers(f"{self.prefix}queues")))
+
+    def _key(self, kind: str, name: bytes) -> bytes:
+        return f"{self.prefix}{kind}".encode() + name
 
     def _repeat(self, step: Callable[[], int]) -> int:
         """Run a deleting script in batches until a batch falls short; how many in all."""
@@ -608,3 +654,17 @@ class RedisBroker:
                 self._where,
                 time.monotonic() - since,
             )
+
+
+def _job_id(delivery: Delivery) -> str | bytes:
+    """A delivery's job id as the scripts take it.
+
+    A defect's id may have come from a key that is not UTF-8 (kept whole
+    with surrogates by ``lua.delivery``): it goes back as the same bytes.
+    """
+    job_id = delivery.message.id
+    return job_id if delivery.defect is None else job_id.encode("utf-8", "surrogateescape")
+
+
+def _shown(name: bytes) -> str:
+    return name.decode("utf-8", "backslashreplace")
