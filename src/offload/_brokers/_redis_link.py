@@ -187,8 +187,17 @@ def clients(url: str, blocking_timeout: float) -> tuple[redis.Redis, redis.Redis
             max_connections=1000,
         )
     except ValueError as error:
+        # The parser's words may quote a piece of the password (one with a
+        # '/' or '#' cuts the URL short there): not when the URL has one.
+        secret = "@" in url or "password" in url.lower()
+        why = (
+            "check the host, port and database, and percent-encode any of : / ? # @ % in "
+            "the password; the parser's own words are left out, they may quote it"
+            if secret
+            else error
+        )
         raise ConfigurationError(
-            f"not a Redis URL ({error}): write redis://[[user]:password@]host:6379/0 "
+            f"not a Redis URL ({why}): write redis://[[user]:password@]host:6379/0 "
             "or rediss:// for TLS"
         ) from None
     pool = client.connection_pool
