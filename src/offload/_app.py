@@ -13,7 +13,7 @@ from ._brokers import Broker, Inspector, MemoryBroker
 from ._brokers._url import is_in_process, open_broker, redacted
 from ._clock import SYSTEM_CLOCK, Clock
 from ._declared import Declared
-from ._errors import ConfigurationError, TaskNotImportable
+from ._errors import ConfigurationError
 from ._executors import check_size
 from ._handle import Handle, HandleMap, WeakHandles
 from ._message import JobInfo, Message, new_id, option_problem
@@ -27,7 +27,18 @@ from ._serializers import (
     Serializer,
     encode_call,
 )
-from ._task import NO_OPTIONS, CallOptions, P, R, Seconds, Task, TaskDecorator, declare, make_spec
+from ._task import (
+    NO_OPTIONS,
+    CallOptions,
+    P,
+    R,
+    Seconds,
+    Task,
+    TaskDecorator,
+    declare,
+    main_module_name,
+    make_spec,
+)
 from ._worker import Worker, check_pool, default_size
 
 log = logging.getLogger("offload")
@@ -253,8 +264,6 @@ class App:
         if self._embedded and self._worker is None:
             self._start()
         if self._registry.get(spec.name) is not spec:
-            if self.durable and spec.name.startswith("__main__."):
-                raise TaskNotImportable(_not_importable(spec.name))
             self._registry[spec.name] = spec
         message = Message(new_id(), spec.name, args, kwargs, spec.queue, spec.priority)
         if self.durable:
@@ -476,14 +485,6 @@ class App:
             log.warning("offload: interrupted at exit; %d unfinished tasks abandoned", left)
 
 
-def _not_importable(name: str) -> str:
-    return (
-        f"{name} is declared in an interactive session (or code without a file), which a "
-        "worker cannot import: the job would be dead-lettered. Put the task in a module "
-        "(tasks.py), import it here, and start workers with `offload worker tasks`"
-    )
-
-
 def _apply(message: Message, options: CallOptions, clock: Clock) -> None:
     if options.delay is not None:
         message.eta = clock.now() + options.delay
@@ -525,6 +526,8 @@ def _serializer(
 
 def _import_name(fn: Callable[..., Any]) -> str:
     module = getattr(fn, "__module__", None)
+    if module == "__main__":  # the script being run, as a worker imports it
+        module = main_module_name() or module
     qualname = getattr(fn, "__qualname__", None)
     if not module or not qualname:
         raise ConfigurationError(f"{fn!r} has no module and name to import it by")
