@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import urllib.error
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from offload._brokers import MemoryBroker
 from offload._brokers._url import redacted
 from offload._errors import (
     ConfigurationError,
+    NotSerializable,
     OffloadError,
     PayloadRejected,
     TaskFailed,
@@ -42,6 +44,7 @@ from offload._results import rebuild_error
 from offload._runner import Runner, error_info
 from offload._serializers import JsonSerializer, PickleSerializer, decode_call
 from offload._worker import Worker
+from servers import drop_postgres_schema, require_postgres, require_redis
 
 WAIT = 20.0
 
@@ -85,19 +88,61 @@ def db_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'jobs.db'}"
 
 
-@pytest.fixture
-def pair(db_url: str) -> Iterator[tuple[offload.App, offload.App]]:
-    """A producer app and a worker app on one SQLite file, with a worker running."""
-    producer = offload.App(db_url, name="producer", include=[__name__])
-    consumer = offload.App(db_url, name="consumer", include=[__name__])
+def return_unstorable() -> str:
+    """What os.listdir() can return: text with a lone surrogate."""
+    return b"caf\xe9".decode("utf-8", "surrogateescape")
+
+
+def raise_unstorable() -> None:
+    raise ValueError("a NUL \x00 and a lone surrogate " + return_unstorable())
+
+
+@pytest.fixture(params=["sqlite", "redis", "postgresql"])
+def pair(request: pytest.FixtureRequest, db_url: str) -> Iterator[tuple[offload.App, offload.App]]:
+    """A producer app and a worker app on one broker of each kind, with a worker running."""
+    namespace = f"t_{uuid.uuid4().hex}"
+    url = {
+        "sqlite": lambda: db_url,
+        "redis": lambda: f"{require_redis()}?namespace={namespace}",
+        "postgresql": lambda: f"{require_postgres()}?namespace={namespace}",
+    }[request.param]()
+    producer = offload.App(url, name="producer", include=[__name__])
+    consumer = offload.App(url, name="consumer", include=[__name__])
     for app in (producer, consumer):
-        app.task(name="raise_it")(raise_it)
+        for fn in (raise_it, return_unstorable, raise_unstorable):
+            app.task(name=fn.__name__)(fn)
     worker = consumer.worker(concurrency=2)
     worker.start()
     yield producer, consumer
     worker.stop()
     producer.shutdown(wait=False)
+    if request.param == "redis":
+        consumer.broker.drop()  # type: ignore[attr-defined]
     consumer.shutdown(wait=False)
+    if request.param == "postgresql":
+        drop_postgres_schema(f"offload_{namespace}")
+
+
+def test_a_result_that_cannot_be_stored_fails_its_job_with_the_reason(
+    pair: tuple[offload.App, offload.App],
+) -> None:
+    producer, _ = pair
+    task = producer.task(name="return_unstorable")(return_unstorable)
+    with pytest.raises(NotSerializable, match="lone surrogate"):
+        task().result(timeout=WAIT)
+
+
+def test_an_error_text_no_store_takes_is_stored_escaped(
+    pair: tuple[offload.App, offload.App],
+) -> None:
+    producer, _ = pair
+    task = producer.task(name="raise_unstorable")(raise_unstorable)
+    handle = task()
+    with pytest.raises(ValueError, match="NUL"):
+        handle.result(timeout=WAIT)
+    job = producer.job(handle.id)
+    assert job is not None and job.state is State.FAILED
+    assert job.error is not None and "\\x00" in job.error.message
 
 
 def test_enqueue_of_a_function_outside_the_included_modules_is_refused_at_the_call(
