@@ -26,8 +26,8 @@ import pytest
 
 from offload import BrokerUnavailable, ConfigurationError
 from offload._brokers._postgres import PostgresBroker
-from offload._brokers._postgres_schema import SCHEMA_VERSION, lock_id, message_row
-from offload._message import Message, Outcome, State, new_id
+from offload._brokers._postgres_schema import MIGRATIONS, SCHEMA_VERSION, lock_id, message_row
+from offload._message import ErrorInfo, Message, Outcome, State, new_id
 from servers import POSTGRES_URL, drop_postgres_schema, require_postgres
 
 URL = POSTGRES_URL
@@ -289,6 +289,46 @@ def test_without_migrate_an_old_schema_is_refused(
     assert broker.migrate() == SCHEMA_VERSION
     m = message()
     assert broker.enqueue([m]) == [m.id]
+
+
+def test_a_schema_at_version_1_is_migrated_with_its_jobs(
+    make_broker: Callable[..., PostgresBroker], server: str, namespace: str
+) -> None:
+    schema = f'"offload_{namespace}"'
+    old = message()
+    with psycopg.connect(server, autocommit=True) as connection:  # as offload 1 left it
+        connection.execute(f"CREATE SCHEMA {schema}")
+        connection.execute(f"CREATE TABLE {schema}.meta (name text PRIMARY KEY, value text)")
+        for statement in MIGRATIONS[0]:
+            connection.execute(statement.replace("{s}", schema))
+        connection.execute(f"INSERT INTO {schema}.meta VALUES ('schema_version', '1')")
+        connection.execute(
+            f"INSERT INTO {schema}.jobs (id, task, queue, due, created, state, error_type, "
+            "error_message, error_traceback) VALUES (%s, 't', 'default', 0, 0, 'failed', "
+            "'x.E', 'm', 'tb')",
+            (old.id,),
+        )
+    broker = make_broker()
+    job = broker.job(old.id)
+    assert SCHEMA_VERSION == 2
+    assert job is not None and job.error == ErrorInfo("x.E", "m", "tb", None)
+    broker.enqueue([message()])
+    (delivery,) = broker.claim(None, 1, 30)
+    assert broker.ack(delivery, Outcome.failure(KeyError("k")))
+    failed = broker.job(delivery.message.id)
+    assert (
+        failed is not None and failed.error is not None and failed.error.type == "builtins.KeyError"
+    )
+
+
+def test_repr_names_the_server_and_schema_never_the_password() -> None:
+    broker = PostgresBroker("postgresql://app:s3cr3t-pw@db.internal:6543/app", namespace="shop")
+    try:  # nothing connects
+        assert repr(broker) == (
+            "<PostgresBroker PostgreSQL at db.internal:6543/app schema='offload_shop'>"
+        )
+    finally:
+        broker.close()
 
 
 # -- transactional enqueue ----------------------------------------------------------------

@@ -119,12 +119,14 @@ class PostgresBroker:
         self._where = describe(url)
         self._closing = threading.Event()
         # Nothing shows the password: not an error of the driver's, not a log line.
-        scrub = Secrets(url).scrub
+        secrets = Secrets(url)
+        scrub = secrets.scrub
         try:
             info = conninfo(url, connect_timeout)
         except psycopg.Error as error:
+            reason = secrets.scrub_unparsed(str(error).strip())
             raise ConfigurationError(
-                f"{self._where}: the connection string cannot be read ({scrub(str(error))}); "
+                f"{self._where}: the connection string cannot be read ({reason}); "
                 "write postgresql://user:password@host:5432/dbname, or key=value pairs"
             ) from None
         open_connection = functools.partial(connect, info, statement_timeout)

@@ -72,41 +72,43 @@ _QUOTED = re.compile(r'"([^"]*)"')
 class Secrets:
     """The password of a connection string, and ``scrub`` to keep it out of a text.
 
-    libpq and psycopg may quote a piece of the connection string in an error
-    (``missing "=" after "cret"``, ``invalid percent-encoded token: "..."``),
-    so every error text is scrubbed before it reaches a log line or a
-    message: the password itself, and any quoted piece of what follows a
-    ``password=`` or sits in a URL's ``user:password@``.
+    ``scrub``: the password as parsed (and as written in a URL) goes, in any
+    error of a connection. ``scrub_unparsed``: for an error about a string
+    libpq could not parse, which may quote a piece of it (``missing "=" after
+    "cret"``, ``invalid percent-encoded token: "..."``): every quoted piece of
+    what follows a ``password=`` or sits in a URL's ``user:password@`` goes too.
     """
 
     __slots__ = ("_regions", "_whole")
 
     def __init__(self, url: str) -> None:
         lowered = url.lower()
-        # Everything after each password= (a key=value string, or ?password=).
+        # Everything after each password= (a key=value string, ?password=, sslpassword=).
         regions = [url[at + 9 :] for at in _all(lowered, "password=")]
         _, separator, rest = url.partition("://")
         if separator:
             userinfo, at, _host = rest.rpartition("@")
             if at and ":" in userinfo:
-                regions.append(userinfo.partition(":")[2])
-        whole = {region for region in regions if len(region) >= 4}
-        try:
-            password = conninfo_to_dict(url).get("password")
-        except psycopg.Error:
-            password = None
-        if isinstance(password, str) and len(password) >= 4:
-            whole.add(password)
+                password = userinfo.partition(":")[2]
+                regions.append(password)
+        whole = {re.split(r"[\s&]", region.strip())[0] for region in regions}
+        with contextlib.suppress(psycopg.Error):
+            parsed = conninfo_to_dict(url)
+            whole |= {str(parsed[k]) for k in ("password", "sslpassword") if parsed.get(k)}
+        whole |= {text.strip("'\"") for text in whole}
         self._regions = tuple(region for region in regions if region)
-        self._whole = tuple(sorted(whole, key=len, reverse=True))  # longest first
+        # Longest first; not so short that hiding it would mangle the text.
+        self._whole = tuple(sorted((w for w in whole if len(w) >= 3), key=len, reverse=True))
 
     def scrub(self, text: str) -> str:
-        """``text`` without the password or a quoted piece of it."""
-        if not self._regions and not self._whole:
-            return text
+        """``text`` without the password."""
         for secret in self._whole:
             text = text.replace(secret, "***")
-        return _QUOTED.sub(self._quoted, text)
+        return text
+
+    def scrub_unparsed(self, text: str) -> str:
+        """``text``, an error about the unparsable string, without any quoted piece of it."""
+        return _QUOTED.sub(self._quoted, self.scrub(text)) if self._regions else text
 
     def _quoted(self, match: re.Match[str]) -> str:
         piece = match.group(1)
