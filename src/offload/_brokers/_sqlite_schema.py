@@ -219,8 +219,15 @@ def row_message(row: Sequence[Any]) -> Message:
         created=created,
         payload=payload,
         result_ttl=result_ttl,
-        meta=None if meta is None else json.loads(meta),
+        meta=None if meta is None else _meta(meta),
     )
+
+
+def _meta(text: Any) -> Any:
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"meta {text!r:.60} is not JSON ({error})") from None
 
 
 def error_columns(error: ErrorInfo | None) -> tuple[str | None, str | None, str | None]:
