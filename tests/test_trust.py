@@ -98,29 +98,74 @@ def raise_unstorable() -> None:
 
 
 @pytest.fixture(params=["sqlite", "redis", "postgresql"])
-def pair(request: pytest.FixtureRequest, db_url: str) -> Iterator[tuple[offload.App, offload.App]]:
-    """A producer app and a worker app on one broker of each kind, with a worker running."""
+def broker_url(request: pytest.FixtureRequest, db_url: str) -> Iterator[str]:
+    """A fresh broker of each kind; Redis and PostgreSQL in a namespace dropped after."""
     namespace = f"t_{uuid.uuid4().hex}"
-    url = {
-        "sqlite": lambda: db_url,
-        "redis": lambda: f"{require_redis()}?namespace={namespace}",
-        "postgresql": lambda: f"{require_postgres()}?namespace={namespace}",
-    }[request.param]()
-    producer = offload.App(url, name="producer", include=[__name__])
-    consumer = offload.App(url, name="consumer", include=[__name__])
+    if request.param == "sqlite":
+        yield db_url
+    elif request.param == "redis":
+        url = f"{require_redis()}?namespace={namespace}"
+        yield url
+        from offload._brokers._redis import RedisBroker
+
+        RedisBroker.from_url(url).drop()
+    else:
+        yield f"{require_postgres()}?namespace={namespace}"
+        drop_postgres_schema(f"offload_{namespace}")
+
+
+def running_pair(
+    url: str, producer_include: list[str], worker_include: list[str]
+) -> tuple[offload.App, offload.App, Worker]:
+    """A producer app and a worker app on ``url``, the worker started."""
+    producer = offload.App(url, name="producer", include=producer_include)
+    consumer = offload.App(url, name="consumer", include=worker_include)
     for app in (producer, consumer):
-        for fn in (raise_it, return_unstorable, raise_unstorable):
+        for fn in (raise_it, return_unstorable, raise_unstorable, make_model, helper_function):
             app.task(name=fn.__name__)(fn)
     worker = consumer.worker(concurrency=2)
     worker.start()
+    return producer, consumer, worker
+
+
+@pytest.fixture
+def pair(broker_url: str) -> Iterator[tuple[offload.App, offload.App]]:
+    """A producer app and a worker app on one broker of each kind, with a worker running."""
+    producer, consumer, worker = running_pair(broker_url, [__name__], [__name__])
     yield producer, consumer
     worker.stop()
     producer.shutdown(wait=False)
-    if request.param == "redis":
-        consumer.broker.drop()  # type: ignore[attr-defined]
     consumer.shutdown(wait=False)
-    if request.param == "postgresql":
-        drop_postgres_schema(f"offload_{namespace}")
+
+
+def make_model() -> Any:
+    import skew_models  # type: ignore[import-not-found]
+
+    return skew_models.Model(1)
+
+
+def test_a_result_the_producer_cannot_decode_fails_only_its_handle(
+    broker_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "skew_models.py").write_text(
+        "from dataclasses import dataclass\n\n@dataclass\nclass Model:\n    x: int\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    # Version skew: the worker knows skew_models, the producer does not include it.
+    producer, consumer, worker = running_pair(broker_url, [], ["skew_models"])
+    try:
+        model = producer.task(name="make_model")(make_model)
+        plus_one = producer.task(name="helper_function")(helper_function)
+        bad = model()
+        good = [plus_one(i) for i in range(10)]
+        with pytest.raises(PayloadRejected, match="skew_models"):
+            bad.result(timeout=WAIT)
+        assert [h.result(timeout=WAIT) for h in good] == list(range(1, 11))
+    finally:
+        worker.stop()
+        producer.shutdown(wait=False)
+        consumer.shutdown(wait=False)
+        sys.modules.pop("skew_models", None)
 
 
 def test_a_result_that_cannot_be_stored_fails_its_job_with_the_reason(
