@@ -597,3 +597,33 @@ def test_a_worker_never_holds_more_leases_than_slots() -> None:
 
 def test_offload_errors_share_one_root() -> None:
     assert issubclass(TaskNotAllowed, OffloadError)
+
+
+def test_pickle_signs_the_whole_message(broker_url: str) -> None:
+    key = b"k" * 32
+    producer = offload.App(broker_url, serializer="pickle", pickle_key=key, name="p")
+    consumer = offload.App(broker_url, serializer="pickle", pickle_key=key, name="c")
+    for app in (producer, consumer):
+        app.task(name="raise_it")(raise_it)
+        app.task(name="helper_function")(helper_function)
+    worker = consumer.worker(concurrency=2)
+    worker.start()
+    try:
+        assert producer.task(name="helper_function")(helper_function)(1).result(timeout=WAIT) == 2
+        # A payload signed with the key, pointed at another task: before, only
+        # the payload was signed, and this ran.
+        serializer = PickleSerializer(key)
+        forged = Message(new_id(), "raise_it", (), {}, created=time.time())
+        forged.payload = serializer.encode([["exit"], {}])
+        producer.broker.enqueue([forged])
+        assert wait_until(
+            lambda: getattr(producer.job(forged.id), "state", None) is State.FAILED,
+            timeout=WAIT,
+        )
+        error = producer.job(forged.id).error  # type: ignore[union-attr]
+        assert error is not None and "signature" in error.message
+        assert error.type == "offload._errors.PayloadRejected"
+    finally:
+        worker.stop()
+        producer.shutdown(wait=False)
+        consumer.shutdown(wait=False)
