@@ -12,6 +12,14 @@ Wake-ups use LISTEN/NOTIFY: a transaction that makes a job claimable
 PostgreSQL delivers only if it commits; an idle worker waits on them, never
 longer than until the next due time.
 
+A row is data that anyone who reaches the database may have written: a
+claimed row that cannot be read whole is a defect delivery, dead-lettered
+alone by the runner; no value of one row makes a claim statement fail; an
+ack the server refuses is stored alone (its job recorded failed, saying
+why), never failing the acks it was batched with; inspection shows a
+damaged record as a failed job instead of raising. The password of the
+connection string never reaches an error or a log line.
+
 Transactional enqueue: ``enqueue(messages, connection=conn)`` writes with
 the caller's own psycopg connection, inside the caller's transaction. The
 job (and its wake-up) exists once the caller commits, and never if it
