@@ -110,7 +110,11 @@ class Batcher(Generic[ItemT, ResultT]):
                 for slot in self._batch:
                     slot.error = error
         else:
-            self._answer(self._batch, results)
+            for slot, result in zip(self._batch, results, strict=True):
+                if isinstance(result, BaseException):
+                    slot.error = result
+                else:
+                    slot.result = result
         batch, self._batch = self._batch, []
         for slot in batch:
             slot.lead = False
@@ -132,21 +136,16 @@ class Batcher(Generic[ItemT, ResultT]):
         try:
             for slot in self._batch:
                 try:
-                    self._answer([slot], self._flush([slot.item]))
+                    (result,) = self._flush([slot.item])
                 except BaseException as error:  # noqa: BLE001 - this caller's own error
                     slot.error = error
+                    continue
+                if isinstance(result, BaseException):
+                    slot.error = result
+                else:
+                    slot.result = result
         finally:
             self._alone = False
-
-    @staticmethod
-    def _answer(
-        slots: list[_Slot[ItemT, ResultT]], results: Sequence[ResultT | BaseException]
-    ) -> None:
-        for slot, result in zip(slots, results, strict=True):
-            if isinstance(result, BaseException):
-                slot.error = result
-            else:
-                slot.result = result
 
     def _hand_over(self) -> None:
         with self._mutex:
