@@ -220,9 +220,9 @@ DEFAULT_MAX_DELIVERIES = 10
 every worker that runs it ends there, not in an endless loop."""
 
 MAX_NAME = 200
-"""Characters in a task or queue name."""
+"""Bytes (UTF-8) in a task or queue name."""
 MAX_KEY = 1000
-"""Characters in an idempotency key (PostgreSQL indexes it; Redis keeps it in a hash)."""
+"""Bytes (UTF-8) in an idempotency key (PostgreSQL indexes it: its limit is ~2,700)."""
 MAX_COUNT = 1_000_000
 """Attempts, retries and max_deliveries stay below this (an int32 column has room)."""
 MAX_PRIORITY = 1_000_000
@@ -237,14 +237,14 @@ def _text_problem(value: object, what: str, limit: int, *, empty: bool = False) 
         return f"{what} must be a str, not {type(value).__name__}"
     if not value and not empty:
         return f"{what} must not be empty"
-    if len(value) > limit:
-        return f"{what} is {len(value)} characters long, over the limit of {limit}"
     if "\x00" in value:
         return f"{what} {value[:60]!r} contains a NUL character"
     try:
-        value.encode("utf-8")
+        size = len(value.encode("utf-8"))  # the stores' limits are in bytes
     except UnicodeEncodeError:
         return f"{what} {value[:60]!r} is not valid Unicode text (a lone surrogate)"
+    if size > limit:
+        return f"{what} is {size} bytes long (UTF-8), over the limit of {limit}"
     return None
 
 

@@ -124,7 +124,17 @@ class ThreadExecutor:
                 call = get_nowait()
             except queue.Empty:
                 with self._lock:
-                    self._idle += 1
+                    # Checked again under the lock: a shutdown or shrink since
+                    # the check above counted this thread as busy and sent it no
+                    # None, so it would wait in get() for good.
+                    leaving = self._threads > self._size
+                    if leaving:
+                        self._threads -= 1
+                    else:
+                        self._idle += 1
+                if leaving:
+                    self._running.discard(threading.current_thread())
+                    return
                 call = get()
             if call is not None:
                 run(call)
