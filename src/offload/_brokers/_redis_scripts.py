@@ -117,21 +117,18 @@ local function rank(due, seq)
   return string.format('%016d%013d', math.max(0, math.floor(due * 1e6)), seq)
 end
 
+-- (A queue a worker for all queues claims from is listed in ``queues``: one
+-- changed behind offload's back would otherwise never be claimed.)
 local function make_ready(id, job, queue, priority, due)
   local member = rank(due, redis.call('INCR', P .. 'seq')) .. id
   redis.call('ZADD', P .. 'ready:' .. queue, -score(priority), member)
   redis.call('HSET', job, 'r', member)
-end
-
--- Each state has an index per queue (score: the enqueue sequence), for
--- counts and newest-first listings. ``from`` false: listed nowhere now.
-local function move(id, queue, js, from, to)
-  if from then redis.call('ZREM', P .. 'st:' .. from .. ':' .. queue, id) end
-  redis.call('ZADD', P .. 'st:' .. to .. ':' .. queue, score(js), id)
+  redis.call('SADD', P .. 'queues', queue)
 end
 
 -- Take a job out of every state index: for one whose queue or state field
--- is lost, listed who knows where. Reads every queue: only on that path.
+-- changed or was lost, listed who knows where. Reads every queue: only on
+-- that path.
 local function unlist(id)
   for _, queue in ipairs(redis.call('SMEMBERS', P .. 'queues')) do
     for _, state in ipairs(@STATES@) do
@@ -140,16 +137,23 @@ local function unlist(id)
   end
 end
 
--- A job's queue (``q``). A job that lost it is put in ``found`` (the ready set
--- it came from) or 'default', unlisted from wherever it was, and marked
--- ``bad``: its claim then hands it over as a defect.
-local function queue_of(id, job, q, found)
+-- Each state has an index per queue (score: the enqueue sequence), for
+-- counts and newest-first listings. A job that was not listed where its
+-- fields say (``from`` false: they do not say) is unlisted from elsewhere.
+local function move(id, queue, js, from, to)
+  if not from or redis.call('ZREM', P .. 'st:' .. from .. ':' .. queue, id) == 0 then
+    unlist(id)
+  end
+  redis.call('ZADD', P .. 'st:' .. to .. ':' .. queue, score(js), id)
+end
+
+-- A job's queue (``q``). A job that lost it is put in queue 'default' and
+-- marked ``bad``: its claim then hands it over as a defect.
+local function queue_of(job, q)
   if q then return q end
-  q = found or 'default'
-  unlist(id)
-  redis.call('HSET', job, 'q', q, 'bad', 'its queue field (q) was missing')
-  redis.call('SADD', P .. 'queues', q)
-  return q
+  redis.call('HSET', job, 'q', 'default', 'bad', 'its queue field (q) was missing')
+  redis.call('SADD', P .. 'queues', 'default')
+  return 'default'
 end
 
 -- Wake-up tokens for waiters of ``queue`` and of all queues, up to a few
@@ -174,14 +178,16 @@ local function live(state)
   return state == 'queued' or state == 'retrying' or state == 'running'
 end
 
+local function over(state)
+  return state == 'succeeded' or state == 'failed' or state == 'cancelled'
+end
+
 -- Delete a job and every trace of it (indexes, expiry, its key); 1 if it existed.
 local function drop(id)
   local job = jobkey(id)
   local f = read(job, 'q', 's', 'k') or {}
   if redis.call('DEL', job) == 0 then return 0 end
-  if f[1] and f[2] then
-    redis.call('ZREM', P .. 'st:' .. f[2] .. ':' .. f[1], id)
-  else
+  if not (f[1] and f[2]) or redis.call('ZREM', P .. 'st:' .. f[2] .. ':' .. f[1], id) == 0 then
     unlist(id)
   end
   redis.call('ZREM', P .. 'expiry', id)
@@ -301,11 +307,12 @@ return answer
 # queue names. Promotes due delayed jobs, moves lapsed leases back to their
 # queue (or to the dead-letter set after max_deliveries, DEFAULT_MAX_DELIVERIES
 # when unset), then leases up to ``limit`` jobs. Returns CLAIMED values per
-# job: id, token, attempt, queue, meta blob, payload, priority, eta, key,
-# max_deliveries, result_ttl, defect (false, or why the script found the job
-# corrupt); or, if none, the next delayed due time and the next lease end (as
-# PROBE). The fields are the hash's as stored (a corrupt one included): the
-# caller reads them, and makes a job it cannot read whole a defect.
+# job: id, token, attempt, queue (the one it waited in), meta blob, payload,
+# priority, eta, key, max_deliveries, result_ttl, defect (false, or why the
+# script found the job corrupt); or, if none, the next delayed due time and
+# the next lease end (as PROBE). The fields are the hash's as stored (a
+# corrupt one included): the caller reads them, and makes a job it cannot
+# read whole a defect.
 CLAIMED = 12
 IDLE = 2
 """Values of ``CLAIM``'s answer when it claimed nothing."""
@@ -324,7 +331,7 @@ for j = 1, #due, 2 do
     unlist(id)
     tally(1)
   else
-    make_ready(id, job, queue_of(id, job, f[1]), f[2], tonumber(due[j + 1]))
+    make_ready(id, job, queue_of(job, f[1]), f[2], tonumber(due[j + 1]))
   end
   redis.call('ZREM', P .. 'delayed', id)
 end
@@ -337,16 +344,21 @@ for j = 1, #lapsed, 2 do
     unlist(id)
     tally(1)
   else
-    local queue, attempt = queue_of(id, job, f[1]), count(f[3])
+    local queue, attempt, state = queue_of(job, f[1]), count(f[3]), f[6]
+    if over(state) then  -- a stale lease: listed as its hash says
+      move(id, queue, f[5], 'running', state)
     -- An attempt that is not a count cannot be counted: queued, its claim
     -- makes it a defect.
-    if attempt and attempt >= (count(f[4]) or @MAX_DELIVERIES@) then
+    elseif attempt and attempt >= (count(f[4]) or @MAX_DELIVERIES@) then
       redis.call('HSET', job, 's', 'failed', 'fin', now, 'dl', attempt)
       move(id, queue, f[5], 'running', 'failed')
       tally(1)
     else
       make_ready(id, job, queue, f[2], tonumber(lapsed[j + 1]))
       redis.call('HSET', job, 's', 'queued')
+      if state ~= 'running' then
+        redis.call('HSET', job, 'bad', 'its state field (s) was ' .. show(state) .. ' while it ran')
+      end
       move(id, queue, f[5], 'running', 'queued')
     end
   end
@@ -405,26 +417,33 @@ for i, member in ipairs(picked) do
   local id, queue = string.sub(member, @RANK@ + 1), from[i]
   local job = jobkey(id)
   local f = read(job, 's', 'q', 'js', 'm', 'pl', 'p', 'eta', 'k', 'md', 'ttl', 'a', 'bad')
+  local state = f and f[1]
   if gone(job, f) then
     redis.call('ZREM', P .. 'st:queued:' .. queue, id)
     redis.call('ZREM', P .. 'st:retrying:' .. queue, id)
     tally(1)
-  else
-    local token, state, defect = first + i, f[1], f[12]
+  elseif over(state) then
+    -- A stale member: nothing to claim; listed as its hash says.
+    move(id, f[2] or queue, f[3], 'queued', state)
+  elseif not (state == 'running' and redis.call('ZSCORE', P .. 'running', id)) then
+    -- (Else a stale member as well: another worker holds the job.)
+    local token, defect = first + i, f[12]
+    if defect == '' then defect = false end
     if state ~= 'queued' and state ~= 'retrying' then
-      -- Listed who knows where: listed afresh below.
       defect = defect or ('its state field (s) is ' .. show(state) .. ', not queued or retrying')
-      unlist(id)
-      state = false
+      state = false  -- listed who knows where: unlisted by move()
     end
-    if not f[2] then
+    if f[2] ~= queue and f[2] then
+      -- Changed behind offload's back: listed, and run, where it says now.
+      queue = f[2]
+      redis.call('SADD', P .. 'queues', queue)
+    elseif not f[2] then
       defect = defect or 'its queue field (q) was missing'
-      state = false
+      redis.call('HSET', job, 'q', queue)  -- the queue it waited in
     end
     if not count(f[3]) then
       defect = defect or ('its sequence field (js) is ' .. show(f[3]) .. ', not a count')
     end
-    queue = queue_of(id, job, f[2], queue)
     local attempt = count(f[11])
     if attempt then
       attempt = attempt + 1
@@ -491,7 +510,7 @@ local function ack(b)
   end
   redis.call('HSET', job, unpack(set))
   if #gone > 0 then redis.call('HDEL', job, unpack(gone)) end
-  move(id, queue_of(id, job, f[3]), f[4], 'running', state)
+  move(id, queue_of(job, f[3]), f[4], 'running', state)
   if ARGV[b + 5] ~= '' then redis.call('ZADD', P .. 'expiry', ARGV[b + 5], id) end
   return 1
 end
@@ -517,7 +536,7 @@ local now, retry_at, err = tonumber(ARGV[4]), ARGV[5], ARGV[6]
 local broken = seq_broken()
 if broken then return broken end
 redis.call('ZREM', P .. 'running', id)
-local queue = queue_of(id, job, f[3])
+local queue = queue_of(job, f[3])
 local state = 'queued'
 if err ~= '' then
   state = 'retrying'
@@ -561,7 +580,7 @@ local id, now = ARGV[2], tonumber(ARGV[3])
 local job = jobkey(id)
 local f = read(job, 's', 'q', 'r', 'ttl', 'js')
 if not f or (f[1] ~= 'queued' and f[1] ~= 'retrying') then return 0 end
-local queue = queue_of(id, job, f[2])
+local queue = queue_of(job, f[2])
 if f[3] then redis.call('ZREM', P .. 'ready:' .. queue, f[3]) end
 redis.call('ZREM', P .. 'delayed', id)
 local ttl = number(f[4]) or tonumber(ARGV[4])
@@ -592,7 +611,7 @@ if f[4] then
   redis.call('HSET', P .. 'keys', f[4], id)
 end
 -- Asked for by a person: the job runs as it is now (a ``bad`` mark goes).
-local queue = queue_of(id, job, f[2])
+local queue = queue_of(job, f[2])
 redis.call('HSET', job, 's', 'queued', 'a', 0)
 redis.call('HDEL', job, 'eta', 'fin', 'res', 'err', 'dl', 'bad')
 redis.call('ZREM', P .. 'expiry', id)
@@ -734,7 +753,7 @@ def delivery(row: list[Any], until: float) -> Delivery:
             raise ValueError(_row_problem(row) or str(error)) from None
 
     found = read_delivery(job_id, int(token), until, build)
-    if bad is None:
+    if not bad:
         return found
     # The script found what the fields cannot show (a lost state or queue field).
     message = Message(job_id, found.message.task, (), {})
@@ -783,8 +802,10 @@ def _field_problem(field: str, value: object, error: BaseException) -> str:
     )
 
 
-def _text(value: bytes | str) -> str:
-    return value if isinstance(value, str) else value.decode("utf-8", "backslashreplace")
+def _text(value: object) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    return value if isinstance(value, str) else repr(value)
 
 
 # -- inspection and the reply channel ---------------------------------------------
@@ -856,6 +877,8 @@ def _salvaged(
     lapsed = hash_.get(b"dl", _count, None)
     if lapsed is not None:
         error = lapsed_error(lapsed)
+    elif b"dl" in fields:  # dead-lettered for lapsing, unreadably: the note tells
+        error = None
     info = JobInfo(
         id=job_id,
         task=task,
@@ -912,8 +935,10 @@ class _Salvage:
         if type(blob) is not list or len(blob) != 6 or type(blob[0]) is not str:
             self.problems.append("its message field (m) is not what offload writes")
             return "?", 0.0, False
-        created = blob[3] if type(blob[3]) in (int, float) else 0.0
-        return blob[0], created, bool(blob[5])
+        if type(blob[3]) not in (int, float):
+            self.problems.append("its creation time (in m) is not a number")
+            return blob[0], 0.0, bool(blob[5])
+        return blob[0], blob[3], bool(blob[5])
 
 
 def _state(value: bytes) -> State:
