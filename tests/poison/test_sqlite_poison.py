@@ -88,7 +88,7 @@ def run_worker(app: offload.App, ids: list[str], settled: Any = None) -> Run:
         after = task(21).result(timeout=WAIT)  # the worker still claims and runs
         alive = worker._threads[0].is_alive()  # the dispatcher
     finally:
-        worker.stop(wait=False)  # every call has returned
+        worker.stop(wait=False)  # every call has returned (see the report on ThreadExecutor)
     return Run(states(app, ids), alive, after)
 
 
