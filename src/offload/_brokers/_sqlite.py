@@ -19,6 +19,13 @@ Acks and claims go through ``Batcher`` (group commit): the threads whose
 calls meet share one write transaction, and each returns once it has
 committed. A transaction's fixed cost (the write lock, which every
 process shares, and the commit) is then paid per batch, not twice per task.
+A write that fails for a value of its own (an outcome the driver cannot
+store) fails alone: the writes it met are made again, one by one.
+
+The file is created readable by its owner only (0600; SQLite gives its
+-wal and -shm files the same mode): jobs carry arguments and results.
+What is read back is never trusted (see ``_sqlite_schema``): one corrupt
+row is dead-lettered alone, and inspection shows it as failed.
 """
 
 from __future__ import annotations
@@ -454,14 +461,15 @@ class SqliteBroker:
     def retry(self, job_id: str) -> bool:
         with self._write() as db:
             # The key is compared in SQL, never read: a stored one may not even be text.
-            row = db.execute(
+            rows = fetch(
+                db,
                 "SELECT state, EXISTS (SELECT 1 FROM jobs AS other WHERE other.key = jobs.key "
                 "AND other.state IN ('queued', 'retrying', 'running')) FROM jobs WHERE id = ?",
                 (job_id,),
-            ).fetchone()
-            if row is None or row[0] not in (State.FAILED.value, State.CANCELLED.value):
+            )
+            if not rows or rows[0][0] not in (State.FAILED.value, State.CANCELLED.value):
                 return False
-            if row[1]:
+            if rows[0][1]:
                 return False  # another job holds the key now: two would run
             db.execute(
                 "UPDATE jobs SET state = 'queued', attempt = 0, due = ?, eta = NULL, "
