@@ -16,7 +16,7 @@ from ._declared import Declared
 from ._errors import ConfigurationError
 from ._executors import check_size
 from ._handle import Handle, HandleMap, WeakHandles
-from ._message import JobInfo, Message, new_id, option_problem
+from ._message import DEFAULT_MAX_DELIVERIES, JobInfo, Message, new_id, option_problem
 from ._results import ResultWatcher
 from ._retry import Backoff
 from ._runner import Runner, TaskSpec
@@ -277,6 +277,11 @@ class App:
             problem = option_problem(message)
             if problem is not None:
                 raise ConfigurationError(f"{spec.name}.options(...): {problem}")
+        if message.max_deliveries is None and self.durable:
+            # The broker's default (for messages that carry none) counts every
+            # delivery: a task's own retries must not use up its crash allowance.
+            retries = spec.policy.retries if message.retries is None else message.retries
+            message.max_deliveries = DEFAULT_MAX_DELIVERIES + retries
         if isinstance(self.serializer, PickleSerializer):
             self.serializer.seal(message)
         return message

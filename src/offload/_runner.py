@@ -9,6 +9,8 @@ or a final failure.
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import logging
 import random
 from collections.abc import Callable
@@ -144,7 +146,8 @@ class Runner:
             if self.broker.ack(delivery, outcome):
                 handle = self.handles.pop(delivery.message.id, None)
                 if handle is not None:
-                    handle.set_result(result)
+                    with _ALREADY_SETTLED:
+                        handle.set_result(result)
             return
         delay = call.spec.policy.retry_delay(
             error, delivery.attempt, delivery.message.retries, self.jitter_source
@@ -192,7 +195,8 @@ class Runner:
         if handle is not None:
             # The caller holds the handle: it raises there, and is logged
             # if nobody ever looks (Handle.__del__).
-            handle.set_exception(error)
+            with _ALREADY_SETTLED:
+                handle.set_exception(error)
             return
         if isinstance(error, REFUSALS):  # nothing ran: offload's traceback would be noise
             log.error(
@@ -231,6 +235,10 @@ def _unresolvable(name: str, error: Exception) -> OffloadError:
         f"failed ({type(error).__name__}: {error}); fix that module and restart the worker"
     )
 
+
+# A durable app in the worker's process may settle a handle from the broker
+# (its result watcher) a moment before the worker does: the same outcome.
+_ALREADY_SETTLED = contextlib.suppress(concurrent.futures.InvalidStateError)
 
 REFUSALS = (TaskNotFound, MessageRejected, PayloadRejected)
 """What the runner raises for a message it will not run: it is dead-lettered with the reason."""

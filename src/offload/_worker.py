@@ -320,12 +320,14 @@ class Worker:
             self._unreserve(len(deliveries))
             return []
         dispatched = []
-        for index, delivery in enumerate(deliveries):
+        for delivery in deliveries:
             try:
                 dispatched.append(self._dispatch(delivery))
-            except BaseException:
-                self._unreserve(len(deliveries) - index - 1)  # the rest go back at lease end
-                raise
+            except Exception as error:  # noqa: BLE001 - one delivery's failure is its own
+                # Recording its refusal failed (the broker went away): its
+                # lease lapses and it comes back. The others still run.
+                self._outage.failed("dead-lettering a message", error)
+                dispatched.append(False)
         return dispatched
 
     def _release(self, delivery: Delivery) -> bool:

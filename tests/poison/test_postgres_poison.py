@@ -119,7 +119,7 @@ CASES = {
     "retries negative": ("retries = -1", "retries=-1"),
     "created NaN": ("created = 'NaN'", "created=nan"),
     "task empty": ("task = ''", "the task name must not be empty"),
-    "task too long": ("task = repeat('x', 5000)", "the task name is 5000 characters long"),
+    "task too long": ("task = repeat('x', 5000)", "the task name is 5000 bytes long"),
     "payload garbage": ("payload = '\\xff00'::bytea", "cannot be decoded"),
     # A lapsed lease with max_deliveries unset: DEFAULT_MAX_DELIVERIES, not forever.
     "lapsed, no max_deliveries": (
@@ -349,7 +349,10 @@ REFUSED = {
     "a lone surrogate in the key": ({"key": "k\udcff"}, "not valid Unicode"),
     # Random text: PostgreSQL compresses a repetitive one below its index limit.
     "a queue name too long": ({"queue": noise(5000, 0x61, 26)}, "over the limit of 200"),
-    "a key PostgreSQL cannot index": ({"key": noise(1000, 0x1F300, 0x300)}, "bytes of UTF-8"),
+    "a key PostgreSQL cannot index": (
+        {"key": noise(1000, 0x1F300, 0x300)},
+        "over the limit of 1000",
+    ),
     "priority out of int4": ({"priority": 2**40}, "priority="),
 }
 

@@ -94,7 +94,13 @@ class ThreadExecutor:
         """
         with self._lock:
             self._size = 0
-        self._wake_excess()
+            threads = self._threads
+            self._idle = 0
+        # One None per thread, not per idle one: an idle count can be stale (a
+        # busy thread may take the call meant for an idle one, which then
+        # waits uncounted). A None left over after they all left is harmless.
+        for _ in range(threads):
+            self._queue.put(None)
         if wait:
             deadline = time.monotonic() + self.JOIN_FOR
             for thread in list(self._running):
