@@ -490,6 +490,69 @@ def test_one_bad_ack_in_a_batch_never_fails_the_others(
     assert counts(broker) == {State.SUCCEEDED: 4}
 
 
+# -- cancel, retry, purge and prune --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("ttl", b"long"), ("ttl", b"nan"), ("js", b"x"), ("q", None), ("s", None)]
+)
+def test_cancel_of_a_damaged_job_never_fails_half_way(
+    make_broker: Callable[..., RedisBroker], raw: Any, field: str, value: bytes | None
+) -> None:
+    broker = make_broker()
+    sent = [message() for _ in range(3)]
+    broker.enqueue(sent)
+    corrupt(raw, broker, sent[1].id, field, value)
+    assert broker.cancel(sent[1].id) is (field != "s")  # with no state, it is not queued
+    deliveries = broker.claim(None, 3, 30)
+    for delivery in deliveries:
+        error = MessageRejected(delivery.defect) if delivery.defect else None
+        assert broker.ack(delivery, Outcome.failure(error) if error else Outcome.success(1))
+    assert sum(counts(broker).values()) == 3
+    assert set(counts(broker)) <= {State.SUCCEEDED, State.CANCELLED, State.FAILED}
+
+
+def test_a_retried_defect_runs_as_it_now_is(
+    make_broker: Callable[..., RedisBroker], raw: Any
+) -> None:
+    """A person retries it (after repairing what was wrong, say): the mark goes."""
+    clock = FakeClock(time.time())
+    broker = make_broker(clock=clock)
+    sent = message()
+    broker.enqueue([sent])
+    broker.claim(None, 1, 30)
+    raw.hdel(job_key(broker, sent.id), "q")  # lost while it ran
+    clock.advance(31)
+    (defect,) = broker.claim(None, 1, 30)
+    assert defect.defect == "its queue field (q) was missing"
+    assert broker.ack(defect, Outcome.failure(MessageRejected(defect.defect)))
+    assert broker.retry(sent.id)
+    (again,) = broker.claim(None, 1, 30)
+    assert again.defect is None and again.message.queue == "default" and again.attempt == 1
+
+
+def test_purge_and_prune_clear_damaged_and_vanished_jobs(
+    make_broker: Callable[..., RedisBroker], raw: Any
+) -> None:
+    clock = FakeClock(time.time())
+    broker = make_broker(clock=clock, result_ttl=10)
+    sent = [message() for _ in range(6)]
+    broker.enqueue(sent)
+    for number, delivery in enumerate(broker.claim(None, 6, 30)):
+        outcome = Outcome.failure(ValueError("x")) if number < 3 else Outcome.success(1)
+        broker.ack(delivery, outcome)
+    raw.delete(job_key(broker, sent[0].id))  # failed, then evicted
+    corrupt(raw, broker, sent[1].id, "s", None)
+    corrupt(raw, broker, sent[2].id, "q", None)
+    raw.delete(job_key(broker, sent[3].id))  # succeeded, then evicted
+    corrupt(raw, broker, sent[4].id, "k", b"\xff")
+    assert broker.purge(State.FAILED) == 3
+    clock.advance(11)
+    assert broker.prune() == 2
+    assert broker.counts() == {}
+    assert [k for k in raw.scan_iter(f"{broker.prefix}job:*")] == []
+
+
 # -- counters other than a job's ------------------------------------------------------------
 
 

@@ -18,9 +18,15 @@ not see each other's jobs:
   timeout, retries, created, meta), ``pl`` payload, ``fin`` finished,
   ``res`` result, ``err`` last error (JSON), ``dl`` deliveries when dead-
   lettered for lapsing, ``rt`` the reply channel of a producer that waits
-  for it (see ``wait_for_results``). The fields a script decides on are
-  fields of their own; what only Python reads travels as one JSON field,
-  which keeps the enqueue and claim scripts short.
+  for it (see ``wait_for_results``), ``bad`` why a script found the job
+  corrupt (its claim hands it over as a defect). The fields a script
+  decides on are fields of their own; what only Python reads travels as
+  one JSON field, which keeps the enqueue and claim scripts short.
+
+  Anyone who reaches the server can change or delete a hash, and Redis can
+  evict one: no script fails half-way on such a job (see ``_COMMON`` in
+  ``_redis_scripts``), a claim hands it to the runner as a defect (dead-
+  lettered alone, with the reason), and inspection shows what reads.
 - ``ready:<queue>``: a sorted set of claimable jobs, score ``-priority``,
   member ``<due µs><sequence><id>`` (fixed width): highest priority first,
   then earliest due, then first in. ``ZPOPMIN`` takes the best in order.

@@ -68,6 +68,7 @@ end
 -- what ``read`` found of it: nothing to run, nothing to report.
 local function gone(job, f)
   if f == nil then return true end
+  if f[1] then return false end
   for _, value in ipairs(f) do
     if value then return false end
   end
@@ -80,12 +81,16 @@ local function number(x)
   if n ~= n then return nil end
   return n
 end
--- A sorted-set score from a field: 0 when it is not a number.
-local function score(x) return number(x) or 0 end
 -- A count (attempt, max_deliveries, sequence) from a field: digits only, else nil.
 local function count(x)
   if x and #x < 16 and string.find(x, '^%d+$') then return tonumber(x) end
   return nil
+end
+-- A sorted-set score from a field: 0 when it is not a number. (A count, the
+-- usual case, goes as it is: no number to format back into text.)
+local function score(x)
+  if count(x) then return x end
+  return number(x) or 0
 end
 -- A field's value for a defect's reason.
 local function show(x)
@@ -186,7 +191,10 @@ end
 local function drop(id)
   local job = jobkey(id)
   local f = read(job, 'q', 's', 'k') or {}
-  if redis.call('DEL', job) == 0 then return 0 end
+  if redis.call('DEL', job) == 0 then  -- deleted or evicted already: its traces go
+    unlist(id)
+    return 0
+  end
   if not (f[1] and f[2]) or redis.call('ZREM', P .. 'st:' .. f[2] .. ':' .. f[1], id) == 0 then
     unlist(id)
   end
