@@ -615,7 +615,8 @@ if broken then return broken end
 if f[4] then
   local other = redis.call('HGET', P .. 'keys', f[4])
   -- Another job holds the key now: two would run.
-  if other and other ~= id and live(redis.call('HGET', jobkey(other), 's')) then return 0 end
+  local held = other and other ~= id and read(jobkey(other), 's')
+  if held and live(held[1]) then return 0 end
   redis.call('HSET', P .. 'keys', f[4], id)
 end
 -- Asked for by a person: the job runs as it is now (a ``bad`` mark goes).
@@ -625,7 +626,6 @@ redis.call('HDEL', job, 'eta', 'fin', 'res', 'err', 'dl', 'bad')
 redis.call('ZREM', P .. 'expiry', id)
 make_ready(id, job, queue, f[3], tonumber(ARGV[3]))
 move(id, queue, f[5], f[1], 'queued')
-redis.call('SADD', P .. 'queues', queue)
 notify(queue, 1)
 return 1
 """
