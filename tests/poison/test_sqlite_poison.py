@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 import offload
 from helpers import wait_until
 from offload import State
-from offload._brokers import SqliteBroker
+from offload._brokers import SqliteBroker, _sql_rows
 from offload._brokers import _sqlite_schema as schema
 from offload._errors import MessageRejected
 from offload._message import (
@@ -330,7 +330,7 @@ INFO_COLUMNS = st.tuples(
 @given(values=INFO_COLUMNS, with_args=st.booleans())
 def test_any_inspected_row_reads_as_a_job(values: tuple[Any, ...], with_args: bool) -> None:
     row = values if with_args else values[:16]  # PostgreSQL's rows have no error_args
-    info = schema.row_info(row)
+    info = _sql_rows.row_info(row)
     assert isinstance(info, JobInfo) and isinstance(info.state, State)
     texts = [info.id, info.task, info.queue, info.key]
     if info.error is not None:
@@ -344,7 +344,7 @@ def test_any_inspected_row_reads_as_a_job(values: tuple[Any, ...], with_args: bo
     assert info.result is None or type(info.result) is bytes
     if info.state is State.FAILED:
         assert info.error is not None, "a failed job says why"
-    assert schema.state_of(values[3]) in State
+    assert _sql_rows.state_of(values[3]) in State
 
 
 # -- property: a real row, claimed, acked and inspected ---------------------------------------

@@ -44,9 +44,9 @@ from .._errors import ConfigurationError
 from .._message import Delivery, ErrorInfo, JobInfo, Message, Outcome, State
 from ._base import stored_error
 from ._group_commit import Batcher
+from ._sql_rows import INFO_COLUMNS, error_row, message_row, row_info, state_of
 from ._sqlite_schema import (
     FENCE,
-    INFO_COLUMNS,
     INSERT,
     LIVE,
     Ack,
@@ -55,15 +55,11 @@ from ._sqlite_schema import (
     check_sqlite_version,
     claim_rows,
     dead_letter_lapsed,
-    error_row,
     fence,
     fetch,
     insert_keyed,
-    message_row,
     migrate,
     row_delivery,
-    row_info,
-    state_of,
     store_ack,
 )
 

@@ -1,4 +1,4 @@
-"""The SQLite broker's schema and SQL: migrations, rows to messages and back, statements.
+"""The SQLite broker's schema and SQL: migrations, reading text back, statements.
 
 ``offload_meta`` holds ``schema_version``: the number of migrations
 applied. Opening a database applies the missing ones in one ``BEGIN
@@ -11,33 +11,24 @@ run the old text.
 
 What is read back is never trusted: a SQLite column holds a value of any
 type, whatever its declared one, and anyone who can open the file can
-write it. A claimed row is decoded through ``read_delivery`` (a corrupt
-field makes that job alone a defect, dead-lettered by the runner), an
-inspected row through ``row_info`` (a corrupt job shows as failed), and
-text that is not UTF-8 is read again with its bad bytes escaped rather
-than failing the statement that met it (``fetch``).
+write it. Rows are read back through ``_sql_rows``, shared with the
+PostgreSQL broker: a claimed row with a corrupt field makes that job alone
+a defect (dead-lettered by the runner), an inspected one shows as failed.
+What is SQLite's own is below: text that is not UTF-8 is read again with
+its bad bytes escaped rather than failing the statement that met it
+(``fetch``), and the rows then show as corrupt.
 """
 
 from __future__ import annotations
 
-import functools
-import json
 import sqlite3
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from .._errors import ConfigurationError, MessageRejected
-from .._message import (
-    DEFAULT_MAX_DELIVERIES,
-    Delivery,
-    ErrorInfo,
-    JobInfo,
-    Message,
-    State,
-    read_delivery,
-    storable,
-)
+from .._errors import ConfigurationError
+from .._message import DEFAULT_MAX_DELIVERIES, Delivery, Message
 from ._base import lapsed_error
+from ._sql_rows import MESSAGE_COLUMNS, claimed_delivery, error_row, is_text
 
 MINIMUM_SQLITE = (3, 35, 0)
 """``UPDATE ... RETURNING`` arrived in SQLite 3.35 (2021)."""
@@ -92,16 +83,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
-# -- rows and messages ---------------------------------------------------------
-
-MESSAGE_COLUMNS = (
-    "id, task, queue, priority, eta, attempt, max_deliveries, key, timeout, retries, "
-    "created, payload, result_ttl, meta"
-)
-INFO_COLUMNS = (
-    "id, task, queue, state, attempt, priority, eta, created, finished, key, "
-    "max_deliveries, payload, result, error_type, error_message, error_traceback, error_args"
-)
+# In the order of message_row (_sql_rows), which builds the rows.
 INSERT = (
     "INSERT INTO jobs (id, task, queue, priority, state, due, eta, attempt, max_deliveries, "
     "key, timeout, retries, created, payload, result_ttl, meta) "
@@ -160,231 +142,12 @@ def _version(connection: sqlite3.Connection) -> int:
     return 0 if row is None else int(row[0])
 
 
-def message_row(message: Message, now: float) -> tuple[Any, ...]:
-    if message.args or message.kwargs:
-        raise ValueError(
-            f"message {message.id} carries Python arguments: a durable broker stores only "
-            "encoded ones (message.payload). Send it through a durable App, which encodes "
-            "its arguments."
-        )
-    return (
-        message.id,
-        message.task,
-        message.queue,
-        message.priority,
-        now if message.eta is None else message.eta,
-        message.eta,
-        message.attempt,
-        message.max_deliveries,
-        message.key,
-        message.timeout,
-        message.retries,
-        message.created or now,
-        message.payload,
-        message.result_ttl,
-        None if not message.meta else json.dumps(message.meta),
-    )
+# -- reading rows back ------------------------------------------------------------
 
 
 def row_delivery(row: Sequence[Any], until: float) -> Delivery:
     """A claimed row (seq, token, MESSAGE_COLUMNS) as a delivery: a defect if a field is corrupt."""
-    job_id = row[2]
-    if type(job_id) is not str or not is_text(job_id):
-        job_id = shown(job_id)  # a name for the defect; the ack finds the row by its token
-    return read_delivery(job_id, row[1], until, functools.partial(row_message, row[2:]))
-
-
-def row_message(row: Sequence[Any]) -> Message:
-    """The message of a stored row (MESSAGE_COLUMNS); raises if a field cannot be decoded.
-
-    Only decoding happens here: ``read_delivery`` checks every field.
-    """
-    (id_, task, queue, priority, eta, attempt, max_deliveries, key, timeout, retries) = row[:10]
-    created, payload, result_ttl, meta = row[10:]
-    if type(id_) is not str or not is_text(id_):
-        raise ValueError(f"the job id {id_!r:.60} is not text")
-    return Message(
-        id_,
-        task,
-        (),
-        {},
-        queue=queue,
-        priority=priority,
-        eta=eta,
-        attempt=attempt,
-        max_deliveries=max_deliveries,
-        key=key,
-        timeout=timeout,
-        retries=retries,
-        created=created,
-        payload=payload,
-        result_ttl=result_ttl,
-        meta=None if meta is None else _meta(meta),
-    )
-
-
-def _meta(text: Any) -> Any:
-    try:
-        return json.loads(text)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"meta {text!r:.60} is not JSON ({error})") from None
-
-
-def error_columns(error: ErrorInfo | None) -> tuple[str | None, str | None, str | None]:
-    if error is None:
-        return None, None, None
-    return error.type, error.message, error.traceback
-
-
-def error_row(error: ErrorInfo | None) -> tuple[str | None, str | None, str | None, str | None]:
-    """The four error columns of this schema: type, message, traceback, args."""
-    if error is None:
-        return None, None, None, None
-    return error.type, error.message, error.traceback, error.args
-
-
-# -- reading rows back -------------------------------------------------------------
-
-_STATES = {state.value: state for state in State}
-_NONE = type(None)
-# The types each column of INFO_COLUMNS may hold, by position. Message fields
-# (a claim dead-letters a job with a bad one) and outcome fields (an ack or a
-# nack writes them anew, so they only count once the job has finished).
-_MESSAGE_FIELDS = (
-    (0, "id", (str,)),
-    (1, "task", (str,)),
-    (2, "queue", (str,)),
-    (4, "attempt", (int,)),
-    (5, "priority", (int,)),
-    (6, "eta", (int, float, _NONE)),
-    (7, "created", (int, float)),
-    (9, "key", (str, _NONE)),
-    (10, "max_deliveries", (int, _NONE)),
-    (11, "payload", (bytes, _NONE)),
-)
-_OUTCOME_FIELDS = (
-    (8, "finished", (int, float, _NONE)),
-    (12, "result", (bytes, _NONE)),
-    (13, "error_type", (str, _NONE)),
-    (14, "error_message", (str, _NONE)),
-    (15, "error_traceback", (str, _NONE)),
-    (16, "error_args", (str, _NONE)),
-)
-_CORRUPT = f"{MessageRejected.__module__}.{MessageRejected.__qualname__}"
-
-
-def row_info(row: Sequence[Any]) -> JobInfo:
-    """One job as inspection shows it (INFO_COLUMNS; PostgreSQL's rows lack error_args).
-
-    Never raises: a producer polling many jobs must keep settling the others.
-    A job with a field offload would not have written (the database was
-    damaged, or written by something else) shows as failed, with an error
-    that names the field (or the error it failed with, if it has one).
-    """
-    values = (*row, None) if len(row) == 16 else tuple(row)
-    state = _STATES.get(values[3]) if type(values[3]) is str else None
-    problem = _problem(values, _MESSAGE_FIELDS)
-    if state is None:
-        problem = problem or f"its state {shown(values[3])} is not one offload knows"
-    elif _problem(values, _OUTCOME_FIELDS) is not None:
-        if not state.finished:  # the next ack or nack writes them again
-            values = values[:8] + (None,) + values[9:12] + (None,) * 5
-        else:
-            problem = problem or _problem(values, _OUTCOME_FIELDS)
-    if problem is not None:
-        return _corrupt_info(values, problem)
-    assert state is not None
-    error_type, error_message, error_traceback, error_args = values[13:17]
-    return JobInfo(
-        id=values[0],
-        task=values[1],
-        queue=values[2],
-        state=state,
-        attempt=values[4],
-        priority=values[5],
-        eta=values[6],
-        created=values[7],
-        finished=values[8],
-        key=values[9],
-        max_deliveries=values[10],
-        payload=values[11],
-        result=values[12],
-        error=None
-        if error_type is None
-        else ErrorInfo(error_type, error_message or "", error_traceback or "", error_args),
-    )
-
-
-def state_of(value: Any) -> State:
-    """A stored state; one offload does not know (a CHECK constraint bypassed) reads as failed."""
-    return _STATES.get(value, State.FAILED) if type(value) is str else State.FAILED
-
-
-def is_text(value: str) -> bool:
-    """Whether ``value`` is storable UTF-8 (no lone surrogate, as ``fetch`` reads bad bytes)."""
-    if value.isascii():
-        return True
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def shown(value: Any) -> str:
-    """``value`` as text to show in an error: short, and storable anywhere."""
-    return storable(f"{type(value).__name__} {value!r:.60}")
-
-
-_Fields = tuple[tuple[int, str, tuple[type, ...]], ...]
-
-
-def _problem(values: Sequence[Any], fields: _Fields) -> str | None:
-    for index, name, kinds in fields:
-        value = values[index]
-        if type(value) not in kinds:
-            return f"its {name} is {shown(value)}"
-        if type(value) is str and not is_text(value):
-            return f"its {name} {shown(value)} is not UTF-8 text"
-    return None
-
-
-def _corrupt_info(values: Sequence[Any], problem: str) -> JobInfo:
-    """A job whose stored record offload cannot read whole: failed, saying why."""
-
-    def typed(index: int, kinds: tuple[type, ...], default: Any = None) -> Any:
-        value = values[index]
-        if type(value) is str:
-            return storable(value) if str in kinds else default
-        return value if type(value) in kinds else default
-
-    job_id = typed(0, (str,)) or shown(values[0])
-    failed_with = [typed(index, (str,)) for index in (13, 14, 15, 16)]
-    if values[3] == State.FAILED.value and None not in failed_with[:2]:
-        error = ErrorInfo(failed_with[0], failed_with[1], failed_with[2] or "", failed_with[3])
-    else:
-        error = ErrorInfo(
-            _CORRUPT,
-            f"the stored record of job {job_id} is corrupt: {problem}. Something other than "
-            "offload wrote to the database, or it was damaged; enqueue the call again (or "
-            "repair the row and retry the job)",
-            "",
-        )
-    return JobInfo(
-        id=job_id,
-        task=typed(1, (str,), "?"),
-        queue=typed(2, (str,), "?"),
-        state=State.FAILED,
-        attempt=typed(4, (int,), 0),
-        priority=typed(5, (int,), 0),
-        eta=typed(6, (int, float)),
-        created=typed(7, (int, float), 0.0),
-        finished=typed(8, (int, float)),
-        key=typed(9, (str,)),
-        max_deliveries=typed(10, (int,)),
-        payload=typed(11, (bytes,)),
-        error=error,
-    )
+    return claimed_delivery(row[1], row[2:], until)
 
 
 def _escaped(data: bytes) -> str:
