@@ -26,7 +26,8 @@ import pytest
 
 from offload import BrokerUnavailable, ConfigurationError
 from offload._brokers._postgres import PostgresBroker
-from offload._brokers._postgres_schema import MIGRATIONS, SCHEMA_VERSION, lock_id, message_row
+from offload._brokers._postgres_schema import MIGRATIONS, SCHEMA_VERSION, lock_id
+from offload._brokers._sql_rows import message_row
 from offload._message import ErrorInfo, Message, Outcome, State, new_id
 from servers import POSTGRES_URL, drop_postgres_schema, require_postgres
 

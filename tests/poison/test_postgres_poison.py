@@ -27,7 +27,8 @@ import offload
 from offload import BrokerUnavailable, ConfigurationError, State
 from offload._brokers._postgres import PostgresBroker
 from offload._brokers._postgres_link import Secrets
-from offload._brokers._postgres_schema import INFO_COLUMNS, MESSAGE_COLUMNS, row_delivery, row_info
+from offload._brokers._postgres_schema import row_delivery
+from offload._brokers._sql_rows import INFO_COLUMNS, MESSAGE_COLUMNS, row_info
 from offload._message import (
     DEFAULT_MAX_DELIVERIES,
     Delivery,

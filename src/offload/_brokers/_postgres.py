@@ -52,19 +52,17 @@ from ._postgres_schema import (
     enqueue_refused,
     error_columns,
     lock_id,
-    message_row,
     migrate,
     outcome_refused,
     refuse_newer,
     refused_for_values,
     render,
     row_delivery,
-    row_info,
     schema_name,
     schema_version,
-    state_of,
     storable_text,
 )
+from ._sql_rows import message_row, row_info, state_of
 
 __all__ = ["PostgresBroker"]
 

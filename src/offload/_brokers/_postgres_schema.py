@@ -20,28 +20,25 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import re
 from collections.abc import Sequence
 from typing import Any
 
 import psycopg
 
-from .._errors import ConfigurationError, MessageRejected
+from .._errors import ConfigurationError
 from .._message import (
     DEFAULT_MAX_DELIVERIES,
     MAX_COUNT,
     Delivery,
     ErrorInfo,
-    JobInfo,
     Message,
-    State,
     name_problem,
     option_problem,
-    read_delivery,
     storable,
 )
 from ._base import lapsed_error
+from ._sql_rows import INFO_COLUMNS, MESSAGE_COLUMNS, REJECTED, claimed_delivery, error_row
 
 # Live states, spelled once: a partial index is only used by a query whose
 # WHERE clause implies its condition.
@@ -115,14 +112,6 @@ _NAMESPACE = re.compile(r"[a-z0-9_]{1,48}")
 
 # -- columns and statements ------------------------------------------------------
 
-MESSAGE_COLUMNS = (
-    "id, task, queue, priority, eta, attempt, max_deliveries, key, timeout, retries, "
-    "created, payload, result_ttl, meta"
-)
-INFO_COLUMNS = (
-    "id, task, queue, state, attempt, priority, eta, created, finished, key, "
-    "max_deliveries, payload, result, error_type, error_message, error_traceback, error_args"
-)
 # In the order of message_row, which builds the rows.
 _INSERT_COLUMNS = (
     "id, task, queue, priority, due, eta, attempt, max_deliveries, key, timeout, retries, "
@@ -332,180 +321,27 @@ def as_columns(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
     return [list(column) for column in zip(*rows, strict=True)]
 
 
-# -- rows and messages -----------------------------------------------------------
+# -- rows PostgreSQL's driver needs --------------------------------------------------
 #
-# What a row holds may have been written or changed by anyone who reaches the
-# database: reading one back never raises. A claimed row that cannot be read
-# whole is a defect delivery (dead-lettered alone by the runner); a row that
-# inspection cannot read shows as a failed job whose error says so.
-
-
-def message_row(message: Message, now: float) -> tuple[Any, ...]:
-    """The columns of ``_INSERT_COLUMNS`` for ``message``."""
-    if message.args or message.kwargs:
-        raise ValueError(
-            f"message {message.id} carries Python arguments: a durable broker stores only "
-            "encoded ones (message.payload). Send it through a durable App, which encodes "
-            "its arguments."
-        )
-    return (
-        message.id,
-        message.task,
-        message.queue,
-        message.priority,
-        now if message.eta is None else message.eta,
-        message.eta,
-        message.attempt,
-        message.max_deliveries,
-        message.key,
-        message.timeout,
-        message.retries,
-        message.created or now,
-        message.payload,
-        message.result_ttl,
-        None if not message.meta else json.dumps(message.meta),
-    )
-
-
-def row_message(row: Sequence[Any]) -> Message:
-    """The message of a row's ``MESSAGE_COLUMNS``; may raise on a corrupt row (see below)."""
-    (id_, task, queue, priority, eta, attempt, max_deliveries, key, timeout, retries) = row[:10]
-    created, payload, result_ttl, meta = row[10:]
-    return Message(
-        id_,
-        task,
-        (),
-        {},
-        queue=queue,
-        priority=priority,
-        eta=eta,
-        attempt=attempt,
-        max_deliveries=max_deliveries,
-        key=key,
-        timeout=timeout,
-        retries=retries,
-        created=created,
-        payload=payload,
-        result_ttl=result_ttl,
-        meta=None if meta is None else json.loads(meta),
-    )
+# Rows are read back through _sql_rows, shared with the SQLite broker.
 
 
 def row_delivery(row: Sequence[Any], until: float) -> Delivery:
     """A claimed row (``seq, due, token, MESSAGE_COLUMNS``): whole, or a defect saying why."""
-    return read_delivery(row[3], row[2], until, functools.partial(row_message, row[3:]))
+    return claimed_delivery(row[2], row[3:], until)
 
 
 def error_columns(
     error: ErrorInfo | None,
 ) -> tuple[str | None, str | None, str | None, str | None]:
-    """type, message, traceback, args: texts PostgreSQL takes (no NUL, no lone surrogate)."""
-    if error is None:
-        return None, None, None, None
-    args = error.args
-    return (
-        storable(error.type),
-        storable(error.message),
-        storable(error.traceback),
-        None if args is None else storable(args),
-    )
+    """``error_row``'s type, message, traceback, args: texts PostgreSQL takes (no NUL, no
+    lone surrogate)."""
+    etype, emsg, etb, eargs = error_row(error)
+    return _storable(etype), _storable(emsg), _storable(etb), _storable(eargs)
 
 
-_STATES = {state.value: state for state in State}
-_REJECTED = f"{MessageRejected.__module__}.{MessageRejected.__qualname__}"
-# INFO_COLUMNS: the types each may hold (None: NULL allowed).
-_TEXT, _INT, _FLOAT, _BYTES = (str,), (int,), (float, int), (bytes,)
-_INFO_TYPES: tuple[tuple[str, tuple[type, ...], bool], ...] = (
-    ("id", _TEXT, False),
-    ("task", _TEXT, False),
-    ("queue", _TEXT, False),
-    ("state", _TEXT, False),
-    ("attempt", _INT, False),
-    ("priority", _INT, False),
-    ("eta", _FLOAT, True),
-    ("created", _FLOAT, False),
-    ("finished", _FLOAT, True),
-    ("key", _TEXT, True),
-    ("max_deliveries", _INT, True),
-    ("payload", _BYTES, True),
-    ("result", _BYTES, True),
-    ("error_type", _TEXT, True),
-    ("error_message", _TEXT, True),
-    ("error_traceback", _TEXT, True),
-    ("error_args", _TEXT, True),
-)
-
-
-def row_info(row: Sequence[Any]) -> JobInfo:
-    """A row of ``INFO_COLUMNS`` as inspection shows it; never raises.
-
-    A row that is not what offload writes (a value of the wrong type, an
-    unknown state) shows as a failed job whose error says what is wrong, so
-    that one damaged record never breaks a listing or a producer's poll.
-    """
-    problem = _info_problem(row)
-    if problem is not None:
-        return _corrupt_info(row, problem)
-    error_type, error_message, error_traceback, error_args = row[13:]
-    return JobInfo(
-        id=row[0],
-        task=row[1],
-        queue=row[2],
-        state=_STATES[row[3]],
-        attempt=row[4],
-        priority=row[5],
-        eta=row[6],
-        created=row[7],
-        finished=row[8],
-        key=row[9],
-        max_deliveries=row[10],
-        payload=row[11],
-        result=row[12],
-        error=None
-        if error_type is None
-        else ErrorInfo(error_type, error_message or "", error_traceback or "", error_args),
-    )
-
-
-def _info_problem(row: Sequence[Any]) -> str | None:
-    if len(row) != len(_INFO_TYPES):
-        return f"it has {len(row)} columns, not {len(_INFO_TYPES)}"
-    for (name, kinds, nullable), value in zip(_INFO_TYPES, row, strict=True):
-        if value is None:
-            if not nullable:
-                return f"its {name} is NULL"
-        elif type(value) not in kinds:
-            return f"its {name} is a {type(value).__name__}, not a {kinds[0].__name__}"
-    if row[3] not in _STATES:
-        return f"its state {row[3][:40]!r} is not one of offload's"
-    return None
-
-
-def _corrupt_info(row: Sequence[Any], problem: str) -> JobInfo:
-    def text(index: int, default: str) -> str:
-        value = row[index] if index < len(row) else None
-        return storable(value) if type(value) is str else default
-
-    job_id = text(0, "?")
-    message = (
-        f"the stored record of job {job_id} is corrupt: {problem}. Something other than "
-        "this offload version wrote or changed it in the broker; nothing more of it is "
-        "readable here. Purge it, enqueue the call again, and check who else writes to "
-        "the broker"
-    )
-    return JobInfo(
-        id=job_id,
-        task=text(1, "?"),
-        queue=text(2, "?"),
-        state=State.FAILED,
-        attempt=0,
-        error=ErrorInfo(_REJECTED, message, ""),
-    )
-
-
-def state_of(value: object) -> State:
-    """A stored state; one offload does not know reads as failed (see ``row_info``)."""
-    return _STATES.get(value, State.FAILED) if type(value) is str else State.FAILED
+def _storable(text: str | None) -> str | None:
+    return None if text is None else storable(text)
 
 
 def storable_text(value: object) -> bool:
@@ -534,7 +370,7 @@ def refused_for_values(error: BaseException) -> bool:
 def outcome_refused(job_id: str, error: BaseException) -> ErrorInfo:
     """The error recorded for a job whose outcome PostgreSQL refused to store."""
     return ErrorInfo(
-        _REJECTED,
+        REJECTED,
         storable(
             f"the outcome of job {job_id} could not be stored: PostgreSQL refused it "
             f"({type(error).__name__}: {str(error)[:300]}), so the job is recorded as failed "
