@@ -151,9 +151,7 @@ def run_worker(app: offload.App, ids: list[str], settled: Any = None) -> Run:
         after = app.task(double)(21).result(timeout=WAIT)  # the worker still claims and runs
         alive = all(thread.is_alive() for thread in worker._threads)
     finally:
-        # wait=False: no join of the pool's threads, whose shutdown may wait
-        # 5 s on one that missed it (a race of the thread pool's, not the broker's).
-        worker.stop(wait=False)
+        worker.stop()
         worker_app.shutdown(wait=False)
     return Run(broker.job_states(ids), alive, after)
 
