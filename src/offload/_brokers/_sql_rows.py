@@ -163,13 +163,9 @@ def row_info(row: Sequence[Any]) -> JobInfo:
     A producer polling many jobs must keep settling the others: a job with
     a field offload would not have written (the database was damaged, or
     written by something else) shows as failed, with an error that names
-    the field (or the error it failed with, if it has one).
-
-    The readers were written twice, and this is the more lenient of the two
-    (SQLite's): a live job whose outcome fields are bad shows as it is (its
-    next ack or nack writes them again), and a failed job keeps its own
-    error. PostgreSQL types its columns, so its rows never reach those
-    cases, and read here as they did. A row without ``error_args`` (the
+    the field (or the error it failed with, if it has one). A live job whose
+    outcome fields are bad shows as it is: its next ack or nack writes them
+    again. A failed job always says why. A row without ``error_args`` (the
     columns before it was added) reads as one with none.
     """
     values = (*row, None) if len(row) == _INFO_WIDTH - 1 else tuple(row)
@@ -202,10 +198,16 @@ def row_info(row: Sequence[Any]) -> JobInfo:
         max_deliveries=values[10],
         payload=values[11],
         result=values[12],
-        error=None
-        if error_type is None
-        else ErrorInfo(error_type, error_message or "", error_traceback or "", error_args),
+        error=_error(state, error_type, error_message, error_traceback, error_args),
     )
+
+
+def _error(state: State, kind: Any, message: Any, traceback: Any, args: Any) -> ErrorInfo | None:
+    if kind is not None:
+        return ErrorInfo(kind, message or "", traceback or "", args)
+    if state is State.FAILED:  # dead-lettered, yet its record keeps no reason
+        return ErrorInfo(REJECTED, "the job failed and its record holds no error", "")
+    return None
 
 
 def state_of(value: object) -> State:
