@@ -277,7 +277,12 @@ class Worker:
         with self._slots:  # its reserved slot becomes a running one
             self._active[delivery.token] = delivery
             self._claiming -= 1
-        self._executor(call.spec.pool or self._default_pool).execute(call)
+        try:
+            self._executor(call.spec.pool or self._default_pool).execute(call)
+        except Exception as error:  # noqa: BLE001 - e.g. a process pool that cannot start
+            # Reported as the call's outcome (retried or failed), never left
+            # running: the heartbeat would renew its lease for good.
+            self._done(call, None, error)
         return True
 
     def _start(self, call: Call) -> bool:
