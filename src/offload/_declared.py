@@ -31,18 +31,18 @@ class Declared:
     def __init__(self, registry: dict[str, TaskSpec], include: Iterable[str] = ()) -> None:
         self.registry = registry
         self.include = frozenset(_check_module(name) for name in include)
-        self._task_modules: frozenset[str] = frozenset()
+        self._modules: frozenset[str] = self.include
         self._counted = -1
 
     def modules(self) -> frozenset[str]:
         """Modules whose functions and classes stored data may name."""
         if len(self.registry) != self._counted:  # a task was declared since
             specs = list(self.registry.values())
-            self._task_modules = frozenset(
+            self._modules = self.include | frozenset(
                 _module_of(spec) for spec in specs if ":" not in spec.name
             )  # a plain function enqueued with app.enqueue() does not include its module
             self._counted = len(specs)
-        return self.include | self._task_modules
+        return self._modules
 
     def allows_module(self, module: str) -> bool:
         """Whether stored data may name functions and classes of ``module``."""
