@@ -20,7 +20,6 @@ from offload._brokers import SqliteBroker
 from offload._brokers import _sqlite_schema as schema
 from offload._errors import ConfigurationError
 from offload._message import (
-    DEFAULT_MAX_DELIVERIES,
     ErrorInfo,
     Message,
     Outcome,
@@ -333,28 +332,6 @@ def test_the_args_of_an_error_are_stored_and_read_back(db_path: Path) -> None:
         assert broker.job(m.id).error is None  # type: ignore[union-attr]
     finally:
         broker.close()
-
-
-def test_a_job_without_max_deliveries_is_dead_lettered_after_the_default(db_path: Path) -> None:
-    clock = FakeClock()
-    broker = SqliteBroker(db_path, clock=clock)
-    try:
-        m = message()  # max_deliveries=None
-        broker.enqueue([m])
-        for attempt in range(1, DEFAULT_MAX_DELIVERIES + 1):
-            (delivery,) = broker.claim(None, 1, 10)  # then the worker dies: no outcome
-            assert delivery.attempt == attempt
-            clock.advance(11)
-        assert broker.claim(None, 1, 10) == []
-        job = broker.job(m.id)
-        assert job is not None and job.state is State.FAILED and job.error is not None
-        assert job.error.type.endswith("WorkerLost")
-        assert f"delivered {DEFAULT_MAX_DELIVERIES} times" in job.error.message
-    finally:
-        broker.close()
-
-
-# -- corrupt rows ------------------------------------------------------------------
 
 
 def corrupt(path: Path, job_id: str, sql: str, *params: Any) -> None:

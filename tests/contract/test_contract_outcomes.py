@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 from contract_support import LEASE, ContractBroker, MessageFactory, claim_ids
 
-from offload._message import Delivery, ErrorInfo, JobInfo, Outcome, State
+from offload._message import DEFAULT_MAX_DELIVERIES, Delivery, ErrorInfo, JobInfo, Outcome, State
 from offload.testing import FakeClock
 
 BOOM = ErrorInfo("builtins.ValueError", "boom", "Traceback (most recent call last): ...")
@@ -215,6 +215,21 @@ def test_dead_letter_after_max_deliveries(
     clock.advance(30 * 86400)
     broker.prune()
     assert info(broker, m.id).state is State.FAILED, "the dead-letter set stays"
+
+
+def test_a_job_without_max_deliveries_is_dead_lettered_after_the_default(
+    broker: ContractBroker, message: MessageFactory, clock: FakeClock
+) -> None:
+    m = message()  # max_deliveries unset, as anyone writing to the broker may leave it
+    broker.enqueue([m])
+    for attempt in range(1, DEFAULT_MAX_DELIVERIES + 1):
+        assert claim_one(broker, lease=10).attempt == attempt
+        clock.advance(11)  # the worker died (a message that kills it): its lease lapses
+    assert claim_ids(broker) == [], "not delivered forever"
+    job = info(broker, m.id)
+    assert job.state is State.FAILED
+    assert job.error is not None and job.error.type.endswith("WorkerLost")
+    assert f"delivered {DEFAULT_MAX_DELIVERIES} times" in job.error.message
 
 
 def test_max_deliveries_does_not_stop_a_live_lease(

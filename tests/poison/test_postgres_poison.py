@@ -246,21 +246,6 @@ def test_a_job_due_at_no_time_becomes_claimable(broker: PostgresBroker, namespac
     assert "eta=nan" in (deliveries[jobs[1].id].defect or "")
 
 
-def test_a_lease_lapses_default_max_deliveries_times_at_most(
-    broker: PostgresBroker, clock: FakeClock
-) -> None:
-    job = message()  # no max_deliveries
-    broker.enqueue([job])
-    for attempt in range(1, DEFAULT_MAX_DELIVERIES + 1):
-        (delivery,) = broker.claim(None, 1, 30)
-        assert delivery.attempt == attempt
-        clock.advance(31)  # the worker died: its lease lapses
-    assert broker.claim(None, 1, 30) == []
-    info = broker.job(job.id)
-    assert info is not None and info.state is State.FAILED and info.error is not None
-    assert f"delivered {DEFAULT_MAX_DELIVERIES} times" in info.error.message
-
-
 def test_a_refused_ack_fails_alone_and_its_job_is_recorded_failed(
     broker: PostgresBroker,
 ) -> None:

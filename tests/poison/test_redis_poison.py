@@ -37,7 +37,6 @@ from offload._brokers._base import Finished  # noqa: E402
 from offload._brokers._redis import RedisBroker  # noqa: E402
 from offload._errors import MessageRejected, TaskNotFound  # noqa: E402
 from offload._message import (  # noqa: E402
-    DEFAULT_MAX_DELIVERIES,
     Delivery,
     ErrorInfo,
     JobInfo,
@@ -372,23 +371,6 @@ def test_a_claim_batch_with_a_corrupt_job_loses_none(
 
 
 # -- leases that lapse -------------------------------------------------------------------
-
-
-def test_a_lease_without_max_deliveries_lapses_at_most_the_default_number_of_times(
-    make_broker: Callable[..., RedisBroker],
-) -> None:
-    clock = FakeClock(time.time())
-    broker = make_broker(clock=clock)
-    sent = message()  # no max_deliveries: DEFAULT_MAX_DELIVERIES, not forever
-    broker.enqueue([sent])
-    for attempt in range(1, DEFAULT_MAX_DELIVERIES + 1):
-        (delivery,) = broker.claim(None, 1, 30)
-        assert delivery.attempt == attempt
-        clock.advance(31)  # the worker died: the lease lapses
-    assert broker.claim(None, 1, 30) == []
-    job = broker.job(sent.id)
-    assert job is not None and job.state is State.FAILED and job.error is not None
-    assert f"delivered {DEFAULT_MAX_DELIVERIES} times" in job.error.message
 
 
 @pytest.mark.parametrize(
