@@ -181,7 +181,7 @@ def test_acks_and_claims_that_meet_share_a_transaction_and_stay_fenced(
     assert answers["leader"] is True
     assert sorted([answers["ack"], answers["again"]]) == [False, True], "one ack of two counts"
     assert len(answers["claim"]) == 1
-    job = broker.job(two.message.id)
+    job = broker.inspector.job(two.message.id)
     assert job is not None and job.state in (State.SUCCEEDED, State.FAILED)
 
 
@@ -277,7 +277,7 @@ def test_an_outcome_the_database_refuses_fails_its_own_ack_and_no_other(
         thread.join(5)
     assert isinstance(answers.pop(bad.message.id), UnicodeEncodeError)
     assert answers == {d.message.id: True for d in deliveries if d is not bad}
-    states = broker.job_states([m.id for m in jobs])
+    states = broker.inspector.job_states([m.id for m in jobs])
     assert [states[m.id] for m in jobs] == [
         State.SUCCEEDED,
         State.RUNNING,  # its lease will lapse: another worker runs it again

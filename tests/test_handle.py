@@ -185,7 +185,7 @@ def test_a_call_waiting_to_retry_can_be_cancelled(
     def unfinished() -> int:
         return sum(
             n
-            for queue in broker.counts().values()
+            for queue in broker.inspector.counts().values()
             for state, n in queue.items()
             if not state.finished
         )

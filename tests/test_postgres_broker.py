@@ -105,8 +105,8 @@ def test_namespaces_isolate(make_broker: Callable[..., PostgresBroker], server: 
     try:
         job = message(key="shared-key")
         mine.enqueue([job])
-        assert other.job(job.id) is None
-        assert other.counts() == {}
+        assert other.inspector.job(job.id) is None
+        assert other.inspector.counts() == {}
         assert other.claim(None, 10, 30) == []
         twin = message(key="shared-key")
         assert other.enqueue([twin]) == [twin.id], "keys are per namespace"
@@ -177,7 +177,7 @@ def test_skip_locked_claims_are_race_free(
     assert all(claimer.returncode == 0 for claimer in claimers)
     everything = [job_id for ids_of in claimed + outputs for job_id in ids_of]
     assert sorted(everything) == sorted(ids), "every job claimed exactly once"
-    assert producer.counts() == {"default": {State.SUCCEEDED: 2000}}
+    assert producer.inspector.counts() == {"default": {State.SUCCEEDED: 2000}}
     assert sum(1 for ids_of in claimed + outputs if ids_of) >= 2, "claims did run side by side"
 
 
@@ -214,9 +214,9 @@ def test_acks_stored_together_are_fenced_one_by_one(broker: PostgresBroker) -> N
         (second.message.id, second.token + 1000, "succeeded", 1.0, 1.0, None, *[None] * 4, True),
     ]
     assert broker._store_acks(acks) == [True, True, False, False]
-    job = broker.job(kept.id)
+    job = broker.inspector.job(kept.id)
     assert job is not None and (job.state, job.result) == (State.SUCCEEDED, b"r"), "the first"
-    assert broker.job(dropped.id) is None
+    assert broker.inspector.job(dropped.id) is None
 
 
 # -- migrations --------------------------------------------------------------------------
@@ -310,13 +310,13 @@ def test_a_schema_at_version_1_is_migrated_with_its_jobs(
             (old.id,),
         )
     broker = make_broker()
-    job = broker.job(old.id)
+    job = broker.inspector.job(old.id)
     assert SCHEMA_VERSION == 2
     assert job is not None and job.error == ErrorInfo("x.E", "m", "tb", None)
     broker.enqueue([message()])
     (delivery,) = broker.claim(None, 1, 30)
     assert broker.ack(delivery, Outcome.failure(KeyError("k")))
-    failed = broker.job(delivery.message.id)
+    failed = broker.inspector.job(delivery.message.id)
     assert (
         failed is not None and failed.error is not None and failed.error.type == "builtins.KeyError"
     )
@@ -343,7 +343,7 @@ def test_an_enqueue_on_the_callers_connection_commits_with_it(
         connection.execute("CREATE TEMP TABLE orders (id int)")
         connection.execute("INSERT INTO orders VALUES (1)")
         assert broker.enqueue([plain, keyed], connection=connection) == [plain.id, keyed.id]
-        assert broker.job(plain.id) is None, "not visible before the caller commits"
+        assert broker.inspector.job(plain.id) is None, "not visible before the caller commits"
         connection.commit()
     assert {d.message.id for d in broker.claim(None, 10, 30)} == {plain.id, keyed.id}
 
@@ -356,8 +356,8 @@ def test_an_enqueue_on_the_callers_connection_rolls_back_with_it(
         broker.enqueue([plain], connection=connection)
         broker.enqueue([keyed], connection=connection)
         connection.rollback()
-    assert broker.job(plain.id) is None
-    assert broker.job(keyed.id) is None
+    assert broker.inspector.job(plain.id) is None
+    assert broker.inspector.job(keyed.id) is None
     assert broker.claim(None, 10, 30) == []
     again = message(key="order:2")
     assert broker.enqueue([again]) == [again.id], "the rolled-back job held no key"
@@ -369,7 +369,7 @@ def test_an_autocommit_callers_connection_commits_at_once(
     m = message(key="k")
     with psycopg.connect(server, autocommit=True) as connection:
         assert broker.enqueue([m], connection=connection) == [m.id]
-    job = broker.job(m.id)
+    job = broker.inspector.job(m.id)
     assert job is not None and job.state is State.QUEUED
 
 
@@ -479,7 +479,7 @@ def test_the_broker_reconnects_after_its_backend_is_terminated(
     assert {d.message.id for d in claimed} == {first.id, second.id}
     terminate(server, backend_pid(broker))
     assert all(broker.ack(d, Outcome(State.SUCCEEDED)) for d in claimed)
-    assert broker.counts() == {"default": {State.SUCCEEDED: 2}}
+    assert broker.inspector.counts() == {"default": {State.SUCCEEDED: 2}}
 
 
 def test_a_waiter_survives_the_loss_of_its_listen_connection(
@@ -532,6 +532,6 @@ def test_a_retry_after_a_commit_it_never_heard_of_answers_the_stored_ids(
     work = broker._retrying(store, ids)
     assert broker._link.run(work) == ids  # the attempt whose reply was lost
     assert broker._link.run(work) == ids  # its retry
-    assert broker.counts() == {"default": {State.QUEUED: 3}}
+    assert broker.inspector.counts() == {"default": {State.QUEUED: 3}}
     with pytest.raises(ValueError, match="already exists"):
         broker.enqueue(batch)  # a new call, not a retry: the ids are taken

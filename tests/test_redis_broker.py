@@ -152,13 +152,13 @@ def test_namespaces_isolate_apps(make_broker: Callable[..., RedisBroker]) -> Non
     first.enqueue([a, keyed])
     other = message(key="report")
     assert second.enqueue([other]) == [other.id], "keys do not cross namespaces"
-    assert second.job(a.id) is None
+    assert second.inspector.job(a.id) is None
     assert [d.message.id for d in second.claim(None, 10, 30)] == [other.id]
-    assert first.counts() == {"default": {State.QUEUED: 2}}
-    assert second.counts() == {"default": {State.RUNNING: 1}}
+    assert first.inspector.counts() == {"default": {State.QUEUED: 2}}
+    assert second.inspector.counts() == {"default": {State.RUNNING: 1}}
     first.drop()
-    assert first.counts() == {}
-    assert second.counts() == {"default": {State.RUNNING: 1}}, "dropping one leaves the other"
+    assert first.inspector.counts() == {}
+    assert second.inspector.counts() == {"default": {State.RUNNING: 1}}, "dropping one leaves the other"
 
 
 def test_an_app_passes_its_namespace_to_the_broker() -> None:
@@ -223,7 +223,7 @@ def test_every_field_survives_the_round_trip(make_broker: Callable[..., RedisBro
     assert broker.enqueue([message(key="")]) == [sent.id]
     result = bytes(reversed(range(256)))
     broker.ack(delivery, Outcome(State.SUCCEEDED, payload=result))
-    job = broker.job(sent.id)
+    job = broker.inspector.job(sent.id)
     assert job is not None
     assert (job.payload, job.result, job.eta, job.key) == (sent.payload, result, sent.eta, "")
     no_payload = message(payload=None)
@@ -237,8 +237,8 @@ def test_a_batch_with_a_stored_id_stores_nothing(make_broker: Callable[..., Redi
     broker.enqueue([stored])
     with pytest.raises(ValueError, match=stored.id):
         broker.enqueue([fresh, stored])
-    assert broker.job(fresh.id) is None
-    assert broker.counts() == {"default": {State.QUEUED: 1}}
+    assert broker.inspector.job(fresh.id) is None
+    assert broker.inspector.counts() == {"default": {State.QUEUED: 1}}
 
 
 def test_an_enqueue_whose_answer_was_lost_is_stored_once(
@@ -259,7 +259,7 @@ def test_an_enqueue_whose_answer_was_lost_is_stored_once(
     batch = [message(), message(key="k"), message(key="k")]
     assert broker.enqueue(batch) == [batch[0].id, batch[1].id, batch[1].id]
     assert len(calls) == 2, "retried once"
-    assert broker.counts() == {"default": {State.QUEUED: 2}}
+    assert broker.inspector.counts() == {"default": {State.QUEUED: 2}}
 
 
 _CLAIMER = """
@@ -316,7 +316,7 @@ def test_claims_are_race_free_across_threads_and_processes(
     assert len(everything) == 2000, "every id claimed once: none twice, none missed"
     assert sorted(everything) == sorted(ids)
     assert all(outputs) and sum(map(len, claimed)) > 0, "both processes and threads claimed"
-    assert broker.counts() == {"default": {State.SUCCEEDED: 2000}}
+    assert broker.inspector.counts() == {"default": {State.SUCCEEDED: 2000}}
 
 
 # -- wake-ups ----------------------------------------------------------------------
@@ -414,11 +414,11 @@ def test_nothing_is_lost_when_redis_restarts(
     held = broker.claim(None, 20, 30)  # running, unacked, when the server dies
     server.kill()
     server.start()
-    assert broker.counts() == {
+    assert broker.inspector.counts() == {
         "default": {State.SUCCEEDED: 500, State.RUNNING: 20, State.QUEUED: 480}
     }
     for job_id, result in acked.items():
-        job = broker.job(job_id)
+        job = broker.inspector.job(job_id)
         assert job is not None and (job.state, job.result) == (State.SUCCEEDED, result)
     clock.advance(31)  # the held leases lapse: claimable again
     left = {d.message.id for d in broker.claim(None, 1000, 30)}
@@ -448,7 +448,7 @@ def test_a_lost_server_fails_calls_fast_and_wakes_waiters(
     with pytest.raises(BrokerUnavailable):
         broker.claim(None, 1, 30)
     server.start()
-    assert broker.job(lost.id) is None, "not reported stored, and not stored"
+    assert broker.inspector.job(lost.id) is None, "not reported stored, and not stored"
     later = message()
     assert broker.enqueue([later]) == [later.id]
     assert len(broker.claim(None, 10, 30)) == 2

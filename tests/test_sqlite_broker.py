@@ -101,8 +101,8 @@ def test_a_constraint_violation_mid_batch_rolls_back_the_batch(db_path: Path) ->
         batch = [message(), message(key="k"), Message(stored.id, "tasks.other", (), {})]
         with pytest.raises(ValueError, match="already exists"):
             broker.enqueue(batch)
-        assert broker.counts() == {"default": {State.QUEUED: 1}}
-        assert broker.job(batch[0].id) is None
+        assert broker.inspector.counts() == {"default": {State.QUEUED: 1}}
+        assert broker.inspector.job(batch[0].id) is None
     finally:
         broker.close()
 
@@ -117,7 +117,7 @@ def test_expired_results_are_pruned_without_being_asked(db_path: Path) -> None:
         broker.ack(delivery, Outcome(State.SUCCEEDED))
         clock.advance(SqliteBroker._PRUNE_EVERY + 1)
         broker.claim(None, 1, 30)  # prunes on the way, at most once a minute
-        assert broker.job(m.id) is None
+        assert broker.inspector.job(m.id) is None
     finally:
         broker.close()
 
@@ -182,7 +182,7 @@ def test_two_processes_never_claim_the_same_job(db_path: Path) -> None:
     assert all(claimer.returncode == 0 for claimer in claimers)
     claimed = outputs[0] + outputs[1]
     assert sorted(claimed) == sorted(ids), "every job claimed exactly once"
-    assert producer.counts() == {"default": {State.SUCCEEDED: 2000}}
+    assert producer.inspector.counts() == {"default": {State.SUCCEEDED: 2000}}
     producer.close()
 
 
@@ -309,7 +309,7 @@ def test_a_database_of_schema_1_is_upgraded_and_keeps_its_jobs(db_path: Path) ->
         assert delivery.message.id == "old" and delivery.defect is None
         error = ErrorInfo("builtins.KeyError", "'missing'", "Traceback ...", '["missing"]')
         assert broker.ack(delivery, Outcome(State.FAILED, error_info=error))
-        job = broker.job("old")
+        job = broker.inspector.job("old")
         assert job is not None and job.error == error
     finally:
         broker.close()
@@ -323,13 +323,13 @@ def test_the_args_of_an_error_are_stored_and_read_back(db_path: Path) -> None:
         (delivery,) = broker.claim(None, 1, 30)
         retrying = ErrorInfo("builtins.ValueError", "bad", "tb", '["bad", 1]')
         assert broker.nack(delivery, 0.0, error=retrying)
-        assert broker.job(m.id).error == retrying  # type: ignore[union-attr]
+        assert broker.inspector.job(m.id).error == retrying  # type: ignore[union-attr]
         (delivery,) = broker.claim(None, 1, 30)
         failed = ErrorInfo("builtins.ValueError", "worse", "tb")
         assert broker.ack(delivery, Outcome(State.FAILED, error_info=failed))
-        assert broker.job(m.id).error == failed, "no args: none kept from before"  # type: ignore[union-attr]
-        assert broker.retry(m.id)
-        assert broker.job(m.id).error is None  # type: ignore[union-attr]
+        assert broker.inspector.job(m.id).error == failed, "no args: none kept from before"  # type: ignore[union-attr]
+        assert broker.inspector.retry(m.id)
+        assert broker.inspector.job(m.id).error is None  # type: ignore[union-attr]
     finally:
         broker.close()
 
@@ -372,8 +372,8 @@ def test_text_that_is_not_utf8_makes_a_defect_not_a_failed_claim(db_path: Path) 
         assert "task name" in str(deliveries[0].defect)
         assert "job id" in str(deliveries[1].defect)
         assert all(broker.ack(d, Outcome(State.SUCCEEDED)) for d in deliveries)
-        assert broker.counts() == {"default": {State.SUCCEEDED: 3}}
-        assert len(broker.jobs()) == 3
+        assert broker.inspector.counts() == {"default": {State.SUCCEEDED: 3}}
+        assert len(broker.inspector.jobs()) == 3
     finally:
         broker.close()
 
@@ -413,14 +413,14 @@ def test_inspection_shows_a_corrupt_job_as_failed_and_the_others_as_they_are(
         broker.enqueue([good, bad, worse])
         corrupt(db_path, bad.id, "priority = 'high'")
         corrupt(db_path, worse.id, "key = CAST(x'ff' AS TEXT)")
-        job = broker.job(bad.id)
+        job = broker.inspector.job(bad.id)
         assert job is not None and job.state is State.FAILED and job.error is not None
         assert "corrupt" in job.error.message and "priority" in job.error.message
-        assert "key" in broker.job(worse.id).error.message  # type: ignore[union-attr]
-        assert broker.job(good.id).state is State.QUEUED  # type: ignore[union-attr]
-        assert [j.state for j in broker.jobs()] == [State.FAILED, State.FAILED, State.QUEUED]
+        assert "key" in broker.inspector.job(worse.id).error.message  # type: ignore[union-attr]
+        assert broker.inspector.job(good.id).state is State.QUEUED  # type: ignore[union-attr]
+        assert [j.state for j in broker.inspector.jobs()] == [State.FAILED, State.FAILED, State.QUEUED]
         ids = [good.id, bad.id, worse.id]
-        assert broker.job_states(ids) == dict.fromkeys(ids, State.QUEUED)
+        assert broker.inspector.job_states(ids) == dict.fromkeys(ids, State.QUEUED)
     finally:
         broker.close()
 
@@ -434,9 +434,9 @@ def test_a_state_offload_does_not_know_reads_as_failed(db_path: Path) -> None:
             db.execute("PRAGMA ignore_check_constraints = ON")
             db.execute("UPDATE jobs SET state = 'bogus' WHERE id = ?", (m.id,))
         db.close()
-        assert broker.job_states([m.id]) == {m.id: State.FAILED}
-        assert broker.counts() == {"default": {State.FAILED: 1}}
-        job = broker.job(m.id)
+        assert broker.inspector.job_states([m.id]) == {m.id: State.FAILED}
+        assert broker.inspector.counts() == {"default": {State.FAILED: 1}}
+        job = broker.inspector.job(m.id)
         assert job is not None and "state" in job.error.message  # type: ignore[union-attr]
         assert broker.claim(None, 10, 30) == []
     finally:
@@ -451,7 +451,7 @@ def test_a_finished_job_with_a_corrupt_result_reads_as_failed(db_path: Path) -> 
         (delivery,) = broker.claim(None, 1, 30)
         assert broker.ack(delivery, Outcome(State.SUCCEEDED, payload=b"42"))
         corrupt(db_path, m.id, "result = 'not bytes'")
-        job = broker.job(m.id)
+        job = broker.inspector.job(m.id)
         assert job is not None and job.state is State.FAILED
         assert "result" in job.error.message  # type: ignore[union-attr]
     finally:

@@ -184,7 +184,7 @@ def test_an_error_text_no_store_takes_is_stored_escaped(
     handle = task()
     with pytest.raises(ValueError, match="NUL"):
         handle.result(timeout=WAIT)
-    job = producer.job(handle.id)
+    job = producer.inspector.job(handle.id)
     assert job is not None and job.state is State.FAILED
     assert job.error is not None and "\\x00" in job.error.message
 
@@ -467,7 +467,7 @@ def test_absurd_options_are_refused_at_the_call(db_url: str, options: dict[str, 
         task = app.task(name="t")(helper_function)
         with pytest.raises(ConfigurationError):
             task.options(**options)(1)
-        assert app.broker.counts() == {}  # type: ignore[attr-defined]
+        assert app.broker.inspector.counts() == {}  # type: ignore[attr-defined]
     finally:
         app.shutdown(wait=False)
 
@@ -584,7 +584,7 @@ def test_a_worker_never_holds_more_leases_than_slots() -> None:
     worker.start()
     try:
         assert wait_until(
-            lambda: broker.counts().get("default", {}).get(State.SUCCEEDED, 0) == 1000,
+            lambda: broker.inspector.counts().get("default", {}).get(State.SUCCEEDED, 0) == 1000,
             timeout=60,
         )
     finally:
@@ -615,10 +615,10 @@ def test_pickle_signs_the_whole_message(broker_url: str) -> None:
         forged.payload = serializer.encode([["exit"], {}])
         producer.broker.enqueue([forged])
         assert wait_until(
-            lambda: getattr(producer.job(forged.id), "state", None) is State.FAILED,
+            lambda: getattr(producer.inspector.job(forged.id), "state", None) is State.FAILED,
             timeout=WAIT,
         )
-        error = producer.job(forged.id).error  # type: ignore[union-attr]
+        error = producer.inspector.job(forged.id).error  # type: ignore[union-attr]
         assert error is not None and "signature" in error.message
         assert error.type == "offload._errors.PayloadRejected"
     finally:

@@ -5,15 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from offload._brokers import Broker, Inspector, Waker
+from offload._brokers import Broker, Waker
+from offload._brokers._base import Inspectable
 from offload._message import Message
 
 LEASE = 30.0
 """Seconds: the lease of claims whose lease the test does not care about."""
 
 
-class ContractBroker(Broker, Inspector, Waker, Protocol):
-    """What the suite holds every broker to: the contract and both capabilities."""
+class ContractBroker(Broker, Inspectable, Waker, Protocol):
+    """What the suite holds every broker to: the contract, an inspector and waking."""
 
 
 Factory = Callable[..., ContractBroker]

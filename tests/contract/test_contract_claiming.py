@@ -9,12 +9,13 @@ import pytest
 from contract_support import LEASE, ContractBroker, MessageFactory, claim_ids
 
 from offload._brokers import Inspector, Waker
+from offload._brokers._base import Lease
 from offload._message import Outcome, State
 from offload.testing import FakeClock
 
 
 def test_every_broker_offers_both_capabilities(broker: ContractBroker) -> None:
-    assert isinstance(broker, Inspector)
+    assert isinstance(broker.inspector, Inspector)
     assert isinstance(broker, Waker)
 
 
@@ -141,11 +142,11 @@ def test_a_stale_delivery_is_refused_after_a_reclaim(
     (stale,) = broker.claim(None, 1, 10)
     clock.advance(11)
     (current,) = broker.claim(None, 1, 10)
-    assert broker.extend(stale, 10) is False
+    assert broker.extend(stale, 10) is Lease.LOST
     assert broker.nack(stale, None) is False
     assert broker.ack(stale, Outcome(State.SUCCEEDED, payload=b"old")) is False
     assert broker.ack(current, Outcome(State.SUCCEEDED, payload=b"new")) is True
-    info = broker.job(m.id)
+    info = broker.inspector.job(m.id)
     assert info is not None
     assert (info.state, info.attempt, info.result) == (State.SUCCEEDED, 2, b"new")
 
@@ -156,7 +157,7 @@ def test_extend_keeps_a_lease_from_lapsing(
     broker.enqueue([message()])
     (delivery,) = broker.claim(None, 1, 10)
     clock.advance(8)
-    assert broker.extend(delivery, 10) is True
+    assert broker.extend(delivery, 10) is Lease.HELD
     assert delivery.lease_until == pytest.approx(clock.now() + 10)
     clock.advance(8)
     assert broker.claim(None, 1, 10) == [], "renewed 8 s ago for 10 s"
@@ -221,5 +222,5 @@ def test_threads_sharing_a_broker_claim_each_job_once(
         thread.join(60)
     assert sorted(seen) == sorted(ids), "every job claimed exactly once"
     assert refused == []
-    assert isinstance(broker, Inspector)
-    assert broker.counts() == {"default": {State.SUCCEEDED: 400}}
+    assert isinstance(broker.inspector, Inspector)
+    assert broker.inspector.counts() == {"default": {State.SUCCEEDED: 400}}

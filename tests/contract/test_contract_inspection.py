@@ -11,7 +11,7 @@ BOOM = ErrorInfo("builtins.ValueError", "boom", "")
 
 
 def test_an_unknown_job_is_none(broker: ContractBroker) -> None:
-    assert broker.job("0" * 24) is None
+    assert broker.inspector.job("0" * 24) is None
 
 
 def test_a_queued_job_shows_its_message(
@@ -21,7 +21,7 @@ def test_a_queued_job_shows_its_message(
         "reports.build", queue="mail", priority=3, eta=clock.now() + 5, key="r", max_deliveries=4
     )
     broker.enqueue([m])
-    job = broker.job(m.id)
+    job = broker.inspector.job(m.id)
     assert job is not None
     assert (job.id, job.task, job.queue, job.state, job.attempt) == (
         m.id,
@@ -53,7 +53,7 @@ def test_counts_per_queue_and_state(
     (e,) = broker.claim(["mail"], 1, LEASE)
     broker.ack(e, Outcome.cancelled())
     assert d.message.id
-    assert broker.counts() == {
+    assert broker.inspector.counts() == {
         "default": {
             State.SUCCEEDED: 1,
             State.FAILED: 1,
@@ -71,26 +71,26 @@ def test_jobs_by_state_newest_first(broker: ContractBroker, message: MessageFact
     claimed = broker.claim(None, 2, LEASE)
     for delivery in claimed:
         broker.ack(delivery, Outcome(State.FAILED, error_info=BOOM))
-    failed = broker.jobs(State.FAILED)
+    failed = broker.inspector.jobs(State.FAILED)
     assert [j.id for j in failed] == [d.message.id for d in reversed(claimed)]
     assert all(j.error == BOOM for j in failed)
-    queued = [j.id for j in broker.jobs(State.QUEUED)]
+    queued = [j.id for j in broker.inspector.jobs(State.QUEUED)]
     assert queued == [m.id for m in reversed(batch) if m.id not in {j.id for j in failed}]
-    assert [j.id for j in broker.jobs(State.QUEUED, limit=2)] == queued[:2]
-    in_a = [j.id for j in broker.jobs(State.QUEUED, queue="a")]
+    assert [j.id for j in broker.inspector.jobs(State.QUEUED, limit=2)] == queued[:2]
+    in_a = [j.id for j in broker.inspector.jobs(State.QUEUED, queue="a")]
     assert in_a == [m.id for m in reversed(batch) if m.queue == "a" and m.id in queued]
-    assert [j.id for j in broker.jobs()] == [m.id for m in reversed(batch)]
+    assert [j.id for j in broker.inspector.jobs()] == [m.id for m in reversed(batch)]
 
 
 def test_cancel_a_queued_job(broker: ContractBroker, message: MessageFactory) -> None:
     m, other = message(), message()
     broker.enqueue([m, other])
-    assert broker.cancel(m.id) is True
-    job = broker.job(m.id)
+    assert broker.inspector.cancel(m.id) is True
+    job = broker.inspector.job(m.id)
     assert job is not None
     assert job.state is State.CANCELLED
     assert claim_ids(broker) == [other.id]
-    assert broker.cancel(m.id) is False, "already cancelled"
+    assert broker.inspector.cancel(m.id) is False, "already cancelled"
 
 
 def test_cancel_a_retrying_or_delayed_job(
@@ -100,8 +100,8 @@ def test_cancel_a_retrying_or_delayed_job(
     broker.enqueue([retrying, delayed])
     (delivery,) = broker.claim(None, 1, LEASE)
     broker.nack(delivery, clock.now() + 30, error=BOOM)
-    assert broker.cancel(retrying.id) is True
-    assert broker.cancel(delayed.id) is True
+    assert broker.inspector.cancel(retrying.id) is True
+    assert broker.inspector.cancel(delayed.id) is True
     clock.advance(120)
     assert claim_ids(broker) == []
 
@@ -113,9 +113,9 @@ def test_cancel_refuses_running_finished_and_unknown_jobs(
     broker.enqueue([running, done])
     first, second = broker.claim(None, 2, LEASE)
     broker.ack(second, Outcome(State.SUCCEEDED))
-    assert broker.cancel(running.id) is False
-    assert broker.cancel(done.id) is False
-    assert broker.cancel("0" * 24) is False
+    assert broker.inspector.cancel(running.id) is False
+    assert broker.inspector.cancel(done.id) is False
+    assert broker.inspector.cancel("0" * 24) is False
     assert broker.ack(first, Outcome(State.SUCCEEDED)) is True
 
 
@@ -124,8 +124,8 @@ def test_retry_a_failed_job(broker: ContractBroker, message: MessageFactory) -> 
     broker.enqueue([m])
     (delivery,) = broker.claim(None, 1, LEASE)
     broker.ack(delivery, Outcome(State.FAILED, error_info=BOOM))
-    assert broker.retry(m.id) is True
-    job = broker.job(m.id)
+    assert broker.inspector.retry(m.id) is True
+    job = broker.inspector.job(m.id)
     assert job is not None
     assert (job.state, job.attempt, job.error, job.finished) == (State.QUEUED, 0, None, None)
     (again,) = broker.claim(None, 1, LEASE)
@@ -135,8 +135,8 @@ def test_retry_a_failed_job(broker: ContractBroker, message: MessageFactory) -> 
 def test_retry_a_cancelled_job(broker: ContractBroker, message: MessageFactory) -> None:
     m = message()
     broker.enqueue([m])
-    broker.cancel(m.id)
-    assert broker.retry(m.id) is True
+    broker.inspector.cancel(m.id)
+    assert broker.inspector.retry(m.id) is True
     assert claim_ids(broker) == [m.id]
 
 
@@ -147,11 +147,11 @@ def test_retry_refuses_live_succeeded_and_unknown_jobs(
     broker.enqueue([done, queued])
     (delivery,) = broker.claim(None, 1, LEASE)
     assert delivery.message.id == done.id
-    assert broker.retry(done.id) is False, "running"
+    assert broker.inspector.retry(done.id) is False, "running"
     broker.ack(delivery, Outcome(State.SUCCEEDED))
-    assert broker.retry(done.id) is False, "succeeded"
-    assert broker.retry(queued.id) is False, "queued"
-    assert broker.retry("0" * 24) is False
+    assert broker.inspector.retry(done.id) is False, "succeeded"
+    assert broker.inspector.retry(queued.id) is False, "queued"
+    assert broker.inspector.retry("0" * 24) is False
 
 
 def test_retry_refuses_a_job_whose_key_is_taken_again(
@@ -163,4 +163,4 @@ def test_retry_refuses_a_job_whose_key_is_taken_again(
     broker.ack(delivery, Outcome(State.FAILED, error_info=BOOM))
     second = message(key="k")
     broker.enqueue([second])
-    assert broker.retry(first.id) is False, "two live jobs would share the key"
+    assert broker.inspector.retry(first.id) is False, "two live jobs would share the key"

@@ -12,7 +12,7 @@ from offload.testing import FakeClock
 
 
 def total(broker: ContractBroker) -> int:
-    return sum(n for per_state in broker.counts().values() for n in per_state.values())
+    return sum(n for per_state in broker.inspector.counts().values() for n in per_state.values())
 
 
 def test_a_key_returns_the_queued_job(broker: ContractBroker, message: MessageFactory) -> None:
@@ -84,8 +84,8 @@ def test_a_batch_is_stored_all_or_none(broker: ContractBroker, message: MessageF
     bad = [good, message(key="k"), message(), good]  # the same id twice
     with pytest.raises(ValueError, match=good.id[:8]):
         broker.enqueue(bad)
-    assert broker.counts() == {}
-    assert broker.job(good.id) is None
+    assert broker.inspector.counts() == {}
+    assert broker.inspector.job(good.id) is None
     assert broker.claim(None, 10, LEASE) == []
     fresh = message(key="k")
     assert broker.enqueue([fresh]) == [fresh.id], "the failed batch claimed no key"

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import pytest
 from contract_support import LEASE, ContractBroker, MessageFactory, claim_ids
 
+from offload._brokers._base import Lease
 from offload._message import DEFAULT_MAX_DELIVERIES, Delivery, ErrorInfo, JobInfo, Outcome, State
 from offload.testing import FakeClock
 
@@ -19,7 +20,7 @@ def claim_one(broker: ContractBroker, lease: float = LEASE) -> Delivery:
 
 
 def info(broker: ContractBroker, job_id: str) -> JobInfo:
-    found = broker.job(job_id)
+    found = broker.inspector.job(job_id)
     assert found is not None, f"job {job_id} is unknown"
     return found
 
@@ -47,7 +48,7 @@ def test_a_second_ack_of_one_delivery_is_refused(
     assert broker.ack(delivery, Outcome(State.SUCCEEDED)) is True
     assert broker.ack(delivery, Outcome(State.FAILED, error_info=BOOM)) is False
     assert broker.nack(delivery, None) is False
-    assert broker.extend(delivery, LEASE) is False
+    assert broker.extend(delivery, LEASE) is Lease.LOST
 
 
 def test_a_failure_keeps_its_error(broker: ContractBroker, message: MessageFactory) -> None:
@@ -134,13 +135,13 @@ def test_results_expire_after_their_ttl(
     for delivery in broker.claim(None, 2, LEASE):
         broker.ack(delivery, Outcome(State.SUCCEEDED, payload=b"r"))
     clock.advance(11)
-    assert broker.prune() == 1
-    assert broker.job(short.id) is None
+    assert broker.inspector.prune() == 1
+    assert broker.inspector.job(short.id) is None
     assert info(broker, default.id).result == b"r"
     clock.advance(90)
-    assert broker.prune() == 1
-    assert broker.job(default.id) is None
-    assert broker.prune() == 0
+    assert broker.inspector.prune() == 1
+    assert broker.inspector.job(default.id) is None
+    assert broker.inspector.prune() == 0
 
 
 def test_cancelled_jobs_expire_too(
@@ -152,7 +153,7 @@ def test_cancelled_jobs_expire_too(
     broker.ack(claim_one(broker), Outcome.cancelled())
     assert info(broker, m.id).state is State.CANCELLED
     clock.advance(11)
-    assert broker.prune() == 1
+    assert broker.inspector.prune() == 1
 
 
 def test_a_zero_ttl_keeps_no_result(
@@ -162,8 +163,8 @@ def test_a_zero_ttl_keeps_no_result(
     m = message()
     broker.enqueue([m])
     broker.ack(claim_one(broker), Outcome(State.SUCCEEDED, payload=b"r"))
-    assert broker.job(m.id) is None
-    assert broker.counts() == {}
+    assert broker.inspector.job(m.id) is None
+    assert broker.inspector.counts() == {}
 
 
 def test_failed_jobs_survive_pruning_until_purged(
@@ -176,11 +177,11 @@ def test_failed_jobs_survive_pruning_until_purged(
     broker.ack(first, Outcome(State.FAILED, error_info=BOOM))
     broker.ack(second, Outcome(State.SUCCEEDED))
     clock.advance(10 * 86400)
-    assert broker.prune() == 1
+    assert broker.inspector.prune() == 1
     assert info(broker, dead.id).state is State.FAILED
-    assert broker.purge(State.FAILED) == 1
-    assert broker.job(dead.id) is None
-    assert broker.purge(State.FAILED) == 0
+    assert broker.inspector.purge(State.FAILED) == 1
+    assert broker.inspector.job(dead.id) is None
+    assert broker.inspector.purge(State.FAILED) == 0
 
 
 def test_purge_takes_a_queue(broker: ContractBroker, message: MessageFactory) -> None:
@@ -188,14 +189,14 @@ def test_purge_takes_a_queue(broker: ContractBroker, message: MessageFactory) ->
     broker.enqueue([in_a, in_b])
     for delivery in broker.claim(None, 2, LEASE):
         broker.ack(delivery, Outcome(State.SUCCEEDED))
-    assert broker.purge(State.SUCCEEDED, queue="a") == 1
-    assert broker.job(in_a.id) is None
-    assert broker.job(in_b.id) is not None
+    assert broker.inspector.purge(State.SUCCEEDED, queue="a") == 1
+    assert broker.inspector.job(in_a.id) is None
+    assert broker.inspector.job(in_b.id) is not None
 
 
 def test_purge_refuses_live_states(broker: ContractBroker) -> None:
     with pytest.raises(ValueError, match="finished"):
-        broker.purge(State.QUEUED)
+        broker.inspector.purge(State.QUEUED)
 
 
 def test_dead_letter_after_max_deliveries(
@@ -213,7 +214,7 @@ def test_dead_letter_after_max_deliveries(
     assert "delivered 2 times" in job.error.message
     assert "crash" in job.error.message
     clock.advance(30 * 86400)
-    broker.prune()
+    broker.inspector.prune()
     assert info(broker, m.id).state is State.FAILED, "the dead-letter set stays"
 
 

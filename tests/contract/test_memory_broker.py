@@ -24,8 +24,8 @@ def test_a_zero_ttl_leaves_nothing_behind(clock: FakeClock) -> None:
             (delivery,) = broker.claim(None, 1, math.inf)
         outcome = Outcome.success(i) if i % 2 else Outcome.failure(ValueError(i))
         assert broker.ack(delivery, outcome)
-    assert broker.counts() == {}, "not even failures: the caller's handle has them"
-    assert all(broker.job(job_id) is None for job_id in ids[::100])
+    assert broker.inspector.counts() == {}, "not even failures: the caller's handle has them"
+    assert all(broker.inspector.job(job_id) is None for job_id in ids[::100])
 
 
 def test_a_zero_ttl_forgets_keys_and_errors(clock: FakeClock, message: MessageFactory) -> None:
@@ -36,7 +36,7 @@ def test_a_zero_ttl_forgets_keys_and_errors(clock: FakeClock, message: MessageFa
     broker.nack(delivery, None, error=ErrorInfo("E", "e", ""))
     (delivery,) = broker.claim(None, 1, 30)
     broker.ack(delivery, Outcome(State.SUCCEEDED))
-    assert broker.counts() == {}
+    assert broker.inspector.counts() == {}
     again = message(key="k")
     assert broker.enqueue([again]) == [again.id]
 
@@ -47,10 +47,10 @@ def test_a_message_ttl_overrides_a_zero_default(clock: FakeClock, message: Messa
     broker.enqueue([kept])
     (delivery,) = broker.claim(None, 1, 30)
     broker.ack(delivery, Outcome(State.SUCCEEDED, payload=b"r"))
-    job = broker.job(kept.id)
+    job = broker.inspector.job(kept.id)
     assert job is not None and job.result == b"r"
     clock.advance(61)
-    assert broker.prune() == 1
+    assert broker.inspector.prune() == 1
 
 
 def test_the_default_constructor_still_works() -> None:

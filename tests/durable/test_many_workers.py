@@ -62,9 +62,9 @@ def test_sigkill_of_workers_mid_run_loses_nothing_and_repeats_only_what_they_hel
         workers.append(start_worker(*options))  # the restart
     broker = tasks.app.broker
     everything_succeeded = poll_until(
-        lambda: set(broker.job_states(job_ids).values()) == {State.SUCCEEDED}, WAIT
+        lambda: set(broker.inspector.job_states(job_ids).values()) == {State.SUCCEEDED}, WAIT
     )
-    states = broker.job_states(job_ids)
+    states = broker.inspector.job_states(job_ids)
     runs = collections.Counter(done_ids(out))
     lost = sum(
         states.get(job_id) is not State.SUCCEEDED or runs[value] == 0

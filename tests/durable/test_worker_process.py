@@ -67,7 +67,7 @@ def test_an_unknown_task_is_dead_lettered_and_the_worker_keeps_going(
             handle.result(timeout=WAIT)
         assert "nowhere" in str(caught.value)
         assert "durable_tasks.add" in str(caught.value)  # the names it does know
-        assert producer.job(handle.id).state is State.FAILED  # type: ignore[union-attr]
+        assert producer.inspector.job(handle.id).state is State.FAILED  # type: ignore[union-attr]
         assert tasks.add(1, 2).result(timeout=WAIT) == 3
         assert worker.poll() is None
     finally:

@@ -84,7 +84,7 @@ def sql(namespace: str, statement: str, *params: Any) -> list[Any]:
 def wait_finished(app: offload.App, ids: list[str], timeout: float = 4.0) -> dict[str, State]:
     deadline = time.monotonic() + timeout
     while True:
-        states = app.broker.job_states(ids)  # type: ignore[attr-defined]
+        states = app.broker.inspector.job_states(ids)  # type: ignore[attr-defined]
         if all(state.finished for state in states.values()) or time.monotonic() > deadline:
             return dict(states)
         time.sleep(0.01)
@@ -166,7 +166,7 @@ def test_a_corrupt_job_fails_alone_and_the_worker_runs_on(
     job = app.job(bad)
     assert job is not None and job.error is not None
     assert reason in job.error.message, job.error.message
-    counts = app.broker.counts()  # type: ignore[attr-defined]
+    counts = app.broker.inspector.counts()  # type: ignore[attr-defined]
     assert sum(sum(by_state.values()) for by_state in counts.values()) == GOOD + 2, "none lost"
     assert not [r for r in caplog.records if "claiming" in r.getMessage()], "no claim failed"
 
@@ -260,9 +260,9 @@ def test_a_refused_ack_fails_alone_and_its_job_is_recorded_failed(
     answers = broker._store_acks(acks)
     assert answers[0] is True and answers[2] is True and answers[3] is True
     assert isinstance(answers[1], offload.OffloadError), answers[1]
-    states = broker.job_states([d.message.id for d in deliveries])
+    states = broker.inspector.job_states([d.message.id for d in deliveries])
     assert list(states.values()).count(State.SUCCEEDED) == 3
-    refused = broker.job(deliveries[1].message.id)
+    refused = broker.inspector.job(deliveries[1].message.id)
     assert refused is not None and refused.state is State.FAILED and refused.error is not None
     assert "could not be stored" in refused.error.message
 
@@ -300,10 +300,10 @@ def test_error_texts_and_args_are_stored_and_read_back(broker: PostgresBroker) -
     weird = ErrorInfo("x.Boom", "NUL\x00 and \udcff", "tb\x00", '["missing"]')
     assert broker.ack(first, Outcome(State.FAILED, error_info=weird))
     assert broker.nack(second, None, error=ErrorInfo("x.E", "m", "t", "[1]"))
-    stored = broker.job(first.message.id)
+    stored = broker.inspector.job(first.message.id)
     assert stored is not None and stored.error is not None
     assert stored.error == ErrorInfo("x.Boom", "NUL\\x00 and \\udcff", "tb\\x00", '["missing"]')
-    retrying = broker.job(second.message.id)
+    retrying = broker.inspector.job(second.message.id)
     assert retrying is not None and retrying.error == ErrorInfo("x.E", "m", "t", "[1]")
 
 
@@ -313,12 +313,12 @@ def test_error_texts_and_args_are_stored_and_read_back(broker: PostgresBroker) -
 def test_inspection_of_ids_and_queues_postgresql_cannot_hold(broker: PostgresBroker) -> None:
     job = message()
     broker.enqueue([job])
-    assert broker.job("a\x00b") is None
-    assert broker.job("\udcff") is None
-    assert broker.job_states([job.id, "a\x00b", "\udcff"]) == {job.id: State.QUEUED}
-    assert broker.jobs(queue="a\x00b") == []
-    assert not broker.cancel("a\x00b") and not broker.retry("a\x00b")
-    assert broker.purge(State.FAILED, queue="\x00") == 0
+    assert broker.inspector.job("a\x00b") is None
+    assert broker.inspector.job("\udcff") is None
+    assert broker.inspector.job_states([job.id, "a\x00b", "\udcff"]) == {job.id: State.QUEUED}
+    assert broker.inspector.jobs(queue="a\x00b") == []
+    assert not broker.inspector.cancel("a\x00b") and not broker.inspector.retry("a\x00b")
+    assert broker.inspector.purge(State.FAILED, queue="\x00") == 0
 
 
 # -- what PostgreSQL refuses is refused with offload's error ----------------------------
@@ -352,7 +352,7 @@ def test_a_message_postgresql_refuses_raises_offloads_error(
     with pytest.raises(ConfigurationError) as raised:
         broker.enqueue([good, bad])
     assert reason in str(raised.value) and bad.id in str(raised.value)
-    assert broker.job(good.id) is None, "all or none"
+    assert broker.inspector.job(good.id) is None, "all or none"
 
 
 def test_a_nul_task_name_is_refused_with_offloads_error(broker: PostgresBroker) -> None:

@@ -33,7 +33,7 @@ import offload  # noqa: E402
 from helpers import wait_until  # noqa: E402
 from offload import BrokerUnavailable, ConfigurationError, State  # noqa: E402
 from offload._brokers import _redis_scripts as lua  # noqa: E402
-from offload._brokers._base import Finished  # noqa: E402
+from offload._brokers._base import Finished, Lease  # noqa: E402
 from offload._brokers._redis import RedisBroker  # noqa: E402
 from offload._errors import MessageRejected, TaskNotFound  # noqa: E402
 from offload._message import (  # noqa: E402
@@ -117,7 +117,7 @@ def message(**fields: Any) -> Message:
 def counts(broker: Any) -> dict[State, int]:
     """Jobs per state, over every queue."""
     total: dict[State, int] = {}
-    for per in broker.counts().values():
+    for per in broker.inspector.counts().values():
         for state, number in per.items():
             total[state] = total.get(state, 0) + number
     return total
@@ -146,13 +146,13 @@ def run_worker(app: offload.App, ids: list[str], settled: Any = None) -> Run:
     worker.start()
     try:
         done = settled or (lambda found: all(state.finished for state in found.values()))
-        assert wait_until(lambda: done(broker.job_states(ids)), WAIT), broker.job_states(ids)
+        assert wait_until(lambda: done(broker.inspector.job_states(ids)), WAIT), broker.inspector.job_states(ids)
         after = app.task(double)(21).result(timeout=WAIT)  # the worker still claims and runs
         alive = all(thread.is_alive() for thread in worker._threads)
     finally:
         worker.stop()
         worker_app.shutdown(wait=False)
-    return Run(broker.job_states(ids), alive, after)
+    return Run(broker.inspector.job_states(ids), alive, after)
 
 
 def enqueue_with_one_bad(app: offload.App, **options: Any) -> tuple[list[offload.Handle[int]], str]:
@@ -342,7 +342,7 @@ def test_a_job_id_that_is_not_utf8_fails_that_job_and_is_still_listed(
     run = run_worker(app, ids)
     assert set(run.states.values()) == {State.SUCCEEDED}
     assert counts(app.broker) == {State.SUCCEEDED: GOOD + 1, State.FAILED: 1}
-    (failed,) = app.broker.jobs(State.FAILED)  # type: ignore[attr-defined]
+    (failed,) = app.broker.inspector.jobs(State.FAILED)  # type: ignore[attr-defined]
     assert failed.id == "\\xff" + bad and failed.error is not None
     assert "its id is not UTF-8 text" in failed.error.message
     assert run.worker_alive and run.after == 42
@@ -439,7 +439,7 @@ def test_ack_nack_and_extend_of_a_job_damaged_while_it_ran_succeed(
     first, second, third = broker.claim(None, 3, 30)
     for delivery in (first, second, third):
         corrupt(raw, broker, delivery.message.id, field, value)
-    assert all(broker.extend(d, 60) for d in (first, second, third))
+    assert all(broker.extend(d, 60) is Lease.HELD for d in (first, second, third))
     assert broker.nack(second, None, error=ErrorInfo("E", "retry me", ""))
     assert broker.nack(third, None, penalty=False)
     assert broker.ack(first, Outcome.success(None))
@@ -483,7 +483,7 @@ def test_cancel_of_a_damaged_job_never_fails_half_way(
     sent = [message() for _ in range(3)]
     broker.enqueue(sent)
     corrupt(raw, broker, sent[1].id, field, value)
-    assert broker.cancel(sent[1].id) is (field != "s")  # with no state, it is not queued
+    assert broker.inspector.cancel(sent[1].id) is (field != "s")  # with no state, it is not queued
     deliveries = broker.claim(None, 3, 30)
     for delivery in deliveries:
         error = MessageRejected(delivery.defect) if delivery.defect else None
@@ -506,7 +506,7 @@ def test_a_retried_defect_runs_as_it_now_is(
     (defect,) = broker.claim(None, 1, 30)
     assert defect.defect == "its queue field (q) was missing"
     assert broker.ack(defect, Outcome.failure(MessageRejected(defect.defect)))
-    assert broker.retry(sent.id)
+    assert broker.inspector.retry(sent.id)
     (again,) = broker.claim(None, 1, 30)
     assert again.defect is None and again.message.queue == "default" and again.attempt == 1
 
@@ -526,10 +526,10 @@ def test_purge_and_prune_clear_damaged_and_vanished_jobs(
     corrupt(raw, broker, sent[2].id, "q", None)
     raw.delete(job_key(broker, sent[3].id))  # succeeded, then evicted
     corrupt(raw, broker, sent[4].id, "k", b"\xff")
-    assert broker.purge(State.FAILED) == 3
+    assert broker.inspector.purge(State.FAILED) == 3
     clock.advance(11)
-    assert broker.prune() == 2
-    assert broker.counts() == {}
+    assert broker.inspector.prune() == 2
+    assert broker.inspector.counts() == {}
     assert [k for k in raw.scan_iter(f"{broker.prefix}job:*")] == []
 
 
@@ -542,12 +542,12 @@ def test_an_overwritten_change_token_starts_again(
     broker = make_broker()
     broker.enqueue([message(), message()])
     raw.set(f"{broker.prefix}fin", b"lots")
-    tokens = {broker.change_token() for _ in range(3)}
+    tokens = {broker.inspector.change_token() for _ in range(3)}
     assert len(tokens) == 3, "unreadable: a change every time, so a poller looks"
     for delivery in broker.claim(None, 2, 30):
         assert broker.ack(delivery, Outcome.success(1))
     assert counts(broker) == {State.SUCCEEDED: 2}
-    assert broker.change_token() == 2
+    assert broker.inspector.change_token() == 2
 
 
 def test_an_overwritten_sequence_stops_claims_without_losing_a_job(
@@ -579,9 +579,9 @@ def test_inspection_reads_a_corrupt_job(
     if callable(value):
         value = value(meta_blob(raw, broker, bad))
     corrupt(raw, broker, bad, field, value)
-    job = broker.job(bad)
+    job = broker.inspector.job(bad)
     assert isinstance(job, JobInfo) and job.id == bad and isinstance(job.state, State)
-    states = broker.job_states([m.id for m in sent])
+    states = broker.inspector.job_states([m.id for m in sent])
     expected = State.FAILED if field == "s" else State.QUEUED
     assert job.state is expected
     if field == "s" and value is None:  # the watcher then reads the job: failed, as above
@@ -590,7 +590,7 @@ def test_inspection_reads_a_corrupt_job(
         assert set(states) == {m.id for m in sent} and states[bad] is expected
     if job.error is not None:  # a field only the claim reads may read fine here
         assert "is corrupt" in job.error.message
-    listed = broker.jobs()
+    listed = broker.inspector.jobs()
     assert sorted(j.id for j in listed) == sorted(m.id for m in sent)
 
 
@@ -602,18 +602,18 @@ def test_inspection_of_a_failed_job_with_an_unreadable_error(
     broker.enqueue([sent])
     (delivery,) = broker.claim(None, 1, 30)
     broker.ack(delivery, Outcome.failure(KeyError("k")))
-    job = broker.job(sent.id)
+    job = broker.inspector.job(sent.id)
     assert job is not None and job.error is not None and job.error.type == "builtins.KeyError"
     assert job.error.args is None
     for text in (b"not json", b'{"type": 1}', b"[1, 2, 3]", b'["a", "b"]', b'["a","b","c",4]'):
         corrupt(raw, broker, sent.id, "err", text)
-        job = broker.job(sent.id)
+        job = broker.inspector.job(sent.id)
         assert job is not None and job.state is State.FAILED and job.error is not None
         assert "its err field" in job.error.message
     corrupt(raw, broker, sent.id, "err", b'["m.E", "text", "tb"]')  # before args were kept
-    assert broker.job(sent.id).error == ErrorInfo("m.E", "text", "tb")  # type: ignore[union-attr]
+    assert broker.inspector.job(sent.id).error == ErrorInfo("m.E", "text", "tb")  # type: ignore[union-attr]
     corrupt(raw, broker, sent.id, "dl", b"three")
-    assert "its dl field" in broker.job(sent.id).error.message  # type: ignore[union-attr]
+    assert "its dl field" in broker.inspector.job(sent.id).error.message  # type: ignore[union-attr]
 
 
 def test_error_args_are_stored_and_read_back(make_broker: Callable[..., RedisBroker]) -> None:
@@ -625,7 +625,7 @@ def test_error_args_are_stored_and_read_back(make_broker: Callable[..., RedisBro
     outcome = Outcome.failure(KeyError("k"))
     outcome.error_info = info
     broker.ack(delivery, outcome)
-    job = broker.job(sent.id)
+    job = broker.inspector.job(sent.id)
     assert job is not None and job.error == info
 
 
@@ -679,9 +679,9 @@ def test_a_queue_name_that_is_not_utf8_is_counted_and_listed(
     corrupt(raw, broker, sent.id, "q", b"\xff")
     raw.zrem(f"{broker.prefix}st:failed:default", sent.id)
     raw.zadd(f"{broker.prefix}st:failed:".encode() + b"\xff", {sent.id: 1})
-    assert broker.retry(sent.id)  # now queued, in that queue
-    assert broker.counts() == {"\\xff": {State.QUEUED: 1}}
-    (job,) = broker.jobs()
+    assert broker.inspector.retry(sent.id)  # now queued, in that queue
+    assert broker.inspector.counts() == {"\\xff": {State.QUEUED: 1}}
+    (job,) = broker.inspector.jobs()
     assert job.id == sent.id and job.queue == "\\xff"
 
 
@@ -818,13 +818,13 @@ def test_any_bytes_in_a_stored_field_fail_that_job_at_most(
                 else Outcome.success(1)
             )
             assert broker.ack(delivery, outcome)
-        found = broker.counts()
+        found = broker.inspector.counts()
         assert sum(n for per in found.values() for n in per.values()) == 3, found
         assert all(state.finished for per in found.values() for state in per), found
         for m in sent:
-            assert broker.job(m.id) is not None
-        assert len(broker.jobs()) == 3
-        assert len(broker.job_states([m.id for m in sent])) >= 2
+            assert broker.inspector.job(m.id) is not None
+        assert len(broker.inspector.jobs()) == 3
+        assert len(broker.inspector.job_states([m.id for m in sent])) >= 2
     finally:
         broker.drop()
         broker.close()

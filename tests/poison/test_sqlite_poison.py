@@ -67,7 +67,7 @@ def corrupt(app: offload.App, job_id: str, assignment: str, *params: Any) -> Non
 
 
 def states(app: offload.App, ids: list[str]) -> dict[str, State]:
-    return app.broker.job_states(ids)  # type: ignore[attr-defined, no-any-return]
+    return app.broker.inspector.job_states(ids)  # type: ignore[attr-defined, no-any-return]
 
 
 class Run(NamedTuple):
@@ -201,12 +201,12 @@ def test_a_job_id_that_is_not_utf8_fails_that_job_and_is_still_listed(app: offlo
         app,
         ids,
         settled=lambda found: (
-            app.broker.counts() == {"default": {State.SUCCEEDED: GOOD, State.FAILED: 1}}
+            app.broker.inspector.counts() == {"default": {State.SUCCEEDED: GOOD, State.FAILED: 1}}
         ),  # type: ignore[attr-defined]
     )
     assert run.states == dict.fromkeys(ids, State.SUCCEEDED)
     assert_the_others_succeeded(handles, bad)
-    (job,) = app.broker.jobs(state=State.FAILED)  # type: ignore[attr-defined]
+    (job,) = app.broker.inspector.jobs(state=State.FAILED)  # type: ignore[attr-defined]
     assert bad in job.id and "job id" in job.error.message
     job.id.encode("utf-8")  # shown escaped: printable anywhere
     assert run.worker_alive and run.after == 42
@@ -231,7 +231,7 @@ def test_a_result_corrupted_after_success_fails_that_handle_alone(app: offload.A
     ids = [h.id for h in handles]
     run_worker(app, ids)
     corrupt(app, bad, "result = 'not bytes'")
-    assert app.broker.job_states(ids) == dict.fromkeys(ids, State.SUCCEEDED)  # type: ignore[attr-defined]
+    assert app.broker.inspector.job_states(ids) == dict.fromkeys(ids, State.SUCCEEDED)  # type: ignore[attr-defined]
     job = app.job(bad)
     assert job is not None and job.state is State.FAILED and "result" in job.error.message  # type: ignore[union-attr]
     assert [app.job(i).state for i in ids if i != bad] == [State.SUCCEEDED] * GOOD  # type: ignore[union-attr]
@@ -390,11 +390,11 @@ def write(broker: SqliteBroker, job_id: str, name: str, value: Any) -> None:
 
 def inspect(broker: SqliteBroker, ids: list[str]) -> list[JobInfo]:
     """Every inspection call, none raising; the jobs listed."""
-    listed = broker.jobs()
+    listed = broker.inspector.jobs()
     for job_id in ids:
-        broker.job(job_id)
-    broker.job_states(ids)
-    assert sum(sum(by_state.values()) for by_state in broker.counts().values()) == len(listed)
+        broker.inspector.job(job_id)
+    broker.inspector.job_states(ids)
+    assert sum(sum(by_state.values()) for by_state in broker.inspector.counts().values()) == len(listed)
     return listed
 
 

@@ -1,4 +1,4 @@
-"""The contract every broker answers: six methods, plus optional capabilities.
+"""The contract every broker answers: six methods, plus declared capabilities.
 
 A broker stores messages and hands them out under leases. It decides
 nothing: whether a failure is retried, and when, is the runner's choice,
@@ -17,11 +17,23 @@ Job states, as a broker stores them (``State``):
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
-from typing import NamedTuple, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from .._errors import WorkerLost
 from .._message import Delivery, ErrorInfo, JobInfo, Message, Outcome, State
+
+
+class Lease(enum.Enum):
+    """What renewing a lease found (``Broker.extend``).
+
+    Room is left for more answers riding the same heartbeat (a cancellation
+    request): a worker treats any answer but ``HELD`` as news about the job.
+    """
+
+    HELD = "held"
+    LOST = "lost"
 
 
 class Broker(Protocol):
@@ -81,8 +93,13 @@ class Broker(Protocol):
         """
         ...
 
-    def extend(self, delivery: Delivery, lease: float) -> bool:
-        """Renew the lease of a running message for ``lease`` more seconds; fenced."""
+    def extend(self, delivery: Delivery, lease: float) -> Lease:
+        """Renew the lease of a running message for ``lease`` more seconds; fenced.
+
+        ``Lease.HELD`` if renewed; ``Lease.LOST`` if the delivery's token is no
+        longer the job's (its lease lapsed and another worker claimed it, or
+        it finished or was deleted): the worker then records nothing for it.
+        """
         ...
 
     def close(self) -> None:
@@ -133,6 +150,47 @@ class ResultFeed(Protocol):
 
     def stop_listening(self) -> None:
         """Stop asking for notifications; ends a ``wait_for_results`` at once (any thread)."""
+        ...
+
+
+@runtime_checkable
+class Transactional(Protocol):
+    """Capability: store messages inside the caller's own database transaction.
+
+    ``task.options(connection=conn).delay(...)``: the job exists exactly when
+    the caller's transaction commits (PostgreSQL: a psycopg connection to
+    the broker's database; SQLite: a ``sqlite3`` connection to its file).
+    """
+
+    def enqueue_in(self, messages: Sequence[Message], connection: Any) -> list[str]:
+        """``enqueue``, written with ``connection`` and committed with it.
+
+        A connection in autocommit mode commits the batch at once. Raises
+        ``ConfigurationError`` for a connection of another kind or database.
+        """
+        ...
+
+
+@runtime_checkable
+class Inspectable(Protocol):
+    """Capability: the broker has an inspector (every broker offload ships does)."""
+
+    @property
+    def inspector(self) -> Inspector:
+        """The broker's inspector: a class of its own, sharing the broker's connection."""
+        ...
+
+
+@runtime_checkable
+class ChangeToken(Protocol):
+    """Capability of an inspector: tell cheaply whether anything was written since."""
+
+    def change_token(self) -> object | None:
+        """A value that changes whenever any job is written by anyone; None: unknown.
+
+        A result watcher that sees the same token twice skips reading the
+        states of jobs it already looked at.
+        """
         ...
 
 
