@@ -1,16 +1,13 @@
-"""Turning a call's arguments (and a task's result) into bytes and back.
+"""``JsonSerializer``, the default: JSON with exact round trips of common types.
 
-``JsonSerializer`` is the default. Plain JSON carries ``None``, bool, int,
-float, str, list and dicts with str keys; any other supported value becomes
-``{"__offload__": "<tag>", "v": ...}`` so that a round trip gives back the
-same types (a tuple, not a list; ``1`` and ``1.0`` kept apart). Tags: tuple,
-set, frozenset, dict (as pairs: non-str keys, or a user's dict holding the
-tag key), float (nan, infinities), int (over ~600 digits), datetime, date,
-time, timedelta, uuid, decimal, bytes (base64), enum and dataclass (by
-``module:qualname``, imported again on decode).
-
-``PickleSerializer`` is opt-in and signed with HMAC-SHA256: a worker never
-unpickles bytes that its own key did not sign.
+Plain JSON carries ``None``, bool, int, float, str, list and dicts with str
+keys; any other supported value becomes ``{"__offload__": "<tag>", "v": ...}``
+so that a round trip gives back the same types (a tuple, not a list; ``1``
+and ``1.0`` kept apart). Tags: tuple, set, frozenset, dict (as pairs: non-str
+keys, or a user's dict holding the tag key), float (nan, infinities), int
+(over ~600 digits), datetime, date, time, timedelta, uuid, decimal, bytes
+(base64), enum and dataclass (by ``module:qualname``, imported again on
+decode, if the app's ``ModulePolicy`` allows the module).
 """
 
 from __future__ import annotations
@@ -19,23 +16,17 @@ import base64
 import dataclasses
 import datetime as dt
 import enum
-import hashlib
-import hmac
 import importlib
 import json
-import pickle
 import reprlib
 import sys
 import uuid
 from collections.abc import Callable, Iterable
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any
 
-from ._errors import ConfigurationError, NotSerializable, PayloadRejected, PayloadTooLarge
-from ._message import Message
-
-DEFAULT_MAX_SIZE = 1_048_576
-"""1 MiB: a broker row, not a blob store."""
+from .._errors import NotSerializable, PayloadRejected
+from ._base import DEFAULT_MAX_SIZE, ModulePolicy, check_limit, check_size, imported_modules
 
 _TAG = "__offload__"
 
@@ -46,89 +37,7 @@ _BIG_INT = 1 << 2000
 _LEAVES = frozenset({str, bool, type(None)})
 
 
-class Serializer(Protocol):
-    """What turns values into bytes and back: JSON by default, pickle on request.
-
-    ``encode`` raises ``NotSerializable`` (``PayloadTooLarge`` over
-    ``max_size``) naming ``path``; ``decode`` raises ``PayloadRejected``.
-    """
-
-    name: str
-    """A short identifier (``"json"``, ``"pickle"``) for logs and messages."""
-    max_size: int | None
-    """The largest payload ``encode`` makes, in bytes; ``None`` for no limit."""
-
-    def encode(self, value: object, *, path: str = "value") -> bytes:
-        """The bytes of ``value``; ``path`` names it in errors."""
-
-    def decode(self, data: bytes) -> Any:
-        """The value that ``encode`` was given."""
-
-
-def encode_call(serializer: Serializer, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
-    """One payload for a call's arguments; an error names the culprit (``args[1].user``).
-
-    >>> encode_call(JsonSerializer(), (1, "a"), {"when": None})
-    b'[[1,"a"],{"when":null}]'
-    """
-    try:
-        data = serializer.encode([list(args), kwargs], path="arguments")
-    except PayloadTooLarge:
-        raise
-    except NotSerializable as exc:
-        # Encoding each argument alone again, on the failure path only, names
-        # the argument for any serializer (pickle included) at no cost otherwise.
-        raise _locate(serializer, args, kwargs) or exc from None
-    _check_size(data, serializer.max_size, "arguments", "list")
-    return data
-
-
-def decode_call(serializer: Serializer, data: bytes) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """The ``(args, kwargs)`` that ``encode_call`` was given."""
-    value = serializer.decode(data)
-    if (
-        type(value) is list
-        and len(value) == 2
-        and type(value[0]) is list
-        and type(value[1]) is dict
-        and all(type(key) is str for key in value[1])
-    ):
-        return tuple(value[0]), value[1]
-    raise PayloadRejected(
-        f"the payload holds a {type(value).__name__}, not a call's [args, kwargs]; "
-        "producer and worker must use the same serializer and offload version"
-    )
-
-
-def _locate(
-    serializer: Serializer, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> NotSerializable | None:
-    named = [(f"args[{i}]", arg) for i, arg in enumerate(args)]
-    named += [(f"kwargs[{key!r}]", arg) for key, arg in kwargs.items()]
-    for path, arg in named:
-        try:
-            serializer.encode(arg, path=path)
-        except PayloadTooLarge:
-            continue
-        except NotSerializable as exc:
-            return exc
-    return None
-
-
-def _check_limit(max_size: int | None) -> int | None:
-    if max_size is not None and (type(max_size) is not int or max_size <= 0):
-        raise ConfigurationError(
-            f"max_size must be a positive int (bytes) or None, not {max_size!r}"
-        )
-    return max_size
-
-
-def _check_size(data: bytes, limit: int | None, path: str, type_name: str) -> None:
-    if limit is not None and len(data) > limit:
-        raise PayloadTooLarge(path, type_name, len(data), limit)
-
-
-# --- JSON: encoding ---------------------------------------------------------
+# --- encoding ---------------------------------------------------------------
 
 
 class _Unencodable(Exception):
@@ -340,17 +249,7 @@ def _dataclass_fields(cls: type) -> tuple[tuple[str, ...], frozenset[str]]:
     return names
 
 
-# --- JSON: decoding ---------------------------------------------------------
-
-
-ModulePolicy = Callable[[str], bool]
-"""Whether a payload may name classes (dataclass and enum tags) of a module."""
-
-
-def imported_modules(module: str) -> bool:
-    """The policy of a serializer made without one: modules this process has
-    imported already. Decoding never imports anything then."""
-    return module in sys.modules
+# --- decoding ---------------------------------------------------------------
 
 
 def _find_class(ref: Any, kind: str, check: Callable[[type], bool], allows: ModulePolicy) -> Any:
@@ -489,7 +388,7 @@ class JsonSerializer:
     def __init__(
         self, max_size: int | None = DEFAULT_MAX_SIZE, *, modules: ModulePolicy | None = None
     ) -> None:
-        self.max_size = _check_limit(max_size)
+        self.max_size = check_limit(max_size)
         self.modules = modules or imported_modules
         """Which modules' classes a payload may name (an app passes its declarations)."""
         self._loads = json.JSONDecoder(object_hook=_untagger(self.modules)).decode
@@ -511,7 +410,7 @@ class JsonSerializer:
                 "(text.encode('utf-8', 'surrogateescape')) or clean the text first"
             )
             raise NotSerializable(path, type(value).__qualname__, reason) from None
-        _check_size(data, self.max_size, path, type(value).__qualname__)
+        check_size(data, self.max_size, path, type(value).__qualname__)
         return data
 
     def decode(self, data: bytes) -> Any:
@@ -523,101 +422,3 @@ class JsonSerializer:
                 f"the payload is not valid offload JSON ({type(exc).__name__}: {exc}); "
                 "producer and worker must use the same serializer"
             ) from None
-
-
-# --- pickle -----------------------------------------------------------------
-
-_SIGNATURE_SIZE = hashlib.sha256().digest_size
-_SEAL = "offload-seal"
-"""The key of a message's seal in its ``meta``."""
-_MIN_KEY_SIZE = 16
-
-
-class PickleSerializer:
-    """Pickle (protocol 5) signed with HMAC-SHA256: opt-in, for values JSON cannot carry.
-
-    Unpickling runs code that the payload names, so ``decode`` checks the
-    signature first and refuses unsigned, truncated or altered payloads.
-    Producer and worker share ``key`` (``OFFLOAD_PICKLE_KEY``), 16 bytes or
-    more: ``secrets.token_bytes(32)`` makes a good one.
-    """
-
-    name = "pickle"
-
-    def __init__(self, key: bytes, max_size: int | None = DEFAULT_MAX_SIZE) -> None:
-        if not isinstance(key, bytes) or len(key) < _MIN_KEY_SIZE:
-            got = f"{len(key)} bytes" if isinstance(key, bytes) else f"a {type(key).__name__}"
-            raise ConfigurationError(
-                f"the pickle signing key must be at least {_MIN_KEY_SIZE} bytes, got {got}; "
-                "make one with `python -c 'import secrets; print(secrets.token_hex(32))'` "
-                "and give the same key (OFFLOAD_PICKLE_KEY) to producer and workers"
-            )
-        self._key = key
-        self.max_size = _check_limit(max_size)
-
-    def __repr__(self) -> str:
-        return f"PickleSerializer(key=<{len(self._key)} bytes>, max_size={self.max_size!r})"
-
-    def encode(self, value: object, *, path: str = "value") -> bytes:
-        """The HMAC-SHA256 signature, then the pickle of ``value``."""
-        try:
-            body = pickle.dumps(value, protocol=5)
-        except Exception as exc:  # pickling runs user code (__reduce__): anything goes
-            raise NotSerializable(
-                path,
-                type(value).__qualname__,
-                f"cannot be pickled ({type(exc).__name__}: {exc}); pass an id (a str or int) "
-                "and load the object in the task",
-            ) from exc
-        data = hmac.digest(self._key, body, "sha256") + body
-        _check_size(data, self.max_size, path, type(value).__qualname__)
-        return data
-
-    def seal(self, message: Message) -> None:
-        """Sign the whole message, not only its payload: the task it names, its id
-        and options. A worker refuses a message whose seal does not match, so
-        that nobody without the key can point a signed payload at another task."""
-        message.meta = {**(message.meta or {}), _SEAL: self._seal_of(message)}
-
-    def check_seal(self, message: Message) -> None:
-        """``PayloadRejected`` unless ``message`` carries this key's seal."""
-        seal = (message.meta or {}).get(_SEAL, "")
-        if not hmac.compare_digest(seal, self._seal_of(message)):
-            raise PayloadRejected(
-                "the message's signature does not match its task, id or options: it was "
-                "written without the pickle key, or changed in the broker; nothing of it "
-                "ran. Producer and worker must share OFFLOAD_PICKLE_KEY"
-            )
-
-    def _seal_of(self, message: Message) -> str:
-        fields = [
-            message.id,
-            message.task,
-            message.queue,
-            message.priority,
-            message.key,
-            message.timeout,
-            message.retries,
-            message.max_deliveries,
-            message.result_ttl,
-        ]
-        head = json.dumps(fields, separators=(",", ":"), default=repr).encode("utf-8", "replace")
-        return hmac.new(self._key, head + b"\n" + (message.payload or b""), "sha256").hexdigest()
-
-    def decode(self, data: bytes) -> Any:
-        """The value, if ``data`` carries this key's signature; else ``PayloadRejected``."""
-        signature, body = data[:_SIGNATURE_SIZE], data[_SIGNATURE_SIZE:]
-        expected = hmac.digest(self._key, body, "sha256")
-        if len(signature) < _SIGNATURE_SIZE or not hmac.compare_digest(signature, expected):
-            raise PayloadRejected(
-                "the pickle payload's signature does not match: it is unsigned, truncated or "
-                "tampered with, or was signed with another key; producer and worker must use "
-                "the pickle serializer with the same OFFLOAD_PICKLE_KEY"
-            )
-        try:
-            return pickle.loads(body)
-        except Exception as exc:  # signed by us, yet e.g. its class is gone from this worker
-            raise PayloadRejected(
-                f"the signed pickle payload could not be loaded ({type(exc).__name__}: {exc}); "
-                "deploy the same code to producer and worker"
-            ) from exc
