@@ -14,7 +14,7 @@ import pytest
 
 redis = pytest.importorskip("redis")
 
-from offload._brokers._redis_link import Link, Script  # noqa: E402
+from offload._brokers._redis.link import Link, Script  # noqa: E402
 from servers import require_redis  # noqa: E402
 
 

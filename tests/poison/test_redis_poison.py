@@ -32,9 +32,8 @@ redis = pytest.importorskip("redis")
 import offload  # noqa: E402
 from helpers import wait_until  # noqa: E402
 from offload import BrokerUnavailable, ConfigurationError, State  # noqa: E402
-from offload._brokers import _redis_scripts as lua  # noqa: E402
 from offload._brokers._base import Finished, Lease  # noqa: E402
-from offload._brokers._redis import RedisBroker  # noqa: E402
+from offload._brokers._redis import RedisBroker, rows, scripts  # noqa: E402
 from offload._errors import MessageRejected, TaskNotFound  # noqa: E402
 from offload._message import (  # noqa: E402
     Delivery,
@@ -146,7 +145,9 @@ def run_worker(app: offload.App, ids: list[str], settled: Any = None) -> Run:
     worker.start()
     try:
         done = settled or (lambda found: all(state.finished for state in found.values()))
-        assert wait_until(lambda: done(broker.inspector.job_states(ids)), WAIT), broker.inspector.job_states(ids)
+        assert wait_until(lambda: done(broker.inspector.job_states(ids)), WAIT), (
+            broker.inspector.job_states(ids)
+        )
         after = app.task(double)(21).result(timeout=WAIT)  # the worker still claims and runs
         alive = all(thread.is_alive() for thread in worker._threads)
     finally:
@@ -333,7 +334,7 @@ def test_a_job_id_that_is_not_utf8_fails_that_job_and_is_still_listed(
     member = raw.hget(job_key(app.broker, bad), "r")
     score = raw.zscore(f"{prefix}ready:default", member)
     raw.zrem(f"{prefix}ready:default", member)
-    raw.zadd(f"{prefix}ready:default", {member[: lua.RANK_LENGTH] + strange: score})
+    raw.zadd(f"{prefix}ready:default", {member[: scripts.RANK_LENGTH] + strange: score})
     raw.rename(job_key(app.broker, bad), job_key(app.broker, strange))
     sequence = raw.zscore(f"{prefix}st:queued:default", bad)
     raw.zrem(f"{prefix}st:queued:default", bad)
@@ -729,11 +730,11 @@ _VALUE = st.one_of(
 @settings(max_examples=300, deadline=None)
 @given(
     job_id=st.binary(max_size=30),
-    values=st.lists(_VALUE, min_size=lua.CLAIMED - 2, max_size=lua.CLAIMED - 2),
+    values=st.lists(_VALUE, min_size=scripts.CLAIMED - 2, max_size=scripts.CLAIMED - 2),
 )
 def test_any_claim_row_decodes_to_a_delivery(job_id: bytes, values: list[Any]) -> None:
     row = [job_id, 7, *values]
-    delivery = lua.delivery(row, 100.0)
+    delivery = rows.delivery(row, 100.0)
     assert isinstance(delivery, Delivery) and delivery.token == 7
     if delivery.defect is None:
         assert message_problem(delivery.message) is None
@@ -749,7 +750,7 @@ _FIELDS += [b"dl", b"pl", b"res", b"r", b"t", b"lu", b"rt", b"bad"]
 @given(fields=st.dictionaries(st.sampled_from(_FIELDS), st.binary(max_size=40) | _VALUE))
 def test_any_hash_reads_as_a_job(fields: dict[bytes, Any]) -> None:
     fields = {name: value for name, value in fields.items() if isinstance(value, bytes)}
-    job = lua.job_info("id", fields)
+    job = rows.job_info("id", fields)
     assert isinstance(job, JobInfo) and isinstance(job.state, State)
     assert type(job.task) is str and type(job.queue) is str
     assert type(job.attempt) is int and type(job.priority) is int
@@ -757,7 +758,7 @@ def test_any_hash_reads_as_a_job(fields: dict[bytes, Any]) -> None:
         type(part) is str for part in (job.error.type, job.error.message, job.error.traceback)
     )
     if b"s" in fields:
-        assert isinstance(lua.job_state(fields[b"s"]), State)
+        assert isinstance(rows.job_state(fields[b"s"]), State)
 
 
 _NEWS = st.one_of(
@@ -775,7 +776,7 @@ _NEWS = st.one_of(
 @settings(max_examples=300, deadline=None)
 @given(data=_NEWS)
 def test_any_news_reads_as_finished_or_nothing(data: bytes) -> None:
-    done = lua.finished(data)
+    done = rows.finished(data)
     assert done is None or (isinstance(done, Finished) and done.id)
     if done is not None and done.error is not None:
         assert isinstance(done.error, ErrorInfo) and type(done.error.message) is str

@@ -1,0 +1,494 @@
+"""``RedisBroker``: the claim path (enqueue, claim, ack, nack, extend), wake-ups, the result feed.
+
+What it stores, and where, is described in the package's ``__init__``;
+reading and managing stored jobs is ``RedisInspector``'s (``inspector.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+import redis
+
+from ..._clock import SYSTEM_CLOCK, Clock
+from ..._errors import BrokerUnavailable, ConfigurationError, OffloadError
+from ..._message import Delivery, ErrorInfo, Message, Outcome, State
+from .._base import Finished, Lease, stored_error
+from .._group_commit import Batcher
+from . import rows, scripts
+from .inspector import RedisInspector
+from .link import Arg, Downtime, Link, Subscription, clients, split_namespace
+
+log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+_B = TypeVar("_B", bound="RedisBroker")
+
+_NAMESPACE = re.compile(r"[A-Za-z0-9_.-]{1,64}\Z")
+_UNREACHABLE = (redis.ConnectionError, redis.TimeoutError)
+
+
+class RedisBroker:
+    """Jobs in a Redis server, shared by every process that reaches it.
+
+    ``result_ttl``: seconds a finished job (and its result) is kept, unless
+    its message says otherwise; failed jobs stay until purged.
+    ``reuse_window``: seconds after a success during which enqueueing its
+    key returns the finished job. ``namespace`` (or ``?namespace=`` in the
+    URL): the key prefix (``offload:<namespace>:``), so several apps share
+    one server.
+
+    A call that cannot reach the server is tried 3 times over about a
+    second, then raises ``BrokerUnavailable``. Socket timeouts (5 s; set
+    ``?socket_timeout=`` in the URL to change them) bound every call.
+    """
+
+    BACKOFF = (0.2, 0.8)
+    """Seconds between the tries of a call whose connection failed."""
+    PRUNE_EVERY = 60.0
+    """Claims delete expired results at most this often (clock seconds)..."""
+    PRUNE_BATCH = 1000
+    """... and at most this many at a time: a script blocks the server while it runs."""
+    PROMOTE_BATCH = 1000
+    """Due delayed jobs and lapsed leases a claim moves to their queue, at most."""
+    BLOCK = 10.0
+    """Longest single BLPOP of a wait (seconds); a longer wait re-checks and blocks again."""
+    FRESH = 0.01
+    """A wait right after an empty claim (seconds) uses what the claim saw."""
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        result_ttl: float = 86400.0,
+        reuse_window: float = 0.0,
+        namespace: str | None = None,
+    ) -> None:
+        url, self.namespace = _namespace(url, namespace)
+        self.prefix = f"offload:{self.namespace}:"
+        self._clock = clock
+        self._result_ttl = result_ttl
+        self._reuse_window = reuse_window
+        self._client, self._blocking = clients(url, self.BLOCK + 5.0)
+        self._where = _address(self._client)
+        self._downtime = Downtime(self._where)
+        # The state changes go through one shared connection (see link.py).
+        self._link = Link(self._client.connection_pool)
+        lua = scripts.Scripts(self._link)
+        self._enqueue, self._claim, self._ack = lua.enqueue, lua.claim, lua.ack
+        self._nack, self._extend = lua.nack, lua.extend
+        self._prune, self._probe = lua.prune, lua.probe
+        self._claims: Batcher[tuple[tuple[str, ...], int, float], list[Delivery]]
+        self._claims = Batcher(self._claim_together)
+        self._acks: Batcher[list[Arg], bool] = Batcher(self._ack_together)
+        self._wake_self = f"{self.prefix}interrupt:{uuid.uuid4().hex}"
+        # Where acks tell this object's producer that its jobs finished, while
+        # it listens ("" when not: then no job carries it, nothing is sent).
+        self._reply_channel = f"{self.prefix}done:{uuid.uuid4().hex}"
+        self._reply_to = ""
+        self._feed: Subscription | None = None
+        self._lock = threading.Lock()
+        self._waiting = 0
+        self._closed = threading.Event()
+        self._next_prune = 0.0
+        # The last empty claim: when, for which queues, next due time, next lease end.
+        self._idle: tuple[float, tuple[str, ...], bytes | None, bytes | None] | None = None
+        self._inspector = RedisInspector(
+            prefix=self.prefix,
+            clock=clock,
+            result_ttl=result_ttl,
+            batch=self.PRUNE_BATCH,
+            client=self._client,
+            link=self._link,
+            scripts=lua,
+            call=self._call,
+        )
+
+    @classmethod
+    def from_url(
+        cls: type[_B],
+        url: str,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        result_ttl: float = 86400.0,
+        reuse_window: float = 0.0,
+        namespace: str | None = None,
+    ) -> _B:
+        """A broker for ``redis://[[user]:password@]host:port/db`` or ``rediss://`` (TLS).
+
+        ``?namespace=app1`` in the URL works as the keyword does, so that
+        ``OFFLOAD_URL`` alone can place an app on a shared server.
+        """
+        return cls(
+            url,
+            clock=clock,
+            result_ttl=result_ttl,
+            reuse_window=reuse_window,
+            namespace=namespace,
+        )
+
+    def __repr__(self) -> str:
+        return f"RedisBroker({self._where!r}, namespace={self.namespace!r})"
+
+    @property
+    def inspector(self) -> RedisInspector:
+        """Reads and manages this namespace's jobs, through this broker's connections."""
+        return self._inspector
+
+    # -- the contract ----------------------------------------------------------
+
+    def enqueue(self, messages: Sequence[Message]) -> list[str]:
+        if not messages:
+            return []
+        now = self._clock.now()
+        args: list[Arg] = [
+            self.prefix,
+            repr(now),
+            repr(now - self._reuse_window),
+            "0",
+            self._reply_to,
+        ]
+        seen: set[str] = set()
+        for message in messages:  # refuses before anything is sent
+            if message.id in seen:
+                raise ValueError(f"job id {message.id!r} appears twice in one enqueue")
+            seen.add(message.id)
+            args += rows.message_args(message, now)
+
+        def run(again: bool) -> list[str]:
+            # A retry may follow a call whose answer was lost after it ran:
+            # then its ids exist, and are ours (a script runs all or nothing).
+            args[3] = "1" if again else "0"
+            try:
+                ids = self._enqueue(args=args)
+            except redis.ResponseError as error:
+                if "already exists" not in str(error):
+                    raise
+                raise ValueError(f"a job id of this batch already exists ({error})") from None
+            return [job_id.decode() for job_id in ids]
+
+        return self._call(run)
+
+    def claim(self, queues: Sequence[str] | None, limit: int, lease: float) -> list[Delivery]:
+        if limit <= 0:
+            return []
+        if self._clock.now() >= self._next_prune:
+            self._prune_some(self._clock.now())
+        names = ("*",) if queues is None else ("", *queues)
+        # A worker's threads that claim at once share one script call.
+        return self._claims.submit((names, limit, lease))
+
+    def _claim_together(
+        self, calls: list[tuple[tuple[str, ...], int, float]]
+    ) -> list[list[Delivery] | BaseException]:
+        """One ``CLAIM`` per kind of call (queues, lease), its jobs shared out in order."""
+        answers: list[list[Delivery] | BaseException] = [[] for _ in calls]
+        kinds: dict[tuple[tuple[str, ...], float], list[int]] = {}
+        for index, (names, _, lease) in enumerate(calls):
+            kinds.setdefault((names, lease), []).append(index)
+        for (names, lease), indexes in kinds.items():
+            try:
+                got = self._claim_some(names, sum(calls[i][1] for i in indexes), lease)
+            except Exception as error:  # noqa: BLE001 - raised to each caller of this kind
+                for index in indexes:
+                    answers[index] = error
+                continue
+            for index in indexes:
+                share = calls[index][1]
+                answers[index], got = got[:share], got[share:]
+        return answers
+
+    def _claim_some(self, names: tuple[str, ...], limit: int, lease: float) -> list[Delivery]:
+        now = self._clock.now()
+        until = now + lease
+        args: list[Arg] = [self.prefix, repr(now), repr(until), limit, self.PROMOTE_BATCH]
+        args += names
+        found = self._call(lambda _: self._claim(args=args))
+        if len(found) == scripts.IDLE:  # none: what a wait would PROBE, as of now
+            self._idle = (time.monotonic(), names, found[0], found[1])
+            return []
+        width = scripts.CLAIMED
+        return [rows.delivery(found[i : i + width], until) for i in range(0, len(found), width)]
+
+    def ack(self, delivery: Delivery, outcome: Outcome) -> bool:
+        # A worker's threads that finish at once share one script call.
+        return self._acks.submit(self._ack_values(delivery, outcome))
+
+    def _ack_values(self, delivery: Delivery, outcome: Outcome) -> list[Arg]:
+        """One ack as ``ACK`` takes it: ``scripts.ACKED`` values."""
+        message = delivery.message
+        error = stored_error(outcome)
+        now = self._clock.now()
+        ttl = self._result_ttl if message.result_ttl is None else message.result_ttl
+        failed = outcome.state is State.FAILED  # the dead-letter set stays until purged
+        return [
+            _job_id(delivery),
+            delivery.token,
+            outcome.state.value,
+            repr(now),
+            "" if failed else repr(now + ttl),
+            "1" if ttl <= 0 and not failed else "0",
+            "0" if outcome.payload is None else "1",
+            outcome.payload or b"",
+            rows.error_text(error),
+        ]
+
+    def _ack_together(self, acks: list[list[Arg]]) -> list[bool | BaseException]:
+        """One ``ACK`` call for the batch; if it fails other than by an outage, one per ack.
+
+        The script fails no ack for what a job's hash holds; what is left
+        (a value that cannot be sent, say) then fails its own ack alone.
+        """
+        args: list[Arg] = [self.prefix]
+        for values in acks:
+            args += values
+        try:
+            return [bool(stored) for stored in self._call(lambda _: self._ack(args=args))]
+        except OffloadError:
+            raise  # unreachable or refused: every ack of the batch alike
+        except Exception:
+            if len(acks) == 1:
+                raise
+        return [self._ack_alone(values) for values in acks]
+
+    def _ack_alone(self, values: list[Arg]) -> bool | BaseException:
+        args = [self.prefix, *values]
+        try:
+            return bool(self._call(lambda _: self._ack(args=args))[0])
+        except Exception as error:  # noqa: BLE001 - this ack's caller raises it
+            return error
+
+    def nack(
+        self,
+        delivery: Delivery,
+        retry_at: float | None,
+        *,
+        error: ErrorInfo | None = None,
+        penalty: bool = True,
+    ) -> bool:
+        args: list[Arg] = [
+            self.prefix,
+            _job_id(delivery),
+            delivery.token,
+            repr(self._clock.now()),
+            "" if retry_at is None else repr(retry_at),
+            rows.error_text(error),
+            "1" if penalty else "0",
+        ]
+        return bool(self._call(lambda _: self._nack(args=args)))
+
+    def extend(self, delivery: Delivery, lease: float) -> Lease:
+        until = self._clock.now() + lease
+        args: list[Arg] = [self.prefix, _job_id(delivery), delivery.token, repr(until)]
+        if not self._call(lambda _: self._extend(args=args)):
+            return Lease.LOST
+        delivery.lease_until = until
+        return Lease.HELD
+
+    def close(self) -> None:
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self.interrupt()
+        # Closing the sockets also ends a BLPOP the interrupt could not reach.
+        self.stop_listening()
+        for client in (self._blocking, self._client):
+            client.connection_pool.disconnect()
+        self._link.close()
+
+    def drop(self) -> int:
+        """Delete every key of this namespace: all its jobs, results and queues; how many."""
+
+        def run(_: bool) -> int:
+            deleted = 0
+            batch: list[str] = []
+            for key in self._client.scan_iter(match=f"{self.prefix}*", count=1000):
+                batch.append(key)
+                if len(batch) >= 1000:
+                    deleted += int(self._client.unlink(*batch))
+                    batch.clear()
+            return deleted + (int(self._client.unlink(*batch)) if batch else 0)
+
+        return self._call(run)
+
+    # -- wake-ups --------------------------------------------------------------
+
+    def wait_for_messages(self, timeout: float, queues: Sequence[str] | None = None) -> None:
+        """Block (``BLPOP``) until an enqueue of ``queues`` (any for None) or a retry
+        pushes a wake-up token, ``interrupt()``, the next eta or lease end, or ``timeout``.
+
+        A lost connection ends the wait at once: the next claim reports it.
+        """
+        deadline = time.monotonic() + timeout
+        names = [""] if queues is None else [f":{queue}" for queue in queues]
+        lists = [*(f"{self.prefix}wake{name}" for name in names), self._wake_self]
+        with self._lock:
+            self._waiting += 1
+        try:
+            while not self._closed.is_set():
+                block = self._block_for(deadline - time.monotonic(), queues)
+                if block < 0.001 or self._blocking.blpop(lists, min(block, self.BLOCK)):
+                    return
+                if block <= self.BLOCK:  # woke at a due time: something may be claimable
+                    return
+        except Exception as error:
+            # Closing the broker closes the socket under a blocked BLPOP:
+            # whatever that raises, the wait is over.
+            if not isinstance(error, (redis.RedisError, OSError)) and not self._closed.is_set():
+                raise
+            log.debug("offload: a wait for messages ended early: %s", error)
+        finally:
+            with self._lock:
+                self._waiting -= 1
+
+    def _block_for(self, remaining: float, queues: Sequence[str] | None) -> float:
+        """Seconds to block: 0 when something is claimable, else until the next due time."""
+        names = ("*",) if queues is None else ("", *queues)
+        idle, self._idle = self._idle, None
+        if idle is not None and idle[1] == names and time.monotonic() - idle[0] < self.FRESH:
+            # The empty claim that came just before told as much as a PROBE:
+            # whatever came since pushed a wake-up token.
+            due, lease_end = idle[2], idle[3]
+        else:
+            ready, due, lease_end = self._probe(args=[self.prefix, *names])
+            if ready:
+                return 0.0
+        now = self._clock.now()
+        for moment in (due, lease_end):
+            if moment is not None:
+                remaining = min(remaining, float(moment) - now)
+        return remaining
+
+    def interrupt(self) -> None:
+        with self._lock:
+            waiting = self._waiting
+        if not waiting:
+            return
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            pipe.lpush(self._wake_self, *["1"] * waiting)
+            pipe.pexpire(self._wake_self, 60_000)  # tokens nobody took do not linger
+            pipe.execute()
+        except redis.RedisError:
+            # The server is out of reach: closing the sockets wakes the waiters.
+            self._blocking.connection_pool.disconnect()
+
+    # -- results ----------------------------------------------------------------
+
+    def wait_for_results(self, timeout: float) -> list[Finished]:
+        """Jobs enqueued here that finished, waiting up to ``timeout`` for the first.
+
+        The first call subscribes to this object's reply channel; from then
+        on its enqueues carry the channel, and their acks ``PUBLISH`` the job
+        id and outcome there. At most once (nothing is kept for a producer that is not
+        reading): polling stays the fallback. One thread at a time may wait.
+        """
+        feed = self._feed
+        try:
+            if feed is None:
+                pool = self._blocking.connection_pool
+                feed = self._feed = Subscription(pool, self._reply_channel)
+                feed.read(0.0)  # subscribed before any enqueue names the channel
+                self._reply_to = self._reply_channel
+            news = [done for data in feed.read(timeout) if (done := rows.finished(data))]
+        except Exception as error:
+            if feed is not None and self._feed is not feed:
+                # stop_listening() from another thread closed it under us:
+                # whatever redis-py raises then, the wait is over.
+                return []
+            if not isinstance(error, (redis.RedisError, OSError)):
+                raise
+            # A lost connection: finishes may have been missed; the caller
+            # polls, and the next wait subscribes again.
+            log.debug("offload: the result feed was cut: %s", error)
+            self.stop_listening()
+            self._closed.wait(min(timeout, 0.1))  # no busy loop while the server is away
+            return []
+        return news
+
+    def stop_listening(self) -> None:
+        """Unsubscribe: enqueues stop carrying the reply channel; ends a wait at once."""
+        self._reply_to = ""
+        feed, self._feed = self._feed, None
+        if feed is not None:
+            with contextlib.suppress(redis.RedisError, OSError):
+                feed.close()
+
+    # -- internals -------------------------------------------------------------
+
+    def _prune_some(self, now: float) -> None:
+        self._next_prune = now + self.PRUNE_EVERY
+        args: list[Arg] = [self.prefix, repr(now), self.PRUNE_BATCH]
+        if self._call(lambda _: int(self._prune(args=args))) >= self.PRUNE_BATCH:
+            self._next_prune = now  # more are due: carry on at the next claim
+
+    def _call(self, operation: Callable[[bool], _T]) -> _T:
+        """Run ``operation`` (told whether it is a retry), retrying a lost connection.
+
+        3 tries over about a second, then ``BrokerUnavailable``: a producer
+        never hangs, and never hears of success for a message not stored.
+        The inspector's calls come here too: one outage, one log line.
+        """
+        failure: Exception | None = None
+        for attempt in range(len(self.BACKOFF) + 1):
+            if attempt and self._closed.wait(self.BACKOFF[attempt - 1]):
+                break  # closing: no more tries
+            try:
+                result = operation(attempt > 0)
+            except redis.AuthenticationError as error:
+                raise ConfigurationError(
+                    f"Redis at {self._where} refused the credentials ({error}): check the "
+                    "user and password in the URL (redis://user:password@host:port/db)"
+                ) from error
+            except _UNREACHABLE as error:
+                failure = error
+                self._downtime.lost(error)
+                continue
+            self._downtime.found()
+            return result
+        raise BrokerUnavailable(
+            f"Redis at {self._where} is unreachable after {len(self.BACKOFF) + 1} tries over "
+            f"{sum(self.BACKOFF):g} s ({failure}); check that the server runs and that this "
+            "host can reach it. A call cut off mid-way may still have taken effect: give "
+            "messages a key to make retrying an enqueue safe."
+        ) from failure
+
+
+def _namespace(url: str, namespace: str | None) -> tuple[str, str]:
+    """``url`` without its ``namespace=`` option, and the namespace (from either, checked)."""
+    url, in_url = split_namespace(url)
+    if in_url is not None and namespace is not None and in_url != namespace:
+        raise ConfigurationError(
+            f"two namespaces, {in_url!r} in the URL and {namespace!r}: give one"
+        )
+    name = in_url or namespace or "default"
+    if not _NAMESPACE.match(name):
+        raise ConfigurationError(
+            f"namespace {name!r}: use 1 to 64 letters, digits, '-', '_' or '.'"
+        )
+    return url, name
+
+
+def _address(client: redis.Redis) -> str:
+    """Where ``client`` connects, for logs and errors: never the URL, which may hold a password."""
+    options = client.connection_pool.connection_kwargs
+    address = options.get("path") or f"{options.get('host')}:{options.get('port', 6379)}"
+    return f"{address}/{options.get('db', 0)}"
+
+
+def _job_id(delivery: Delivery) -> str | bytes:
+    """A delivery's job id as the scripts take it.
+
+    A defect's id may have come from a key that is not UTF-8 (kept whole
+    with surrogates by ``rows.delivery``): it goes back as the same bytes.
+    """
+    job_id = delivery.message.id
+    return job_id if delivery.defect is None else job_id.encode("utf-8", "surrogateescape")

@@ -1,0 +1,244 @@
+"""The Redis broker's connections: one socket for commands that a process's threads share.
+
+redis-py's ``execute_command`` path (pool checkout, retry wrapper, command
+parsing, observability hooks) costs more than the server takes to run a
+whole enqueue script. ``Link`` sends pre-packed commands on one connection
+of its own and reads the replies with redis-py's parser (hiredis when
+installed), so a call costs little more than its round trip.
+
+It is also group commit on the client: commands that threads submit while
+a round trip is in flight go out together as one pipeline in the next one
+(one ``send``, replies read in order). A lone call goes out at once, so
+batching adds no latency; eight worker threads acking together cost one
+round trip instead of eight. Each caller still gets only its own reply, or
+its own error, once the server has answered it: nothing is weakened.
+
+A broken connection fails every command of the round trip that was in
+flight (the caller retries, as before, through ``RedisBroker._call``); the
+next call reconnects.
+
+The group commit is ``_group_commit.Batcher``, also used one level up (a
+worker's acks become one ``ACK`` script call); ``Subscription`` reads a producer's reply
+channel; ``clients`` makes redis-py's clients for everything else; ``Downtime``
+logs an outage once, however many calls meet it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from ..._errors import ConfigurationError
+from .._group_commit import Batcher
+
+log = logging.getLogger(__name__)
+
+Arg = bytes | str | int | float
+"""What a command or a script takes."""
+
+_pack: Callable[[tuple[Arg, ...]], bytes] | None
+try:  # offload[redis] installs it; redis-py works without it
+    import hiredis
+
+    _pack = hiredis.pack_command  # type: ignore[assignment] # its stub wants a 1-tuple
+except ImportError:  # pragma: no cover - the extra always has it
+    _pack = None
+
+
+class Link:
+    """One connection, shared by threads; commands that meet share a round trip."""
+
+    def __init__(self, pool: redis.ConnectionPool) -> None:
+        self._pool = pool
+        self._connection: Any = None
+        self._commands: Batcher[tuple[Arg, ...], Any] = Batcher(self._round_trip)
+
+    def call(self, *command: Arg) -> Any:
+        """Send one command and return its reply (raising its error, if any)."""
+        return self._commands.submit(command)
+
+    def close(self) -> None:
+        """Close the socket; a later call would open a new one."""
+        connection = self._connection
+        if connection is not None:
+            connection.disconnect()
+
+    def _round_trip(self, batch: list[tuple[Arg, ...]]) -> list[Any]:
+        replies: list[Any] = []
+        try:
+            connection = self._connected()
+            if _pack is not None:  # hiredis, without redis-py's per-argument checks
+                packed: Any = [b"".join([_pack(command) for command in batch])]
+            elif len(batch) == 1:
+                packed = connection.pack_command(*batch[0])
+            else:
+                packed = connection.pack_commands(batch)
+            connection.send_packed_command(packed, check_health=False)
+            for _ in batch:
+                try:
+                    replies.append(connection.read_response())
+                except redis.ResponseError as error:  # this command's own error
+                    replies.append(error)
+        except BaseException as error:  # noqa: BLE001 - each caller of the batch re-raises it
+            # Replies still unread would answer the wrong commands: start over.
+            self._drop()
+            replies += [error] * (len(batch) - len(replies))
+        return replies
+
+    def _connected(self) -> Any:
+        connection = self._connection
+        if connection is None:
+            pool = self._pool
+            connection = pool.connection_class(**pool.connection_kwargs)
+            connection.connect()
+            self._connection = connection
+        return connection
+
+    def _drop(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.disconnect()
+
+
+class Subscription:
+    """A connection of its own subscribed to one channel, read by one thread at a time.
+
+    Leaner than redis-py's ``PubSub`` (no handler dispatch, no retry
+    wrapper): the data of the messages that came, and nothing else.
+    """
+
+    def __init__(self, pool: redis.ConnectionPool, channel: str) -> None:
+        self._pool = pool
+        self._channel = channel
+        self._connection: Any = None
+
+    def read(self, timeout: float) -> list[bytes]:
+        """What was published, waiting up to ``timeout`` for the first message."""
+        connection = self._connection
+        if connection is None:
+            pool = self._pool
+            connection = pool.connection_class(**pool.connection_kwargs)
+            connection.connect()
+            connection.send_command("SUBSCRIBE", self._channel)
+            connection.read_response(push_request=True)  # the confirmation
+            self._connection = connection
+        data: list[bytes] = []
+        ready = connection.can_read(timeout)
+        while ready:
+            # RESP3 delivers messages as pushes, which only push_request returns.
+            reply = connection.read_response(push_request=True)
+            if reply[0] == b"message":
+                data.append(reply[2])
+            ready = connection.can_read(0)
+        return data
+
+    def close(self) -> None:
+        """Close the connection: a ``read`` blocked in another thread ends at once."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.disconnect()
+
+
+class Script:
+    """A Lua script run by ``EVALSHA`` on a link, loaded again if the server forgot it."""
+
+    def __init__(self, link: Link, source: str) -> None:
+        self._link = link
+        self._source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+    def __call__(self, args: list[Any]) -> Any:
+        try:
+            return self._link.call("EVALSHA", self.sha, 0, *args)
+        except redis.exceptions.NoScriptError:
+            # A restarted (or flushed) server: load it and run it once more.
+            self._link.call("SCRIPT", "LOAD", self._source)
+            return self._link.call("EVALSHA", self.sha, 0, *args)
+
+
+def split_namespace(url: str) -> tuple[str, str | None]:
+    """``url`` without its ``namespace=`` query option (redis-py knows no such option)."""
+    parts = urllib.parse.urlsplit(url)
+    options = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    namespaces = [value for name, value in options if name == "namespace"]
+    if not namespaces:
+        return url, None
+    rest = urllib.parse.urlencode([(name, value) for name, value in options if name != "namespace"])
+    return urllib.parse.urlunsplit(parts._replace(query=rest)), namespaces[-1]
+
+
+def clients(url: str, blocking_timeout: float) -> tuple[redis.Redis, redis.Redis]:
+    """A client for commands, and one with its own pool for blocking waits.
+
+    The waits never take a connection that a command needs, and their
+    socket timeout outlasts the longest BLPOP. Retries are ours
+    (``RedisBroker._call``): redis-py's own would repeat a script blindly.
+    """
+    try:
+        client = redis.Redis.from_url(
+            url,
+            socket_timeout=5.0,
+            socket_connect_timeout=2.0,
+            retry=Retry(NoBackoff(), 0),
+            # redis-py's default (100) would fail a busy worker's calls as if the
+            # server were down; connections are only opened when needed.
+            max_connections=1000,
+        )
+    except ValueError as error:
+        # The parser's words may quote a piece of the password (one with a
+        # '/' or '#' cuts the URL short there): not when the URL has one.
+        secret = "@" in url or "password" in url.lower()
+        why = (
+            "check the host, port and database, and percent-encode any of : / ? # @ % in "
+            "the password; the parser's own words are left out, they may quote it"
+            if secret
+            else error
+        )
+        raise ConfigurationError(
+            f"not a Redis URL ({why}): write redis://[[user]:password@]host:6379/0 "
+            "or rediss:// for TLS"
+        ) from None
+    pool = client.connection_pool
+    options = {**pool.connection_kwargs, "socket_timeout": blocking_timeout}
+    blocking_pool = redis.ConnectionPool(
+        connection_class=pool.connection_class, max_connections=pool.max_connections, **options
+    )
+    return client, redis.Redis(connection_pool=blocking_pool)
+
+
+class Downtime:
+    """Logs losing a server once per outage, and finding it again, not once per failed call."""
+
+    def __init__(self, where: str) -> None:
+        self._where = where
+        self._lock = threading.Lock()
+        self._since: float | None = None
+
+    def lost(self, error: Exception) -> None:
+        with self._lock:
+            first = self._since is None
+            if first:
+                self._since = time.monotonic()
+        if first:
+            log.warning("offload: lost the connection to Redis at %s (%s)", self._where, error)
+
+    def found(self) -> None:
+        if self._since is None:  # the usual case, without the lock
+            return
+        with self._lock:
+            since, self._since = self._since, None
+        if since is not None:
+            log.warning(
+                "offload: reconnected to Redis at %s after %.1f s",
+                self._where,
+                time.monotonic() - since,
+            )

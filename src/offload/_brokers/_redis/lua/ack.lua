@@ -1,0 +1,47 @@
+-- ACK. ARGV: prefix, then @ACKED@ values per ack: id, token, state, now,
+-- expires ("" to keep until purged), drop ("1": keep nothing), has result,
+-- result, error ("" for none). Several acks (a worker's threads that finished
+-- together) share one call; each is fenced on its own: 1 or 0 per ack.
+-- Tells a job's reply channel (``rt``, if its producer listens) it finished.
+
+local function ack(b)
+  local id, token, state = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
+  local job = jobkey(id)
+  local f = read(job, 's', 't', 'q', 'js', 'rt')
+  if not f or f[1] ~= 'running' or f[2] ~= token then return 0 end
+  redis.call('ZREM', P .. 'running', id)
+  if f[5] then
+    -- The outcome travels along (see ``finished``): no read after the news.
+    local has, res = ARGV[b + 7], ''
+    if has == '1' then res = ARGV[b + 8] end
+    local head = table.concat({id, state, has, #res}, ' ')
+    redis.call('PUBLISH', f[5], head .. '\n' .. res .. ARGV[b + 9])
+  end
+  if ARGV[b + 6] == '1' then return drop(id) end
+  -- A success after retries clears the last error; no result clears an old one.
+  local set, gone = {'s', state, 'fin', ARGV[b + 4]}, {}
+  if ARGV[b + 7] == '1' then
+    set[#set + 1] = 'res'; set[#set + 1] = ARGV[b + 8]
+  else
+    gone[#gone + 1] = 'res'
+  end
+  if ARGV[b + 9] ~= '' then
+    set[#set + 1] = 'err'; set[#set + 1] = ARGV[b + 9]
+  else
+    gone[#gone + 1] = 'err'
+  end
+  redis.call('HSET', job, unpack(set))
+  if #gone > 0 then redis.call('HDEL', job, unpack(gone)) end
+  move(id, queue_of(job, f[3]), f[4], 'running', state)
+  if ARGV[b + 5] ~= '' then redis.call('ZADD', P .. 'expiry', ARGV[b + 5], id) end
+  return 1
+end
+
+local out, finished = {}, 0
+for b = 1, #ARGV - 1, @ACKED@ do
+  out[#out + 1] = ack(b)
+  finished = finished + out[#out]
+end
+-- One step of the change token for the batch (drop() steps it too: harmless).
+if finished > 0 then tally(finished) end
+return out

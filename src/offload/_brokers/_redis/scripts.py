@@ -1,0 +1,102 @@
+"""The Redis broker's Lua scripts: every state change is one, run atomically.
+
+Redis runs a script to the end before any other command, so a script that
+reads a job and then writes it cannot race another worker. Scripts never
+read Redis's own clock: the caller passes its clock's ``now`` (so a test's
+fake clock drives leases and ETAs), and times are passed and stored as the
+caller's decimal strings (Lua would print numbers with 14 digits only).
+
+The scripts live in ``lua/``, one file each, so the wheel carries them and
+an editor sees Lua. A script's source is ``lua/prelude.lua`` (the helpers
+every script uses), then its own file (nack and extend: ``fence.lua`` in
+between), with each ``@NAME@`` replaced by the value below that Python and
+Lua must agree on. A script that refuses a call does so before its first
+write: Redis does not roll a script back.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+from ..._message import DEFAULT_MAX_DELIVERIES, State
+from .._files import read_text
+from .link import Link, Script
+
+RANK_LENGTH = 29
+"""Characters before the job id in a ready set's member (due time and sequence)."""
+
+WAKE_TOKENS = 16
+"""At most this many wake-up tokens wait in a notification list."""
+
+ENQUEUE_FIELDS = 10
+"""Values per message in ``ENQUEUE``'s arguments (``rows.message_args``)."""
+
+CLAIMED = 12
+"""Values per job in ``CLAIM``'s answer (``rows.delivery``)."""
+
+IDLE = 2
+"""Values of ``CLAIM``'s answer when it claimed nothing."""
+
+ACKED = 9
+"""Values per ack in ``ACK``'s arguments (``RedisBroker._ack_values``)."""
+
+_VALUES = {
+    "WAKE": str(WAKE_TOKENS),
+    "STATES": "{" + ", ".join(f"'{state.value}'" for state in State) + "}",
+    "FIELDS": str(ENQUEUE_FIELDS),
+    "RANK": str(RANK_LENGTH),
+    "CLAIMED": str(CLAIMED),
+    "MAX_DELIVERIES": str(DEFAULT_MAX_DELIVERIES),
+    "ACKED": str(ACKED),
+}
+
+_PARTS = {
+    "enqueue": ("prelude", "enqueue"),
+    "claim": ("prelude", "claim"),
+    "ack": ("prelude", "ack"),
+    "nack": ("prelude", "fence", "nack"),
+    "extend": ("prelude", "fence", "extend"),
+    "cancel": ("prelude", "cancel"),
+    "retry": ("prelude", "retry"),
+    "purge": ("prelude", "purge"),
+    "prune": ("prelude", "prune"),
+    "probe": ("prelude", "probe"),
+}
+"""Each script, as the files its source is made of, in order."""
+
+_PLACEHOLDER = re.compile(r"@([A-Z_]+)@")
+_PACKAGE = __name__.rpartition(".")[0]  # where lua/ is, installed or not
+
+
+@functools.cache
+def source(name: str) -> str:
+    """The Lua text of the script ``name`` (a key of ``_PARTS``), as the server runs it."""
+    text = "\n".join(read_text(_PACKAGE, f"lua/{part}.lua") for part in _PARTS[name])
+
+    def value(match: re.Match[str]) -> str:
+        try:
+            return _VALUES[match.group(1)]
+        except KeyError:  # a typo in a .lua file: caught at the first load, not on a server
+            raise ValueError(f"lua/{name}: no value for {match.group(0)}") from None
+
+    return _PLACEHOLDER.sub(value, text)
+
+
+class Scripts:
+    """Every script, registered on a link: sent by ``EVALSHA``, loaded when the server lacks it.
+
+    Making one reads the files (once per process) and computes their
+    digests; it does not reach the server, so a broker can be built while
+    its server is down.
+    """
+
+    def __init__(self, link: Link) -> None:
+        def script(name: str) -> Script:
+            return Script(link, source(name))
+
+        self.enqueue, self.claim, self.ack = script("enqueue"), script("claim"), script("ack")
+        self.nack, self.extend = script("nack"), script("extend")
+        self.cancel, self.retry = script("cancel"), script("retry")
+        self.purge, self.prune = script("purge"), script("prune")
+        self.probe = script("probe")
