@@ -180,7 +180,7 @@ def test_a_call_waiting_to_retry_can_be_cancelled(
     assert handle.state is State.CANCELLED
     clock.advance(120)
     broker = fake_clock_app.broker
-    assert isinstance(broker, Inspector)
+    assert isinstance(broker.inspector, Inspector)
 
     def unfinished() -> int:
         return sum(

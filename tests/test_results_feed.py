@@ -29,7 +29,7 @@ SERIALIZER = JsonSerializer()
 
 @pytest.fixture
 def watcher(broker: RedisBroker) -> Iterator[ResultWatcher]:
-    watcher = ResultWatcher(broker, SERIALIZER, "test")
+    watcher = ResultWatcher(broker.inspector, SERIALIZER, "test", feed=broker)
     watcher.FEED_POLL = 30.0  # only the feed can settle a handle within a test's wait
     broker.wait_for_results(0.0)  # listening before the first enqueue: its ack announces it
     yield watcher

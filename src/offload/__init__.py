@@ -14,6 +14,7 @@ with an underscore are private.
 from __future__ import annotations
 
 from ._app import App
+from ._context import JobContext, NoCurrentJob, current
 from ._default import default_app, shutdown, task
 from ._errors import (
     BrokerUnavailable,
@@ -35,7 +36,8 @@ from ._errors import (
     WorkerLost,
 )
 from ._handle import Handle
-from ._message import State
+from ._message import Message, Outcome, State
+from ._middleware import Delay, Middleware
 from ._retry import Backoff
 from ._task import Task, TaskCall
 from ._waiting import as_completed, gather, wait
@@ -47,10 +49,16 @@ __all__ = [
     "Backoff",
     "BrokerUnavailable",
     "ConfigurationError",
+    "Delay",
     "Handle",
+    "JobContext",
+    "Message",
     "MessageRejected",
+    "Middleware",
+    "NoCurrentJob",
     "NotSerializable",
     "OffloadError",
+    "Outcome",
     "PayloadRejected",
     "PayloadTooLarge",
     "RemoteTraceback",
@@ -68,6 +76,7 @@ __all__ = [
     "WorkerLost",
     "__version__",
     "as_completed",
+    "current",
     "default_app",
     "gather",
     "shutdown",

@@ -2,33 +2,29 @@
 
 from __future__ import annotations
 
-import atexit
 import concurrent.futures
+import functools
 import logging
 import threading
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, Literal, cast, overload
+from typing import Any, Literal, overload
 
-from ._brokers import Broker, Inspector, MemoryBroker
+from ._brokers import Broker, Inspector
+from ._brokers._base import Inspectable
 from ._brokers._url import is_in_process, open_broker, redacted
 from ._clock import SYSTEM_CLOCK, Clock
 from ._declared import Declared
+from ._embedded import EmbeddedWorker, OnExit
 from ._errors import ConfigurationError
 from ._executors import check_size
 from ._handle import Handle, HandleMap, WeakHandles
-from ._message import DEFAULT_MAX_DELIVERIES, JobInfo, Message, new_id, option_problem
-from ._results import ResultWatcher
+from ._message import JobInfo
+from ._middleware import Chain, Middleware
+from ._producer import Producer
 from ._retry import Backoff
 from ._runner import Runner, TaskSpec
-from ._serializers import (
-    JsonSerializer,
-    ModulePolicy,
-    PickleSerializer,
-    Serializer,
-    encode_call,
-)
+from ._serializers import JsonSerializer, ModulePolicy, PickleSerializer, Serializer
 from ._task import (
-    NO_OPTIONS,
     CallOptions,
     P,
     R,
@@ -41,9 +37,7 @@ from ._task import (
 )
 from ._worker import Worker, check_pool, default_size
 
-log = logging.getLogger("offload")
-
-OnExit = Literal["wait", "cancel"]
+log = logging.getLogger(__name__)
 
 DAY = 86400.0
 
@@ -71,6 +65,9 @@ class App:
       carry (``["myproject.jobs"]``, as Celery's ``include``). The modules
       of the app's declared tasks are included already. Nothing else runs:
       a message naming anything else is dead-lettered, nothing imported.
+    - ``middleware``: ``offload.Middleware`` objects that run around every
+      enqueue and every attempt, first in the list outermost (see
+      ``offload.Middleware``).
     - ``namespace``: isolates apps sharing a Redis or PostgreSQL server (also
       ``?namespace=`` in the URL). ``migrate=False``: leave PostgreSQL schema
       migrations to ``offload migrate``.
@@ -81,9 +78,6 @@ class App:
     - ``clock``: time as a value (``offload.testing.FakeClock`` in tests).
     - ``registry``: internal; the default app shares ``@offload.task``'s.
     """
-
-    EXIT_GRACE = 5.0
-    """Seconds an embedded durable worker lets running tasks finish at exit."""
 
     def __init__(
         self,
@@ -96,6 +90,7 @@ class App:
         reuse_window: Seconds = 0.0,
         namespace: str | None = None,
         include: Sequence[str] = (),
+        middleware: Sequence[Middleware] = (),
         migrate: bool = True,
         threads: int | None = None,
         processes: int | None = None,
@@ -112,15 +107,14 @@ class App:
         self.on_exit: OnExit = on_exit
         self.clock = clock
         self.name = name
-        ttl = _seconds(result_ttl) if self.durable else 0.0  # in-process: handles hold results
-        broker_options: dict[str, Any] = {"result_ttl": ttl, "reuse_window": _seconds(reuse_window)}
-        if namespace is not None:
-            broker_options["namespace"] = namespace  # several apps on one server
-        if not migrate:
-            broker_options["migrate"] = False  # PostgreSQL: leave it to `offload migrate`
-        self.broker: Broker = open_broker(self.url, clock, **broker_options)
-        # In-process: the broker's own enqueue, for the hot path in submit().
-        self._local = None if self.durable else cast(MemoryBroker, self.broker)
+        self.broker: Broker = _open(
+            self.url,
+            clock,
+            result_ttl=result_ttl,
+            reuse_window=reuse_window,
+            namespace=namespace,
+            migrate=migrate,
+        )
         self._registry = {} if registry is None else registry
         self._declared = Declared(self._registry, include)
         classes = self._declared.allows_module
@@ -129,6 +123,8 @@ class App:
         # has nowhere else to go); durable handles are weak: the broker has it.
         in_process: dict[str, Handle[Any]] = {}
         self._handles: HandleMap = WeakHandles() if self.durable else in_process
+        chain = Chain(middleware) if middleware else None
+        self.middleware = () if chain is None else chain.middleware
         self._runner = Runner(
             self.broker,
             self._registry,
@@ -136,18 +132,35 @@ class App:
             self._handles,
             serializer=self.serializer,
             resolve=self.resolve_task,
+            chain=chain,
         )
-        self._watcher: ResultWatcher | None = None
-        self._embedded = embedded_worker or not self.durable
-        self._sizes: dict[str, int] = {}
-        for pool, size in (("thread", threads), ("process", processes)):
-            if size is not None:
-                check_size(size)  # here, not in the worker's thread where it would hang calls
-                self._sizes[pool] = size
-        self._worker: Worker | None = None
+        self._sizes = _sizes(threads, processes)
+        self._embedded = (
+            EmbeddedWorker(
+                functools.partial(self.worker, lease=30.0 if self.durable else None),
+                self._handles,
+                durable=self.durable,
+                on_exit=on_exit,
+                describe=self.__repr__,
+            )
+            if embedded_worker or not self.durable
+            else None
+        )
+        self._producer = Producer(
+            self.broker,
+            clock,
+            self._handles,
+            url=self.url,
+            serializer=self.serializer,
+            chain=chain,
+            registry=self._registry,
+            embedded=self._embedded,
+            inspector=lambda: self.inspector,
+            classes=classes,
+            name=name,
+        )
         self._adhoc: dict[Callable[..., Any], Task[Any, Any]] = {}
         self._lock = threading.Lock()
-        self._closed = False
 
     # -- declaring tasks ------------------------------------------------------------
 
@@ -218,90 +231,32 @@ class App:
         handle = self._handles.get(job_id)
         if handle is not None:
             return handle
-        job = self._inspector().job(job_id)
+        job = self.inspector.job(job_id)
         handle = Handle(job_id, job.task if job is not None else "?")
         if self.durable:
             self._handles[job_id] = handle  # an embedded worker settles it directly
-            self._watch(handle)
+            self._producer.watch(handle)
         elif job is None:
             raise ConfigurationError(f"no job {job_id} in this in-process app")
         return handle
 
     def job(self, job_id: str) -> JobInfo | None:
         """What the broker knows of a job: state, attempts, result, last error."""
-        return self._inspector().job(job_id)
+        return self.inspector.job(job_id)
 
     def submit(
         self, spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any], options: CallOptions
     ) -> Handle[Any]:
         """Send one call of ``spec``; its handle (used by ``Task.__call__``)."""
-        message = self._message(spec, args, kwargs, options)
-        local = self._local
-        if local is not None and options.key is None:  # the in-process hot path
-            handle: Handle[Any] = Handle(message.id, spec.name)
-            self._handles[message.id] = handle
-            worker = self._worker
-            if worker is not None and worker.idle and message.eta is None:
-                # Nothing runs: claim from this thread rather than wake the
-                # dispatcher to (one thread hand-off per call instead of two).
-                local.enqueue((message,), wake=False)
-                worker.claim_here()
-            else:
-                local.enqueue((message,))
-            return handle
-        return self._send([message], options.connection)[0]
+        return self._producer.submit(spec, args, kwargs, options)
 
     def submit_many(
         self, spec: TaskSpec, calls: list[tuple[Any, ...]], options: CallOptions
     ) -> list[Handle[Any]]:
         """Send many calls of ``spec`` in one batch (one transaction)."""
-        messages = [self._message(spec, args, {}, options) for args in calls]
-        return self._send(messages, options.connection)
-
-    def _message(
-        self, spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any], options: CallOptions
-    ) -> Message:
-        if self._embedded and self._worker is None:
-            self._start()
-        if self._registry.get(spec.name) is not spec:
-            self._registry[spec.name] = spec
-        message = Message(new_id(), spec.name, args, kwargs, spec.queue, spec.priority)
-        if self.durable:
-            message.payload = encode_call(self.serializer, args, kwargs)  # type: ignore[arg-type]
-            message.args, message.kwargs = (), {}
-            message.created = self.clock.now()
-            message.max_deliveries = spec.max_deliveries
-            message.result_ttl = spec.result_ttl
-        if options is not NO_OPTIONS:
-            _apply(message, options, self.clock)
-            problem = option_problem(message)
-            if problem is not None:
-                raise ConfigurationError(f"{spec.name}.options(...): {problem}")
-        if message.max_deliveries is None and self.durable:
-            # The broker's default (for messages that carry none) counts every
-            # delivery: a task's own retries must not use up its crash allowance.
-            retries = spec.policy.retries if message.retries is None else message.retries
-            message.max_deliveries = DEFAULT_MAX_DELIVERIES + retries
-        if isinstance(self.serializer, PickleSerializer):
-            self.serializer.seal(message)
-        return message
-
-    def _send(self, messages: list[Message], connection: Any = None) -> list[Handle[Any]]:
-        if connection is None:
-            ids = self.broker.enqueue(messages)
-        else:
-            ids = self._transactional_broker().enqueue(messages, connection=connection)
-        handles: list[Handle[Any]] = []
-        for message, job_id in zip(messages, ids, strict=True):
-            handle = self._handles.get(job_id)  # an existing job with the same key
-            if handle is None:
-                handle = Handle(job_id, message.task)
-                handle._uncommitted = connection is not None  # absent until the caller commits
-                self._handles[job_id] = handle
-                if self.durable:
-                    self._watch(handle)
-            handles.append(handle)
-        return handles
+        producer = self._producer
+        messages = [producer.message(spec, args, {}, options) for args in calls]
+        return producer.send(messages, options.connection)
 
     def _adhoc_task(self, fn: Callable[..., Any]) -> Task[Any, Any]:
         task = self._adhoc.get(fn)
@@ -314,45 +269,19 @@ class App:
             self.register(spec)
         return task
 
-    def _watch(self, handle: Handle[Any]) -> None:
-        watcher = self._watcher
-        if watcher is None:
-            with self._lock:
-                if self._watcher is None:
-                    self._watcher = ResultWatcher(
-                        self._inspector(),
-                        self.serializer or JsonSerializer(modules=self._declared.allows_module),
-                        self.name,
-                    )
-                watcher = self._watcher
-        watcher.watch(handle)
-
-    def _transactional_broker(self) -> Any:
-        try:
-            from ._brokers._postgres import PostgresBroker
-        except ImportError:  # no psycopg: certainly not a PostgreSQL app
-            return self._refuse_connection()
-        if not isinstance(self.broker, PostgresBroker):
-            return self._refuse_connection()
-        return self.broker
-
-    def _refuse_connection(self) -> Any:
-        raise ConfigurationError(
-            "options(connection=...) enqueues inside your PostgreSQL transaction; this app's "
-            f"broker is {redacted(self.url)}. Use a postgresql:// app, or drop connection="
-        )
-
-    def _inspector(self) -> Inspector:
-        if not isinstance(self.broker, Inspector):
+    @property
+    def inspector(self) -> Inspector:
+        """What the broker knows of its jobs (what the CLI and dashboard read)."""
+        if not isinstance(self.broker, Inspectable):
             raise ConfigurationError(f"the broker of {redacted(self.url)} cannot be inspected")
-        return self.broker
+        return self.broker.inspector
 
     # -- pools and workers ----------------------------------------------------------
 
     def pool_size(self, pool: str = "thread") -> int:
         """How many calls of ``pool`` ("thread", "process", "async") run at once."""
         check_pool(pool)
-        worker = self._worker
+        worker = self._embedded.worker if self._embedded is not None else None
         if worker is not None:
             return worker.size(pool)
         return self._sizes.get(pool) or default_size(pool)
@@ -363,7 +292,7 @@ class App:
         check_size(size)
         with self._lock:
             self._sizes[pool] = size
-            worker = self._worker
+            worker = self._embedded.worker if self._embedded is not None else None
         if worker is not None:
             worker.resize(pool, size)
 
@@ -373,9 +302,14 @@ class App:
         queues: Sequence[str] | None = None,
         pool: str = "thread",
         concurrency: int | None = None,
-        lease: float = 30.0,
+        lease: float | None = 30.0,
     ) -> Worker:
-        """A worker for this app's broker (not started): what ``offload worker`` runs."""
+        """A worker for this app's broker (not started): what ``offload worker`` runs.
+
+        In-process apps pass ``lease=None``: the broker lives in this process,
+        so only a jump of the clock could make a lease lapse, and that must
+        not run a call twice.
+        """
         sizes = dict(self._sizes)
         if concurrency is not None:
             check_size(concurrency)
@@ -411,18 +345,15 @@ class App:
         (in-process, or with an embedded worker); with ``cancel_pending``,
         cancel the calls that have not started instead.
         """
+        embedded = self._embedded
         if cancel_pending:
-            self._cancel_pending()
-        if wait and self._embedded:
+            for handle in list(self._handles.values()):
+                handle.cancel()
+        if wait and embedded is not None:
             self.join()
-        with self._lock:
-            worker, self._worker = self._worker, None
-            self._closed = True
-        atexit.unregister(self._at_exit)  # else atexit keeps every app ever started alive
-        if worker is not None:
-            worker.stop(wait)
-        if self._watcher is not None:
-            self._watcher.stop()
+        if embedded is not None:
+            embedded.stop(wait)
+        self._producer.stop()
         self.broker.close()
 
     def __enter__(self) -> App:
@@ -434,74 +365,34 @@ class App:
     def __repr__(self) -> str:
         return f"<offload.App {redacted(self.url)} tasks={len(self._registry)}>"
 
-    def _start(self) -> Worker:
-        with self._lock:
-            if self._closed:
-                raise ConfigurationError(f"{self!r} was shut down; create a new App")
-            if self._worker is None:
-                worker = self.worker()
-                if not self.durable:
-                    # The broker lives in this process: no lease can lapse but
-                    # by a jump of the clock, and that must not run a call twice.
-                    worker = Worker(
-                        self.broker,
-                        self._runner,
-                        sizes=dict(self._sizes),
-                        lease=None,
-                        clock=self.clock,
-                        name=self.name,
-                    )
-                worker.start()
-                atexit.register(self._at_exit)
-                self._worker = worker
-            return self._worker
 
-    def _cancel_pending(self) -> int:
-        return sum(1 for handle in list(self._handles.values()) if handle.cancel())
-
-    def _at_exit(self) -> None:
-        if self._closed:
-            return
-        worker = self._worker
-        if self.durable and worker is not None:
-            # The work is stored: finish what runs (briefly), release the rest
-            # for the next start of this program or any other worker.
-            released = worker.drain(grace=self.EXIT_GRACE)
-            if released:
-                log.info(
-                    "offload: released %d running tasks at exit; they will run again", released
-                )
-            return
-        if self.on_exit == "cancel":
-            cancelled = self._cancel_pending()
-            if cancelled:
-                log.info("offload: cancelled %d unfinished tasks at exit", cancelled)
-            return
-        try:
-            if self.pending:
-                log.info(
-                    "offload: waiting for %d tasks to finish (Ctrl-C to abandon)", self.pending
-                )
-            while not self.join(timeout=0.1):
-                pass
-        except KeyboardInterrupt:
-            left = self.pending
-            self._cancel_pending()
-            log.warning("offload: interrupted at exit; %d unfinished tasks abandoned", left)
+def _open(
+    url: str,
+    clock: Clock,
+    *,
+    result_ttl: Seconds,
+    reuse_window: Seconds,
+    namespace: str | None,
+    migrate: bool,
+) -> Broker:
+    durable = not is_in_process(url)
+    ttl = _seconds(result_ttl) if durable else 0.0  # in-process: handles hold results
+    options: dict[str, Any] = {"result_ttl": ttl, "reuse_window": _seconds(reuse_window)}
+    if namespace is not None:
+        options["namespace"] = namespace  # several apps on one server
+    if not migrate:
+        options["migrate"] = False  # PostgreSQL: leave it to `offload migrate`
+    broker: Broker = open_broker(url, clock, **options)
+    return broker
 
 
-def _apply(message: Message, options: CallOptions, clock: Clock) -> None:
-    if options.delay is not None:
-        message.eta = clock.now() + options.delay
-    if options.eta is not None:
-        message.eta = options.eta
-    if options.priority is not None:
-        message.priority = options.priority
-    if options.queue is not None:
-        message.queue = options.queue
-    message.key = options.key
-    message.timeout = options.timeout
-    message.retries = options.retries
+def _sizes(threads: int | None, processes: int | None) -> dict[str, int]:
+    sizes: dict[str, int] = {}
+    for pool, size in (("thread", threads), ("process", processes)):
+        if size is not None:
+            check_size(size)  # here, not in the worker's thread where it would hang calls
+            sizes[pool] = size
+    return sizes
 
 
 def _seconds(value: Seconds) -> float:

@@ -97,9 +97,7 @@ def _inspecting(target: str | None) -> Iterator[tuple[App, Inspector]]:
     try:
         if not app.durable:
             raise click.UsageError(_in_process(target))
-        if not isinstance(app.broker, Inspector):
-            raise click.ClickException(f"the broker of {redacted(app.url)} cannot be inspected")
-        yield app, app.broker
+        yield app, app.inspector
     except OffloadError as error:
         raise click.ClickException(str(error)) from None
     finally:

@@ -21,7 +21,7 @@ from ._message import State
 
 R = TypeVar("R")
 
-log = logging.getLogger("offload")
+log = logging.getLogger(__name__)
 
 # Orders "start running" against "cancel" for every handle. One lock for all:
 # it is held for a few instructions, and a lock per handle would cost more.
@@ -232,6 +232,12 @@ class Handle(concurrent.futures.Future[R]):
     def set_retrying(self) -> None:
         self._retrying = True
 
+    def set_waiting(self) -> None:
+        """Queued again, not yet started (``offload.Delay``): cancellable as before it ran."""
+        with _transitions:
+            self._started = False
+            self._retrying = False
+
     def set_result(self, result: R) -> None:
         if not self._settled_quietly("_result", result):
             super().set_result(result)
@@ -279,7 +285,7 @@ class Handle(concurrent.futures.Future[R]):
                     self.task_name,
                     self.id,
                     exc_info=(type(error), error, error.__traceback__),
-                    extra={"task": self.task_name, "task_id": self.id},
+                    extra={"task": self.task_name, "job_id": self.id},
                 )
 
 

@@ -24,14 +24,14 @@ from collections.abc import Callable
 from typing import Any
 
 from ._brokers import Inspector
-from ._brokers._base import Finished, ResultFeed
+from ._brokers._base import ChangeToken, Finished, ResultFeed
 from ._errors import MessageRejected, RemoteTraceback, TaskFailed, TaskNotFound
 from ._handle import Handle, WeakHandles
 from ._message import ErrorInfo, JobInfo, State
 from ._outage import Outage
 from ._serializers import JsonSerializer, Serializer, imported_modules
 
-log = logging.getLogger("offload")
+log = logging.getLogger(__name__)
 
 
 class ResultWatcher:
@@ -48,7 +48,13 @@ class ResultWatcher:
     LISTEN_FOR = 5.0
     EARLY = 10_000  # finished ids remembered for handles not watched yet
 
-    def __init__(self, broker: Inspector, serializer: Serializer, name: str) -> None:
+    def __init__(
+        self,
+        broker: Inspector,
+        serializer: Serializer,
+        name: str,
+        feed: ResultFeed | None = None,
+    ) -> None:
         self._broker = broker
         self._serializer = serializer
         # Exception args are always JSON (see runner.error_info), whatever the
@@ -67,7 +73,7 @@ class ResultWatcher:
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._feed = broker if isinstance(broker, ResultFeed) else None
+        self._feed = feed
         # Ids the feed announced before their handle was watched (a job can
         # finish before its enqueue call returns): watch() settles those.
         self._early: dict[str, None] = {}
@@ -215,8 +221,8 @@ class ResultWatcher:
         # A broker that can tell "nobody else wrote since" spares a lookup of
         # every pending job (thousands, after a map()): only new handles then,
         # whose jobs may have finished before they were watched.
-        change_token = getattr(self._broker, "change_token", None)
-        token = None if change_token is None else change_token()
+        inspector = self._broker
+        token = inspector.change_token() if isinstance(inspector, ChangeToken) else None
         if token is not None and token == self._last_token:
             candidates = [h for h in fresh if not h.done()]
         else:

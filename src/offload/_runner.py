@@ -2,9 +2,11 @@
 
 Every mode goes through here: in-process or durable, thread, process or
 event loop. ``begin`` turns a delivery into a ``Call`` for an executor;
-``finish`` takes what the call returned or raised and decides: success,
-another attempt later (the message waits in the broker, never in memory),
-or a final failure.
+``invoke`` (or ``ainvoke``) is where every executor runs it: the job
+context set, the middleware's ``execute`` hooks around it; ``finish``
+takes what the call returned or raised and decides: success, another
+attempt later (the message waits in the broker, never in memory), a wait
+asked for by ``offload.Delay``, or a final failure.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 from ._brokers import Broker
 from ._clock import Clock
+from ._context import CURRENT, JobContext
 from ._errors import (
     MessageRejected,
     NotSerializable,
@@ -28,10 +31,11 @@ from ._errors import (
 )
 from ._handle import HandleMap
 from ._message import Delivery, ErrorInfo, Message, Outcome, State, storable
+from ._middleware import Chain, Delay
 from ._retry import RetryPolicy
 from ._serializers import JsonSerializer, PickleSerializer, Serializer, decode_call
 
-log = logging.getLogger("offload")
+log = logging.getLogger(__name__)
 
 POOLS = ("thread", "process", "async")
 NO_RETRIES = RetryPolicy()
@@ -64,6 +68,51 @@ class Call:
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     timeout: float | None
+    job: JobContext
+    chain: Chain | None = None
+    """The app's middleware, when any wraps attempts; None: the function runs bare."""
+
+
+def invoke(call: Call, run: Callable[[], Any] | None = None) -> Any:
+    """Run one attempt here: the job context set, the ``execute`` middleware around it.
+
+    Every executor calls this (or ``ainvoke``) instead of the function.
+    ``run`` replaces the plain call where the function runs elsewhere (the
+    process pool's round trip to its child).
+    """
+    token = CURRENT.set(call.job)
+    try:
+        chain = call.chain
+        if chain is None and run is None:  # the hot path: one test
+            return call.spec.fn(*call.args, **call.kwargs)
+        if run is None:
+            spec, args, kwargs = call.spec, call.args, call.kwargs
+
+            def run() -> Any:
+                return spec.fn(*args, **kwargs)
+
+        return run() if chain is None else chain.execute(call.job, run)
+    finally:
+        CURRENT.reset(token)
+
+
+async def ainvoke(call: Call) -> Any:
+    """``invoke`` for an ``async def`` task, on the event loop (each run its own asyncio task)."""
+    CURRENT.set(call.job)  # this asyncio task's own copy of the context
+    chain = call.chain
+    if chain is None:
+        return await call.spec.fn(*call.args, **call.kwargs)
+    spec, args, kwargs = call.spec, call.args, call.kwargs
+
+    async def run() -> Any:
+        return await spec.fn(*args, **kwargs)
+
+    return await chain.aexecute(call.job, run)
+
+
+def job_context(delivery: Delivery) -> JobContext:
+    message = delivery.message
+    return JobContext(message.id, message.task, delivery.attempt, message.queue, message.meta)
 
 
 class Runner:
@@ -79,6 +128,7 @@ class Runner:
         serializer: Serializer | None = None,
         resolve: Callable[[str], TaskSpec | None] | None = None,
         jitter_source: Callable[[], float] = random.random,
+        chain: Chain | None = None,
     ) -> None:
         self.broker = broker
         self.registry = registry
@@ -89,6 +139,9 @@ class Runner:
         self.resolve = resolve or registry.get
         """Finds a task by name, importing it if need be (the app's resolve_task)."""
         self.jitter_source = jitter_source
+        self.chain = chain
+        """The app's middleware; None when it has none (the common case: no work per call)."""
+        self._wrapping = chain if chain is not None and chain.wraps_execution else None
 
     def begin(self, delivery: Delivery) -> Call | None:
         """The call to make for ``delivery``; ``None`` if there is nothing to run."""
@@ -115,7 +168,7 @@ class Runner:
                 self._fail(delivery, _undecodable(message.task, error))
                 return None
         timeout = spec.timeout if message.timeout is None else message.timeout
-        return Call(spec, delivery, args, kwargs, timeout)
+        return Call(spec, delivery, args, kwargs, timeout, job_context(delivery), self._wrapping)
 
     def _serializer(self) -> Serializer:
         if self.serializer is None:
@@ -128,8 +181,10 @@ class Runner:
         handle = self.handles.get(delivery.message.id)
         if handle is None or handle.set_running_or_notify_cancel():
             return True
-        if self.broker.ack(delivery, Outcome.cancelled()):
+        outcome = Outcome.cancelled()
+        if self.broker.ack(delivery, outcome):
             self.handles.pop(delivery.message.id, None)
+            self._notify(delivery, outcome)
         return False
 
     def finish(self, call: Call, result: Any, error: BaseException | None) -> None:
@@ -148,6 +203,10 @@ class Runner:
                 if handle is not None:
                     with _ALREADY_SETTLED:
                         handle.set_result(result)
+                self._notify(delivery, outcome, call.job)
+            return
+        if isinstance(error, Delay):
+            self._delay(call, error)
             return
         delay = call.spec.policy.retry_delay(
             error, delivery.attempt, delivery.message.retries, self.jitter_source
@@ -163,6 +222,25 @@ class Runner:
         limit = delivery.message.max_deliveries
         return limit is None or delivery.attempt < limit
 
+    def _delay(self, call: Call, request: Delay) -> None:
+        """Back to the broker until ``request``'s time, as if never claimed (no attempt counted)."""
+        delivery = call.delivery
+        try:
+            eta = request.eta(self.clock.now())
+        except OffloadError as error:
+            self._fail(delivery, error)
+            return
+        handle = self.handles.get(delivery.message.id)
+        if handle is not None:
+            handle.set_waiting()  # before the nack, as for a retry
+        if self.broker.nack(delivery, eta, penalty=False):
+            self._notify(delivery, Outcome(State.QUEUED), call.job)
+
+    def _notify(self, delivery: Delivery, outcome: Outcome, job: JobContext | None = None) -> None:
+        chain = self.chain
+        if chain is not None:
+            chain.outcome(job or job_context(delivery), outcome)
+
     def _retry(self, call: Call, error: BaseException, delay: float) -> None:
         delivery = call.delivery
         message = delivery.message
@@ -174,6 +252,7 @@ class Runner:
         info = error_info(error) if self.serializer is not None else None
         if not self.broker.nack(delivery, self.clock.now() + delay, error=info):
             return
+        self._notify(delivery, Outcome(State.RETRYING, error=error), call.job)
         log.warning(
             "Task %s (id %s) failed on attempt %d, retrying in %.3gs: %r",
             message.task,
@@ -181,7 +260,7 @@ class Runner:
             delivery.attempt,
             delay,
             error,
-            extra=_fields(delivery),
+            extra=job_fields(delivery),
         )
 
     def _fail(self, delivery: Delivery, error: BaseException) -> None:
@@ -191,6 +270,7 @@ class Runner:
             outcome.error_info = error_info(error)
         if not self.broker.ack(delivery, outcome):
             return
+        self._notify(delivery, outcome)
         handle = self.handles.pop(message.id, None)
         if handle is not None:
             # The caller holds the handle: it raises there, and is logged
@@ -204,7 +284,7 @@ class Runner:
                 message.id,
                 message.task,
                 error,
-                extra=_fields(delivery),
+                extra=job_fields(delivery),
             )
             return
         log.error(
@@ -213,7 +293,7 @@ class Runner:
             message.id,
             delivery.attempt,
             exc_info=(type(error), error, error.__traceback__),
-            extra=_fields(delivery),
+            extra=job_fields(delivery),
         )
 
 
@@ -291,11 +371,12 @@ def _undecodable(task: str, error: Exception) -> PayloadRejected:
     )
 
 
-def _fields(delivery: Delivery) -> dict[str, Any]:
+def job_fields(delivery: Delivery) -> dict[str, Any]:
+    """The ``extra=`` fields of every log record about one job (for JSON or structured logs)."""
     message = delivery.message
     return {
+        "job_id": message.id,
         "task": message.task,
-        "task_id": message.id,
         "attempt": delivery.attempt,
         "queue": message.queue,
     }

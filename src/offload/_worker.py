@@ -19,14 +19,15 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ._brokers import Broker, Waker
+from ._brokers._base import Lease
 from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import ConfigurationError
 from ._executors import Executor, ThreadExecutor, check_size
 from ._message import Delivery
 from ._outage import Outage
-from ._runner import POOLS, Call, Runner
+from ._runner import POOLS, Call, Runner, job_fields
 
-log = logging.getLogger("offload")
+log = logging.getLogger(__name__)
 
 
 def default_thread_count() -> int:
@@ -67,6 +68,9 @@ class Worker:
         # Running deliveries by fencing token. Written by the dispatcher and
         # pool threads without a lock: a single dict store or pop is atomic.
         self._active: dict[int, Delivery] = {}
+        # Tokens whose lease the broker says is lost: their outcome is not
+        # recorded (the fencing token would refuse it; another worker owns it).
+        self._lost: set[int] = set()
         # Claims never exceed free slots: a message waits in the broker, where
         # priorities, cancellation and other workers can still reach it. The
         # dispatcher and pool threads claim concurrently, so each reserves its
@@ -81,12 +85,15 @@ class Worker:
         self._room = threading.Event()
         self._stopping = threading.Event()  # no more claims
         self._closed = threading.Event()  # no more lease renewals either
+        self._shut_down = threading.Event()  # middleware told (once)
         self._threads: list[threading.Thread] = []
         self._outage = Outage()
 
     # -- life cycle --------------------------------------------------------------
 
     def start(self) -> None:
+        if self._runner.chain is not None:
+            self._runner.chain.startup(self)
         loops = [(self._dispatch_loop, "dispatcher")]
         if self._lease != math.inf:
             loops.append((self._heartbeat, "leases"))
@@ -103,6 +110,9 @@ class Worker:
             thread.join(5)
         for executor in list(self._executors.values()):
             executor.shutdown(wait)
+        if self._runner.chain is not None and not self._shut_down.is_set():
+            self._shut_down.set()
+            self._runner.chain.shutdown(self)
 
     def drain(self, grace: float) -> int:
         """Stop claiming, let running calls finish for ``grace`` seconds, release the rest.
@@ -349,6 +359,9 @@ class Worker:
         backoff for up to a lease: past that, another worker will run the
         task again anyway (at least once).
         """
+        if call.delivery.token in self._lost:
+            self._forget_lost(call)
+            return
         deadline = None  # set at the first failure: the common path reads no clock
         pause = 0.1
         while True:
@@ -378,10 +391,31 @@ class Worker:
         while not self._clock.wait(self._closed, self._lease / 3):
             for delivery in list(self._active.values()):
                 try:
-                    self._broker.extend(delivery, self._lease)
+                    answer = self._broker.extend(delivery, self._lease)
                 except Exception as error:  # noqa: BLE001 - logged once per outage
                     self._outage.failed("renewing leases", error)
                     break
+                if answer is Lease.LOST and delivery.token not in self._lost:
+                    self._lost.add(delivery.token)
+                    log.warning(
+                        "Job %s (task %s): its lease was lost (it lapsed and another worker "
+                        "claimed it, or the job was deleted); this attempt's outcome will not "
+                        "be recorded",
+                        delivery.message.id,
+                        delivery.message.task,
+                        extra=job_fields(delivery),
+                    )
+
+    def _forget_lost(self, call: Call) -> None:
+        """An attempt whose lease was lost ended: nothing to record, its slot is free."""
+        self._lost.discard(call.delivery.token)
+        log.info(
+            "Job %s (task %s) ended after its lease was lost; its outcome was not recorded",
+            call.delivery.message.id,
+            call.spec.name,
+            extra=job_fields(call.delivery),
+        )
+        self._finished(call)
 
 
 def check_pool(pool: str) -> None:

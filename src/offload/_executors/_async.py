@@ -11,7 +11,7 @@ import contextlib
 import threading
 from typing import Any
 
-from .._runner import Call
+from .._runner import Call, ainvoke
 from ._base import Done, Start, timeout_error
 from ._thread import check_size
 
@@ -66,7 +66,7 @@ class AsyncExecutor:
 
     async def _run(self, call: Call) -> None:
         try:
-            coroutine = call.spec.fn(*call.args, **call.kwargs)
+            coroutine = ainvoke(call)
             if call.timeout is None:
                 result = await coroutine
             else:

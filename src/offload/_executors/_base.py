@@ -13,7 +13,7 @@ from .._clock import Clock
 from .._errors import TaskTimeout
 from .._runner import Call
 
-log = logging.getLogger("offload")
+log = logging.getLogger(__name__)
 
 Start = Callable[[Call], bool]
 """Called just before a call runs; ``False`` means skip it (it was cancelled)."""

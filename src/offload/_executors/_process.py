@@ -21,12 +21,13 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from .._context import CURRENT, JobContext
 from .._errors import RemoteTraceback, WorkerLost
-from .._runner import Call
+from .._runner import Call, invoke
 from ._base import Done, Start, timeout_error
 from ._thread import check_size
 
-log = logging.getLogger("offload")
+log = logging.getLogger(__name__)
 
 
 class ProcessExecutor:
@@ -103,33 +104,56 @@ class ProcessExecutor:
                 child.stop()
 
     def _run(self, child: _Child, call: Call) -> _Child | None:
-        """Run ``call`` in ``child``; the child to use next (None: start a new one)."""
+        """Run ``call`` in ``child``; the child to use next (None: start a new one).
+
+        The middleware's ``execute`` hooks run here, in the slot's thread,
+        around the round trip; the child only gets the job context.
+        """
+        trip = _RoundTrip(child, call)
         try:
-            child.conn.send((call.spec.import_path, call.args, call.kwargs))
+            result = invoke(call, trip.run)
+        except BaseException as error:  # noqa: BLE001 - reported, as Future does
+            self._done(call, None, error)
+        else:
+            self._done(call, result, None)
+        return trip.child
+
+
+class _RoundTrip:
+    """One call sent to a child and its answer; ``child`` is None once the child was killed."""
+
+    def __init__(self, child: _Child, call: Call) -> None:
+        self.child: _Child | None = child
+        self.call = call
+
+    def run(self) -> Any:
+        child, call = self.child, self.call
+        if child is None:
+            raise RuntimeError("a round trip runs once, on a live child")
+        try:
+            child.conn.send((call.spec.import_path, call.args, call.kwargs, call.job.fields()))
         except Exception as error:  # noqa: BLE001 - e.g. an argument that cannot be pickled
-            self._done(call, None, _not_sendable(call, error))
-            return child
+            raise _not_sendable(call, error) from None
         try:
-            if call.timeout is not None and not child.conn.poll(call.timeout):
-                child.kill()
-                self._done(call, None, timeout_error(call))
-                return None
-            ok, payload = child.conn.recv()
+            answered = call.timeout is None or child.conn.poll(call.timeout)
+            if answered:
+                ok, payload = child.conn.recv()
         except (EOFError, OSError):
             code = child.kill()
-            lost = WorkerLost(
+            self.child = None
+            raise WorkerLost(
                 f"the process running task {call.spec.name!r} (id {call.delivery.message.id}) "
                 f"died before returning (exit code {code}); a new one replaces it"
-            )
-            self._done(call, None, lost)
-            return None
+            ) from None
+        if not answered:
+            child.kill()
+            self.child = None
+            raise timeout_error(call)
         if ok:
-            self._done(call, payload, None)
-        else:
-            exc, text = payload
-            exc.__cause__ = RemoteTraceback(text)
-            self._done(call, None, exc)
-        return child
+            return payload
+        exc, text = payload
+        exc.__cause__ = RemoteTraceback(text)
+        raise exc
 
 
 def _not_sendable(call: Call, error: Exception) -> TypeError:
@@ -191,7 +215,8 @@ def _child_main(conn: Connection) -> None:
             return
         if request is None:
             return
-        import_path, args, kwargs = request
+        import_path, args, kwargs, job = request
+        token = CURRENT.set(JobContext(*job))  # offload.current() in the child too
         try:
             fn = functions.get(import_path)
             if fn is None:
@@ -199,6 +224,8 @@ def _child_main(conn: Connection) -> None:
             reply: tuple[bool, Any] = (True, fn(*args, **kwargs))
         except BaseException as error:  # noqa: BLE001 - sent to the parent
             reply = (False, (error, traceback.format_exc()))
+        finally:
+            CURRENT.reset(token)
         _send_reply(conn, reply)
 
 

@@ -19,10 +19,10 @@ import time
 
 from .._clock import SYSTEM_CLOCK, Clock
 from .._errors import ConfigurationError
-from .._runner import Call
+from .._runner import Call, invoke, job_fields
 from ._base import Deadlines, Done, Once, Start, timeout_error
 
-log = logging.getLogger("offload")
+log = logging.getLogger(__name__)
 
 
 class ThreadExecutor:
@@ -159,7 +159,7 @@ class ThreadExecutor:
             self._run_with_deadline(call, call.timeout)
             return
         try:
-            result = call.spec.fn(*call.args, **call.kwargs)
+            result = invoke(call)
         except BaseException as error:  # noqa: BLE001 - reported, as Future does
             self._done(call, None, error)
         else:
@@ -177,13 +177,13 @@ class ThreadExecutor:
                     call.spec.name,
                     call.delivery.message.id,
                     timeout,
-                    extra={"task": call.spec.name, "task_id": call.delivery.message.id},
+                    extra=job_fields(call.delivery),
                 )
                 self._done(call, None, timeout_error(call))
 
         self._deadlines.at(timeout, expire)
         try:
-            result = call.spec.fn(*call.args, **call.kwargs)
+            result = invoke(call)
         except BaseException as error:  # noqa: BLE001
             if once.claim():
                 self._done(call, None, error)
