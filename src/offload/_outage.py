@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 
-log = logging.getLogger("offload")
+log = logging.getLogger(__name__)
 
 
 class Outage:

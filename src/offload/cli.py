@@ -8,6 +8,7 @@ import signal
 import threading
 import time
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 
@@ -16,7 +17,11 @@ from ._brokers._url import redacted
 from ._commands import load_app as _load_app
 from ._commands import register
 
-log = logging.getLogger("offload")
+if TYPE_CHECKING:  # the command imports them at run time, through the app it loads
+    from ._app import App
+    from ._worker import Worker
+
+log = logging.getLogger(__name__)
 
 
 @click.group()
@@ -88,13 +93,18 @@ def worker(  # click passes every option by keyword
         )
     names = [name.strip() for name in queues.split(",") if name.strip()] if queues else None
     runner = app.worker(queues=names, pool=pool, concurrency=concurrency, lease=lease)
+    _serve(app, runner, names, pool, grace)
+
+
+def _serve(app: App, runner: Worker, queues: list[str] | None, pool: str, grace: float) -> None:
+    """Run ``runner`` until SIGTERM/SIGINT, then drain it for ``grace`` seconds."""
     stop = _install_signal_handlers()
     runner.start()
     log.info(
         "offload worker %d: broker %s, queues %s, pool %s, concurrency %d",
         os.getpid(),
         redacted(app.url),
-        ",".join(names) if names else "all",
+        ",".join(queues) if queues else "all",
         pool,
         runner.size(pool),
     )
