@@ -26,7 +26,8 @@ import pytest
 
 from offload import BrokerUnavailable, ConfigurationError
 from offload._brokers._postgres import PostgresBroker
-from offload._brokers._postgres_schema import MIGRATIONS, SCHEMA_VERSION, lock_id
+from offload._brokers._postgres.queries import fill, lock_id
+from offload._brokers._postgres.schema import MIGRATIONS, SCHEMA_VERSION
 from offload._brokers._sql_rows import message_row
 from offload._message import ErrorInfo, Message, Outcome, State, new_id
 from servers import POSTGRES_URL, drop_postgres_schema, require_postgres
@@ -200,7 +201,7 @@ def test_concurrent_enqueues_of_one_key_make_one_job(
         thread.join(30)
     assert len(answers) == 80
     assert len({answer[1] for answer in answers}) == 1, "one job for the key 'all'"
-    assert brokers[0].counts() == {"default": {State.QUEUED: 21}}
+    assert brokers[0].inspector.counts() == {"default": {State.QUEUED: 21}}
 
 
 def test_acks_stored_together_are_fenced_one_by_one(broker: PostgresBroker) -> None:
@@ -300,8 +301,7 @@ def test_a_schema_at_version_1_is_migrated_with_its_jobs(
     with psycopg.connect(server, autocommit=True) as connection:  # as offload 1 left it
         connection.execute(f"CREATE SCHEMA {schema}")
         connection.execute(f"CREATE TABLE {schema}.meta (name text PRIMARY KEY, value text)")
-        for statement in MIGRATIONS[0]:
-            connection.execute(statement.replace("{s}", schema))
+        connection.execute(fill(MIGRATIONS[0][1], f"offload_{namespace}"))
         connection.execute(f"INSERT INTO {schema}.meta VALUES ('schema_version', '1')")
         connection.execute(
             f"INSERT INTO {schema}.jobs (id, task, queue, due, created, state, error_type, "
@@ -342,7 +342,7 @@ def test_an_enqueue_on_the_callers_connection_commits_with_it(
     with psycopg.connect(server) as connection:
         connection.execute("CREATE TEMP TABLE orders (id int)")
         connection.execute("INSERT INTO orders VALUES (1)")
-        assert broker.enqueue([plain, keyed], connection=connection) == [plain.id, keyed.id]
+        assert broker.enqueue_in([plain, keyed], connection) == [plain.id, keyed.id]
         assert broker.inspector.job(plain.id) is None, "not visible before the caller commits"
         connection.commit()
     assert {d.message.id for d in broker.claim(None, 10, 30)} == {plain.id, keyed.id}
@@ -353,8 +353,8 @@ def test_an_enqueue_on_the_callers_connection_rolls_back_with_it(
 ) -> None:
     plain, keyed = message(), message(key="order:2")
     with psycopg.connect(server) as connection:
-        broker.enqueue([plain], connection=connection)
-        broker.enqueue([keyed], connection=connection)
+        broker.enqueue_in([plain], connection)
+        broker.enqueue_in([keyed], connection)
         connection.rollback()
     assert broker.inspector.job(plain.id) is None
     assert broker.inspector.job(keyed.id) is None
@@ -368,7 +368,7 @@ def test_an_autocommit_callers_connection_commits_at_once(
 ) -> None:
     m = message(key="k")
     with psycopg.connect(server, autocommit=True) as connection:
-        assert broker.enqueue([m], connection=connection) == [m.id]
+        assert broker.enqueue_in([m], connection) == [m.id]
     job = broker.inspector.job(m.id)
     assert job is not None and job.state is State.QUEUED
 
@@ -379,7 +379,7 @@ def test_a_committed_transactional_enqueue_wakes_a_waiter(
     broker.wait_for_messages(0.01)  # LISTEN now: the wait below must not need it
     woke = threading.Event()
     with psycopg.connect(server) as connection:
-        broker.enqueue([message()], connection=connection)
+        broker.enqueue_in([message()], connection)
         waiter = threading.Thread(
             target=lambda: (broker.wait_for_messages(10), woke.set()), daemon=True
         )
@@ -528,8 +528,8 @@ def test_a_retry_after_a_commit_it_never_heard_of_answers_the_stored_ids(
     batch = [message() for _ in range(3)]
     ids = [m.id for m in batch]
     rows = [message_row(m, 0.0) for m in batch]
-    store = functools.partial(broker._store, messages=batch, rows=rows, now=0.0)
-    work = broker._retrying(store, ids)
+    store = functools.partial(broker._writer.store, messages=batch, rows=rows, now=0.0)
+    work = broker._writer.retrying(store, ids)
     assert broker._link.run(work) == ids  # the attempt whose reply was lost
     assert broker._link.run(work) == ids  # its retry
     assert broker.inspector.counts() == {"default": {State.QUEUED: 3}}

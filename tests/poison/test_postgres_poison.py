@@ -26,8 +26,8 @@ from hypothesis import strategies as st
 import offload
 from offload import BrokerUnavailable, ConfigurationError, State
 from offload._brokers._postgres import PostgresBroker
-from offload._brokers._postgres_link import Secrets
-from offload._brokers._postgres_schema import row_delivery
+from offload._brokers._postgres.link import Secrets
+from offload._brokers._postgres.values import row_delivery
 from offload._brokers._sql_rows import INFO_COLUMNS, MESSAGE_COLUMNS, row_info
 from offload._message import (
     DEFAULT_MAX_DELIVERIES,
@@ -362,7 +362,7 @@ def test_a_nul_task_name_is_refused_with_offloads_error(broker: PostgresBroker) 
     connection = psycopg.connect(require_postgres())
     try:
         with pytest.raises(ConfigurationError, match="the task name"):
-            broker.enqueue([bad], connection=connection)
+            broker.enqueue_in([bad], connection)
     finally:
         connection.close()
 

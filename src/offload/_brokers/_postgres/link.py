@@ -29,9 +29,9 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from .._errors import BrokerUnavailable
+from ..._errors import BrokerUnavailable
 
-log = logging.getLogger("offload")
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Connection = psycopg.Connection[Any]
@@ -246,11 +246,11 @@ class Listener:
     def __init__(
         self,
         open_connection: Callable[[], Connection],
-        channel: str,
+        listen: str,
         scrub: Callable[[str], str] = str,
     ) -> None:
         self._open = open_connection
-        self._channel = channel
+        self._listen = listen  # the LISTEN statement of the broker's channel
         self._scrub = scrub
         self._connection: Connection | None = None
         self._reading = threading.Lock()  # one thread reads the connection at a time
@@ -338,7 +338,7 @@ class Listener:
             return None
         try:
             connection = self._open()
-            connection.execute(f'LISTEN "{self._channel}"')
+            connection.execute(self._listen)
         except psycopg.Error as error:
             # Polling meanwhile; not a connection attempt per wait (each may
             # take connect_timeout when the server is unreachable).

@@ -20,10 +20,13 @@ why), never failing the acks it was batched with; inspection shows a
 damaged record as a failed job instead of raising. The password of the
 connection string never reaches an error or a log line.
 
-Transactional enqueue: ``enqueue(messages, connection=conn)`` writes with
-the caller's own psycopg connection, inside the caller's transaction. The
-job (and its wake-up) exists once the caller commits, and never if it
-rolls back.
+Transactional enqueue (the ``Transactional`` capability):
+``enqueue_in(messages, connection)`` writes with the caller's own psycopg
+connection, inside the caller's transaction. The job (and its wake-up)
+exists once the caller commits, and never if it rolls back.
+
+The statements are in ``sql/queries.sql``, the migrations in
+``sql/migrations/``; inspection is ``PostgresInspector`` (``inspector``).
 """
 
 from __future__ import annotations
@@ -32,37 +35,31 @@ import contextlib
 import functools
 import itertools
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import psycopg
 from psycopg.rows import tuple_row
 
-from .._clock import SYSTEM_CLOCK, Clock
-from .._errors import BrokerUnavailable, ConfigurationError, MessageRejected
-from .._message import Delivery, ErrorInfo, JobInfo, Message, Outcome, State, name_problem
-from ._base import stored_error
-from ._group_commit import Batcher
-from ._postgres_link import Connection, Link, Listener, Secrets, connect, conninfo, describe
-from ._postgres_schema import (
-    COPY_TYPES,
-    SCHEMA_VERSION,
-    as_columns,
-    claim_params,
+from ..._clock import SYSTEM_CLOCK, Clock
+from ..._errors import BrokerUnavailable, ConfigurationError, MessageRejected
+from ..._message import Delivery, ErrorInfo, Message, Outcome, State, name_problem
+from .._base import Lease, stored_error
+from .._group_commit import Batcher
+from .._sql_rows import message_row
+from .enqueue import Rows, Writer
+from .inspector import PostgresInspector
+from .link import Connection, Link, Listener, Secrets, connect, conninfo, describe
+from .queries import as_columns, claim_params, render
+from .schema import check, schema_name
+from .schema import migrate as migrate_schema
+from .values import (
     enqueue_refused,
     error_columns,
-    lock_id,
-    migrate,
     outcome_refused,
-    refuse_newer,
     refused_for_values,
-    render,
     row_delivery,
-    schema_name,
-    schema_version,
-    storable_text,
 )
-from ._sql_rows import message_row, row_info, state_of
 
 __all__ = ["PostgresBroker"]
 
@@ -98,9 +95,6 @@ class PostgresBroker:
     # The shortest wait: a job due now that the caller's claim did not take
     # (another worker holds its row lock for a moment) must not make it spin.
     _MIN_WAIT = 0.005
-    # Batches up to this size are one INSERT statement (one round trip);
-    # larger ones are copied (COPY), in a transaction with their NOTIFY.
-    _ONE_STATEMENT = 64
 
     def __init__(
         self,
@@ -118,7 +112,6 @@ class PostgresBroker:
         self.schema = schema_name(namespace)
         self._clock = clock
         self._result_ttl = result_ttl
-        self._reuse_window = reuse_window
         self._migrate = migrate
         self._sql = render(self.schema)
         self._channel = self.schema  # NOTIFY channel: one per namespace
@@ -126,15 +119,7 @@ class PostgresBroker:
         self._closing = threading.Event()
         # Nothing shows the password: not an error of the driver's, not a log line.
         secrets = Secrets(url)
-        scrub = secrets.scrub
-        try:
-            info = conninfo(url, connect_timeout)
-        except psycopg.Error as error:
-            reason = secrets.scrub_unparsed(str(error).strip())
-            raise ConfigurationError(
-                f"{self._where}: the connection string cannot be read ({reason}); "
-                "write postgresql://user:password@host:5432/dbname, or key=value pairs"
-            ) from None
+        info = _conninfo(url, connect_timeout, secrets, self._where)
         open_connection = functools.partial(connect, info, statement_timeout)
         self._ready = False  # the schema was checked (and migrated): once per broker
         self._link = Link(
@@ -142,9 +127,18 @@ class PostgresBroker:
             self._where,
             retry_for=retry_for,
             closing=self._closing,
-            scrub=scrub,
+            scrub=secrets.scrub,
         )
-        self._listener = Listener(open_connection, self._channel, scrub)
+        self._listener = Listener(open_connection, self._sql["listen"], secrets.scrub)
+        self._writer = Writer(self._sql, self.schema, self._channel, reuse_window)
+        self._inspector = PostgresInspector(
+            self._link,
+            self._sql,
+            schema=self.schema,
+            channel=self._channel,
+            clock=clock,
+            result_ttl=result_ttl,
+        )
         self._claimable: set[tuple[str, ...]] = set()  # queue lists checked by claim()
         self._next_prune = 0.0
         self._acks: Batcher[tuple[Any, ...], bool] = Batcher(
@@ -180,6 +174,11 @@ class PostgresBroker:
     def __repr__(self) -> str:
         return f"<PostgresBroker {self._where} schema={self.schema!r}>"
 
+    @property
+    def inspector(self) -> PostgresInspector:
+        """The jobs, as the CLI and ``app.job(id)`` read them; on this broker's connection."""
+        return self._inspector
+
     # -- the schema ------------------------------------------------------------------
 
     def migrate(self) -> int:
@@ -190,59 +189,54 @@ class PostgresBroker:
         """
         self._ready = True  # this call migrates: connecting must not refuse an old schema
         try:
-            return self._link.run(functools.partial(migrate, schema=self.schema))
+            return self._link.run(functools.partial(migrate_schema, schema=self.schema))
         except BaseException:
             self._ready = False
             raise
 
-    def _open_ready(self, open_connection: Any) -> Connection:
-        connection: Connection = open_connection()
+    def _open_ready(self, open_connection: Callable[[], Connection]) -> Connection:
+        connection = open_connection()
         if not self._ready:
             try:
-                self._check_schema(connection)
+                check(connection, self.schema, migrating=self._migrate)
             except BaseException:
                 connection.close()
                 raise
             self._ready = True
         return connection
 
-    def _check_schema(self, connection: Connection) -> None:
-        version = schema_version(connection, self.schema)
-        refuse_newer(version, self.schema)
-        if version == SCHEMA_VERSION:
-            return
-        if not self._migrate:
-            raise ConfigurationError(
-                f"the PostgreSQL schema {self.schema!r} is at offload schema version {version}, "
-                f"this offload needs {SCHEMA_VERSION}: run `offload migrate` (or open the "
-                "broker with migrate=True)"
-            )
-        migrate(connection, self.schema)
-
     # -- the contract ----------------------------------------------------------------
 
-    def enqueue(
-        self, messages: Sequence[Message], connection: Connection | None = None
-    ) -> list[str]:
-        """Store ``messages`` (all or none); their job ids. See ``Broker.enqueue``.
+    def enqueue(self, messages: Sequence[Message]) -> list[str]:
+        """Store ``messages`` (all or none); their job ids. See ``Broker.enqueue``."""
+        if not messages:
+            return []
+        now = self._clock.now()
+        rows, ids = _batch(messages, now)
+        store = functools.partial(self._writer.store, messages=messages, rows=rows, now=now)
+        with _refusals(messages):
+            return self._link.run(self._writer.retrying(store, ids))
 
-        With ``connection`` (a psycopg connection to this broker's database),
-        the rows are written in the caller's transaction and this does not
+    def enqueue_in(self, messages: Sequence[Message], connection: Any) -> list[str]:
+        """``enqueue`` on ``connection``, a psycopg connection to this broker's database.
+
+        The rows are written in the caller's transaction and this does not
         commit: the jobs exist once the caller commits, never if it rolls
         back. A connection in autocommit mode commits the batch at once.
         Keyed messages hold an advisory lock on their keys until then.
         """
+        if not isinstance(connection, psycopg.Connection):
+            raise ConfigurationError(
+                "options(connection=...) on a PostgreSQL app takes a psycopg 3 connection "
+                f"(psycopg.Connection) to its database, not {type(connection).__qualname__!r}: "
+                "pass psycopg.connect(url), or SQLAlchemy's connection.connection.driver_connection"
+            )
         if not messages:
             return []
         now = self._clock.now()
-        rows = [message_row(message, now) for message in messages]  # refuses before writing
-        ids = [message.id for message in messages]
-        if len(set(ids)) != len(ids):
-            raise ValueError(f"job id {_repeated(ids)!r} appears twice in one enqueue")
-        store = functools.partial(self._store, messages=messages, rows=rows, now=now)
-        try:
-            if connection is None:
-                return self._link.run(self._retrying(store, ids))
+        rows, _ = _batch(messages, now)
+        store = functools.partial(self._writer.store, messages=messages, rows=rows, now=now)
+        with _refusals(messages), _elsewhere(self.schema, self._where):
             if not self._ready:
                 self._link.run(lambda _: None)  # the schema must exist (and be current)
             if connection.autocommit:
@@ -252,12 +246,6 @@ class PostgresBroker:
             # Joins the caller's transaction (psycopg opens one if none is
             # open): a failure here aborts it, as any failed statement would.
             return store(connection)
-        except psycopg.errors.UniqueViolation as error:
-            raise _duplicate(error) from None
-        except Exception as error:
-            if refused_for_values(error):  # NUL, a lone surrogate, an int out of range, ...
-                raise enqueue_refused(messages, error) from None
-            raise
 
     def claim(self, queues: Sequence[str] | None, limit: int, lease: float) -> list[Delivery]:
         if limit <= 0 or (queues is not None and not queues):
@@ -454,13 +442,13 @@ class PostgresBroker:
         rows = self._link.run(lambda c: c.execute(self._sql["nack"], params).fetchall())
         return len(rows) == 1
 
-    def extend(self, delivery: Delivery, lease: float) -> bool:
+    def extend(self, delivery: Delivery, lease: float) -> Lease:
         until = self._clock.now() + lease
         params = {"id": delivery.message.id, "token": delivery.token, "until": until}
         if self._link.run(lambda c: c.execute(self._sql["extend"], params).rowcount) != 1:
-            return False
+            return Lease.LOST
         delivery.lease_until = until
-        return True
+        return Lease.HELD
 
     def close(self) -> None:
         self._closing.set()
@@ -495,197 +483,7 @@ class PostgresBroker:
         row = self._link.run(lambda c: c.execute(statement, params).fetchone())
         return float("inf") if row is None or row[0] is None else float(row[0])
 
-    # -- inspection ------------------------------------------------------------------
-
-    # A record that cannot be read whole shows as a failed job saying why
-    # (row_info, state_of): one damaged row never fails a listing or a poll.
-    # An id or queue name PostgreSQL cannot store (NUL, a lone surrogate)
-    # names no job: the answer is "none", not the driver's error.
-
-    def job(self, job_id: str) -> JobInfo | None:
-        if not storable_text(job_id):
-            return None
-        row = self._link.run(lambda c: c.execute(self._sql["job"], (job_id,)).fetchone())
-        return None if row is None else row_info(row)
-
-    def job_states(self, job_ids: Sequence[str]) -> dict[str, State]:
-        ids = list(job_ids)
-        try:
-            rows = self._link.run(lambda c: c.execute(self._sql["states"], (ids,)).fetchall())
-        except (psycopg.DataError, UnicodeError):
-            ids = [job_id for job_id in ids if storable_text(job_id)]  # only then: one pass
-            rows = self._link.run(lambda c: c.execute(self._sql["states"], (ids,)).fetchall())
-        return {job_id: state_of(state) for job_id, state in rows}
-
-    def counts(self) -> dict[str, dict[State, int]]:
-        rows = self._link.run(lambda c: c.execute(self._sql["counts"]).fetchall())
-        counts: dict[str, dict[State, int]] = {}
-        for queue, state, count in rows:
-            of_queue = counts.setdefault(queue, {})
-            known = state_of(state)
-            of_queue[known] = of_queue.get(known, 0) + count
-        return counts
-
-    def jobs(
-        self, state: State | None = None, queue: str | None = None, limit: int = 50
-    ) -> list[JobInfo]:
-        if queue is not None and not storable_text(queue):
-            return []
-        params = {"state": None if state is None else state.value, "queue": queue, "limit": limit}
-        rows = self._link.run(lambda c: c.execute(self._sql["jobs"], params).fetchall())
-        return [row_info(row) for row in rows]
-
-    def cancel(self, job_id: str) -> bool:
-        if not storable_text(job_id):
-            return False
-        params = {"id": job_id, "ttl": self._result_ttl, "now": self._clock.now()}
-        row = self._link.run(lambda c: c.execute(self._sql["cancel"], params).fetchone())
-        return row is not None and row[0] == 1
-
-    def retry(self, job_id: str) -> bool:
-        if not storable_text(job_id):
-            return False
-        params = {"id": job_id, "now": self._clock.now(), "channel": self._channel}
-
-        def work(connection: Connection) -> bool:
-            with connection.transaction():
-                row = connection.execute(self._sql["retry_find"], (job_id,)).fetchone()
-                if row is None or row[1] not in (State.FAILED.value, State.CANCELLED.value):
-                    return False
-                key = row[0]
-                if key is not None:
-                    self._lock_keys(connection, [key])
-                    if connection.execute(self._sql["key_held"], (key,)).fetchone():
-                        return False  # another job holds the key now: two would run
-                connection.execute(self._sql["retry"], params)
-                return True
-
-        return self._link.run(work)
-
-    def purge(self, state: State = State.FAILED, queue: str | None = None) -> int:
-        if not state.finished:
-            raise ValueError(
-                f"purge deletes finished jobs (succeeded, failed, cancelled), not {state}"
-            )
-        if queue is not None and not storable_text(queue):
-            return 0
-        params = {"state": state.value, "queue": queue}
-        return self._link.run(lambda c: c.execute(self._sql["purge"], params).rowcount)
-
-    def prune(self) -> int:
-        now = self._clock.now()
-        return self._link.run(lambda c: c.execute(self._sql["prune"], (now,)).rowcount)
-
     # -- internals -------------------------------------------------------------------
-
-    def _store(
-        self,
-        connection: Connection,
-        *,
-        messages: Sequence[Message],
-        rows: list[tuple[Any, ...]],
-        now: float,
-        atomic: bool = False,
-    ) -> list[str]:
-        """Insert the batch (keyed messages: only where no job holds the key); the ids.
-
-        ``atomic``: make the statements one transaction (on the broker's
-        autocommit connection); else the caller's transaction holds them.
-        """
-        keyed = any(message.key is not None for message in messages)
-        if not keyed and len(rows) <= self._ONE_STATEMENT:
-            self._insert(connection, rows)  # one statement: atomic on its own
-            return [message.id for message in messages]
-        with connection.transaction() if atomic else contextlib.nullcontext():
-            ids = [message.id for message in messages]
-            if keyed:
-                ids, rows = self._unkeyed(connection, messages, rows, now)
-            if len(rows) <= self._ONE_STATEMENT:
-                self._insert(connection, rows)
-            else:
-                self._copy(connection, rows)
-            return ids
-
-    def _unkeyed(
-        self,
-        connection: Connection,
-        messages: Sequence[Message],
-        rows: list[tuple[Any, ...]],
-        now: float,
-    ) -> tuple[list[str], list[tuple[Any, ...]]]:
-        """Every message's job id, and the rows of those whose key no job holds."""
-        keys = sorted({message.key for message in messages if message.key is not None})
-        self._lock_keys(connection, keys)
-        cursor = connection.cursor(row_factory=tuple_row)
-        found = cursor.execute(self._sql["holders"], (keys, now - self._reuse_window))
-        holders: dict[str, str] = dict(found.fetchall())
-        ids: list[str] = []
-        fresh: list[tuple[Any, ...]] = []
-        for message, row in zip(messages, rows, strict=True):
-            key = message.key
-            if key is not None:
-                if key in holders:
-                    ids.append(holders[key])
-                    continue
-                holders[key] = message.id
-            fresh.append(row)
-            ids.append(message.id)
-        return ids, fresh
-
-    def _insert(self, connection: Connection, rows: list[tuple[Any, ...]]) -> None:
-        if not rows:
-            return
-        if len(rows) == 1:
-            queue = rows[0][2]
-            connection.execute(self._sql["insert_one"], (*rows[0], self._channel, queue))
-            return
-        queues = sorted({row[2] for row in rows})
-        params = (*as_columns(rows), self._channel, queues)
-        connection.execute(self._sql["insert_many"], params)
-
-    def _copy(self, connection: Connection, rows: list[tuple[Any, ...]]) -> None:
-        """A large batch: COPY (psycopg formats rows in C; arrays of an INSERT in Python)."""
-        with connection.cursor() as cursor:
-            with cursor.copy(self._sql["copy"]) as copy:
-                copy.set_types(COPY_TYPES)
-                for row in rows:
-                    copy.write_row(row)
-            queues = sorted({row[2] for row in rows})
-            cursor.execute(self._sql["notify"], (self._channel, queues))
-
-    def _lock_keys(self, connection: Connection, keys: Sequence[str]) -> None:
-        """Hold the keys' advisory locks until the transaction ends.
-
-        Two enqueues of one key then run their check-and-insert one after
-        the other (the second sees the first's job once it commits). Locks
-        are taken in one order everywhere, so two batches cannot deadlock.
-        """
-        ids = sorted({lock_id(f"key:{self.schema}:{key}") for key in keys})
-        connection.execute("SELECT pg_advisory_xact_lock(x) FROM unnest(%s::int8[]) AS x", (ids,))
-
-    def _retrying(self, store: functools.partial[list[str]], ids: list[str]) -> Any:
-        """``store`` for ``Link.run``, resolving a retry after a commit we never heard of.
-
-        When the connection breaks during the commit, the batch may be
-        stored already: the retry then meets its own ids, and answers them.
-        """
-        attempts = 0
-
-        def work(connection: Connection) -> list[str]:
-            nonlocal attempts
-            attempts += 1
-            try:
-                return store(connection, atomic=True)
-            except psycopg.errors.UniqueViolation:
-                if attempts > 1 and self._all_stored(connection, ids):
-                    return ids
-                raise
-
-        return work
-
-    def _all_stored(self, connection: Connection, ids: list[str]) -> bool:
-        row = connection.execute(self._sql["ids_stored"], (ids,)).fetchone()
-        return row is not None and row[0] == len(ids)
 
     def _prune_some(self, connection: Connection, now: float) -> None:
         """Delete a bounded batch of expired results, at most once a minute."""
@@ -695,6 +493,52 @@ class PostgresBroker:
         pruned = connection.execute(self._sql["prune_some"], (now, self._PRUNE_BATCH)).rowcount
         # A full batch: more are due; carry on at the next claim or ack.
         self._next_prune = now if pruned >= self._PRUNE_BATCH else now + self._PRUNE_EVERY
+
+
+def _conninfo(url: str, connect_timeout: float, secrets: Secrets, where: str) -> str:
+    """The libpq connection string of ``url``; an unreadable one refused, its password hidden."""
+    try:
+        return conninfo(url, connect_timeout)
+    except psycopg.Error as error:
+        reason = secrets.scrub_unparsed(str(error).strip())
+        raise ConfigurationError(
+            f"{where}: the connection string cannot be read ({reason}); "
+            "write postgresql://user:password@host:5432/dbname, or key=value pairs"
+        ) from None
+
+
+def _batch(messages: Sequence[Message], now: float) -> tuple[Rows, list[str]]:
+    """The rows and ids of a batch; refuses it (before anything is written) if it cannot be."""
+    rows = [message_row(message, now) for message in messages]
+    ids = [message.id for message in messages]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"job id {_repeated(ids)!r} appears twice in one enqueue")
+    return rows, ids
+
+
+@contextlib.contextmanager
+def _elsewhere(schema: str, where: str) -> Iterator[None]:
+    """A caller's connection to a database without the broker's schema: say so."""
+    try:
+        yield
+    except psycopg.errors.UndefinedTable:
+        raise ConfigurationError(
+            f"the connection given to enqueue in has no offload schema {schema!r}: "
+            f"pass a connection to the app's database ({where})"
+        ) from None
+
+
+@contextlib.contextmanager
+def _refusals(messages: Sequence[Message]) -> Iterator[None]:
+    """offload's error for a batch the server refused: a taken id or key, a value it cannot hold."""
+    try:
+        yield
+    except psycopg.errors.UniqueViolation as error:
+        raise _duplicate(error) from None
+    except Exception as error:
+        if refused_for_values(error):  # NUL, a lone surrogate, an int out of range, ...
+            raise enqueue_refused(messages, error) from None
+        raise
 
 
 def _claim_order(row: tuple[Any, ...]) -> tuple[int, float, int]:

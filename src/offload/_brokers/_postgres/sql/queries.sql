@@ -1,0 +1,242 @@
+-- The PostgreSQL broker's statements, each under its name (broker.py,
+-- inspector.py and schema.py look them up by it).
+--
+-- Placeholders in braces are filled in once per broker by queries.fill, the
+-- only place that does it: s is the quoted schema name (a validated
+-- identifier), max_deliveries and max_count offload's constants, and
+-- message_columns and info_columns the columns _sql_rows reads, in its order.
+-- Everything else a statement needs is a bound parameter.
+--
+-- Time is never now() here: every instant is a parameter from the broker's
+-- injected clock, so tests drive leases and ETAs with a fake one.
+-- Live states are spelled one way everywhere, the way the partial indexes
+-- of the migrations spell them: an index is only used by a query whose
+-- WHERE clause implies its condition.
+
+-- name: insert_one
+-- One statement, one round trip: the row and the wake-up commit together (a
+-- NOTIFY is delivered only if its transaction commits). Columns in the order
+-- of _sql_rows.message_row, which builds the rows.
+WITH ins AS (INSERT INTO {s}.jobs (id, task, queue, priority, due, eta, attempt,
+    max_deliveries, key, timeout, retries, created, payload, result_ttl, meta, state)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'queued'))
+SELECT pg_notify(%s, %s)
+
+-- name: insert_many
+-- One notification per queue per transaction: PostgreSQL folds identical
+-- ones. The array types are queries.COPY_TYPES, in the same order.
+WITH ins AS (INSERT INTO {s}.jobs (id, task, queue, priority, due, eta, attempt,
+    max_deliveries, key, timeout, retries, created, payload, result_ttl, meta, state)
+    SELECT *, 'queued' FROM unnest(%s::text[], %s::text[], %s::text[], %s::int4[],
+        %s::float8[], %s::float8[], %s::int4[], %s::int4[], %s::text[], %s::float8[],
+        %s::int4[], %s::float8[], %s::bytea[], %s::float8[], %s::text[]))
+SELECT pg_notify(%s, q) FROM unnest(%s::text[]) AS q
+
+-- name: copy
+-- A large batch: psycopg formats binary COPY rows in C, arrays in Python.
+COPY {s}.jobs (id, task, queue, priority, due, eta, attempt, max_deliveries, key, timeout,
+    retries, created, payload, result_ttl, meta) FROM STDIN (FORMAT BINARY)
+
+-- name: notify
+SELECT pg_notify(%s, q) FROM unnest(%s::text[]) AS q
+
+-- name: lock_keys
+-- Advisory locks held until the transaction ends, taken in one order.
+SELECT pg_advisory_xact_lock(x) FROM unnest(%s::int8[]) AS x
+
+-- name: holders
+-- Per key, the job that holds it: a live one, else a success within the
+-- reuse window.
+SELECT DISTINCT ON (key) key, id FROM {s}.jobs WHERE key = ANY(%s)
+    AND (state IN ('queued', 'retrying', 'running') OR (state = 'succeeded' AND finished > %s))
+    ORDER BY key, state = 'succeeded', seq DESC
+
+-- name: ids_stored
+SELECT count(*) FROM {s}.jobs WHERE id = ANY(%s)
+
+-- name: claim
+-- A lapsed job that was delivered max_deliveries times (none stored: the
+-- default, not forever) is dead-lettered in the same statement as the claim,
+-- which skips it; the mark parameter in its error text becomes the count.
+-- least(): a stored attempt at the integer's limit must not make the
+-- statement (every worker's claim) fail; past max_count the delivery is a
+-- defect, dead-lettered by the runner.
+-- claim_queue is this statement with one more condition: keep them in step.
+WITH dead AS (
+    UPDATE {s}.jobs SET state = 'failed', finished = %(now)s, expires = NULL,
+        error_type = %(etype)s, error_message = replace(%(emsg)s, %(mark)s, attempt::text),
+        error_traceback = %(etb)s, error_args = NULL
+    WHERE state = 'running' AND attempt >= coalesce(max_deliveries, {max_deliveries})
+        AND due <= %(now)s
+), picked AS (
+    SELECT seq, due FROM {s}.jobs
+    WHERE state IN ('queued', 'retrying', 'running') AND due <= %(now)s
+        AND NOT (state = 'running' AND attempt >= coalesce(max_deliveries, {max_deliveries}))
+    ORDER BY priority DESC, due, seq LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+)
+UPDATE {s}.jobs AS j SET state = 'running', attempt = least(j.attempt, {max_count}) + 1,
+    due = %(until)s, token = nextval('{s}.tokens')
+FROM picked WHERE j.seq = picked.seq
+RETURNING j.seq, picked.due, j.token, {message_columns}
+
+-- name: claim_queue
+-- The claim of one queue (jobs_queue index): claim, and queue = the queue.
+WITH dead AS (
+    UPDATE {s}.jobs SET state = 'failed', finished = %(now)s, expires = NULL,
+        error_type = %(etype)s, error_message = replace(%(emsg)s, %(mark)s, attempt::text),
+        error_traceback = %(etb)s, error_args = NULL
+    WHERE state = 'running' AND attempt >= coalesce(max_deliveries, {max_deliveries})
+        AND due <= %(now)s
+), picked AS (
+    SELECT seq, due FROM {s}.jobs
+    WHERE state IN ('queued', 'retrying', 'running') AND due <= %(now)s AND queue = %(queue)s
+        AND NOT (state = 'running' AND attempt >= coalesce(max_deliveries, {max_deliveries}))
+    ORDER BY priority DESC, due, seq LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+)
+UPDATE {s}.jobs AS j SET state = 'running', attempt = least(j.attempt, {max_count}) + 1,
+    due = %(until)s, token = nextval('{s}.tokens')
+FROM picked WHERE j.seq = picked.seq
+RETURNING j.seq, picked.due, j.token, {message_columns}
+
+-- name: ack
+-- Fenced: only the current claim (its token, still running) records an outcome.
+UPDATE {s}.jobs SET state = %(state)s, finished = %(now)s, expires = %(expires)s,
+    result = %(result)s, error_type = %(etype)s, error_message = %(emsg)s,
+    error_traceback = %(etb)s, error_args = %(eargs)s
+WHERE id = %(id)s AND token = %(token)s AND state = 'running' RETURNING id, token
+
+-- name: ack_delete
+DELETE FROM {s}.jobs WHERE id = %(id)s AND token = %(token)s AND state = 'running'
+RETURNING id, token
+
+-- name: ack_many
+-- Acks of many threads in one statement: deleted where drop (a zero result
+-- TTL), else updated; each fenced like ack.
+WITH v AS (
+    SELECT * FROM unnest(%s::text[], %s::int8[], %s::text[], %s::float8[], %s::float8[],
+        %s::bytea[], %s::text[], %s::text[], %s::text[], %s::text[], %s::bool[])
+        AS v(id, token, state, finished, expires, result, etype, emsg, etb, eargs, drop)
+), d AS (
+    DELETE FROM {s}.jobs AS j USING v WHERE v.drop AND j.id = v.id
+        AND j.token = v.token AND j.state = 'running' RETURNING j.id, j.token
+), u AS (
+    UPDATE {s}.jobs AS j SET state = v.state, finished = v.finished, expires = v.expires,
+        result = v.result, error_type = v.etype, error_message = v.emsg,
+        error_traceback = v.etb, error_args = v.eargs
+    FROM v WHERE NOT v.drop AND j.id = v.id AND j.token = v.token AND j.state = 'running'
+    RETURNING j.id, j.token
+)
+SELECT id, token FROM d UNION ALL SELECT id, token FROM u
+
+-- name: nack
+-- Without an error (keep), the last one, if any, stays. The wake-up commits
+-- with the row.
+WITH u AS (
+    UPDATE {s}.jobs SET state = %(state)s, due = %(due)s, eta = coalesce(%(eta)s, eta),
+        attempt = attempt - %(back)s,
+        error_type = CASE WHEN %(keep)s THEN error_type ELSE %(etype)s END,
+        error_message = CASE WHEN %(keep)s THEN error_message ELSE %(emsg)s END,
+        error_traceback = CASE WHEN %(keep)s THEN error_traceback ELSE %(etb)s END,
+        error_args = CASE WHEN %(keep)s THEN error_args ELSE %(eargs)s END
+    WHERE id = %(id)s AND token = %(token)s AND state = 'running' RETURNING queue
+)
+SELECT pg_notify(%(channel)s, queue) FROM u
+
+-- name: extend
+UPDATE {s}.jobs SET due = %(until)s
+WHERE id = %(id)s AND token = %(token)s AND state = 'running'
+
+-- name: next_due
+SELECT min(due) FROM {s}.jobs WHERE state IN ('queued', 'retrying', 'running')
+
+-- name: next_due_in
+SELECT min(due) FROM {s}.jobs
+WHERE state IN ('queued', 'retrying', 'running') AND queue = ANY(%s)
+
+-- name: unstick
+-- A live job whose due time is no time would wait (or hold its lease)
+-- forever: due now instead. Claimed, it runs, or is dead-lettered if its eta
+-- is as broken (read_delivery says why). Uses jobs_untimely (empty), whose
+-- condition migration 2 spells the same way.
+UPDATE {s}.jobs SET due = %s
+WHERE state IN ('queued', 'retrying', 'running') AND due >= 32503680000::float8
+
+-- name: prune_some
+-- Opportunistic pruning: a bounded batch, skipping rows others hold.
+DELETE FROM {s}.jobs WHERE seq IN (
+    SELECT seq FROM {s}.jobs WHERE expires <= %s LIMIT %s FOR UPDATE SKIP LOCKED
+)
+
+-- name: job
+SELECT {info_columns} FROM {s}.jobs WHERE id = %s
+
+-- name: states
+SELECT id, state FROM {s}.jobs WHERE id = ANY(%s)
+
+-- name: counts
+SELECT queue, state, count(*) FROM {s}.jobs GROUP BY queue, state
+
+-- name: jobs
+SELECT {info_columns} FROM {s}.jobs
+WHERE (%(state)s::text IS NULL OR state = %(state)s)
+    AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+ORDER BY seq DESC LIMIT %(limit)s
+
+-- name: cancel
+-- A zero result TTL keeps nothing: the job is deleted, not marked cancelled.
+WITH d AS (
+    DELETE FROM {s}.jobs WHERE id = %(id)s AND state IN ('queued', 'retrying')
+        AND coalesce(result_ttl, %(ttl)s) <= 0 RETURNING 1
+), u AS (
+    UPDATE {s}.jobs SET state = 'cancelled', finished = %(now)s,
+        expires = %(now)s + coalesce(result_ttl, %(ttl)s)
+    WHERE id = %(id)s AND state IN ('queued', 'retrying')
+        AND coalesce(result_ttl, %(ttl)s) > 0 RETURNING 1
+)
+SELECT (SELECT count(*) FROM d) + (SELECT count(*) FROM u)
+
+-- name: retry_find
+SELECT key, state FROM {s}.jobs WHERE id = %s FOR UPDATE
+
+-- name: key_held
+SELECT 1 FROM {s}.jobs WHERE key = %s AND state IN ('queued', 'retrying', 'running')
+
+-- name: retry
+WITH u AS (
+    UPDATE {s}.jobs SET state = 'queued', attempt = 0, due = %(now)s, eta = NULL,
+        finished = NULL, expires = NULL, result = NULL, error_type = NULL,
+        error_message = NULL, error_traceback = NULL, error_args = NULL
+    WHERE id = %(id)s RETURNING queue
+)
+SELECT pg_notify(%(channel)s, queue) FROM u
+
+-- name: purge
+DELETE FROM {s}.jobs WHERE state = %(state)s AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+
+-- name: prune
+DELETE FROM {s}.jobs WHERE expires <= %s
+
+-- name: migrate_lock
+-- Held until the migrating transaction ends: a second process waits, then
+-- finds nothing left to do.
+SELECT pg_advisory_xact_lock(%s)
+
+-- name: create_schema
+CREATE SCHEMA IF NOT EXISTS {s}
+
+-- name: create_meta
+CREATE TABLE IF NOT EXISTS {s}.meta (name text PRIMARY KEY, value text)
+
+-- name: meta_exists
+SELECT to_regclass('{s}.meta')
+
+-- name: schema_version
+SELECT value FROM {s}.meta WHERE name = 'schema_version'
+
+-- name: set_version
+INSERT INTO {s}.meta (name, value) VALUES ('schema_version', %s)
+ON CONFLICT (name) DO UPDATE SET value = excluded.value
+
+-- name: listen
+-- The channel of the namespace's wake-ups is its schema's name.
+LISTEN {s}
