@@ -67,7 +67,7 @@ class Driver(base.Driver):
         return handle.result(timeout)
 
     def done_count(self) -> int:
-        counts = app.broker.counts()  # type: ignore[attr-defined]
+        counts = app.inspector.counts()
         return sum(states.get(State.SUCCEEDED, 0) for states in counts.values())
 
     def worker_commands(self, processes: int) -> list[list[str]]:
