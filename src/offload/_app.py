@@ -21,7 +21,6 @@ from ._handle import Handle, HandleMap, WeakHandles
 from ._message import JobInfo
 from ._middleware import Chain, Middleware
 from ._producer import Producer
-from ._retry import Backoff
 from ._runner import Runner, TaskSpec
 from ._serializers import JsonSerializer, ModulePolicy, PickleSerializer, Serializer
 from ._task import (
@@ -31,7 +30,10 @@ from ._task import (
     Seconds,
     Task,
     TaskDecorator,
+    TaskOptions,
+    Unpack,
     declare,
+    document_options,
     main_module_name,
     make_spec,
 )
@@ -169,29 +171,11 @@ class App:
     @overload
     def task(self, fn: Callable[P, R], /) -> Task[P, R]: ...
     @overload
-    def task(
-        self,
-        *,
-        pool: str | None = None,
-        retries: int = 0,
-        backoff: Backoff | None = None,
-        retry_on: type[BaseException] | tuple[type[BaseException], ...] = Exception,
-        timeout: Seconds | None = None,
-        name: str | None = None,
-        queue: str = "default",
-        priority: int = 0,
-        max_deliveries: int | None = None,
-        result_ttl: Seconds | None = None,
-    ) -> TaskDecorator: ...
+    def task(self, **options: Unpack[TaskOptions]) -> TaskDecorator: ...
 
-    def task(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:  # type: ignore[misc]
-        """Declare a task on this app: ``@app.task`` or ``@app.task(retries=3)``.
-
-        The options of ``offload.task``, plus, for durable apps,
-        ``priority`` (higher runs first), ``max_deliveries`` (after that
-        many deliveries without an outcome, e.g. worker crashes, the job is
-        dead) and ``result_ttl`` (seconds to keep the result).
-        """
+    @document_options  # type: ignore[misc]
+    def task(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+        """Declare a task on this app: ``@app.task`` or ``@app.task(retries=3)``."""
         return declare(fn, options, lambda: self, self.register)
 
     def register(self, spec: TaskSpec) -> None:

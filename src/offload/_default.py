@@ -8,9 +8,17 @@ from collections.abc import Callable, Coroutine
 from typing import Any, overload
 
 from ._app import App
-from ._retry import Backoff
 from ._runner import TaskSpec
-from ._task import P, R, Seconds, Task, TaskDecorator, declare
+from ._task import (
+    P,
+    R,
+    Task,
+    TaskDecorator,
+    TaskOptions,
+    Unpack,
+    declare,
+    document_options,
+)
 
 # Tasks declared with @offload.task, whichever default app serves them: the
 # registry outlives an app that was shut down and made again.
@@ -55,21 +63,10 @@ def task(fn: Callable[P, Coroutine[Any, Any, R]], /) -> Task[P, R]: ...
 @overload
 def task(fn: Callable[P, R], /) -> Task[P, R]: ...
 @overload
-def task(
-    *,
-    pool: str | None = None,
-    retries: int = 0,
-    backoff: Backoff | None = None,
-    retry_on: type[BaseException] | tuple[type[BaseException], ...] = Exception,
-    timeout: Seconds | None = None,
-    name: str | None = None,
-    queue: str = "default",
-    priority: int = 0,
-    max_deliveries: int | None = None,
-    result_ttl: Seconds | None = None,
-) -> TaskDecorator: ...
+def task(**options: Unpack[TaskOptions]) -> TaskDecorator: ...
 
 
+@document_options
 def task(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     """Make ``fn`` a task of the default app: calling it runs it in the background.
 
@@ -79,11 +76,8 @@ def task(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     >>> work(3).result()
     9
 
-    Options: ``pool`` ("thread", "process" or "async"), ``retries``,
-    ``backoff`` (an ``offload.Backoff``), ``retry_on`` (exception types),
-    ``timeout`` (seconds), ``name``, ``queue``, and for durable apps
-    ``priority``, ``max_deliveries``, ``result_ttl``. The app is looked up at
-    each call, not at import, so import order never matters.
+    The app is looked up at each call, not at import, so import order never
+    matters.
     """
     return declare(fn, options, default_app, _register)
 

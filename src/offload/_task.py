@@ -10,7 +10,25 @@ import sys
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Generic, ParamSpec, Protocol, TypeVar, overload
+from typing import (
+    Annotated,
+    Any,
+    Generic,
+    ParamSpec,
+    Protocol,
+    TypedDict,
+    TypeVar,
+    cast,
+    get_type_hints,
+    overload,
+)
+
+# Imported ``as`` itself: an explicit re-export (mypy --strict) for the modules
+# that declare the overloads of ``task``, so that the version check is made once.
+if sys.version_info >= (3, 11):
+    from typing import Unpack as Unpack  # noqa: PLC0414
+else:  # a dependency on Python 3.10 only (pyproject.toml)
+    from typing_extensions import Unpack as Unpack  # noqa: PLC0414
 
 from ._errors import ConfigurationError, TaskNotImportable
 from ._handle import Handle
@@ -21,6 +39,7 @@ from ._runner import POOLS, TaskSpec
 
 P = ParamSpec("P")
 R = TypeVar("R")
+F = TypeVar("F", bound=Callable[..., Any])
 
 Seconds = float | timedelta
 
@@ -198,18 +217,90 @@ class TaskDecorator(Protocol):
     def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...
 
 
-TASK_OPTIONS: dict[str, Any] = {
-    "pool": None,
-    "retries": 0,
-    "backoff": None,
-    "retry_on": Exception,
-    "timeout": None,
-    "name": None,
-    "queue": "default",
-    "priority": 0,
-    "max_deliveries": None,
-    "result_ttl": None,
-}
+@dataclass(frozen=True)
+class Option:
+    """A task option's default, and the line of documentation that goes with it."""
+
+    default: Any
+    doc: str
+
+    @property
+    def shown(self) -> str:
+        """The default as code: ``None``, ``'default'``, ``Exception``."""
+        default = self.default
+        return default.__name__ if isinstance(default, type) else repr(default)
+
+
+class TaskOptions(TypedDict, total=False):
+    """The options of ``@offload.task(...)`` and ``@app.task(...)``: declared here, once.
+
+    The overloads of both take ``**options: Unpack[TaskOptions]``, so type
+    checkers hold a declaration to these types; ``TASK_OPTIONS`` (the
+    defaults), ``make_spec`` and the decorators' docstrings are derived from
+    it; tests/unit/test_task_options.py holds the README's table to it. A new
+    option is one more key here (and a row there).
+    """
+
+    pool: Annotated[
+        str | None,
+        Option(
+            None,
+            '"thread", "process" or "async"; unset: the worker\'s default pool '
+            '("thread"), or "async" for an ``async def`` function',
+        ),
+    ]
+    retries: Annotated[int, Option(0, "more attempts after the first, for ``retry_on``")]
+    backoff: Annotated[
+        Backoff | None,
+        Option(None, "an ``offload.Backoff``: the wait before each retry (exponential, capped)"),
+    ]
+    retry_on: Annotated[
+        type[BaseException] | tuple[type[BaseException], ...],
+        Option(Exception, "the exception types that are retried"),
+    ]
+    timeout: Annotated[Seconds | None, Option(None, "seconds (or a timedelta) an attempt may run")]
+    name: Annotated[str | None, Option(None, "the name in messages; unset: ``module.qualname``")]
+    queue: Annotated[str, Option("default", "the queue its calls go to")]
+    priority: Annotated[int, Option(0, "higher runs first (durable apps)")]
+    max_deliveries: Annotated[
+        int | None,
+        Option(
+            None,
+            "deliveries without an outcome (a worker crashed) before the job is "
+            "dead-lettered; unset: 10 plus ``retries`` (durable apps)",
+        ),
+    ]
+    result_ttl: Annotated[
+        Seconds | None,
+        Option(None, "seconds to keep the result; unset: the app's ``result_ttl``"),
+    ]
+
+
+def _declared_options() -> dict[str, Option]:
+    hints = get_type_hints(TaskOptions, include_extras=True)
+    options = {}
+    for name, hint in hints.items():
+        found = [meta for meta in getattr(hint, "__metadata__", ()) if isinstance(meta, Option)]
+        if len(found) != 1:  # a key added without its Option: say so at import, in tests
+            raise TypeError(f"TaskOptions[{name!r}] needs Annotated[<type>, Option(...)]")
+        options[name] = found[0]
+    return options
+
+
+OPTIONS: dict[str, Option] = _declared_options()
+"""Each task option's ``Option``, in declaration order."""
+
+TASK_OPTIONS: dict[str, Any] = {name: option.default for name, option in OPTIONS.items()}
+"""Each task option's default, in declaration order."""
+
+
+def document_options(fn: F) -> F:
+    """Append the task options, one line each, to ``fn``'s docstring (for ``help()``)."""
+    if fn.__doc__ is not None:  # None under python -OO
+        lines = [f"- ``{name}={option.shown}``: {option.doc}" for name, option in OPTIONS.items()]
+        head = "Options (declared once, in ``offload._task.TaskOptions``):"
+        fn.__doc__ = "\n\n".join([inspect.cleandoc(fn.__doc__), head, "\n".join(lines)])
+    return fn
 
 
 def declare(
@@ -225,57 +316,45 @@ def declare(
             f"unknown task option(s) {', '.join(sorted(unknown))}; "
             f"the options are {', '.join(TASK_OPTIONS)}"
         )
-    settings = {**TASK_OPTIONS, **options}
 
     def decorate(function: Callable[..., Any]) -> Task[Any, Any]:
-        spec = make_spec(function, **settings)
+        spec = make_spec(function, **options)
         register(spec)  # now: a worker imports the module, it never calls the task
         return Task(function, spec, app)
 
     return decorate if fn is None else decorate(fn)
 
 
-def make_spec(
-    fn: object,
-    *,
-    pool: str | None = None,
-    retries: int = 0,
-    backoff: Backoff | None = None,
-    retry_on: type[BaseException] | tuple[type[BaseException], ...] = Exception,
-    timeout: Seconds | None = None,
-    name: str | None = None,
-    queue: str = "default",
-    priority: int = 0,
-    max_deliveries: int | None = None,
-    result_ttl: Seconds | None = None,
-) -> TaskSpec:
+def make_spec(fn: object, **options: Unpack[TaskOptions]) -> TaskSpec:
     """Check a task's declaration and turn it into a ``TaskSpec``."""
     if not callable(fn):
         raise ConfigurationError(
             f"@task decorates a function; got {fn!r} of type {type(fn).__name__}"
         )
-    is_async = inspect.iscoroutinefunction(fn)
-    pool = _check_pool(fn, pool, is_async)
+    # Every key present, so that each lookup below is typed by the declaration.
+    settings = cast(TaskOptions, {**TASK_OPTIONS, **options})
+    pool = _check_pool(fn, settings["pool"], inspect.iscoroutinefunction(fn))
+    backoff = settings["backoff"]
     if backoff is not None and not isinstance(backoff, Backoff):
         raise ConfigurationError(f"backoff= takes an offload.Backoff(...), not {backoff!r}")
     module = getattr(fn, "__module__", None) or "__main__"
     qualname = getattr(fn, "__qualname__", None) or type(fn).__name__
-    name = name or _default_name(fn, module, qualname)
+    name = settings["name"] or _default_name(fn, module, qualname)
     return TaskSpec(
         name=_name(name, "the task name"),
         fn=fn,
         pool=pool,
         policy=RetryPolicy(
-            retries=_count("retries", retries) or 0,
+            retries=_count("retries", settings["retries"]) or 0,
             backoff=backoff or DEFAULT_BACKOFF,
-            retry_on=_exception_types(retry_on),
+            retry_on=_exception_types(settings["retry_on"]),
         ),
-        timeout=_seconds("timeout", timeout, positive=True),
-        queue=_name(queue, "queue="),
+        timeout=_seconds("timeout", settings["timeout"], positive=True),
+        queue=_name(settings["queue"], "queue="),
         import_path=f"{module}:{qualname}",
-        priority=_integer("priority", priority),
-        max_deliveries=_count("max_deliveries", max_deliveries, positive=True),
-        result_ttl=_seconds("result_ttl", result_ttl),
+        priority=_integer("priority", settings["priority"]),
+        max_deliveries=_count("max_deliveries", settings["max_deliveries"], positive=True),
+        result_ttl=_seconds("result_ttl", settings["result_ttl"]),
     )
 
 

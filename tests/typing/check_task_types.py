@@ -7,6 +7,7 @@ Each ``# type: ignore[code]`` below marks a line that MUST be an error; with
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from typing_extensions import assert_type
@@ -71,3 +72,19 @@ import offload.background as bg  # noqa: E402
 
 bg.n = 110
 bg.n = "many"  # type: ignore[assignment]
+
+
+# Task options are typed keywords (offload._task.TaskOptions): a wrong type or
+# an unknown option is an error, on offload.task and App.task alike.
+offload.task(retries="3")  # type: ignore[call-overload]
+offload.task(bogus=1)  # type: ignore[call-overload]
+app.task(timeout="soon")  # type: ignore[call-overload]
+app.task(bogus=1)  # type: ignore[call-overload]
+
+
+@app.task(timeout=timedelta(seconds=5), retry_on=(ValueError,), backoff=offload.Backoff())
+def well_declared(x: int) -> int:
+    return x
+
+
+assert_type(well_declared(1), Handle[int])
