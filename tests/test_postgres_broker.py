@@ -9,6 +9,7 @@ lost connections. Against the server of ``OFFLOAD_TEST_POSTGRES_URL``
 from __future__ import annotations
 
 import functools
+import re
 import socket
 import statistics
 import struct
@@ -23,10 +24,12 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.conninfo import make_conninfo
 
 from offload import BrokerUnavailable, ConfigurationError
-from offload._brokers._postgres import PostgresBroker
-from offload._brokers._postgres.queries import fill, lock_id
+from offload._brokers._base import Inspectable, Inspector, Transactional
+from offload._brokers._postgres import PostgresBroker, PostgresInspector
+from offload._brokers._postgres.queries import COPY_TYPES, fill, lock_id, statements
 from offload._brokers._postgres.schema import MIGRATIONS, SCHEMA_VERSION
 from offload._brokers._sql_rows import message_row
 from offload._message import ErrorInfo, Message, Outcome, State, new_id
@@ -330,6 +333,67 @@ def test_repr_names_the_server_and_schema_never_the_password() -> None:
         )
     finally:
         broker.close()
+
+
+# -- the statements ----------------------------------------------------------------------
+
+LIVE = "state IN ('queued', 'retrying', 'running')"
+
+
+def test_the_named_queries_agree_with_the_code() -> None:
+    sql = statements()
+    picked = f"WHERE {LIVE} AND due <= %(now)s"
+    assert sql["claim"].count(picked) == 1
+    assert sql["claim_queue"] == sql["claim"].replace(picked, f"{picked} AND queue = %(queue)s")
+    words = sql["insert_many"].split()
+    casts = [word.split("::")[1].rstrip(",)[]") for word in words if "[]" in word]
+    assert tuple(casts[: len(COPY_TYPES)]) == COPY_TYPES, "one column order for INSERT and COPY"
+    columns = [
+        " ".join(sql[name].split("(", 2)[2 if name != "copy" else 1].split(")")[0].split())
+        for name in ("insert_one", "insert_many", "copy")
+    ]
+    assert columns[0] == columns[1] == columns[2] + ", state", columns
+    for name, text in sql.items():  # the partial indexes' spelling, or they go unused
+        lists = re.findall(r"state IN \([^)]*'running'[^)]*\)", text)
+        assert all(found == LIVE for found in lists), f"{name}: live states spelled {lists}"
+
+
+def test_every_query_fills_in_for_a_schema() -> None:
+    for name, template in statements().items():
+        text = fill(template, "offload_x")
+        assert "{" not in text and "}" not in text, name
+        assert "{s}" not in template or '"offload_x"' in text, name
+
+
+# -- capabilities -------------------------------------------------------------------------
+
+
+def test_the_broker_declares_its_capabilities() -> None:
+    broker = PostgresBroker(URL, namespace="never")  # nothing connects
+    try:
+        assert isinstance(broker, Transactional) and isinstance(broker, Inspectable)
+        assert isinstance(broker.inspector, PostgresInspector)
+        assert isinstance(broker.inspector, Inspector)
+        assert broker.inspector is broker.inspector
+    finally:
+        broker.close()
+
+
+@pytest.mark.parametrize("connection", [object(), "postgresql://app@db/app", None])
+def test_an_enqueue_in_a_connection_of_another_kind_is_refused(connection: Any) -> None:
+    broker = PostgresBroker(URL, namespace="never")  # refused before anything connects
+    try:
+        with pytest.raises(ConfigurationError, match=r"psycopg 3 connection.*psycopg\.connect"):
+            broker.enqueue_in([message()], connection)
+    finally:
+        broker.close()
+
+
+def test_an_enqueue_in_another_database_is_refused(broker: PostgresBroker, server: str) -> None:
+    with psycopg.connect(make_conninfo(server, dbname="postgres")) as elsewhere:
+        with pytest.raises(ConfigurationError, match="no offload schema"):
+            broker.enqueue_in([message()], elsewhere)
+        elsewhere.rollback()
 
 
 # -- transactional enqueue ----------------------------------------------------------------
