@@ -122,14 +122,12 @@ class PostgresBroker:
         info = _conninfo(url, connect_timeout, secrets, self._where)
         open_connection = functools.partial(connect, info, statement_timeout)
         self._ready = False  # the schema was checked (and migrated): once per broker
+        ready = functools.partial(self._open_ready, open_connection)
+        scrub = secrets.scrub
         self._link = Link(
-            functools.partial(self._open_ready, open_connection),
-            self._where,
-            retry_for=retry_for,
-            closing=self._closing,
-            scrub=secrets.scrub,
+            ready, self._where, retry_for=retry_for, closing=self._closing, scrub=scrub
         )
-        self._listener = Listener(open_connection, self._sql["listen"], secrets.scrub)
+        self._listener = Listener(open_connection, self._sql["listen"], scrub)
         self._writer = Writer(self._sql, self.schema, self._channel, reuse_window)
         self._inspector = PostgresInspector(
             self._link,
