@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from offload._brokers import SqliteBroker
-from offload._brokers import _sqlite_schema as schema
+from offload._brokers._sqlite import schema
 from offload._errors import ConfigurationError
 from offload._message import (
     ErrorInfo,
@@ -418,7 +418,11 @@ def test_inspection_shows_a_corrupt_job_as_failed_and_the_others_as_they_are(
         assert "corrupt" in job.error.message and "priority" in job.error.message
         assert "key" in broker.inspector.job(worse.id).error.message  # type: ignore[union-attr]
         assert broker.inspector.job(good.id).state is State.QUEUED  # type: ignore[union-attr]
-        assert [j.state for j in broker.inspector.jobs()] == [State.FAILED, State.FAILED, State.QUEUED]
+        assert [j.state for j in broker.inspector.jobs()] == [
+            State.FAILED,
+            State.FAILED,
+            State.QUEUED,
+        ]
         ids = [good.id, bad.id, worse.id]
         assert broker.inspector.job_states(ids) == dict.fromkeys(ids, State.QUEUED)
     finally:

@@ -26,7 +26,7 @@ import offload
 from helpers import wait_until
 from offload import State
 from offload._brokers import SqliteBroker, _sql_rows
-from offload._brokers import _sqlite_schema as schema
+from offload._brokers._sqlite import statements
 from offload._errors import MessageRejected
 from offload._message import (
     Delivery,
@@ -253,7 +253,7 @@ ANY_VALUE = st.one_of(
     st.text(max_size=30),
     st.binary(max_size=30),
 )
-# What the broker reads back from text that is not UTF-8 (see schema.fetch).
+# What the broker reads back from text that is not UTF-8 (see connection.fetch).
 ESCAPED = st.binary(min_size=1, max_size=10).map(lambda b: b.decode("utf-8", "surrogateescape"))
 READ_BACK = st.one_of(ANY_VALUE, ESCAPED)
 
@@ -291,7 +291,7 @@ MESSAGE_COLUMNS = st.tuples(
 def test_any_claimed_row_reads_as_a_delivery_or_a_defect(
     token: int, values: tuple[Any, ...]
 ) -> None:
-    delivery = schema.row_delivery((token & schema.SEQ_BITS, token, *values), 123.0)
+    delivery = statements.row_delivery((token & statements.SEQ_BITS, token, *values), 123.0)
     assert isinstance(delivery, Delivery)
     assert delivery.token == token and delivery.lease_until == 123.0
     if delivery.defect is None:
@@ -394,7 +394,9 @@ def inspect(broker: SqliteBroker, ids: list[str]) -> list[JobInfo]:
     for job_id in ids:
         broker.inspector.job(job_id)
     broker.inspector.job_states(ids)
-    assert sum(sum(by_state.values()) for by_state in broker.inspector.counts().values()) == len(listed)
+    assert sum(sum(by_state.values()) for by_state in broker.inspector.counts().values()) == len(
+        listed
+    )
     return listed
 
 

@@ -1,0 +1,289 @@
+"""A broker in this process's memory: the in-process mode's queue.
+
+Fast (a lock, a deque per priority and a dict of leases) and complete:
+priorities, ETAs, leases with fencing, idempotency keys, results kept for
+their TTL, the dead-letter set and inspection (``MemoryInspector``, which
+reads the same structures under the same lock). Nothing survives the
+process; use SQLite for that.
+
+The in-process mode calls it for every ``@offload.task`` call, so the path
+of a message with no key under ``result_ttl=0`` touches nothing but its
+queue and the lease table: a job leaves no trace once acked. A job gets a
+record (``Record``) only when something must be remembered about it: a key,
+a last error while it waits to retry, or a finished job kept for its TTL.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import threading
+from collections.abc import Sequence
+
+from ..._clock import SYSTEM_CLOCK, Clock
+from ..._message import DEFAULT_MAX_DELIVERIES, Delivery, ErrorInfo, Message, Outcome, State
+from .._base import Lease, lapsed_error, stored_error
+from .inspector import MemoryInspector
+from .records import Ledger, Queue
+
+
+class MemoryBroker:
+    """Messages in a dict of deques; leases tracked per claim.
+
+    ``result_ttl`` (seconds) keeps finished jobs for inspection and key
+    reuse; with 0 a finished job is dropped at once, failures included (the
+    in-process mode hands every outcome to the caller's handle).
+    ``reuse_window``: seconds after a success during which its key returns
+    the finished job instead of a new one.
+    """
+
+    def __init__(
+        self, clock: Clock = SYSTEM_CLOCK, *, result_ttl: float = 86400.0, reuse_window: float = 0.0
+    ) -> None:
+        self._clock = clock
+        self._result_ttl = result_ttl
+        self._reuse_window = reuse_window
+        self._lock = threading.Lock()
+        self._wakeup = threading.Condition(self._lock)
+        self._waiting = 0
+        self._queues: dict[str, Queue] = {}
+        self._delayed: list[tuple[float, int, Message]] = []  # heap by eta
+        self._inflight: dict[str, Delivery] = {}
+        self._ledger = Ledger()
+        self._jobs = self._ledger.records  # read on the hot path: one lookup less
+        self._tokens = itertools.count(1)
+        self._sequence = itertools.count()
+        self._next_reclaim = math.inf  # no lease can lapse before this
+        self._inspector = MemoryInspector(self)
+
+    # -- the contract ----------------------------------------------------
+
+    def enqueue(self, messages: Sequence[Message], *, wake: bool = True) -> list[str]:
+        """Store ``messages``; ``wake=False``: the caller claims them itself, wake no waiter."""
+        if len(messages) == 1 and messages[0].key is None:  # the in-process hot path
+            message = messages[0]
+            with self._lock:
+                if message.eta is None:  # self._store(), inlined for the common case
+                    self._ready_queue(message.queue).push(message)
+                else:
+                    self._store(message)
+                if self._waiting and wake:
+                    self._wakeup.notify_all()
+            return [message.id]
+        with self._lock:
+            ids, new = self._plan(messages)  # raises before anything changes
+            for message in new:
+                self._store(message)
+            if self._waiting and new:
+                self._wakeup.notify_all()
+        return ids
+
+    def claim(self, queues: Sequence[str] | None, limit: int, lease: float) -> list[Delivery]:
+        now = self._clock.now()
+        claimed: list[Delivery] = []
+        until = now + lease
+        with self._lock:
+            if self._delayed and self._delayed[0][0] <= now:
+                self._promote_due(now)
+            if now >= self._next_reclaim:
+                self._reclaim_lapsed(now)
+            if queues is None and len(self._queues) > 1:
+                self._claim_by_priority(claimed, limit, until)
+            else:
+                for name in self._queues if queues is None else queues:
+                    queue = self._queues.get(name)
+                    while queue is not None and len(claimed) < limit:
+                        message = queue.pop()
+                        if message is None:
+                            break
+                        # self._lease(), inlined: this loop is the in-process hot path.
+                        message.attempt += 1
+                        delivery = Delivery(message, next(self._tokens), until)
+                        self._inflight[message.id] = delivery
+                        claimed.append(delivery)
+                    if len(claimed) >= limit:
+                        break
+            if claimed and until < self._next_reclaim:
+                self._next_reclaim = until
+        return claimed
+
+    def ack(self, delivery: Delivery, outcome: Outcome) -> bool:
+        message = delivery.message
+        with self._lock:
+            current = self._inflight.get(message.id)  # self._release(), inlined
+            if current is None or current.token != delivery.token:
+                return False
+            del self._inflight[message.id]
+            # Nothing to remember about a keyless job under a zero TTL: skip
+            # the bookkeeping (the in-process hot path).
+            if (
+                self._result_ttl
+                or message.result_ttl is not None
+                or message.key is not None
+                or self._jobs
+            ):
+                error = stored_error(outcome)
+                self._finish(message, outcome.state, outcome.payload, error)
+            return True
+
+    def nack(
+        self,
+        delivery: Delivery,
+        retry_at: float | None,
+        *,
+        error: ErrorInfo | None = None,
+        penalty: bool = True,
+    ) -> bool:
+        message = delivery.message
+        with self._lock:
+            if not self._release(delivery):
+                return False
+            if not penalty:
+                message.attempt -= 1
+            if error is not None or message.id in self._jobs:
+                record = self._ledger.remember(message)
+                record.state = State.RETRYING if error is not None else State.QUEUED
+                record.error = error or record.error
+            if retry_at is not None:
+                message.eta = retry_at
+            if retry_at is not None and retry_at > self._clock.now():
+                heapq.heappush(self._delayed, (retry_at, next(self._sequence), message))
+            else:
+                self._ready_queue(message.queue).push(message)
+            if self._waiting:  # also for a delay: a waiter may sleep past its eta
+                self._wakeup.notify_all()
+            return True
+
+    def extend(self, delivery: Delivery, lease: float) -> Lease:
+        with self._lock:
+            current = self._inflight.get(delivery.message.id)
+            if current is None or current.token != delivery.token:
+                return Lease.LOST
+            delivery.lease_until = self._clock.now() + lease
+            return Lease.HELD
+
+    def close(self) -> None:
+        self.interrupt()
+
+    @property
+    def inspector(self) -> MemoryInspector:
+        """What the CLI and handles read: this broker's jobs, under its lock."""
+        return self._inspector
+
+    # -- wake-ups --------------------------------------------------------
+
+    def wait_for_messages(self, timeout: float, queues: Sequence[str] | None = None) -> None:
+        """Block until a message may be claimable (of ``queues``, all for None)."""
+        with self._lock:
+            names = self._queues if queues is None else queues
+            if any(self._queues.get(name) for name in names):
+                return
+            now = self._clock.now()
+            if self._delayed:
+                timeout = min(timeout, self._delayed[0][0] - now)
+            timeout = min(timeout, self._next_reclaim - now)
+            if timeout <= 0:
+                return
+            self._waiting += 1
+            try:
+                self._clock.wait(self._wakeup, timeout)
+            finally:
+                self._waiting -= 1
+
+    def interrupt(self) -> None:
+        with self._lock:
+            self._wakeup.notify_all()
+
+    # -- internals (called with the lock held) ----------------------------
+
+    def _ready_queue(self, name: str) -> Queue:
+        queue = self._queues.get(name)
+        if queue is None:
+            queue = self._queues[name] = Queue()
+        return queue
+
+    def _store(self, message: Message) -> None:
+        if message.key is not None:
+            self._ledger.keys[message.key] = message.id
+            self._ledger.remember(message)
+        if message.eta is not None and message.eta > self._clock.now():
+            heapq.heappush(self._delayed, (message.eta, next(self._sequence), message))
+        else:
+            self._ready_queue(message.queue).push(message)
+
+    def _plan(self, messages: Sequence[Message]) -> tuple[list[str], list[Message]]:
+        """Each message's job id, and the messages to store, changing nothing yet."""
+        ids: list[str] = []
+        new: list[Message] = []
+        batch_ids: set[str] = set()
+        batch_keys: dict[str, str] = {}
+        for message in messages:
+            if message.id in batch_ids:
+                raise ValueError(f"job id {message.id!r} appears twice in one enqueue")
+            batch_ids.add(message.id)
+            key = message.key
+            if key is not None:
+                existing = (
+                    batch_keys.get(key)
+                    or self._ledger.holder(key, self._inflight)
+                    or self._ledger.reusable(key, self._clock.now() - self._reuse_window)
+                )
+                if existing is not None:
+                    ids.append(existing)
+                    continue
+                batch_keys[key] = message.id
+            ids.append(message.id)
+            new.append(message)
+        return ids, new
+
+    def _lease(self, message: Message, until: float) -> Delivery:
+        message.attempt += 1
+        delivery = Delivery(message, next(self._tokens), until)
+        self._inflight[message.id] = delivery
+        return delivery
+
+    def _claim_by_priority(self, claimed: list[Delivery], limit: int, until: float) -> None:
+        """Claim across every queue, highest priority first (``queues=None``)."""
+        while len(claimed) < limit:
+            best: Queue | None = None
+            best_priority = 0
+            for queue in self._queues.values():
+                priority = queue.top()
+                if priority is not None and (best is None or priority > best_priority):
+                    best, best_priority = queue, priority
+            message = best.pop() if best is not None else None
+            if message is None:
+                return
+            claimed.append(self._lease(message, until))
+
+    def _release(self, delivery: Delivery) -> bool:
+        current = self._inflight.get(delivery.message.id)
+        if current is None or current.token != delivery.token:
+            return False
+        del self._inflight[delivery.message.id]
+        return True
+
+    def _finish(
+        self, message: Message, state: State, result: bytes | None, error: ErrorInfo | None
+    ) -> None:
+        ttl = self._result_ttl if message.result_ttl is None else message.result_ttl
+        self._ledger.finish(message, (state, result, error), ttl, self._clock.now())
+
+    def _promote_due(self, now: float) -> None:
+        delayed = self._delayed
+        while delayed and delayed[0][0] <= now:
+            message = heapq.heappop(delayed)[2]
+            self._ready_queue(message.queue).push(message)
+
+    def _reclaim_lapsed(self, now: float) -> None:
+        lapsed = [d for d in self._inflight.values() if d.lease_until <= now]
+        for delivery in lapsed:
+            message = delivery.message
+            del self._inflight[message.id]
+            limit = message.max_deliveries or DEFAULT_MAX_DELIVERIES
+            if message.attempt >= limit:
+                self._finish(message, State.FAILED, None, lapsed_error(message.attempt))
+            else:
+                self._ready_queue(message.queue).push(message)
+        self._next_reclaim = min((d.lease_until for d in self._inflight.values()), default=math.inf)

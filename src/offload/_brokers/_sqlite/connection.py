@@ -1,0 +1,193 @@
+"""The SQLite broker's one connection to its file, shared by the broker and its inspector.
+
+Concurrency inside a process: one connection, guarded by a lock. SQLite
+serialises writers anyway, and nearly every call writes; a Python lock
+queues this process's threads (dispatcher, pool threads acking, heartbeat,
+inspection) in order without SQLite's busy handler, which sleeps in
+millisecond steps when two connections collide. The sqlite3 module
+releases the GIL while SQLite works, so other threads keep running.
+``busy_timeout`` still applies between processes.
+
+The file is created readable by its owner only (0600; SQLite gives its
+-wal and -shm files the same mode): jobs carry arguments and results.
+
+What is read back is never trusted: a SQLite column holds a value of any
+type, whatever its declared one, and anyone who can open the file can
+write it. Text that is not UTF-8 is read again with its bad bytes escaped
+rather than failing the statement that met it (``fetch``); ``_sql_rows``
+then shows those rows as corrupt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from ..._errors import ConfigurationError
+from .schema import QUERIES, migrate
+
+
+class Database:
+    """The connection to one database file, its lock, and its write transactions."""
+
+    def __init__(self, path: str, busy_timeout_ms: int) -> None:
+        self.path = path
+        self.lock = threading.Lock()
+        self._busy_timeout_ms = busy_timeout_ms
+        _create_private(path)
+        try:
+            self.connection = self._connect()
+        except sqlite3.DatabaseError as error:
+            _refuse_not_a_database(path, error)
+            raise
+        try:
+            migrate(self.connection, path)
+        except BaseException as error:
+            self.connection.close()
+            if isinstance(error, sqlite3.DatabaseError):
+                _refuse_not_a_database(path, error)
+            raise
+
+    def _connect(self) -> sqlite3.Connection:
+        # isolation_level=None: no implicit transactions; we BEGIN ourselves.
+        db = sqlite3.connect(
+            self.path,
+            timeout=self._busy_timeout_ms / 1000,
+            isolation_level=None,
+            check_same_thread=False,  # shared by this process's threads, under self.lock
+            cached_statements=256,
+        )
+        try:
+            db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+            mode = self._enable_wal(db)
+        except BaseException:
+            db.close()
+            raise
+        if str(mode).lower() != "wal" and self.path != ":memory:":
+            db.close()
+            raise ConfigurationError(
+                f"{self.path}: SQLite could not switch the database to WAL mode (it is in "
+                f"{mode!r} mode); offload needs WAL so that workers and producers do not block "
+                "each other. Put the file on a local disk (not a network file system)."
+            )
+        # Under WAL, NORMAL syncs the WAL at checkpoints, not at each commit:
+        # commits stay atomic and a crashed or killed process loses nothing,
+        # but a power cut or OS crash may roll back the last few commits.
+        db.execute("PRAGMA synchronous = NORMAL")
+        return db
+
+    def _enable_wal(self, db: sqlite3.Connection) -> str:
+        """Switch to WAL, retrying while another process holds the file.
+
+        The switch needs an exclusive lock, and SQLite may answer "locked"
+        at once, without its busy handler, when several processes create
+        the file together: retry for as long as busy_timeout allows.
+        """
+        deadline = time.monotonic() + self._busy_timeout_ms / 1000
+        while True:
+            try:
+                return str(db.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.01)
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction: the write lock is taken at BEGIN, not at the first write."""
+        with self.lock:
+            db = self.connection
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:  # a failed COMMIT too: never leave it open
+                    db.execute("ROLLBACK")
+                raise
+
+    def read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """The rows of a query (``fetch``), under the lock."""
+        with self.lock:
+            return fetch(self.connection, sql, params)
+
+    def change(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one writing statement (its own transaction), under the lock; rows changed."""
+        with self.lock:
+            return self.connection.execute(sql, params).rowcount
+
+    def data_version(self) -> int:
+        """Changes when another connection commits: its own commits leave it as it is."""
+        with self.lock:
+            return int(self.connection.execute(QUERIES["data_version"]).fetchone()[0])
+
+    def close(self) -> None:
+        with self.lock:
+            self.connection.close()
+
+
+def fetch(db: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+    """The rows of a query, even if a stored text is not UTF-8.
+
+    The sqlite3 module fails the whole statement on such a text; the query
+    is then run again with the bad bytes read as lone surrogates (which
+    ``_sql_rows.is_text`` refuses: that row shows as corrupt, the others as
+    they are). The caller holds the connection's lock.
+    """
+    try:
+        return db.execute(sql, params).fetchall()
+    except sqlite3.OperationalError as error:
+        if not undecodable(error):
+            raise
+    return fetch_escaped(db, sql, params)
+
+
+def fetch_escaped(db: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[Any]:
+    """The rows of a query, text read with its bad bytes escaped (the lock held)."""
+    db.text_factory = _escaped
+    try:
+        return db.execute(sql, params).fetchall()
+    finally:
+        db.text_factory = str
+
+
+def undecodable(error: sqlite3.OperationalError) -> bool:
+    """The sqlite3 module met text that is not UTF-8 ("Could not decode to UTF-8 column ...")."""
+    return "decode" in str(error)
+
+
+def _escaped(data: bytes) -> str:
+    return data.decode("utf-8", "surrogateescape")
+
+
+def _refuse_not_a_database(path: str, error: sqlite3.DatabaseError) -> None:
+    """Say what to do about a file that is not a database ("file is not a database").
+
+    An OperationalError (locked, read-only, ...) is left to say what it says.
+    """
+    if not isinstance(error, sqlite3.OperationalError):
+        raise ConfigurationError(
+            f"{path} cannot be used as an offload database ({error}): point the URL "
+            "at a new file or at one that offload created"
+        ) from error
+
+
+def _create_private(path: str) -> None:
+    """Create the database file readable and writable by its owner only (0600).
+
+    Jobs carry arguments and results, often credentials. SQLite gives its
+    -wal and -shm files the database file's mode. A file that exists keeps
+    the mode its owner chose.
+    """
+    if path in ("", ":memory:"):
+        return
+    try:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError:  # it exists (or cannot be made: sqlite3 then says why)
+        return
+    os.close(descriptor)

@@ -1,0 +1,99 @@
+"""What the CLI, the dashboard and handles read of a SQLite broker's jobs.
+
+``SqliteInspector`` shares the broker's connection and lock (``Database``):
+opening the broker opens one connection, whatever reads it. Inspection
+never raises because of one row: a corrupt job shows as failed
+(``_sql_rows.row_info``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from ..._clock import Clock
+from ..._message import JobInfo, State
+from .._sql_rows import row_info, state_of
+from .connection import Database, fetch
+from .schema import QUERIES
+
+_CHUNK = 500
+"""Ids per ``job_states`` query: under SQLite's bound-variable limit (999 before 3.32)."""
+
+
+class SqliteInspector:
+    """Inspection of one SQLite broker's file (``broker.inspector``).
+
+    ``notify`` wakes the broker's waiters in this process when a job becomes
+    claimable here (``retry``): other processes see the file change.
+    """
+
+    def __init__(
+        self, database: Database, clock: Clock, result_ttl: float, notify: Callable[[], None]
+    ) -> None:
+        self._database = database
+        self._clock = clock
+        self._result_ttl = result_ttl
+        self._notify = notify
+
+    def change_token(self) -> int:
+        """Changes when another connection commits: nothing new if it did not.
+
+        This process's own writes go through the same connection, and leave
+        it as it is: what they finish, this process's runner settles itself.
+        """
+        return self._database.data_version()
+
+    def job(self, job_id: str) -> JobInfo | None:
+        rows = self._database.read(QUERIES["job"], (job_id,))
+        return row_info(rows[0]) if rows else None
+
+    def job_states(self, job_ids: Sequence[str]) -> dict[str, State]:
+        states: dict[str, State] = {}
+        for start in range(0, len(job_ids), _CHUNK):
+            chunk = job_ids[start : start + _CHUNK]
+            sql = QUERIES["job_states"].format(marks=",".join("?" * len(chunk)))
+            rows = self._database.read(sql, chunk)
+            states.update((job_id, state_of(state)) for job_id, state in rows)
+        return states
+
+    def counts(self) -> dict[str, dict[State, int]]:
+        counts: dict[str, dict[State, int]] = {}
+        for queue, state, count in self._database.read(QUERIES["counts"]):
+            by_state = counts.setdefault(queue, {})
+            by_state[state_of(state)] = by_state.get(state_of(state), 0) + count
+        return counts
+
+    def jobs(
+        self, state: State | None = None, queue: str | None = None, limit: int = 50
+    ) -> list[JobInfo]:
+        params = (None if state is None else state.value, queue, limit)
+        return [row_info(row) for row in self._database.read(QUERIES["jobs"], params)]
+
+    def cancel(self, job_id: str) -> bool:
+        with self._database.write() as db:
+            deleted = db.execute(QUERIES["cancel_deleting"], (job_id, self._result_ttl)).rowcount
+            updated = db.execute(
+                QUERIES["cancel"], (job_id, self._result_ttl, self._clock.now())
+            ).rowcount
+        return deleted + updated == 1
+
+    def retry(self, job_id: str) -> bool:
+        with self._database.write() as db:
+            rows = fetch(db, QUERIES["retry_check"], (job_id,))
+            if not rows or rows[0][0] not in (State.FAILED.value, State.CANCELLED.value):
+                return False
+            if rows[0][1]:
+                return False  # another job holds the key now: two would run
+            db.execute(QUERIES["retry"], (self._clock.now(), job_id))
+        self._notify()
+        return True
+
+    def purge(self, state: State = State.FAILED, queue: str | None = None) -> int:
+        if not state.finished:
+            raise ValueError(
+                f"purge deletes finished jobs (succeeded, failed, cancelled), not {state}"
+            )
+        return self._database.change(QUERIES["purge"], (state.value, queue))
+
+    def prune(self) -> int:
+        return self._database.change(QUERIES["prune"], (self._clock.now(),))

@@ -1,0 +1,170 @@
+-- The SQLite broker's statements, each under the name Python calls it by.
+--
+-- Comment lines are dropped when the file is loaded (schema.QUERIES): a
+-- statement's own comments go right under its name. Braces are filled in by
+-- Python, never with a value (values are always bound, ? or ?N):
+-- {message_columns} and {info_columns}, the column lists of _sql_rows, at
+-- load; {seqs}, {marks}, {queue} and {parts}, lists of ? or a cast of one,
+-- at each call.
+--
+-- The live states are spelled exactly as in the partial index jobs_claim
+-- (migrations/001_jobs.sql) wherever they appear: SQLite uses a partial
+-- index only for a query whose WHERE clause repeats its condition.
+
+
+-- name: schema_version
+SELECT value FROM offload_meta WHERE name = 'schema_version'
+
+-- name: create_meta
+CREATE TABLE IF NOT EXISTS offload_meta (name TEXT PRIMARY KEY, value) WITHOUT ROWID
+
+-- name: set_schema_version
+INSERT OR REPLACE INTO offload_meta (name, value) VALUES ('schema_version', ?)
+
+-- name: data_version
+-- Changes when another connection commits to the file: read from the WAL
+-- index in shared memory, no disk access.
+PRAGMA data_version
+
+
+-- name: insert
+-- The values in the order of message_row (_sql_rows), which builds the rows.
+INSERT INTO jobs (id, task, queue, priority, state, due, eta, attempt, max_deliveries,
+    key, timeout, retries, created, payload, result_ttl, meta)
+VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+
+-- name: job_with_key
+-- The live job with a key, else one that succeeded after the reuse window began.
+SELECT id FROM jobs WHERE key = ? AND (state IN ('queued', 'retrying', 'running')
+    OR (state = 'succeeded' AND finished > ?))
+ORDER BY state = 'succeeded', seq DESC LIMIT 1
+
+-- name: queue_names
+-- Queues with live jobs: one index seek per queue (a skip scan).
+WITH RECURSIVE q(name) AS (
+    SELECT (SELECT min(queue) FROM jobs WHERE state IN ('queued', 'retrying', 'running'))
+    UNION ALL
+    SELECT (SELECT min(queue) FROM jobs
+            WHERE state IN ('queued', 'retrying', 'running') AND queue > q.name)
+    FROM q WHERE q.name IS NOT NULL
+)
+SELECT name FROM q WHERE name IS NOT NULL
+
+-- name: candidates_in_queue
+-- One queue's best ready jobs: rank, queue, now, limit. A due that is not a
+-- number (text sorts after every number) would never come: such a job is
+-- claimable at once, and the claim sets its due.
+SELECT * FROM (
+    SELECT seq, ? AS rank, priority, due FROM jobs
+    WHERE queue = {queue} AND state IN ('queued', 'retrying', 'running')
+        AND (due <= ? OR due >= '')
+    ORDER BY priority DESC, due, seq LIMIT ?
+)
+
+-- name: candidates
+-- Only seq is read back: the other columns may hold anything.
+SELECT seq FROM ({parts})
+
+-- name: candidates_in_order
+SELECT seq FROM ({parts}) ORDER BY rank, priority DESC, due, seq LIMIT ?
+
+-- name: claim
+-- The token fences a claim. Low 40 bits: the job's seq (so tokens are unique
+-- across jobs); above: the job's claims so far (statements.SEQ_BITS).
+UPDATE jobs SET state = 'running', attempt = attempt + 1, due = ?,
+    token = (((token >> 40) + 1) << 40) | seq
+WHERE seq IN ({seqs})
+RETURNING seq, token, {message_columns}
+
+-- name: claimed
+SELECT seq, token, {message_columns} FROM jobs WHERE seq IN ({seqs})
+
+-- name: lapsed
+-- Lapsed jobs delivered max_deliveries times (else the default): dead-lettered.
+SELECT seq, attempt FROM jobs WHERE state = 'running' AND due <= ?
+    AND attempt >= coalesce(max_deliveries, ?)
+
+-- name: dead_letter
+UPDATE jobs SET state = 'failed', finished = ?, expires = NULL, error_type = ?,
+    error_message = ?, error_traceback = ?, error_args = ?
+WHERE seq = ?
+
+-- name: ack
+-- Fenced, as every write of a claimed job: by seq (the rowid, read from the
+-- token: the fastest lookup, and it finds a job whose stored id is corrupt),
+-- by the token itself, and only while running.
+UPDATE jobs SET state = ?, finished = ?, expires = ?, result = ?,
+    error_type = ?, error_message = ?, error_traceback = ?, error_args = ?
+WHERE seq = ? AND token = ? AND state = 'running'
+
+-- name: ack_delete
+-- A zero TTL keeps nothing.
+DELETE FROM jobs WHERE seq = ? AND token = ? AND state = 'running'
+
+-- name: nack
+-- Without an error, the last one (if any) stays.
+UPDATE jobs SET state = ?, due = ?, eta = coalesce(?, eta), attempt = attempt - ?
+WHERE seq = ? AND token = ? AND state = 'running'
+
+-- name: nack_error
+UPDATE jobs SET state = ?, due = ?, eta = coalesce(?, eta), attempt = attempt - ?,
+    error_type = ?, error_message = ?, error_traceback = ?, error_args = ?
+WHERE seq = ? AND token = ? AND state = 'running'
+
+-- name: extend
+UPDATE jobs SET due = ? WHERE seq = ? AND token = ? AND state = 'running'
+
+-- name: next_due
+SELECT min(due) FROM jobs WHERE state IN ('queued', 'retrying', 'running')
+
+-- name: next_due_in
+SELECT min(due) FROM jobs WHERE state IN ('queued', 'retrying', 'running')
+    AND queue IN ({marks})
+
+-- name: prune_some
+-- At most a batch: a claim or an ack must not hold the write lock for long.
+DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs WHERE expires <= ? LIMIT ?)
+
+
+-- name: job
+SELECT {info_columns} FROM jobs WHERE id = ?
+
+-- name: job_states
+SELECT id, state FROM jobs WHERE id IN ({marks})
+
+-- name: counts
+SELECT queue, state, count(*) FROM jobs GROUP BY queue, state
+
+-- name: jobs
+-- Newest first: seq is the order of insertion.
+SELECT {info_columns} FROM jobs
+WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR queue = ?2)
+ORDER BY seq DESC LIMIT ?3
+
+-- name: cancel_deleting
+-- A zero TTL keeps nothing, as for an ack: job id, the broker's result TTL.
+DELETE FROM jobs WHERE id = ?1 AND state IN ('queued', 'retrying')
+    AND coalesce(result_ttl, ?2) <= 0
+
+-- name: cancel
+UPDATE jobs SET state = 'cancelled', finished = ?3, expires = ?3 + coalesce(result_ttl, ?2)
+WHERE id = ?1 AND state IN ('queued', 'retrying')
+
+-- name: retry_check
+-- The key is compared in SQL, never read: a stored one may not even be text.
+SELECT state, EXISTS (
+    SELECT 1 FROM jobs AS other WHERE other.key = jobs.key
+        AND other.state IN ('queued', 'retrying', 'running')
+) FROM jobs WHERE id = ?
+
+-- name: retry
+UPDATE jobs SET state = 'queued', attempt = 0, due = ?, eta = NULL, finished = NULL,
+    expires = NULL, result = NULL, error_type = NULL, error_message = NULL,
+    error_traceback = NULL, error_args = NULL
+WHERE id = ?
+
+-- name: purge
+DELETE FROM jobs WHERE state = ?1 AND (?2 IS NULL OR queue = ?2)
+
+-- name: prune
+DELETE FROM jobs WHERE expires <= ?

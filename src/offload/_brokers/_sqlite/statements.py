@@ -1,0 +1,206 @@
+"""The SQLite broker's writes of the claim path: enqueue, claim, ack, dead-lettering.
+
+Each function takes the connection (or a cursor) it writes with, inside a
+transaction the caller opened: the broker's own (``Database.write``), or,
+for a transactional enqueue, the caller's. Claimed rows are read back
+through ``_sql_rows``, shared with the PostgreSQL broker: a claimed row
+with a corrupt field makes that job alone a defect (dead-lettered by the
+runner).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+from ..._message import DEFAULT_MAX_DELIVERIES, Delivery, Message
+from .._base import lapsed_error
+from .._sql_rows import claimed_delivery, error_row, is_text, message_row
+from .connection import fetch, fetch_escaped, undecodable
+from .schema import QUERIES
+
+Writer = sqlite3.Connection | sqlite3.Cursor
+"""What a write runs on: the broker's connection, or a cursor of the caller's."""
+
+SEQ_BITS = (1 << 40) - 1
+"""A token's low 40 bits: the job's seq (``claim`` in queries.sql makes tokens so).
+
+Tokens are then unique across jobs (a worker keys what it runs by token);
+seq stays below 2**40, a trillion jobs. Above: the job's claims so far.
+"""
+
+
+class Ack(NamedTuple):
+    token: int
+    columns: tuple[Any, ...] | None  # state, finished, expires, result, error; None: delete
+
+
+class Claim(NamedTuple):
+    queues: tuple[str, ...] | None
+    limit: int
+    lease: float
+
+
+Write = Ack | Claim
+
+
+def fence(token: int) -> tuple[int, int]:
+    """The fencing parameters of a delivery's token: its job's seq, and the token."""
+    return token & SEQ_BITS, token
+
+
+def row_delivery(row: Sequence[Any], until: float) -> Delivery:
+    """A claimed row (seq, token, MESSAGE_COLUMNS) as a delivery: a defect if a field is corrupt."""
+    return claimed_delivery(row[1], row[2:], until)
+
+
+# -- enqueue --------------------------------------------------------------------------
+
+
+def message_rows(messages: Sequence[Message], now: float) -> list[tuple[Any, ...]]:
+    """The rows to insert, refusing (before anything is written) what cannot be stored."""
+    rows = [message_row(message, now) for message in messages]
+    seen: set[Any] = set()
+    for row in rows:
+        if row[0] in seen:
+            raise ValueError(f"job id {row[0]!r} appears twice in one enqueue")
+        seen.add(row[0])
+    return rows
+
+
+def insert(
+    db: Writer, messages: Sequence[Message], rows: list[tuple[Any, ...]], reuse_since: float
+) -> list[str]:
+    """Insert the messages whose key no job holds; every message's job id.
+
+    A job id already stored raises ``ValueError``: the caller rolls back.
+    """
+    try:
+        if all(message.key is None for message in messages):
+            db.executemany(QUERIES["insert"], rows)
+            return [message.id for message in messages]
+        return _insert_keyed(db, messages, rows, reuse_since)
+    except sqlite3.IntegrityError as error:
+        raise ValueError(f"a job id of this batch already exists ({error})") from None
+
+
+def _insert_keyed(
+    db: Writer, messages: Sequence[Message], rows: list[tuple[Any, ...]], reuse_since: float
+) -> list[str]:
+    # The check and the insert share one write transaction: no other process
+    # can insert the same key in between. (A partial unique index could not
+    # express the reuse window, and its violation would abort the whole batch
+    # instead of answering with the existing id.)
+    ids: list[str] = []
+    batch: dict[str, str] = {}
+    for message, row in zip(messages, rows, strict=True):
+        key = message.key
+        if key is not None:
+            existing = batch.get(key) or _job_with_key(db, key, reuse_since)
+            if existing is not None:
+                ids.append(existing)
+                continue
+            batch[key] = message.id
+        db.execute(QUERIES["insert"], row)
+        ids.append(message.id)
+    return ids
+
+
+def _job_with_key(db: Writer, key: str, reuse_since: float) -> str | None:
+    """The live job with ``key``, else one that succeeded after ``reuse_since``."""
+    row = db.execute(QUERIES["job_with_key"], (key, reuse_since)).fetchone()
+    if row is None:
+        return None
+    # A caller's connection may read text as bytes (its text_factory).
+    job_id = row[0]
+    return job_id.decode("utf-8", "surrogateescape") if isinstance(job_id, bytes) else str(job_id)
+
+
+# -- acks and claims --------------------------------------------------------------------
+
+
+def store_ack(db: sqlite3.Connection, ack: Ack) -> bool:
+    """Record one outcome, fenced by the delivery's token; whether it was current."""
+    seq = ack.token & SEQ_BITS
+    if ack.columns is None:
+        cursor = db.execute(QUERIES["ack_delete"], (seq, ack.token))
+    else:
+        cursor = db.execute(QUERIES["ack"], (*ack.columns, seq, ack.token))
+    return cursor.rowcount == 1
+
+
+def claim_rows(
+    db: sqlite3.Connection, queues: tuple[str, ...] | None, limit: int, now: float, until: float
+) -> list[Any]:
+    """Mark up to ``limit`` ready jobs running until ``until``; their rows, in claim order.
+
+    No stored value can fail it: the statement's arithmetic takes any type
+    (``attempt + 1`` on text is 1, past the largest integer a float), and
+    a text that is not UTF-8 is read again, escaped (``row_delivery`` then
+    makes that job a defect).
+    """
+    names = _queue_names(db) if queues is None else list(queues)
+    seqs = _candidates(db, names, limit, now, by_queue=queues is not None)
+    if not seqs:
+        return []
+    marks = ", ".join("?" * len(seqs))
+    try:
+        rows = db.execute(QUERIES["claim"].format(seqs=marks), (until, *seqs)).fetchall()
+    except sqlite3.OperationalError as error:
+        if not undecodable(error):
+            raise
+        # The update is done (SQLite makes every change of an UPDATE ...
+        # RETURNING at its first step): read its rows again, escaped.
+        rows = fetch_escaped(db, QUERIES["claimed"].format(seqs=marks), seqs)
+    order = {seq: index for index, seq in enumerate(seqs)}
+    rows.sort(key=lambda row: order[row[0]])  # RETURNING comes in no set order
+    return rows
+
+
+def _candidates(
+    db: sqlite3.Connection, names: list[str], limit: int, now: float, *, by_queue: bool
+) -> list[int]:
+    """The seqs to claim, in claim order.
+
+    Each queue's best ``limit`` come from its index; merged, they are
+    ordered by the queue's rank in ``names`` (``by_queue``), then priority,
+    then due, then age.
+    """
+    if not names:
+        return []
+    parts: list[str] = []
+    params: list[Any] = []
+    for rank, name in enumerate(names):
+        value: Any = name
+        if type(name) is str and not is_text(name):
+            # A name read back from bytes that are not UTF-8: matched byte for byte.
+            parts.append(_PER_QUEUE_CAST)
+            value = name.encode("utf-8", "surrogateescape")
+        else:
+            parts.append(_PER_QUEUE)
+        params += [rank if by_queue else 0, value, now, limit]
+    sql = " UNION ALL ".join(parts)
+    if len(names) > 1:
+        sql = QUERIES["candidates_in_order"].format(parts=sql)
+        params.append(limit)
+    else:
+        sql = QUERIES["candidates"].format(parts=sql)
+    return [row[0] for row in db.execute(sql, params)]
+
+
+_PER_QUEUE = QUERIES["candidates_in_queue"].format(queue="?")
+_PER_QUEUE_CAST = QUERIES["candidates_in_queue"].format(queue="CAST(? AS TEXT)")
+
+
+def dead_letter_lapsed(db: sqlite3.Connection, now: float) -> None:
+    """Lapsed jobs delivered ``max_deliveries`` times (by default ``DEFAULT_MAX_DELIVERIES``)
+    go to the dead-letter set: a job that kills every worker running it ends there."""
+    doomed = fetch(db, QUERIES["lapsed"], (now, DEFAULT_MAX_DELIVERIES))
+    for seq, attempt in doomed:
+        db.execute(QUERIES["dead_letter"], (now, *error_row(lapsed_error(attempt)), seq))
+
+
+def _queue_names(db: sqlite3.Connection) -> list[str]:
+    """Queues with live jobs: one index seek per queue (a skip scan)."""
+    return [row[0] for row in fetch(db, QUERIES["queue_names"])]
