@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import stat
 import statistics
@@ -288,6 +289,96 @@ def test_an_existing_file_keeps_the_mode_its_owner_gave_it(db_path: Path) -> Non
 
 
 # -- upgrades, error args, max deliveries -------------------------------------------
+
+
+# The schema as offload wrote it while its SQL lived in Python strings (schema
+# version 2): a database made then must open as it is, and a new one must match.
+SCHEMA_2 = (
+    """
+    CREATE TABLE jobs (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- age order; never reused (fencing)
+        id TEXT NOT NULL UNIQUE,
+        task TEXT NOT NULL,
+        queue TEXT NOT NULL,
+        priority INTEGER NOT NULL DEFAULT 0,
+        state TEXT NOT NULL CHECK (state IN
+            ('queued', 'running', 'retrying', 'succeeded', 'failed', 'cancelled')),
+        due REAL NOT NULL,  -- queued/retrying: claimable from; running: lease end
+        eta REAL,
+        attempt INTEGER NOT NULL DEFAULT 0,
+        token INTEGER NOT NULL DEFAULT 0,
+        max_deliveries INTEGER,
+        key TEXT,
+        timeout REAL,
+        retries INTEGER,
+        created REAL NOT NULL,
+        payload BLOB,
+        result_ttl REAL,
+        meta TEXT,
+        finished REAL,
+        expires REAL,  -- when prune deletes it; NULL while live and for failed jobs
+        result BLOB,
+        error_type TEXT,
+        error_message TEXT,
+        error_traceback TEXT
+    )
+    """,
+    "CREATE INDEX jobs_claim ON jobs (queue, priority DESC, due) "
+    "WHERE state IN ('queued', 'retrying', 'running')",
+    "CREATE INDEX jobs_lease ON jobs (due) WHERE state = 'running'",
+    "CREATE INDEX jobs_key ON jobs (key) WHERE key IS NOT NULL",
+    "CREATE INDEX jobs_expires ON jobs (expires) WHERE expires IS NOT NULL",
+    "ALTER TABLE jobs ADD COLUMN error_args TEXT",
+    "CREATE TABLE offload_meta (name TEXT PRIMARY KEY, value) WITHOUT ROWID",
+    "INSERT INTO offload_meta VALUES ('schema_version', 2)",
+)
+
+
+def schema_of(path: Path) -> list[tuple[str, str, str | None]]:
+    """What sqlite_master holds, whitespace aside: tables, indexes, their SQL."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        rows = db.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall()
+    return [(kind, name, sql and " ".join(sql.split())) for kind, name, sql in rows]
+
+
+def test_a_new_database_gets_the_schema_of_version_2(db_path: Path, tmp_path: Path) -> None:
+    old = tmp_path / "old.db"
+    with contextlib.closing(sqlite3.connect(old, isolation_level=None)) as db:
+        for statement in SCHEMA_2:
+            db.execute(statement)
+    SqliteBroker(db_path).close()
+    assert schema.SCHEMA_VERSION == 2
+    assert schema_of(db_path) == schema_of(old)
+
+
+def test_a_database_of_schema_2_opens_as_it_is(db_path: Path) -> None:
+    with contextlib.closing(sqlite3.connect(db_path, isolation_level=None)) as db:
+        db.execute("PRAGMA journal_mode = WAL")
+        for statement in SCHEMA_2:
+            db.execute(statement)
+    before = schema_of(db_path)
+    broker = SqliteBroker(db_path)
+    try:
+        m = message(key="k")
+        broker.enqueue([m])
+        (delivery,) = broker.claim(None, 10, 30)
+        assert delivery.message.id == m.id and delivery.defect is None
+        assert broker.ack(delivery, Outcome(State.SUCCEEDED, payload=b"1"))
+        assert broker.inspector.job(m.id).result == b"1"  # type: ignore[union-attr]
+    finally:
+        broker.close()
+    assert meta_version(db_path) == 2
+    assert schema_of(db_path) == before
+
+
+def test_a_semicolon_in_a_comment_or_a_string_does_not_end_a_statement() -> None:
+    script = "-- one; two\nCREATE TABLE t (x TEXT DEFAULT 'a;b');  -- three;\nSELECT 1;\n"
+    assert schema.split_script(script) == (
+        "-- one; two\nCREATE TABLE t (x TEXT DEFAULT 'a;b')",
+        "-- three;\nSELECT 1",
+    )
+    with pytest.raises(ValueError, match="without a ';'"):
+        schema.split_script("SELECT 1; SELECT 2")
 
 
 def test_a_database_of_schema_1_is_upgraded_and_keeps_its_jobs(db_path: Path) -> None:

@@ -33,16 +33,17 @@ def split_script(script: str) -> tuple[str, ...]:
     A ``;`` inside a comment or a string does not end a statement.
     """
     statements: list[str] = []
-    pending = ""
-    for piece in script.split(";"):
-        pending += piece + ";"
-        if sqlite3.complete_statement(pending):
-            statement = pending.strip().removesuffix(";").strip()
+    *pieces, pending = script.split(";")  # pending: what follows the last ';'
+    chunk = ""
+    for piece in pieces:
+        chunk += piece + ";"
+        if sqlite3.complete_statement(chunk):
+            statement = chunk.strip().removesuffix(";").strip()
             if _without_comments(statement).strip():
                 statements.append(statement)
-            pending = ""
-    if _without_comments(pending.removesuffix(";")).strip():
-        raise ValueError(f"a migration ends without a ';': {pending.strip()[:60]!r}")
+            chunk = ""
+    if _without_comments(chunk + pending).strip():
+        raise ValueError(f"a migration ends without a ';': {(chunk + pending).strip()[:60]!r}")
     return tuple(statements)
 
 

@@ -16,6 +16,10 @@ What the caller's connection is in:
   must not let another process in between);
 - none, in autocommit mode (``isolation_level=None``, or ``autocommit=True``
   on Python 3.12+): a transaction of its own, committed at once.
+
+SQLite lets one writer in at a time: from its first write until it
+commits, the caller's transaction holds the file's write lock, and every
+worker's claims and acks wait for it (``busy_timeout``). Keep it short.
 """
 
 from __future__ import annotations
