@@ -109,14 +109,8 @@ class App:
         self.on_exit: OnExit = on_exit
         self.clock = clock
         self.name = name
-        self.broker: Broker = _open(
-            self.url,
-            clock,
-            result_ttl=result_ttl,
-            reuse_window=reuse_window,
-            namespace=namespace,
-            migrate=migrate,
-        )
+        ttl, reuse = result_ttl, reuse_window
+        self.broker = _open(self.url, clock, ttl, reuse, namespace=namespace, migrate=migrate)
         self._registry = {} if registry is None else registry
         self._declared = Declared(self._registry, include)
         classes = self._declared.allows_module
@@ -127,40 +121,10 @@ class App:
         self._handles: HandleMap = WeakHandles() if self.durable else in_process
         chain = Chain(middleware) if middleware else None
         self.middleware = () if chain is None else chain.middleware
-        self._runner = Runner(
-            self.broker,
-            self._registry,
-            clock,
-            self._handles,
-            serializer=self.serializer,
-            resolve=self.resolve_task,
-            chain=chain,
-        )
+        self._runner = _runner(self, chain)
         self._sizes = _sizes(threads, processes)
-        self._embedded = (
-            EmbeddedWorker(
-                functools.partial(self.worker, lease=30.0 if self.durable else None),
-                self._handles,
-                durable=self.durable,
-                on_exit=on_exit,
-                describe=self.__repr__,
-            )
-            if embedded_worker or not self.durable
-            else None
-        )
-        self._producer = Producer(
-            self.broker,
-            clock,
-            self._handles,
-            url=self.url,
-            serializer=self.serializer,
-            chain=chain,
-            registry=self._registry,
-            embedded=self._embedded,
-            inspector=lambda: self.inspector,
-            classes=classes,
-            name=name,
-        )
+        self._embedded = _embedded(self, on_exit) if embedded_worker or not self.durable else None
+        self._producer = _producer(self, chain, classes)
         self._adhoc: dict[Callable[..., Any], Task[Any, Any]] = {}
         self._lock = threading.Lock()
 
@@ -350,12 +314,50 @@ class App:
         return f"<offload.App {redacted(self.url)} tasks={len(self._registry)}>"
 
 
+def _runner(app: App, chain: Chain | None) -> Runner:
+    return Runner(
+        app.broker,
+        app._registry,
+        app.clock,
+        app._handles,
+        serializer=app.serializer,
+        resolve=app.resolve_task,
+        chain=chain,
+    )
+
+
+def _embedded(app: App, on_exit: OnExit) -> EmbeddedWorker:
+    return EmbeddedWorker(
+        functools.partial(app.worker, lease=30.0 if app.durable else None),
+        app._handles,
+        durable=app.durable,
+        on_exit=on_exit,
+        describe=app.__repr__,
+    )
+
+
+def _producer(app: App, chain: Chain | None, classes: ModulePolicy) -> Producer:
+    return Producer(
+        app.broker,
+        app.clock,
+        app._handles,
+        url=app.url,
+        serializer=app.serializer,
+        chain=chain,
+        registry=app._registry,
+        embedded=app._embedded,
+        inspector=lambda: app.inspector,
+        classes=classes,
+        name=app.name,
+    )
+
+
 def _open(
     url: str,
     clock: Clock,
-    *,
     result_ttl: Seconds,
     reuse_window: Seconds,
+    *,
     namespace: str | None,
     migrate: bool,
 ) -> Broker:

@@ -19,13 +19,13 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ._brokers import Broker, Waker
-from ._brokers._base import Lease
 from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import ConfigurationError
 from ._executors import Executor, ThreadExecutor, check_size
+from ._leases import Leases
 from ._message import Delivery
 from ._outage import Outage
-from ._runner import POOLS, Call, Runner, job_fields
+from ._runner import POOLS, Call, Runner
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +65,6 @@ class Worker:
         self._name = name
         self._executors: dict[str, Executor] = {}
         self._lock = threading.Lock()
-        # Running deliveries by fencing token. Written by the dispatcher and
-        # pool threads without a lock: a single dict store or pop is atomic.
-        self._active: dict[int, Delivery] = {}
-        # Tokens whose lease the broker says is lost: their outcome is not
-        # recorded (the fencing token would refuse it; another worker owns it).
-        self._lost: set[int] = set()
         # Claims never exceed free slots: a message waits in the broker, where
         # priorities, cancellation and other workers can still reach it. The
         # dispatcher and pool threads claim concurrently, so each reserves its
@@ -88,6 +82,8 @@ class Worker:
         self._shut_down = threading.Event()  # middleware told (once)
         self._threads: list[threading.Thread] = []
         self._outage = Outage()
+        self._leases = Leases(broker, self._lease, clock, self._outage, self._closed)
+        self._active = self._leases.active  # running deliveries, by fencing token
 
     # -- life cycle --------------------------------------------------------------
 
@@ -96,7 +92,7 @@ class Worker:
             self._runner.chain.startup(self)
         loops = [(self._dispatch_loop, "dispatcher")]
         if self._lease != math.inf:
-            loops.append((self._heartbeat, "leases"))
+            loops.append((self._leases.heartbeat, "leases"))
         for target, suffix in loops:
             thread = threading.Thread(target=target, name=f"{self._name}-{suffix}", daemon=True)
             thread.start()
@@ -127,7 +123,7 @@ class Worker:
             thread.join(max(1.0, grace))
         while self._active and self._clock.now() < deadline:
             self._clock.wait(self._closed, min(0.05, max(0.0, deadline - self._clock.now())))
-        released = sum(self._release(delivery) for delivery in list(self._active.values()))
+        released = sum(self._leases.release(delivery) for delivery in list(self._active.values()))
         self.stop(wait=False)
         return released
 
@@ -331,7 +327,7 @@ class Worker:
         """
         if self._stopping.is_set():
             for delivery in deliveries:
-                self._release(delivery)
+                self._leases.release(delivery)
             self._unreserve(len(deliveries))
             return []
         dispatched = []
@@ -345,13 +341,6 @@ class Worker:
                 dispatched.append(False)
         return dispatched
 
-    def _release(self, delivery: Delivery) -> bool:
-        try:
-            return self._broker.nack(delivery, None, penalty=False)
-        except Exception:
-            log.exception("offload worker: could not release %s", delivery.message.id)
-            return False
-
     def _done(self, call: Call, result: Any, error: BaseException | None) -> None:
         """Executors call this once per call, from any thread; it never raises.
 
@@ -359,8 +348,8 @@ class Worker:
         backoff for up to a lease: past that, another worker will run the
         task again anyway (at least once).
         """
-        if call.delivery.token in self._lost:
-            self._forget_lost(call)
+        if self._leases.forget_if_lost(call.delivery):
+            self._finished(call)
             return
         deadline = None  # set at the first failure: the common path reads no clock
         pause = 0.1
@@ -382,39 +371,6 @@ class Worker:
             else:
                 self._outage.recovered()
                 break
-        self._finished(call)
-
-    # -- leases --------------------------------------------------------------------
-
-    def _heartbeat(self) -> None:
-        """Renew the leases of running messages every third of a lease."""
-        while not self._clock.wait(self._closed, self._lease / 3):
-            for delivery in list(self._active.values()):
-                try:
-                    answer = self._broker.extend(delivery, self._lease)
-                except Exception as error:  # noqa: BLE001 - logged once per outage
-                    self._outage.failed("renewing leases", error)
-                    break
-                if answer is Lease.LOST and delivery.token not in self._lost:
-                    self._lost.add(delivery.token)
-                    log.warning(
-                        "Job %s (task %s): its lease was lost (it lapsed and another worker "
-                        "claimed it, or the job was deleted); this attempt's outcome will not "
-                        "be recorded",
-                        delivery.message.id,
-                        delivery.message.task,
-                        extra=job_fields(delivery),
-                    )
-
-    def _forget_lost(self, call: Call) -> None:
-        """An attempt whose lease was lost ended: nothing to record, its slot is free."""
-        self._lost.discard(call.delivery.token)
-        log.info(
-            "Job %s (task %s) ended after its lease was lost; its outcome was not recorded",
-            call.delivery.message.id,
-            call.spec.name,
-            extra=job_fields(call.delivery),
-        )
         self._finished(call)
 
 

@@ -1,0 +1,80 @@
+"""The leases of one worker's running deliveries: renewed, lost, released.
+
+One heartbeat thread renews every running delivery's lease each third of
+a lease. The broker's answer says whether the lease is still held: a lost
+one (it lapsed while the worker was stopped or cut off, and another worker
+claimed the job) is logged once, and the attempt's outcome is then not
+recorded when it ends; the fencing token would refuse it anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from ._brokers import Broker
+from ._brokers._base import Lease
+from ._clock import Clock
+from ._message import Delivery
+from ._outage import Outage
+from ._runner import job_fields
+
+log = logging.getLogger(__name__)
+
+
+class Leases:
+    """Running deliveries by fencing token, and the heartbeat that keeps their leases."""
+
+    def __init__(
+        self, broker: Broker, lease: float, clock: Clock, outage: Outage, closed: threading.Event
+    ) -> None:
+        self._broker = broker
+        self._lease = lease
+        self._clock = clock
+        self._outage = outage
+        self._closed = closed
+        # Written by the dispatcher and pool threads without a lock: a single
+        # dict store or pop is atomic.
+        self.active: dict[int, Delivery] = {}
+        self._lost: set[int] = set()
+
+    def heartbeat(self) -> None:
+        """Renew the leases of running messages every third of a lease, until closed."""
+        while not self._clock.wait(self._closed, self._lease / 3):
+            for delivery in list(self.active.values()):
+                try:
+                    answer = self._broker.extend(delivery, self._lease)
+                except Exception as error:  # noqa: BLE001 - logged once per outage
+                    self._outage.failed("renewing leases", error)
+                    break
+                if answer is Lease.LOST and delivery.token not in self._lost:
+                    self._lost.add(delivery.token)
+                    log.warning(
+                        "Job %s (task %s): its lease was lost (it lapsed and another worker "
+                        "claimed it, or the job was deleted); this attempt's outcome will not "
+                        "be recorded",
+                        delivery.message.id,
+                        delivery.message.task,
+                        extra=job_fields(delivery),
+                    )
+
+    def forget_if_lost(self, delivery: Delivery) -> bool:
+        """``True`` if ``delivery``'s lease was lost: its outcome must not be recorded."""
+        if delivery.token not in self._lost:
+            return False
+        self._lost.discard(delivery.token)
+        log.info(
+            "Job %s (task %s) ended after its lease was lost; its outcome was not recorded",
+            delivery.message.id,
+            delivery.message.task,
+            extra=job_fields(delivery),
+        )
+        return True
+
+    def release(self, delivery: Delivery) -> bool:
+        """Give ``delivery`` back to the broker as if never claimed (no attempt counted)."""
+        try:
+            return self._broker.nack(delivery, None, penalty=False)
+        except Exception:
+            log.exception("offload worker: could not release %s", delivery.message.id)
+            return False
