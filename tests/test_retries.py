@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 import traceback
 from collections.abc import Callable
 
@@ -11,7 +10,7 @@ import pytest
 
 import offload
 from helpers import WAIT, wait_until
-from offload.testing import FakeClock
+from offload.testing import FakeClock, run_until_idle
 
 State = offload.State
 
@@ -97,18 +96,23 @@ NO_WAIT = offload.Backoff(base=60, cap=60, jitter=False)
 
 
 def advance_through_retries(
-    handle: offload.Handle[object], clock: FakeClock, calls: Callable[[], int], times: int
+    app: offload.App,
+    handle: offload.Handle[object],
+    clock: FakeClock,
+    calls: Callable[[], int],
+    times: int,
 ) -> None:
-    """For each retry: see the handle wait in ``retrying``, then move the clock past it."""
+    """For each retry: see the handle wait in ``retrying`` until the clock reaches
+    its backoff delay (``NO_WAIT``: 60 s), not a moment sooner, then move it there."""
     for _ in range(times):
-        assert wait_until(lambda: handle.state is State.RETRYING), handle.state
-        attempts = calls()
-        time.sleep(0.02)  # real time passes, fake time does not: no new attempt
-        assert not handle.done()
+        run_until_idle(app)  # the attempt that was due has run; the retry waits
         assert handle.state is State.RETRYING
+        attempts = calls()
+        clock.advance(59)
+        run_until_idle(app)
+        assert not handle.done()
         assert calls() == attempts, "retried before the backoff delay passed"
-        clock.advance(60)
-        assert wait_until(lambda n=attempts + 1: calls() == n), "not retried after the delay"
+        clock.advance(1)
 
 
 def test_fails_twice_then_succeeds_on_attempt_three(
@@ -117,7 +121,7 @@ def test_fails_twice_then_succeeds_on_attempt_three(
     flaky = Flaky(failures=2)
     task = fake_clock_app.task(name="flaky", retries=2, backoff=NO_WAIT)(flaky)
     handle = task()
-    advance_through_retries(handle, clock, lambda: flaky.calls, times=2)
+    advance_through_retries(fake_clock_app, handle, clock, lambda: flaky.calls, times=2)
     assert handle.result(timeout=WAIT) == "ok"
     assert flaky.calls == 3
     assert handle.state is State.SUCCEEDED
@@ -127,13 +131,16 @@ def test_retry_waits_for_the_backoff_delay(fake_clock_app: offload.App, clock: F
     flaky = Flaky(failures=1)
     task = fake_clock_app.task(name="flaky", retries=1, backoff=NO_WAIT)(flaky)
     handle = task()
-    assert wait_until(lambda: handle.state is State.RETRYING)
+    run_until_idle(fake_clock_app)
+    assert handle.state is State.RETRYING
     clock.advance(59)
+    run_until_idle(fake_clock_app)
     with pytest.raises(offload.ResultTimeout):
-        handle.result(timeout=0.1)  # 59 of 60 s: still waiting
+        handle.result(timeout=0)  # 59 of 60 s: still waiting
     assert flaky.calls == 1
     clock.advance(1)
-    assert handle.result(timeout=WAIT) == "ok"
+    run_until_idle(fake_clock_app)
+    assert handle.result(timeout=0) == "ok"
     assert flaky.calls == 2
 
 
@@ -152,7 +159,7 @@ def test_after_the_last_attempt_the_task_error_is_raised_with_its_traceback(
 
     task = fake_clock_app.task(retries=2, backoff=NO_WAIT)(always_fails)
     handle = task()
-    advance_through_retries(handle, clock, lambda: len(calls), times=2)
+    advance_through_retries(fake_clock_app, handle, clock, lambda: len(calls), times=2)
     with pytest.raises(KeyError, match="the original error") as info:
         handle.result(timeout=WAIT)
     assert len(calls) == 3
@@ -176,7 +183,7 @@ def test_retry_on_retries_listed_types_and_subclasses(
     flaky = Flaky(failures=1, error=ConnectionRefusedError)  # an OSError
     task = fake_clock_app.task(name="flaky", retries=1, retry_on=OSError, backoff=NO_WAIT)(flaky)
     handle = task()
-    advance_through_retries(handle, clock, lambda: flaky.calls, times=1)
+    advance_through_retries(fake_clock_app, handle, clock, lambda: flaky.calls, times=1)
     assert handle.result(timeout=WAIT) == "ok"
     assert flaky.calls == 2
 
@@ -201,12 +208,16 @@ def test_raise_retry_asks_for_another_attempt_after_its_delay(
         return "ready"
 
     handle = poll()
-    assert wait_until(lambda: handle.state is State.RETRYING)
+    run_until_idle(fake_clock_app)
+    assert handle.state is State.RETRYING
     clock.advance(29)
+    run_until_idle(fake_clock_app)
     with pytest.raises(offload.ResultTimeout):
-        handle.result(timeout=0.1)
+        handle.result(timeout=0)
+    assert len(calls) == 1
     clock.advance(1)
-    assert handle.result(timeout=WAIT) == "ready"
+    run_until_idle(fake_clock_app)
+    assert handle.result(timeout=0) == "ready"
     assert len(calls) == 2
 
 
@@ -249,7 +260,7 @@ def test_per_call_retries_override(fake_clock_app: offload.App, clock: FakeClock
     flaky_too = Flaky(failures=2)
     none_by_default = fake_clock_app.task(name="flaky-too", backoff=NO_WAIT)(flaky_too)
     handle = none_by_default.options(retries=2)()
-    advance_through_retries(handle, clock, lambda: flaky_too.calls, times=2)
+    advance_through_retries(fake_clock_app, handle, clock, lambda: flaky_too.calls, times=2)
     assert handle.result(timeout=WAIT) == "ok"
     assert flaky_too.calls == 3
 
@@ -260,7 +271,7 @@ def test_a_retry_is_logged_as_a_warning(
     caplog.set_level("WARNING", logger="offload")
     flaky = Flaky(failures=1)
     handle = fake_clock_app.task(name="flaky", retries=1, backoff=NO_WAIT)(flaky)()
-    advance_through_retries(handle, clock, lambda: flaky.calls, times=1)
+    advance_through_retries(fake_clock_app, handle, clock, lambda: flaky.calls, times=1)
     assert handle.result(timeout=WAIT) == "ok"
     warnings = [r for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1

@@ -14,7 +14,7 @@ import pytest
 
 import offload
 from helpers import WAIT, wait_until
-from offload.testing import FakeClock
+from offload.testing import FakeClock, run_until_idle
 
 
 @pytest.fixture
@@ -137,12 +137,16 @@ def test_keyword_arguments_reach_the_function(app: offload.App) -> None:
 def test_options_delay_waits_for_the_clock(fake_clock_app: offload.App, clock: FakeClock) -> None:
     work = fake_clock_app.task(multiply)
     handle = work.options(delay=60)(3)
-    assert not handle.done()
+    run_until_idle(fake_clock_app)  # everything due has run: the call is not due
     assert handle.state is offload.State.QUEUED
     with pytest.raises(offload.ResultTimeout):
-        handle.result(timeout=0.1)
-    clock.advance(61)
-    assert handle.result(timeout=WAIT) == 6
+        handle.result(timeout=0)
+    clock.advance(59)
+    run_until_idle(fake_clock_app)
+    assert not handle.done()
+    clock.advance(1)
+    run_until_idle(fake_clock_app)
+    assert handle.result(timeout=0) == 6
 
 
 def test_options_timeout_retries_priority(fake_clock_app: offload.App, clock: FakeClock) -> None:
@@ -158,13 +162,16 @@ def test_options_timeout_retries_priority(fake_clock_app: offload.App, clock: Fa
     call = flaky.options(timeout=5, retries=1, priority=5, delay=10)
     assert isinstance(call, offload.TaskCall)
     handle = call(7)
-    time.sleep(0.02)
+    run_until_idle(fake_clock_app)
     assert handle.state is offload.State.QUEUED  # delay=10 of the fake clock
     assert calls == []
     clock.advance(10)
-    assert wait_until(lambda: handle.state is offload.State.RETRYING)  # retries=1
+    run_until_idle(fake_clock_app)
+    assert handle.state is offload.State.RETRYING  # retries=1
+    assert calls == [7]
     clock.advance(1.0)  # the default backoff's first delay is at most 1 s
-    assert handle.result(timeout=WAIT) == 7
+    run_until_idle(fake_clock_app)
+    assert handle.result(timeout=0) == 7
     assert calls == [7, 7]
 
 
