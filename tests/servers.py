@@ -3,6 +3,8 @@
 ``OFFLOAD_TEST_REDIS_URL`` and ``OFFLOAD_TEST_POSTGRES_URL`` pick the
 servers (default: this machine's). When one cannot be reached its tests
 skip, saying why; under ``CI`` they fail instead, since CI must run them.
+``skip_or_fail`` does the same for any test that needs what a laptop may
+lack (root, network namespaces, server binaries).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import functools
 import os
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -48,12 +50,16 @@ def _postgres_unreachable() -> str | None:
     return None
 
 
-def _require(reason: str | None) -> None:
-    if reason is None:
-        return
+def skip_or_fail(reason: str) -> NoReturn:
+    """Skip the test, saying why; under ``CI`` fail instead: CI must run every test."""
     if os.environ.get("CI"):
         pytest.fail(f"{reason} (CI is set: these tests must run)")
     pytest.skip(reason)
+
+
+def _require(reason: str | None) -> None:
+    if reason is not None:
+        skip_or_fail(reason)
 
 
 def require_redis() -> str:

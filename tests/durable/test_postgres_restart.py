@@ -2,7 +2,8 @@
 
 The test runs a private cluster of its own (initdb in a temporary folder, a
 free port), so restarting it disturbs no one. Needs the server binaries and
-root (to run them as the postgres user); skipped, saying why, without them.
+root (to run them as the postgres user); skipped, saying why, without them
+(failed instead under ``CI``, as the server tests are).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from helpers import wait_until
+from servers import skip_or_fail
 
 TESTS = Path(__file__).resolve().parents[1]
 WAIT = 90.0
@@ -36,7 +38,7 @@ def private_postgres() -> Iterator[tuple[str, Path]]:
     """(URL, data folder) of a throwaway PostgreSQL cluster."""
     binaries = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
     if not binaries or os.geteuid() != 0 or shutil.which("runuser") is None:
-        pytest.skip("needs PostgreSQL's server binaries and root (to run them as postgres)")
+        skip_or_fail("needs PostgreSQL's server binaries and root (to run them as postgres)")
     pg_ctl = f"{binaries[-1]}/pg_ctl"
     # Not pytest's tmp_path: its parents are root's alone, and the server runs as postgres.
     data = Path(tempfile.mkdtemp(prefix="offload-pg-"))
