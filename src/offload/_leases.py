@@ -76,5 +76,9 @@ class Leases:
         try:
             return self._broker.nack(delivery, None, penalty=False)
         except Exception:
-            log.exception("offload worker: could not release %s", delivery.message.id)
+            log.exception(
+                "offload worker: could not release %s",
+                delivery.message.id,
+                extra=job_fields(delivery),
+            )
             return False

@@ -25,7 +25,7 @@ from ._executors import Executor, ThreadExecutor, check_size
 from ._leases import Leases
 from ._message import Delivery
 from ._outage import Outage
-from ._runner import POOLS, Call, Runner
+from ._runner import POOLS, Call, Runner, job_fields
 
 log = logging.getLogger(__name__)
 
@@ -361,12 +361,22 @@ class Worker:
                 if deadline is None:
                     deadline = self._clock.now() + min(self._lease, 300.0)
                 if self._clock.now() >= deadline or self._closed.is_set():
-                    log.error("offload worker: gave up recording the outcome of %s", call.spec.name)
+                    log.error(
+                        "offload worker: gave up recording the outcome of %s (id %s)",
+                        call.spec.name,
+                        call.delivery.message.id,
+                        extra=job_fields(call.delivery),
+                    )
                     break
                 self._clock.wait(self._closed, pause)
                 pause = min(pause * 2, 5.0)
             except Exception:
-                log.exception("offload could not record the outcome of task %s", call.spec.name)
+                log.exception(
+                    "offload could not record the outcome of task %s (id %s)",
+                    call.spec.name,
+                    call.delivery.message.id,
+                    extra=job_fields(call.delivery),
+                )
                 break
             else:
                 self._outage.recovered()

@@ -191,7 +191,11 @@ class ThreadExecutor:
             if once.claim():
                 self._done(call, result, None)
             else:
-                log.info("Task %s returned after its timeout; result discarded", call.spec.name)
+                log.info(
+                    "Task %s returned after its timeout; result discarded",
+                    call.spec.name,
+                    extra=job_fields(call.delivery),
+                )
 
 
 def check_size(size: int) -> None:
