@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ._brokers import Inspector
+from ._brokers._base import Migrating
 from ._brokers._url import redacted
 from ._errors import OffloadError, PayloadRejected
 from ._message import ErrorInfo, JobInfo, State
@@ -145,12 +146,11 @@ def migrate(target: str | None) -> None:
     deployments that run migrations as their own step. Safe to run from
     several machines at once (an advisory lock orders them).
     """
-    with _inspecting(target) as (app, broker):
-        run = getattr(broker, "migrate", None)
-        if run is None:
+    with _inspecting(target) as (app, _):
+        if not isinstance(app.broker, Migrating):
             click.echo(f"{redacted(app.url)}: nothing to migrate (this broker migrates on its own)")
             return
-        click.echo(f"{redacted(app.url)}: schema at version {run()}")
+        click.echo(f"{redacted(app.url)}: schema at version {app.broker.migrate()}")
 
 
 # -- status and jobs ------------------------------------------------------------------

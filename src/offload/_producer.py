@@ -69,7 +69,8 @@ class Producer:
     ) -> Handle[Any]:
         message = self.message(spec, args, kwargs, options)
         local = self._local
-        if local is not None and options.key is None:  # the in-process hot path
+        if local is not None and options.key is None and options.connection is None:
+            # The in-process hot path (a key or a connection takes the long one).
             handle: Handle[Any] = Handle(message.id, spec.name)
             self._handles[message.id] = handle
             worker = self._embedded.worker if self._embedded is not None else None

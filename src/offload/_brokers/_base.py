@@ -172,6 +172,15 @@ class Transactional(Protocol):
 
 
 @runtime_checkable
+class Migrating(Protocol):
+    """Capability: a schema that ``offload migrate`` can bring up as a step of its own."""
+
+    def migrate(self) -> int:
+        """Apply missing migrations now (safe from many processes at once); the schema version."""
+        ...
+
+
+@runtime_checkable
 class Inspectable(Protocol):
     """Capability: the broker has an inspector (every broker offload ships does)."""
 
