@@ -530,13 +530,20 @@ def test_a_finished_handle_holds_few_objects_for_the_garbage_collector(
     # Future costs 11 tracked objects (its Condition alone is 8).
     task = app.task(abs)
     task(1).result(WAIT)
-    gc.collect()
-    before = len(gc.get_objects())
-    handles = [task(i) for i in range(2000)]
-    for handle in handles:
-        handle.result(WAIT)
-    gc.collect()
-    per_handle = (len(gc.get_objects()) - before) / len(handles)
+
+    def tracked_per_handle() -> float:
+        gc.collect()
+        before = len(gc.get_objects())
+        handles = [task(i) for i in range(2000)]
+        for handle in handles:
+            handle.result(WAIT)
+        gc.collect()
+        return (len(gc.get_objects()) - before) / len(handles)
+
+    # The count is of the whole process: threads that earlier tests' apps
+    # left finishing allocate meanwhile. They only ever add, so the least of
+    # three measures is the handles' own cost.
+    per_handle = min(tracked_per_handle() for _ in range(3))
     assert per_handle <= 4, f"{per_handle:.1f} tracked objects per finished handle"
 
 
