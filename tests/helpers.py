@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parent
+"""The tests folder: where the task modules worker processes import live (durable_tasks...)."""
 
 WAIT = 5.0
 """Seconds a test waits for something that should happen at once."""

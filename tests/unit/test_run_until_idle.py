@@ -1,6 +1,6 @@
 """``offload.testing.run_until_idle``: burst mode, so tests assert exactly instead of sleeping.
 
-On the memory broker here; tests/durable/test_burst.py runs it on every durable broker.
+On the memory broker here; tests/e2e/durable/test_burst.py runs it on every durable broker.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 A broker stores messages and hands them out under leases. It decides
 nothing: whether a failure is retried, and when, is the runner's choice,
 passed in as ``nack(delivery, retry_at)``. One test suite
-(``tests/contract/``) holds every broker to this page.
+(``tests/integration/contract/``) holds every broker to this page.
 
 Job states, as a broker stores them (``State``):
 

@@ -10,7 +10,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
@@ -19,7 +18,6 @@ import process_tasks
 from helpers import WAIT, wait_until
 from offload.testing import FakeClock, run_until_idle
 
-TESTS_DIR = Path(__file__).resolve().parent
 CHILD_START = 30.0  # seconds a spawned child may take to start on a slow machine
 
 

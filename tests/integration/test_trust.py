@@ -1,8 +1,8 @@
 """Trust, in the core: what a worker may run, what data may name, errors that come back whole.
 
 The end-to-end proof with real worker processes on every durable broker is
-``tests/durable/test_security.py``; the poison cases per broker are in
-``tests/poison/``. Here: the rules themselves, on SQLite files and the
+``tests/e2e/durable/test_security.py``; the poison cases per broker are in
+``tests/integration/poison/``. Here: the rules themselves, on SQLite files and the
 memory broker, and property tests of the decoders.
 """
 

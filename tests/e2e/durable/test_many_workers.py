@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from helpers import wait_until
+from helpers import TESTS, wait_until
 from offload import State
 
 WAIT = 120.0
@@ -103,7 +103,7 @@ def test_tasks_enqueued_with_no_worker_run_when_one_starts_later(
         "for i in range(100):\n"
         "    durable_tasks.record(sys.argv[1], str(i))\n"
     )
-    env = {**os.environ, "OFFLOAD_TEST_URL": db_url, "PYTHONPATH": str(Path(__file__).parents[1])}
+    env = {**os.environ, "OFFLOAD_TEST_URL": db_url, "PYTHONPATH": str(TESTS)}
     subprocess.run(
         [sys.executable, "-c", producer, str(out)], check=True, env=env, timeout=60
     )  # the producer has ended: only the database holds the work

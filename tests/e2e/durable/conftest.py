@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import TESTS
 from servers import drop_postgres_schema, require_postgres, require_redis
-
-TESTS = Path(__file__).resolve().parents[1]  # where durable_tasks.py lives
 
 
 @pytest.fixture(params=["sqlite", "redis", "postgresql"])

@@ -21,10 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import wait_until
+from helpers import TESTS, wait_until
 from servers import skip_or_fail
 
-TESTS = Path(__file__).resolve().parents[1]
 WAIT = 60.0
 
 

@@ -158,7 +158,9 @@ def test_namespaces_isolate_apps(make_broker: Callable[..., RedisBroker]) -> Non
     assert second.inspector.counts() == {"default": {State.RUNNING: 1}}
     first.drop()
     assert first.inspector.counts() == {}
-    assert second.inspector.counts() == {"default": {State.RUNNING: 1}}, "dropping one leaves the other"
+    assert second.inspector.counts() == {"default": {State.RUNNING: 1}}, (
+        "dropping one leaves the other"
+    )
 
 
 def test_an_app_passes_its_namespace_to_the_broker() -> None:

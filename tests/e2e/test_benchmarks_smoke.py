@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import TESTS
+
+ROOT = TESTS.parent
 
 
 @pytest.fixture(autouse=True)

@@ -20,10 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import wait_until
+from helpers import TESTS, wait_until
 from servers import skip_or_fail
 
-TESTS = Path(__file__).resolve().parents[1]
 WAIT = 90.0
 
 

@@ -10,7 +10,8 @@ import textwrap
 import time
 from pathlib import Path
 
-TESTS_DIR = Path(__file__).resolve().parent
+from helpers import TESTS
+
 TIMEOUT = 30.0
 
 WRITER = """
@@ -41,7 +42,7 @@ def run_script(tmp_path: Path, body: str) -> subprocess.CompletedProcess[str]:
 
 def child_env() -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(TESTS_DIR), *filter(None, [env.get("PYTHONPATH")])])
+    env["PYTHONPATH"] = os.pathsep.join([str(TESTS), *filter(None, [env.get("PYTHONPATH")])])
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
