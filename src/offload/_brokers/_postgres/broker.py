@@ -10,7 +10,10 @@ restart loses nothing either (every state change is a synchronous commit).
 Wake-ups use LISTEN/NOTIFY: a transaction that makes a job claimable
 (enqueue, nack, retry) sends one notification per queue it touched, which
 PostgreSQL delivers only if it commits; an idle worker waits on them, never
-longer than until the next due time.
+longer than until the next due time. Results come the same way (the
+``ResultFeed`` capability, ``feed.py``): while a producer waits for them,
+its jobs record its reply channel, and their acks notify it, outcome and
+all, in the ack's own statement.
 
 A row is data that anyone who reaches the database may have written: a
 claimed row that cannot be read whole is a defect delivery, dead-lettered
@@ -44,10 +47,11 @@ from psycopg.rows import tuple_row
 from ..._clock import SYSTEM_CLOCK, Clock
 from ..._errors import BrokerUnavailable, ConfigurationError, MessageRejected
 from ..._message import Delivery, ErrorInfo, Message, Outcome, State, name_problem
-from .._base import Lease, stored_error
+from .._base import Finished, Lease, stored_error
 from .._group_commit import Batcher
 from .._sql_rows import message_row
 from .enqueue import Rows, Writer
+from .feed import Feed
 from .inspector import PostgresInspector
 from .link import Connection, Link, Listener, Secrets, connect, conninfo, describe
 from .queries import as_columns, claim_params, render
@@ -128,6 +132,7 @@ class PostgresBroker:
             ready, self._where, retry_for=retry_for, closing=self._closing, scrub=scrub
         )
         self._listener = Listener(open_connection, self._sql["listen"], scrub)
+        self._feed = Feed(open_connection, scrub)  # connects on the first wait_for_results
         self._writer = Writer(self._sql, self.schema, self._channel, reuse_window)
         self._inspector = PostgresInspector(
             self._link,
@@ -211,7 +216,9 @@ class PostgresBroker:
             return []
         now = self._clock.now()
         rows, ids = _batch(messages, now)
-        store = functools.partial(self._writer.store, messages=messages, rows=rows, now=now)
+        store = functools.partial(
+            self._writer.store, messages=messages, rows=rows, now=now, reply_to=self._feed.reply_to
+        )
         with _refusals(messages):
             return self._link.run(self._writer.retrying(store, ids))
 
@@ -233,7 +240,9 @@ class PostgresBroker:
             return []
         now = self._clock.now()
         rows, _ = _batch(messages, now)
-        store = functools.partial(self._writer.store, messages=messages, rows=rows, now=now)
+        store = functools.partial(
+            self._writer.store, messages=messages, rows=rows, now=now, reply_to=self._feed.reply_to
+        )
         with _refusals(messages), _elsewhere(self.schema, self._where):
             if not self._ready:
                 self._link.run(lambda _: None)  # the schema must exist (and be current)
@@ -451,6 +460,7 @@ class PostgresBroker:
     def close(self) -> None:
         self._closing.set()
         self._listener.close()  # wakes every waiter first
+        self._feed.close()
         self._link.close()
 
     # -- wake-ups --------------------------------------------------------------------
@@ -474,6 +484,22 @@ class PostgresBroker:
 
     def interrupt(self) -> None:
         self._listener.interrupt()
+
+    # -- results ---------------------------------------------------------------------
+
+    def wait_for_results(self, timeout: float) -> list[Finished]:
+        """Jobs enqueued here that finished, waiting up to ``timeout`` for the first.
+
+        The first call LISTENs on this object's reply channel; from then on
+        its enqueues record the channel, and their acks notify it with the
+        outcome (only the job id when that is 8000 bytes or more). At most
+        once: polling stays the fallback. One thread at a time may wait.
+        """
+        return self._feed.wait(timeout)
+
+    def stop_listening(self) -> None:
+        """Stop listening (enqueues stop recording the channel); ends a wait at once."""
+        self._feed.stop()
 
     def _next_due(self, queues: Sequence[str] | None) -> float:
         statement = self._sql["next_due" if queues is None else "next_due_in"]

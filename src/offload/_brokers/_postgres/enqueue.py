@@ -3,7 +3,9 @@
 What ``PostgresBroker.enqueue`` and ``enqueue_in`` share once the rows are
 built: on the broker's own connection (its ``Link``) the statements are one
 transaction of their own; on a caller's connection they join its
-transaction, and commit with it.
+transaction, and commit with it. Every row of a batch carries the same
+``reply_to``: the reply channel of the producer's result feed while it
+listens (``feed.py``), else None, and then its ack sends nothing.
 """
 
 from __future__ import annotations
@@ -58,25 +60,27 @@ class Writer:
         messages: Sequence[Message],
         rows: Rows,
         now: float,
+        reply_to: str | None = None,
         atomic: bool = False,
     ) -> list[str]:
         """Insert the batch (keyed messages: only where no job holds the key); the ids.
 
+        ``reply_to``: where the acks of the batch's jobs send their outcome.
         ``atomic``: make the statements one transaction (on the broker's
         autocommit connection); else the caller's transaction holds them.
         """
         keyed = any(message.key is not None for message in messages)
         if not keyed and len(rows) <= self.ONE_STATEMENT:
-            self._insert(connection, rows)  # one statement: atomic on its own
+            self._insert(connection, rows, reply_to)  # one statement: atomic on its own
             return [message.id for message in messages]
         with connection.transaction() if atomic else contextlib.nullcontext():
             ids = [message.id for message in messages]
             if keyed:
                 ids, rows = self._unkeyed(connection, messages, rows, now)
             if len(rows) <= self.ONE_STATEMENT:
-                self._insert(connection, rows)
+                self._insert(connection, rows, reply_to)
             else:
-                self._copy(connection, rows)
+                self._copy(connection, rows, reply_to)
             return ids
 
     def retrying(
@@ -123,24 +127,25 @@ class Writer:
             ids.append(message.id)
         return ids, fresh
 
-    def _insert(self, connection: Connection, rows: Rows) -> None:
+    def _insert(self, connection: Connection, rows: Rows, reply_to: str | None) -> None:
         if not rows:
             return
         if len(rows) == 1:
             queue = rows[0][2]
-            connection.execute(self._sql["insert_one"], (*rows[0], self._channel, queue))
+            params = (*rows[0], reply_to, self._channel, queue)
+            connection.execute(self._sql["insert_one"], params)
             return
         queues = sorted({row[2] for row in rows})
-        params = (*as_columns(rows), self._channel, queues)
-        connection.execute(self._sql["insert_many"], params)
+        many = (reply_to, *as_columns(rows), self._channel, queues)
+        connection.execute(self._sql["insert_many"], many)
 
-    def _copy(self, connection: Connection, rows: Rows) -> None:
+    def _copy(self, connection: Connection, rows: Rows, reply_to: str | None) -> None:
         """A large batch: COPY (psycopg formats rows in C; arrays of an INSERT in Python)."""
         with connection.cursor() as cursor:
             with cursor.copy(self._sql["copy"]) as copy:
-                copy.set_types(COPY_TYPES)
+                copy.set_types((*COPY_TYPES, "text"))
                 for row in rows:
-                    copy.write_row(row)
+                    copy.write_row((*row, reply_to))
             queues = sorted({row[2] for row in rows})
             cursor.execute(self._sql["notify"], (self._channel, queues))
 

@@ -9,9 +9,12 @@ gets ``BrokerUnavailable``. Nothing hangs: connecting has a timeout,
 statements have ``statement_timeout``, and TCP keepalives notice a server
 that vanished without closing the socket.
 
-``Listener`` owns the LISTEN connection. One waiting thread at a time reads
-it (``select`` on its socket and on a pipe, so ``interrupt`` wakes it at
-once); other waiting threads sleep on a condition that the reader signals.
+``Listener`` owns a LISTEN connection on one channel. One waiting thread at
+a time reads it (``select`` on its socket and on a pipe, so ``interrupt``
+wakes it at once); other waiting threads sleep on a condition that the
+reader signals. A broker has two, each connecting only once it is used:
+the wake-ups of its workers (``wait``, on the namespace's channel), and the
+result feed of its producer (``heard``, on the producer's reply channel).
 """
 
 from __future__ import annotations
@@ -239,7 +242,14 @@ class Link:
 
 
 class Listener:
-    """The LISTEN connection, and the wake-ups of ``wait_for_messages``."""
+    """A LISTEN connection on one channel, and the waits that read it.
+
+    ``wait``: until a notification names one of the caller's queues (the
+    wake-ups of ``wait_for_messages``). ``heard``: the payloads of the
+    notifications that came (a result feed's news). A lost connection is
+    opened again by the next wait, at most once per ``RETRY_AFTER``; what
+    was sent meanwhile is missed, as notifications are (callers poll too).
+    """
 
     RETRY_AFTER = 1.0  # seconds between attempts to LISTEN again after a failure
 
@@ -283,11 +293,46 @@ class Listener:
 
     def wait(self, seconds: float, queues: Collection[str] | None, mark: tuple[int, int]) -> None:
         """Until a notification for ``queues`` (any for None), an interrupt, or ``seconds``."""
+
+        def enough(payloads: list[str]) -> bool:
+            return queues is None or any(payload in queues for payload in payloads)
+
+        self._wait(seconds, enough, mark)
+
+    def heard(self, seconds: float, mark: tuple[int, int]) -> list[str]:
+        """The payloads of the notifications that come, waiting up to ``seconds`` for the first.
+
+        ``[]`` after an interrupt (since ``mark``) or the timeout. For one
+        thread at a time: a second one would return on the first one's news,
+        without it.
+        """
+        heard: list[str] = []
+
+        def enough(payloads: list[str]) -> bool:
+            heard.extend(payloads)
+            return True
+
+        self._wait(seconds, enough, mark)
+        return heard
+
+    def hang_up(self) -> None:
+        """Interrupt the waits and close the connection (stop listening); the next one listens."""
+        self.interrupt()
+        # The reader returns at once (the pipe woke it); then the connection is ours.
+        if self._reading.acquire(timeout=5):
+            try:
+                self._drop()
+            finally:
+                self._reading.release()
+
+    def _wait(
+        self, seconds: float, enough: Callable[[list[str]], bool], mark: tuple[int, int]
+    ) -> None:
         end = time.monotonic() + seconds
         while (remaining := end - time.monotonic()) > 0 and not self._closed:
             if self._reading.acquire(blocking=False):
                 try:
-                    self._read(end, queues, mark[1])
+                    self._read(end, enough, mark[1])
                 finally:
                     self._reading.release()
                     with self._changed:  # another waiter may take over the reading
@@ -348,9 +393,10 @@ class Listener:
         self._connection = connection
         return connection
 
-    def _read(self, end: float, queues: Collection[str] | None, interrupts: int) -> None:
-        if self._closed:
-            return
+    def _read(self, end: float, enough: Callable[[list[str]], bool], interrupts: int) -> None:
+        with self._changed:
+            if self._interrupts != interrupts or self._closed:
+                return  # before connecting: hang_up() may have come first
         connection = self._listening()
         while True:
             self._clear_pipe()
@@ -361,12 +407,12 @@ class Listener:
                 try:
                     payloads = [n.payload for n in connection.notifies(timeout=0)]
                 except psycopg.Error:
-                    # Gone: return, so the caller claims (and reconnects) now.
+                    # Gone: return, so the caller claims or polls (and reconnects) now.
                     self._drop()
                     return
                 if payloads:
                     self._seen()
-                    if queues is None or any(payload in queues for payload in payloads):
+                    if enough(payloads):
                         return
             remaining = end - time.monotonic()
             if remaining <= 0:

@@ -50,8 +50,13 @@ _LAPSED_MARK = "987654321"  # where the delivery count goes in lapsed_error's te
 
 
 def fill(template: str, schema: str) -> str:
-    """``template`` with ``{s}`` the quoted ``schema``, and the code's constants filled in."""
-    composed = sql.SQL(template).format(s=sql.Identifier(schema), **_CONSTANTS)
+    """``template`` with ``{s}`` the quoted ``schema``, and the code's constants filled in.
+
+    ``{tell}``: the fragment of that name in the file (the ack statements'
+    news to a listening producer), spelled once there.
+    """
+    tell = sql.SQL(statements()["tell"])
+    composed = sql.SQL(template).format(s=sql.Identifier(schema), tell=tell, **_CONSTANTS)
     return composed.as_string(None)
 
 

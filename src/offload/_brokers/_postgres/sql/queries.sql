@@ -3,9 +3,10 @@
 --
 -- Placeholders in braces are filled in once per broker by queries.fill, the
 -- only place that does it: s is the quoted schema name (a validated
--- identifier), max_deliveries and max_count offload's constants, and
--- message_columns and info_columns the columns _sql_rows reads, in its order.
--- Everything else a statement needs is a bound parameter.
+-- identifier), max_deliveries and max_count offload's constants,
+-- message_columns and info_columns the columns _sql_rows reads, in its order,
+-- and tell the fragment of that name below. Everything else a statement
+-- needs is a bound parameter.
 --
 -- Time is never now() here: every instant is a parameter from the broker's
 -- injected clock, so tests drive leases and ETAs with a fake one.
@@ -16,26 +17,31 @@
 -- name: insert_one
 -- One statement, one round trip: the row and the wake-up commit together (a
 -- NOTIFY is delivered only if its transaction commits). Columns in the order
--- of _sql_rows.message_row, which builds the rows.
+-- of _sql_rows.message_row, which builds the rows; then reply_to, the
+-- producer's reply channel while it listens (feed.py), else NULL.
 WITH ins AS (INSERT INTO {s}.jobs (id, task, queue, priority, due, eta, attempt,
-    max_deliveries, key, timeout, retries, created, payload, result_ttl, meta, state)
-    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'queued'))
+    max_deliveries, key, timeout, retries, created, payload, result_ttl, meta, reply_to,
+    state)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'queued'))
 SELECT pg_notify(%s, %s)
 
 -- name: insert_many
 -- One notification per queue per transaction: PostgreSQL folds identical
--- ones. The array types are queries.COPY_TYPES, in the same order.
+-- ones. The array types are queries.COPY_TYPES, in the same order; then the
+-- batch's reply channel (one producer's, or NULL).
 WITH ins AS (INSERT INTO {s}.jobs (id, task, queue, priority, due, eta, attempt,
-    max_deliveries, key, timeout, retries, created, payload, result_ttl, meta, state)
-    SELECT *, 'queued' FROM unnest(%s::text[], %s::text[], %s::text[], %s::int4[],
+    max_deliveries, key, timeout, retries, created, payload, result_ttl, meta, reply_to,
+    state)
+    SELECT *, %s::text, 'queued' FROM unnest(%s::text[], %s::text[], %s::text[], %s::int4[],
         %s::float8[], %s::float8[], %s::int4[], %s::int4[], %s::text[], %s::float8[],
         %s::int4[], %s::float8[], %s::bytea[], %s::float8[], %s::text[]))
 SELECT pg_notify(%s, q) FROM unnest(%s::text[]) AS q
 
 -- name: copy
 -- A large batch: psycopg formats binary COPY rows in C, arrays in Python.
+-- Each row ends with the batch's reply channel (one producer's, or NULL).
 COPY {s}.jobs (id, task, queue, priority, due, eta, attempt, max_deliveries, key, timeout,
-    retries, created, payload, result_ttl, meta) FROM STDIN (FORMAT BINARY)
+    retries, created, payload, result_ttl, meta, reply_to) FROM STDIN (FORMAT BINARY)
 
 -- name: notify
 SELECT pg_notify(%s, q) FROM unnest(%s::text[]) AS q
@@ -98,16 +104,43 @@ UPDATE {s}.jobs AS j SET state = 'running', attempt = least(j.attempt, {max_coun
 FROM picked WHERE j.seq = picked.seq
 RETURNING j.seq, picked.due, j.token, {message_columns}
 
+-- name: tell
+-- Not a statement: the ack statements' last column (queries.fill puts it
+-- where they say tell, in braces), over rows of the acked jobs with id,
+-- reply_to and the outcome (state, result, etype, emsg, etb, eargs). A job
+-- whose producer listens sends it the outcome, in the ack's own statement:
+-- the news is delivered once the ack commits, and never if it does not. As
+-- JSON (feed.finished reads it), the result in base64; only the id when
+-- that would not fit in a notification (less than 8000 bytes): the
+-- producer then reads the job.
+CASE WHEN reply_to IS NOT NULL THEN (
+    SELECT pg_notify(reply_to,
+        CASE WHEN octet_length(news) < 8000 THEN news ELSE json_build_array(id)::text END)
+    FROM (SELECT json_build_array(id, state, encode(result, 'base64'), etype, emsg, etb,
+        eargs)::text) AS f(news)
+) END
+
 -- name: ack
 -- Fenced: only the current claim (its token, still running) records an outcome.
-UPDATE {s}.jobs SET state = %(state)s, finished = %(now)s, expires = %(expires)s,
-    result = %(result)s, error_type = %(etype)s, error_message = %(emsg)s,
-    error_traceback = %(etb)s, error_args = %(eargs)s
-WHERE id = %(id)s AND token = %(token)s AND state = 'running' RETURNING id, token
+WITH u AS (
+    UPDATE {s}.jobs SET state = %(state)s, finished = %(now)s, expires = %(expires)s,
+        result = %(result)s, error_type = %(etype)s, error_message = %(emsg)s,
+        error_traceback = %(etb)s, error_args = %(eargs)s
+    WHERE id = %(id)s AND token = %(token)s AND state = 'running'
+    RETURNING id, token, reply_to, state, result, error_type AS etype,
+        error_message AS emsg, error_traceback AS etb, error_args AS eargs
+)
+SELECT id, token, {tell} FROM u
 
 -- name: ack_delete
-DELETE FROM {s}.jobs WHERE id = %(id)s AND token = %(token)s AND state = 'running'
-RETURNING id, token
+-- The outcome the row no longer holds comes from the parameters.
+WITH d AS (
+    DELETE FROM {s}.jobs WHERE id = %(id)s AND token = %(token)s AND state = 'running'
+    RETURNING id, token, reply_to, %(state)s::text AS state, %(result)s::bytea AS result,
+        %(etype)s::text AS etype, %(emsg)s::text AS emsg, %(etb)s::text AS etb,
+        %(eargs)s::text AS eargs
+)
+SELECT id, token, {tell} FROM d
 
 -- name: ack_many
 -- Acks of many threads in one statement: deleted where drop (a zero result
@@ -118,15 +151,16 @@ WITH v AS (
         AS v(id, token, state, finished, expires, result, etype, emsg, etb, eargs, drop)
 ), d AS (
     DELETE FROM {s}.jobs AS j USING v WHERE v.drop AND j.id = v.id
-        AND j.token = v.token AND j.state = 'running' RETURNING j.id, j.token
+        AND j.token = v.token AND j.state = 'running'
+    RETURNING j.id, j.token, j.reply_to, v.state, v.result, v.etype, v.emsg, v.etb, v.eargs
 ), u AS (
     UPDATE {s}.jobs AS j SET state = v.state, finished = v.finished, expires = v.expires,
         result = v.result, error_type = v.etype, error_message = v.emsg,
         error_traceback = v.etb, error_args = v.eargs
     FROM v WHERE NOT v.drop AND j.id = v.id AND j.token = v.token AND j.state = 'running'
-    RETURNING j.id, j.token
+    RETURNING j.id, j.token, j.reply_to, v.state, v.result, v.etype, v.emsg, v.etb, v.eargs
 )
-SELECT id, token FROM d UNION ALL SELECT id, token FROM u
+SELECT id, token, {tell} FROM (SELECT * FROM d UNION ALL SELECT * FROM u) AS acked
 
 -- name: nack
 -- Without an error (keep), the last one, if any, stays. The wake-up commits
