@@ -7,7 +7,16 @@ entry below.
 
 from __future__ import annotations
 
-from benchmarks.scenarios import drain, enqueue, memory, overhead, roundtrip, scale, seed
+from benchmarks.scenarios import (
+    drain,
+    enqueue,
+    memory,
+    overhead,
+    roundtrip,
+    scale,
+    seed,
+    seed_cell,
+)
 from benchmarks.spec import Scenario
 
 SCENARIOS: dict[str, Scenario] = {
@@ -15,6 +24,7 @@ SCENARIOS: dict[str, Scenario] = {
     for scenario in (
         overhead.SCENARIO,
         seed.SCENARIO,
+        seed_cell.SCENARIO,
         memory.SCENARIO,
         *enqueue.SCENARIOS,
         *drain.SCENARIOS,

@@ -74,9 +74,12 @@ class Producer:
             handle: Handle[Any] = Handle(message.id, spec.name)
             self._handles[message.id] = handle
             worker = self._embedded.worker if self._embedded is not None else None
-            if worker is not None and worker.idle and message.eta is None:
-                # Nothing runs: claim from this thread rather than wake the
-                # dispatcher to (one thread hand-off per call instead of two).
+            if worker is not None and message.eta is None and worker.has_room:
+                # A slot is free: claim from this thread, as ThreadPoolExecutor
+                # hands a call to a thread at submit time, rather than wake the
+                # dispatcher to. One hand-off per call instead of two; and when
+                # the caller then busy-waits holding the GIL (the seed's cell),
+                # the dispatcher would get it back only every switch interval.
                 local.enqueue((message,), wake=False)
                 worker.claim_here()
             else:

@@ -240,9 +240,9 @@ class Worker:
         self._hand_over(deliveries)
 
     @property
-    def idle(self) -> bool:
-        """Nothing is running (a caller may then claim with ``claim_here``)."""
-        return not self._active
+    def has_room(self) -> bool:
+        """A slot is free: a caller may claim for it with ``claim_here``."""
+        return self._room_to_claim() > 0
 
     def claim_here(self) -> None:
         """Claim for the free slots from the calling thread, which just enqueued unwoken.
