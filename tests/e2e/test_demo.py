@@ -88,3 +88,15 @@ def test_python_dash_m_offload_runs() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "offload" in result.stdout
+
+
+def test_a_long_baseline_is_announced_and_can_be_skipped() -> None:
+    announced = CliRunner().invoke(main, ["demo", "-n", "60", "-d", "0.1"])
+    assert announced.exit_code == 0, announced.output
+    assert "one after another takes about 6 s" in announced.output
+    skipped = CliRunner().invoke(main, ["demo", "-n", "20", "-d", "0.3", "--skip-sequential"])
+    assert skipped.exit_code == 0, skipped.output
+    assert not re.search(r"one after another:\s+\d+\.\d{3} s", skipped.output)  # not run
+    assert "one after another: 6 s" in skipped.output  # said, not run
+    wall = re.search(r"with offload,\s+30 threads:\s+([\d.]+) s", skipped.output)
+    assert wall and float(wall.group(1)) < 0.3 * 20 / 2, skipped.output
