@@ -56,11 +56,12 @@ class Feed:
 
         The first call LISTENs; only then do enqueues record the channel (so
         no ack can send news before anyone hears it). A lost connection is
-        opened again by a later call; meanwhile the calls sleep out their
-        timeout (the caller polls).
+        opened again by the next call, even with a zero timeout (at most
+        once per ``Listener.RETRY_AFTER``); meanwhile the calls sleep out
+        their timeout (the caller polls).
         """
         mark = self._listener.mark()  # stop() from here on ends this wait
-        if self.reply_to is None and self._listener.listen():
+        if self._listener.listen():
             self.reply_to = self.channel
         payloads = self._listener.heard(timeout, mark)
         return [done for payload in payloads if (done := finished(payload)) is not None]
