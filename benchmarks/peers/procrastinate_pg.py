@@ -3,7 +3,9 @@
 ``noop.defer(i=i)`` and ``noop.batch_defer({"i": i}, ...)``, through the
 sync API of ``PsycopgConnector`` (``app.open()``); the schema is applied
 first, on the fresh database. Procrastinate keeps finished jobs (status
-``succeeded``) but stores no result, so it has no round trip row.
+``succeeded``) but stores no result: its round trip is ``defer``, then its
+job's status polled every 0.5 ms until the job has ended (``POLL``), the
+closest a producer can come to waiting for it.
 Workers: ``procrastinate --app benchmarks.peers.procrastinate_pg.app
 --log-level warning worker --concurrency 8``, one OS process each (an
 asyncio loop running up to 8 jobs at once, as offload's 8 threads).
@@ -12,6 +14,7 @@ asyncio loop running up to 8 jobs at once, as offload's 8 threads).
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +24,8 @@ import psycopg
 from benchmarks.peers import base
 
 URL = os.environ["BENCH_PG_URL"]
+POLL = 0.0005  # seconds between two looks at a round trip's job status
+_ENDED = frozenset({"succeeded", "failed", "cancelled", "aborted"})
 app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=URL))
 noop = app.task(name="noop")(base.noop)
 
@@ -57,7 +62,17 @@ class Driver(base.Driver):
 
     def is_done(self, mark: Any) -> bool:
         status = app.job_manager.get_job_status(mark)  # one row, by primary key
-        return status.value in ("succeeded", "failed", "cancelled", "aborted")
+        return status.value in _ENDED
+
+    def roundtrip(self, i: int, timeout: float) -> Any:
+        # No result store: the job's end, seen by polling its status.
+        job_id = noop.defer(i=i)
+        deadline = time.monotonic() + timeout
+        while not self.is_done(job_id):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Procrastinate job {job_id}: not done within {timeout:g} s")
+            time.sleep(POLL)
+        return None
 
     def done_count(self) -> int:
         row = self._conn.execute(
