@@ -186,6 +186,26 @@ def test_a_result_too_big_for_a_notification_comes_as_its_id_only(
     assert hear(producer, 1) == [Finished(failed.id)]
 
 
+def test_a_reply_channel_that_names_no_channel_never_fails_an_ack(
+    producer: PostgresBroker, worker: PostgresBroker, server: str
+) -> None:
+    jobs = [enqueue(producer) for _ in range(3)]
+    with psycopg.connect(server, autocommit=True) as connection:  # written by someone else
+        for job, reply_to in zip(jobs, ["", "x" * 64, "é" * 32], strict=True):
+            connection.execute(
+                f'UPDATE "{producer.schema}".jobs SET reply_to = %s WHERE id = %s',
+                (reply_to, job.id),
+            )
+    finish(worker, "alone")  # one ack statement
+    first, second = worker.claim(None, 2, 30)
+    acks = [  # one ack_many statement
+        (d.message.id, d.token, "succeeded", 1.0, 2.0, b"1", *[None] * 4, False)
+        for d in (first, second)
+    ]
+    assert worker._store_acks(acks) == [True, True]
+    assert producer.inspector.counts() == {"default": {State.SUCCEEDED: 3}}
+
+
 @pytest.mark.parametrize(
     ("payload", "news"),
     [

@@ -112,8 +112,10 @@ RETURNING j.seq, picked.due, j.token, {message_columns}
 -- the news is delivered once the ack commits, and never if it does not. As
 -- JSON (feed.finished reads it), the result in base64; only the id when
 -- that would not fit in a notification (less than 8000 bytes): the
--- producer then reads the job.
-CASE WHEN reply_to IS NOT NULL THEN (
+-- producer then reads the job. A reply_to that cannot name a channel (1 to
+-- 63 bytes; written by something else than offload) is ignored: pg_notify
+-- would fail the ack, and every ack stored with it.
+CASE WHEN octet_length(reply_to) BETWEEN 1 AND 63 THEN (
     SELECT pg_notify(reply_to,
         CASE WHEN octet_length(news) < 8000 THEN news ELSE json_build_array(id)::text END)
     FROM (SELECT json_build_array(id, state, encode(result, 'base64'), etype, emsg, etb,
