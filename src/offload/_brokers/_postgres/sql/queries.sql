@@ -107,7 +107,8 @@ RETURNING j.seq, picked.due, j.token, {message_columns}
 -- name: tell
 -- Not a statement: the ack statements' last column (queries.fill puts it
 -- where they say tell, in braces), over rows of the acked jobs with id,
--- reply_to and the outcome (state, result, etype, emsg, etb, eargs). A job
+-- reply_to and the outcome in the columns of the jobs table (state, result,
+-- error_type, error_message, error_traceback, error_args). A job
 -- whose producer listens sends it the outcome, in the ack's own statement:
 -- the news is delivered once the ack commits, and never if it does not. As
 -- JSON (feed.finished reads it), the result in base64; only the id when
@@ -118,29 +119,24 @@ RETURNING j.seq, picked.due, j.token, {message_columns}
 CASE WHEN octet_length(reply_to) BETWEEN 1 AND 63 THEN (
     SELECT pg_notify(reply_to,
         CASE WHEN octet_length(news) < 8000 THEN news ELSE json_build_array(id)::text END)
-    FROM (SELECT json_build_array(id, state, encode(result, 'base64'), etype, emsg, etb,
-        eargs)::text) AS f(news)
+    FROM (SELECT json_build_array(id, state, encode(result, 'base64'), error_type,
+        error_message, error_traceback, error_args)::text) AS f(news)
 ) END
 
 -- name: ack
 -- Fenced: only the current claim (its token, still running) records an outcome.
-WITH u AS (
-    UPDATE {s}.jobs SET state = %(state)s, finished = %(now)s, expires = %(expires)s,
-        result = %(result)s, error_type = %(etype)s, error_message = %(emsg)s,
-        error_traceback = %(etb)s, error_args = %(eargs)s
-    WHERE id = %(id)s AND token = %(token)s AND state = 'running'
-    RETURNING id, token, reply_to, state, result, error_type AS etype,
-        error_message AS emsg, error_traceback AS etb, error_args AS eargs
-)
-SELECT id, token, {tell} FROM u
+UPDATE {s}.jobs SET state = %(state)s, finished = %(now)s, expires = %(expires)s,
+    result = %(result)s, error_type = %(etype)s, error_message = %(emsg)s,
+    error_traceback = %(etb)s, error_args = %(eargs)s
+WHERE id = %(id)s AND token = %(token)s AND state = 'running' RETURNING id, token, {tell}
 
 -- name: ack_delete
 -- The outcome the row no longer holds comes from the parameters.
 WITH d AS (
     DELETE FROM {s}.jobs WHERE id = %(id)s AND token = %(token)s AND state = 'running'
     RETURNING id, token, reply_to, %(state)s::text AS state, %(result)s::bytea AS result,
-        %(etype)s::text AS etype, %(emsg)s::text AS emsg, %(etb)s::text AS etb,
-        %(eargs)s::text AS eargs
+        %(etype)s::text AS error_type, %(emsg)s::text AS error_message,
+        %(etb)s::text AS error_traceback, %(eargs)s::text AS error_args
 )
 SELECT id, token, {tell} FROM d
 
@@ -154,13 +150,15 @@ WITH v AS (
 ), d AS (
     DELETE FROM {s}.jobs AS j USING v WHERE v.drop AND j.id = v.id
         AND j.token = v.token AND j.state = 'running'
-    RETURNING j.id, j.token, j.reply_to, v.state, v.result, v.etype, v.emsg, v.etb, v.eargs
+    RETURNING j.id, j.token, j.reply_to, v.state, v.result, v.etype AS error_type,
+        v.emsg AS error_message, v.etb AS error_traceback, v.eargs AS error_args
 ), u AS (
     UPDATE {s}.jobs AS j SET state = v.state, finished = v.finished, expires = v.expires,
         result = v.result, error_type = v.etype, error_message = v.emsg,
         error_traceback = v.etb, error_args = v.eargs
     FROM v WHERE NOT v.drop AND j.id = v.id AND j.token = v.token AND j.state = 'running'
-    RETURNING j.id, j.token, j.reply_to, v.state, v.result, v.etype, v.emsg, v.etb, v.eargs
+    RETURNING j.id, j.token, j.reply_to, j.state, j.result, j.error_type, j.error_message,
+        j.error_traceback, j.error_args
 )
 SELECT id, token, {tell} FROM (SELECT * FROM d UNION ALL SELECT * FROM u) AS acked
 
