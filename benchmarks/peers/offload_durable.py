@@ -26,8 +26,11 @@ def _url() -> str:
         return os.environ["BENCH_REDIS_URL"]
     if backend == "postgres":
         return os.environ["BENCH_PG_URL"]
-    # Four slashes: an absolute path.
-    return "sqlite:///" + servers.sqlite_path("offload.db")
+    # Four slashes: an absolute path. The sqlite-full rows set synchronous=full
+    # (Huey's default) to compare on equal terms; the others keep offload's NORMAL.
+    synchronous = os.environ.get("BENCH_SQLITE_SYNCHRONOUS")
+    query = f"?synchronous={synchronous}" if synchronous else ""
+    return "sqlite:///" + servers.sqlite_path("offload.db") + query
 
 
 def _app() -> offload.App:

@@ -16,6 +16,7 @@ from benchmarks.scenarios import (
     scale,
     seed,
     seed_cell,
+    sqlite_full,
 )
 from benchmarks.spec import Scenario
 
@@ -30,6 +31,7 @@ SCENARIOS: dict[str, Scenario] = {
         *drain.SCENARIOS,
         *roundtrip.SCENARIOS,
         *scale.SCENARIOS,
+        sqlite_full.SCENARIO,
     )
 }
 

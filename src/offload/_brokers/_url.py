@@ -60,11 +60,19 @@ def _open_sqlite(url: str, rest: str, clock: Clock, options: dict[str, Any]) -> 
     # sqlite:///x.db -> "x.db" (relative); sqlite:////x.db -> "/x.db" (absolute),
     # as SQLAlchemy spells them. Anything before the third slash is a host.
     host, slash, path = rest.partition("/")
-    if host or not slash or not path or "?" in path:
+    path, _, query = path.partition("?")
+    if host or not slash or not path:
         raise ConfigurationError(
             f"{url!r} is not a SQLite URL: write sqlite:///relative.db or "
             "sqlite:////absolute/path.db (three slashes, then the path)"
         )
+    for name, value in urllib.parse.parse_qsl(query, keep_blank_values=True):
+        if name != "synchronous":
+            raise ConfigurationError(
+                f"{url!r}: unknown SQLite option {name[:40]!r}; the one option is "
+                "?synchronous=normal (the default) or ?synchronous=full"
+            )
+        options["synchronous"] = value
     from ._sqlite import SqliteBroker
 
     return SqliteBroker(path, clock=clock, **options)

@@ -87,6 +87,7 @@ class SqliteBroker:
         result_ttl: float = 86400.0,
         reuse_window: float = 0.0,
         busy_timeout_ms: int = 5000,
+        synchronous: str = "normal",
     ) -> None:
         check_sqlite_version()
         self.path = os.fspath(path)
@@ -101,7 +102,7 @@ class SqliteBroker:
         self._writes: Batcher[Write, bool | list[Delivery]] = Batcher(
             self._write_together, isolate=_maybe_one_writes_fault
         )
-        self._database = Database(self.path, busy_timeout_ms)
+        self._database = Database(self.path, busy_timeout_ms, synchronous)
         # Read on every ack and nack: one attribute each, as before the split.
         self._lock = self._database.lock
         self._db = self._database.connection

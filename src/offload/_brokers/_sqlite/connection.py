@@ -31,14 +31,23 @@ from typing import Any
 from ..._errors import ConfigurationError
 from .schema import QUERIES, migrate
 
+SYNCHRONOUS = ("normal", "full")
+"""The ``?synchronous=`` values offered (SQLite's names; OFF would lose acknowledged jobs)."""
+
 
 class Database:
     """The connection to one database file, its lock, and its write transactions."""
 
-    def __init__(self, path: str, busy_timeout_ms: int) -> None:
+    def __init__(self, path: str, busy_timeout_ms: int, synchronous: str = "normal") -> None:
         self.path = path
         self.lock = threading.Lock()
         self._busy_timeout_ms = busy_timeout_ms
+        if synchronous.lower() not in SYNCHRONOUS:
+            raise ConfigurationError(
+                f"synchronous={synchronous[:40]!r}: choose normal (the default: safe against a "
+                "crashed process) or full (safe against a power cut too, slower)"
+            )
+        self.synchronous = synchronous.upper()
         _create_private(path)
         try:
             self.connection = self._connect()
@@ -78,7 +87,8 @@ class Database:
         # Under WAL, NORMAL syncs the WAL at checkpoints, not at each commit:
         # commits stay atomic and a crashed or killed process loses nothing,
         # but a power cut or OS crash may roll back the last few commits.
-        db.execute("PRAGMA synchronous = NORMAL")
+        # FULL syncs at every commit: a stored job survives a power cut too.
+        db.execute(f"PRAGMA synchronous = {self.synchronous}")  # one of SYNCHRONOUS
         return db
 
     def _enable_wal(self, db: sqlite3.Connection) -> str:
