@@ -171,6 +171,21 @@ def test_nothing_is_sent_for_jobs_nobody_waits_for(
     assert dict(rows) == {quiet.id: None, heard.id: channel, quiet_again.id: None}
 
 
+def test_a_job_retried_by_hand_no_longer_names_its_producer(
+    producer: PostgresBroker, worker: PostgresBroker, server: str
+) -> None:
+    producer.wait_for_results(0.0)
+    job = enqueue(producer)
+    fail(worker, KeyError("k"))
+    assert hear(producer, 1)[0].state is State.FAILED
+    assert producer.inspector.retry(job.id)
+    with psycopg.connect(server, autocommit=True) as connection:
+        row = connection.execute(
+            f'SELECT reply_to FROM "{producer.schema}".jobs WHERE id = %s', (job.id,)
+        ).fetchone()
+    assert row == (None,), "its producer heard of its end: nobody waits for the new run"
+
+
 def test_a_result_too_big_for_a_notification_comes_as_its_id_only(
     producer: PostgresBroker, worker: PostgresBroker
 ) -> None:

@@ -236,10 +236,12 @@ SELECT key, state FROM {s}.jobs WHERE id = %s FOR UPDATE
 SELECT 1 FROM {s}.jobs WHERE key = %s AND state IN ('queued', 'retrying', 'running')
 
 -- name: retry
+-- The producer that enqueued the job heard of its end: nobody waits for the
+-- new run on its reply channel (reply_to).
 WITH u AS (
     UPDATE {s}.jobs SET state = 'queued', attempt = 0, due = %(now)s, eta = NULL,
         finished = NULL, expires = NULL, result = NULL, error_type = NULL,
-        error_message = NULL, error_traceback = NULL, error_args = NULL
+        error_message = NULL, error_traceback = NULL, error_args = NULL, reply_to = NULL
     WHERE id = %(id)s RETURNING queue
 )
 SELECT pg_notify(%(channel)s, queue) FROM u
