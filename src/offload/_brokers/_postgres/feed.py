@@ -44,7 +44,9 @@ def reply_channel() -> str:
 class Feed:
     """A LISTEN connection on a reply channel; the channel enqueues record while it listens."""
 
-    def __init__(self, open_connection: Callable[[], Connection], scrub: Callable[[str], str]):
+    def __init__(
+        self, open_connection: Callable[[], Connection], scrub: Callable[[str], str]
+    ) -> None:
         self.channel = reply_channel()
         self.reply_to: str | None = None
         """The channel while listening, else None: what an enqueue records with its jobs."""
