@@ -37,7 +37,9 @@ not see each other's jobs:
 - ``st:<state>:<queue>``: each job once, in the index of its state, by
   enqueue sequence: counts (``ZCARD``) and newest-first listings.
 - ``keys``: idempotency key -> id of the newest job with it. ``expiry``:
-  finished jobs by the time their result expires. ``queues``: queue names.
+  finished jobs by the time their result expires. ``queues``: queue names,
+  where a worker for all queues finds them (an enqueue lists its queue at
+  most once a second per broker object: ``RedisBroker.REGISTER_EVERY``).
   ``seq``: a counter for ordering and fencing tokens (unique across jobs).
   ``fin``: a counter of finished jobs (``RedisInspector.change_token``).
 - ``wake:<queue>`` and ``wake``: short lists an enqueue pushes a token

@@ -21,8 +21,8 @@ from ..._clock import SYSTEM_CLOCK, Clock
 from ..._errors import BrokerUnavailable, ConfigurationError, OffloadError
 from ..._message import Delivery, ErrorInfo, Message, Outcome, State
 from .._base import Finished, Lease, stored_error
-from .._group_commit import Batcher
 from . import rows, scripts
+from .combine import Combiner
 from .inspector import RedisInspector
 from .link import Arg, Downtime, Link, Subscription, clients, split_namespace
 
@@ -62,6 +62,8 @@ class RedisBroker:
     """Longest single BLPOP of a wait (seconds); a longer wait re-checks and blocks again."""
     FRESH = 0.01
     """A wait right after an empty claim (seconds) uses what the claim saw."""
+    REGISTER_EVERY = 1.0
+    """An enqueue lists its queue in ``queues`` at most this often (seconds) per broker object."""
 
     def __init__(
         self,
@@ -86,9 +88,9 @@ class RedisBroker:
         self._enqueue, self._claim, self._ack = lua.enqueue, lua.claim, lua.ack
         self._nack, self._extend = lua.nack, lua.extend
         self._prune, self._probe = lua.prune, lua.probe
-        self._claims: Batcher[tuple[tuple[str, ...], int, float], list[Delivery]]
-        self._claims = Batcher(self._claim_together)
-        self._acks: Batcher[list[Arg], bool] = Batcher(self._ack_together)
+        self._claims: Combiner[tuple[tuple[str, ...], int, float], list[Delivery]]
+        self._claims = Combiner(self._claim_together)
+        self._acks: Combiner[list[Arg], bool] = Combiner(self._ack_together)
         self._wake_self = f"{self.prefix}interrupt:{uuid.uuid4().hex}"
         # Where acks tell this object's producer that its jobs finished, while
         # it listens ("" when not: then no job carries it, nothing is sent).
@@ -99,6 +101,7 @@ class RedisBroker:
         self._waiting = 0
         self._closed = threading.Event()
         self._next_prune = 0.0
+        self._registered: dict[str, float] = {}  # queue -> until when it needs no listing
         # The last empty claim: when, for which queues, next due time, next lease end.
         self._idle: tuple[float, tuple[str, ...], bytes | None, bytes | None] | None = None
         self._inspector = RedisInspector(
@@ -148,20 +151,10 @@ class RedisBroker:
     def enqueue(self, messages: Sequence[Message]) -> list[str]:
         if not messages:
             return []
-        now = self._clock.now()
-        args: list[Arg] = [
-            self.prefix,
-            repr(now),
-            repr(now - self._reuse_window),
-            "0",
-            self._reply_to,
-        ]
-        seen: set[str] = set()
-        for message in messages:  # refuses before anything is sent
-            if message.id in seen:
-                raise ValueError(f"job id {message.id!r} appears twice in one enqueue")
-            seen.add(message.id)
-            args += rows.message_args(message, now)
+        args = self._enqueue_args(messages)
+        registering = self._registering(messages)
+        if registering:
+            args[5] = "1"
 
         def run(again: bool) -> list[str]:
             # A retry may follow a call whose answer was lost after it ran:
@@ -175,7 +168,45 @@ class RedisBroker:
                 raise ValueError(f"a job id of this batch already exists ({error})") from None
             return [job_id.decode() for job_id in ids]
 
-        return self._call(run)
+        ids = self._call(run)
+        if registering:
+            until = time.monotonic() + self.REGISTER_EVERY
+            for queue in registering:
+                self._registered[queue] = until
+        return ids
+
+    def _enqueue_args(self, messages: Sequence[Message]) -> list[Arg]:
+        """``ENQUEUE``'s arguments for ``messages``; refuses before anything is sent."""
+        now = self._clock.now()
+        stamp = repr(now)
+        since = repr(now - self._reuse_window) if self._reuse_window else stamp
+        args: list[Arg] = [self.prefix, stamp, since, "0", self._reply_to, "0"]
+        if len(messages) > 1:
+            seen: set[str] = set()
+            for message in messages:
+                if message.id in seen:
+                    raise ValueError(f"job id {message.id!r} appears twice in one enqueue")
+                seen.add(message.id)
+        for message in messages:
+            args += rows.message_args(message, now)
+        return args
+
+    def _registering(self, messages: Sequence[Message]) -> list[str]:
+        """The queues of ``messages`` this object has not listed in ``queues`` lately.
+
+        ``queues`` is where workers for all queues find them. Listing a queue
+        on every enqueue cost a command per call; once per ``REGISTER_EVERY``
+        seconds per queue still lists it again soon after anything deleted
+        the set (``drop()`` here forgets at once).
+        """
+        registered = self._registered
+        if len(messages) == 1:
+            queue = messages[0].queue
+            if registered.get(queue, 0.0) > time.monotonic():
+                return []
+            return [queue]
+        now = time.monotonic()
+        return list({m.queue: None for m in messages if registered.get(m.queue, 0.0) <= now})
 
     def claim(self, queues: Sequence[str] | None, limit: int, lease: float) -> list[Delivery]:
         if limit <= 0:
@@ -306,6 +337,7 @@ class RedisBroker:
 
     def drop(self) -> int:
         """Delete every key of this namespace: all its jobs, results and queues; how many."""
+        self._registered.clear()
 
         def run(_: bool) -> int:
             deleted = 0

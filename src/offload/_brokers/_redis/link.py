@@ -17,7 +17,7 @@ A broken connection fails every command of the round trip that was in
 flight (the caller retries, as before, through ``RedisBroker._call``); the
 next call reconnects.
 
-The group commit is ``_group_commit.Batcher``, also used one level up (a
+The group commit is ``combine.Combiner``, also used one level up (a
 worker's acks become one ``ACK`` script call); ``Subscription`` reads a producer's reply
 channel; ``clients`` makes redis-py's clients for everything else; ``Downtime``
 logs an outage once, however many calls meet it.
@@ -38,7 +38,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ..._errors import ConfigurationError
-from .._group_commit import Batcher
+from .combine import Combiner
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class Link:
     def __init__(self, pool: redis.ConnectionPool) -> None:
         self._pool = pool
         self._connection: Any = None
-        self._commands: Batcher[tuple[Arg, ...], Any] = Batcher(self._round_trip)
+        self._commands: Combiner[tuple[Arg, ...], Any] = Combiner(self._round_trip)
 
     def call(self, *command: Arg) -> Any:
         """Send one command and return its reply (raising its error, if any)."""
@@ -77,7 +77,11 @@ class Link:
         try:
             connection = self._connected()
             if _pack is not None:  # hiredis, without redis-py's per-argument checks
-                packed: Any = [b"".join([_pack(command) for command in batch])]
+                packed: Any = [
+                    _pack(batch[0])
+                    if len(batch) == 1
+                    else b"".join([_pack(command) for command in batch])
+                ]
             elif len(batch) == 1:
                 packed = connection.pack_command(*batch[0])
             else:

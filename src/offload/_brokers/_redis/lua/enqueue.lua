@@ -1,13 +1,82 @@
 -- ENQUEUE. ARGV: prefix, now, reuse_since, replay, reply channel ("" for none:
--- see RedisBroker.wait_for_results), then per message @FIELDS@ values:
--- id, queue, priority, eta, key, result_ttl, max_deliveries, attempt, meta
--- blob, payload ("" for an absent optional; a key comes as "=" .. key).
+-- see RedisBroker.wait_for_results), register ("1": list the messages' queues
+-- in ``queues``; see RedisBroker._registering), then per message @FIELDS@
+-- values: id, queue, priority, eta, key, result_ttl, max_deliveries, attempt,
+-- meta blob, payload ("" for an absent optional; a key comes as "=" .. key).
 -- Returns every message's job id; an error, writing nothing, for an id that
 -- exists (unless replaying a call whose answer was lost: then it is ours).
+--
+-- Redis runs the whole text on every call, and every table, string and
+-- command costs: the usual call, one message without a key, takes a path of
+-- its own (EXISTS, INCR, HSET, two ZADDs, the wake-up lists) that makes no
+-- table but the hash's fields.
 
-local now, since, replay, reply = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4] == '1', ARGV[5]
+local now, replay, reply = tonumber(ARGV[2]), ARGV[4] == '1', ARGV[5]
+local FIRST = 7  -- ARGV index of the first message's first value
 local CHUNK = 500  -- values per call, far under Lua's stack limit for unpack()
+local n = (#ARGV - FIRST + 1) / @FIELDS@
 
+local function register()
+  if ARGV[6] ~= '1' then return end
+  local listed = {}
+  for b = FIRST + 1, #ARGV, @FIELDS@ do
+    if not listed[ARGV[b]] then
+      listed[ARGV[b]] = true
+      redis.call('SADD', P .. 'queues', ARGV[b])
+    end
+  end
+end
+
+-- Store the message whose values start at ARGV[b] as job ``job`` (its key),
+-- with enqueue sequence ``js``. ``add(set, score, member)`` adds to a sorted
+-- set (at once, or gathered for the batch); ``key`` is its idempotency key.
+local function write(b, job, js, key, add)
+  local id, queue, priority, eta = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
+  local fields = {'q', queue, 'p', priority, 's', 'queued', 'js', js, 'a', ARGV[b + 7],
+                  'm', ARGV[b + 8], 'pl', ARGV[b + 9]}
+  local due = now
+  if eta ~= '' then
+    due = tonumber(eta)
+    fields[#fields + 1] = 'eta'; fields[#fields + 1] = eta
+  end
+  if due > now then
+    add('delayed', eta, id)
+  else
+    local member = rank(due, js) .. id
+    add('ready:' .. queue, -tonumber(priority), member)
+    fields[#fields + 1] = 'r'; fields[#fields + 1] = member
+  end
+  if ARGV[b + 5] ~= '' then fields[#fields + 1] = 'ttl'; fields[#fields + 1] = ARGV[b + 5] end
+  if ARGV[b + 6] ~= '' then fields[#fields + 1] = 'md'; fields[#fields + 1] = ARGV[b + 6] end
+  if reply ~= '' then fields[#fields + 1] = 'rt'; fields[#fields + 1] = reply end
+  if key then
+    fields[#fields + 1] = 'k'; fields[#fields + 1] = key
+    redis.call('HSET', P .. 'keys', key, id)
+  end
+  redis.call('HSET', job, unpack(fields))
+  add('st:queued:' .. queue, js, id)
+  return queue
+end
+
+local function zadd(set, score, member)
+  redis.call('ZADD', P .. set, score, member)
+end
+
+if n == 1 and ARGV[FIRST + 4] == '' then
+  local id = ARGV[FIRST]
+  local job = jobkey(id)
+  if redis.call('EXISTS', job) == 1 then
+    if replay then return {id} end
+    return redis.error_reply('job id ' .. id .. ' already exists')
+  end
+  local js = redis.call('INCRBY', P .. 'seq', 1)
+  register()
+  notify(write(FIRST, job, js, false, zadd), 1)
+  return {id}
+end
+
+-- Many messages, or a key: the general path.
+local since = tonumber(ARGV[3])
 local function holder(key)
   local id = redis.call('HGET', P .. 'keys', key)
   if not id then return nil end
@@ -20,18 +89,19 @@ end
 -- Whether each job id exists: one EXISTS per chunk of ids, and one per id
 -- only in a chunk where some do (a replay, or a caller's mistake).
 local keys, exists = {}, {}
-for b = 5, #ARGV - 1, @FIELDS@ do keys[#keys + 1] = jobkey(ARGV[b + 1]) end
-for c = 1, #keys, CHUNK do
-  local last = math.min(c + CHUNK - 1, #keys)
+for b = FIRST, #ARGV, @FIELDS@ do keys[#keys + 1] = jobkey(ARGV[b]) end
+for c = 1, n, CHUNK do
+  local last = math.min(c + CHUNK - 1, n)
   if redis.call('EXISTS', unpack(keys, c, last)) > 0 then
     for j = c, last do exists[j] = redis.call('EXISTS', keys[j]) == 1 end
   end
 end
 
-local answer, new, batch = {}, {}, {}
-for j = 1, #keys do
-  local b = 5 + (j - 1) * @FIELDS@
-  local id, key = ARGV[b + 1], ARGV[b + 5]
+-- Which messages are new (with their key, or false), and the answer.
+local answer, new, newkey, batch = {}, {}, {}, {}
+for j = 1, n do
+  local b = FIRST + (j - 1) * @FIELDS@
+  local id, key = ARGV[b], ARGV[b + 4]
   local found = nil
   if exists[j] then
     if not replay then return redis.error_reply('job id ' .. id .. ' already exists') end
@@ -40,48 +110,31 @@ for j = 1, #keys do
     key = string.sub(key, 2)
     found = batch[key] or holder(key)
     if not found then batch[key] = id end
+  else
+    key = false
   end
-  answer[#answer + 1] = found or id
-  if not found then new[#new + 1] = b end
+  answer[j] = found or id
+  if not found then
+    new[#new + 1] = j
+    newkey[#new] = key
+  end
 end
+register()
+if #new == 0 then return answer end
 
 -- Sorted-set members gathered per set, added a chunk per call.
 local adds = {}
-local function add(set, score, member)
+local function gather(set, score, member)
   local list = adds[set]
   if not list then list = {}; adds[set] = list end
   list[#list + 1] = score; list[#list + 1] = member
 end
 
-local touched = {}
 -- One counter step for the batch: sequences first + 1 .. first + #new.
 local first = redis.call('INCRBY', P .. 'seq', #new) - #new
-for i, b in ipairs(new) do
-  local id, queue, priority = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
-  local eta, key = ARGV[b + 4], ARGV[b + 5]
-  local js = first + i
-  local fields = {'q', queue, 'p', priority, 's', 'queued', 'js', js, 'a', ARGV[b + 8],
-                  'm', ARGV[b + 9], 'pl', ARGV[b + 10]}
-  if eta ~= '' then fields[#fields + 1] = 'eta'; fields[#fields + 1] = eta end
-  if ARGV[b + 6] ~= '' then fields[#fields + 1] = 'ttl'; fields[#fields + 1] = ARGV[b + 6] end
-  if ARGV[b + 7] ~= '' then fields[#fields + 1] = 'md'; fields[#fields + 1] = ARGV[b + 7] end
-  if reply ~= '' then fields[#fields + 1] = 'rt'; fields[#fields + 1] = reply end
-  if key ~= '' then
-    key = string.sub(key, 2)
-    fields[#fields + 1] = 'k'; fields[#fields + 1] = key
-    redis.call('HSET', P .. 'keys', key, id)
-  end
-  local due = now
-  if eta ~= '' then due = tonumber(eta) end
-  if due > now then
-    add('delayed', eta, id)
-  else
-    local member = rank(due, js) .. id
-    add('ready:' .. queue, -tonumber(priority), member)
-    fields[#fields + 1] = 'r'; fields[#fields + 1] = member
-  end
-  redis.call('HSET', jobkey(id), unpack(fields))
-  add('st:queued:' .. queue, js, id)
+local touched = {}  -- queue -> new jobs in it
+for i, j in ipairs(new) do
+  local queue = write(FIRST + (j - 1) * @FIELDS@, keys[j], first + i, newkey[i], gather)
   touched[queue] = (touched[queue] or 0) + 1
 end
 for set, list in pairs(adds) do
@@ -89,8 +142,5 @@ for set, list in pairs(adds) do
     redis.call('ZADD', P .. set, unpack(list, c, math.min(c + 2 * CHUNK - 1, #list)))
   end
 end
-for queue, n in pairs(touched) do
-  redis.call('SADD', P .. 'queues', queue)
-  notify(queue, n)
-end
+for queue, m in pairs(touched) do notify(queue, m) end
 return answer
