@@ -141,6 +141,23 @@ def test_acks_stored_together_and_deleted_jobs_send_their_news(
     assert hear(producer, 1) == [Finished(alone.id, State.SUCCEEDED, SERIALIZER.encode([1, 2]))]
 
 
+@pytest.mark.parametrize("size", [3, 100])  # one INSERT of arrays; COPY
+def test_every_job_of_a_batch_records_the_channel(
+    producer: PostgresBroker, worker: PostgresBroker, size: int
+) -> None:
+    producer.wait_for_results(0.0)
+    batch = [
+        Message(new_id(), "tasks.work", (), {}, created=time.time(), payload=b"[[],{}]")
+        for _ in range(size)
+    ]
+    producer.enqueue(batch)
+    for delivery in worker.claim(None, size, 30):
+        assert worker.ack(delivery, Outcome(State.SUCCEEDED, payload=b"1"))
+    news = hear(producer, size)
+    assert sorted(item.id for item in news) == sorted(m.id for m in batch)
+    assert {(item.state, item.result) for item in news} == {(State.SUCCEEDED, b"1")}
+
+
 def listener(server: str, channel: str) -> psycopg.Connection[Any]:
     connection = psycopg.connect(server, autocommit=True)
     connection.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
