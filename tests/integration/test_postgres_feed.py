@@ -158,6 +158,19 @@ def test_every_job_of_a_batch_records_the_channel(
     assert {(item.state, item.result) for item in news} == {(State.SUCCEEDED, b"1")}
 
 
+def test_a_job_enqueued_in_the_callers_transaction_records_the_channel(
+    producer: PostgresBroker, worker: PostgresBroker, server: str
+) -> None:
+    producer.wait_for_results(0.0)
+    job = Message(new_id(), "tasks.work", (), {}, created=time.time(), payload=b"[[],{}]")
+    with psycopg.connect(server) as connection:  # committed when the block ends
+        producer.enqueue_in([job], connection)
+    finish(worker, "in a transaction")
+    assert hear(producer, 1) == [
+        Finished(job.id, State.SUCCEEDED, SERIALIZER.encode("in a transaction"))
+    ]
+
+
 def listener(server: str, channel: str) -> psycopg.Connection[Any]:
     connection = psycopg.connect(server, autocommit=True)
     connection.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
