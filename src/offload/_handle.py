@@ -83,6 +83,11 @@ class HandleSource(Protocol):
         """Someone waits on a handle now: look for results often."""
         ...
 
+    def wait(self, handle: Handle[Any], timeout: float | None) -> float | None:
+        """A thread blocks on ``handle`` now: wait for it where the source can do so best
+        (it may return before ``handle`` is done); the time left of ``timeout``."""
+        ...
+
 
 class Handle(concurrent.futures.Future[R]):
     """A running (or queued, or finished) call of a task.
@@ -156,10 +161,9 @@ class Handle(concurrent.futures.Future[R]):
         self._retrieved = True
         if self._state == _FINISHED and self._exception is None:
             return self._result  # type: ignore[no-any-return]
-        if self._source is not None:
-            self._source.hurry()
+        left = timeout if self._source is None else self._source.wait(self, timeout)
         try:
-            return super().result(timeout)
+            return super().result(left)
         except concurrent.futures.CancelledError:
             raise self._cancelled_error() from None
         except concurrent.futures.TimeoutError:
@@ -170,10 +174,9 @@ class Handle(concurrent.futures.Future[R]):
     def exception(self, timeout: float | None = None) -> BaseException | None:
         """The task's exception (``None`` if it succeeded), waiting up to ``timeout``."""
         self._retrieved = True
-        if self._source is not None:
-            self._source.hurry()
+        left = timeout if self._source is None else self._source.wait(self, timeout)
         try:
-            return super().exception(timeout)
+            return super().exception(left)
         except concurrent.futures.CancelledError:
             raise self._cancelled_error() from None
         except concurrent.futures.TimeoutError:

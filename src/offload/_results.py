@@ -10,18 +10,28 @@ A broker that can tell when jobs finish (``ResultFeed``: Redis publishes
 from its ack) is listened to instead: a result is in hand one hop after
 the worker recorded it, with no polling at all while nothing finishes.
 Polling goes on, slowly, as the fallback for what a notification missed.
+
+If the feed's wait can be ended from another thread (``Interruptible``:
+Redis), a thread blocked on ``handle.result()`` reads the feed itself
+(``ResultWatcher.wait``), so the news wakes the very thread that wants it:
+no hop through the watcher's thread. One thread reads at a time, and
+settles every handle it reads news of; handles nobody blocks on
+(``as_completed``, ``gather``, callbacks) are settled by whoever reads, the
+watcher's thread again as soon as no caller does.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import sys
 import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any
+from concurrent.futures import InvalidStateError
+from typing import Any, Protocol, runtime_checkable
 
 from ._brokers import Inspector
 from ._brokers._base import ChangeToken, Finished, ResultFeed
@@ -32,6 +42,15 @@ from ._outage import Outage
 from ._serializers import JsonSerializer, Serializer, imported_modules
 
 log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class Interruptible(Protocol):
+    """A result feed whose wait another thread can end at once, still listening (Redis)."""
+
+    def interrupt_results(self) -> None:
+        """End a ``wait_for_results`` blocked in another thread now; nothing is lost."""
+        ...
 
 
 class ResultWatcher:
@@ -47,6 +66,7 @@ class ResultWatcher:
     FEED_POLL = 0.05
     LISTEN_FOR = 5.0
     EARLY = 10_000  # finished ids remembered for handles not watched yet
+    TAKE_OVER = 0.05  # longest wait of a blocked caller for the watcher to hand the feed over
 
     def __init__(
         self,
@@ -77,6 +97,14 @@ class ResultWatcher:
         # Ids the feed announced before their handle was watched (a job can
         # finish before its enqueue call returns): watch() settles those.
         self._early: dict[str, None] = {}
+        # Who reads the feed: one thread at a time, holding _reading. A caller
+        # blocked on a result (wait) takes it over from the watcher's thread,
+        # which stands aside while any caller wants it (_callers) until _calm.
+        self._interrupt = feed.interrupt_results if isinstance(feed, Interruptible) else None
+        self._reading = threading.Lock()
+        self._watcher_reads = False
+        self._callers = 0
+        self._calm = threading.Event()
 
     def watch(self, handle: Handle[Any]) -> None:
         """Settle ``handle`` when its job finishes."""
@@ -102,6 +130,7 @@ class ResultWatcher:
         """Stop polling; returns once the thread has (the broker may close next)."""
         self._stopped.set()
         self._wake.set()
+        self._calm.set()
         if self._feed is not None:
             self._feed.stop_listening()  # ends the watcher's wait for results
         thread = self._thread
@@ -119,6 +148,68 @@ class ResultWatcher:
         # instead of backing off (that is what a round trip's latency is made of).
         self._hurry_until = time.monotonic() + self.HURRY_FOR
         self._wake.set()
+
+    def wait(self, handle: Handle[Any], timeout: float | None) -> float | None:
+        """A thread blocks on ``handle``: it reads the feed itself, if it can, until
+        ``handle`` is done or ``timeout``; the time left of ``timeout``.
+
+        It returns at once (the caller then waits on the handle, as before)
+        when the feed cannot be handed over, or another blocked caller reads
+        it: that one settles this handle too when its news comes.
+        """
+        self.hurry()
+        interrupt = self._interrupt
+        if interrupt is None or handle.done() or self._stopped.is_set():
+            return timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            self._callers += 1
+        try:
+            if self._take_reading(interrupt):
+                try:
+                    self._read_for(handle, deadline, interrupt)
+                finally:
+                    self._reading.release()
+        finally:
+            with self._lock:
+                self._callers -= 1
+                if not self._callers:
+                    self._calm.set()
+        return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+    def _take_reading(self, interrupt: Callable[[], None]) -> bool:
+        """Become the one thread reading the feed; False if another caller reads it."""
+        if self._reading.acquire(blocking=False):
+            return True
+        if not self._watcher_reads:  # another caller (or the watcher, just done)
+            return self._reading.acquire(blocking=False)
+        interrupt()  # the watcher's thread stands aside (it sees _callers)
+        return self._reading.acquire(timeout=self.TAKE_OVER)
+
+    def _read_for(
+        self, handle: Handle[Any], deadline: float | None, interrupt: Callable[[], None]
+    ) -> None:
+        """Read the feed, settling what it brings, until ``handle`` is done or ``deadline``."""
+        assert self._feed is not None  # only with an interruptible feed
+        reader = threading.get_ident()
+
+        def settled_elsewhere(_: object) -> None:
+            # Settled by the poll, a cancel or another reader: stop reading now.
+            if threading.get_ident() != reader:
+                interrupt()
+
+        handle.add_done_callback(settled_elsewhere)
+        while not handle.done() and not self._stopped.is_set():
+            wait = self.FEED_POLL
+            if deadline is not None:
+                wait = min(wait, deadline - time.monotonic())
+                if wait <= 0:
+                    return
+            try:
+                self._take(self._feed.wait_for_results(wait))
+            except Exception as error:  # noqa: BLE001 - the watcher's thread reads on
+                log.debug("offload: a caller's read of the result feed failed: %s", error)
+                return
 
     def cancel(self, handle: Handle[Any]) -> bool:
         if self._broker.cancel(handle.id):
@@ -185,17 +276,36 @@ class ResultWatcher:
                 if now >= next_poll:
                     next_poll = now + self.FEED_POLL
                     self._poll()
-                for done in feed.wait_for_results(max(0.0, next_poll - time.monotonic())):
-                    self._early[done.id] = None  # first, so that watch() cannot miss it
-                    if len(self._early) > self.EARLY:
-                        del self._early[next(iter(self._early))]
-                    self._settle_pending(done)
+                self._read_feed(feed, max(0.0, next_poll - time.monotonic()))
             except Exception as error:  # noqa: BLE001 - logged once per outage
                 self._outage.failed("reading results", error)
                 self._stopped.wait(self.FEED_POLL)
             else:
                 self._outage.recovered()
         feed.stop_listening()
+
+    def _read_feed(self, feed: ResultFeed, timeout: float) -> None:
+        """Read the feed for up to ``timeout``, unless a blocked caller reads it: then
+        stand aside until no caller does (``_calm``) or ``timeout``."""
+        self._calm.clear()
+        if self._callers or not self._reading.acquire(timeout=timeout):
+            self._calm.wait(timeout)
+            return
+        try:
+            self._watcher_reads = True  # before the look: a caller then interrupts
+            if not self._callers:
+                self._take(feed.wait_for_results(timeout))
+        finally:
+            self._watcher_reads = False
+            self._reading.release()
+
+    def _take(self, news: list[Finished]) -> None:
+        """Settle the handles of what the feed announced; remember ids not watched yet."""
+        for done in news:
+            self._early[done.id] = None  # first, so that watch() cannot miss it
+            if len(self._early) > self.EARLY:
+                del self._early[next(iter(self._early))]
+            self._settle_pending(done)
 
     def _settle_pending(self, done: Finished) -> None:
         if self._pending.get(done.id) is None:
@@ -249,11 +359,12 @@ class ResultWatcher:
         except ConnectionError:
             raise  # an outage: every handle keeps waiting, the poll retries
         except Exception as unreadable:  # noqa: BLE001 - one corrupt record fails one handle
-            handle.set_exception(
+            _fail(
+                handle,
                 MessageRejected(
                     f"the broker's record of job {handle.id} could not be read "
                     f"({type(unreadable).__name__}: {unreadable}); see `offload show {handle.id}`"
-                )
+                ),
             )
             return
         self.settle(handle, job)
@@ -263,11 +374,12 @@ class ResultWatcher:
         if handle.done():
             return
         if job is None:
-            handle.set_exception(
+            _fail(
+                handle,
                 TaskNotFound(
                     f"job {handle.id} is not in the broker: its result was pruned after "
                     "its result_ttl, or it was purged, or it never existed"
-                )
+                ),
             )
         else:
             self._settle_outcome(handle, job.state, job.result, job.error)
@@ -277,17 +389,26 @@ class ResultWatcher:
     ) -> None:
         if handle.done():
             return
-        if state is State.SUCCEEDED:
-            try:
-                value = None if result is None else self._serializer.decode(result)
-            except Exception as undecodable:  # noqa: BLE001 - this handle fails, no other
-                handle.set_exception(undecodable)
-                return
-            handle.set_result(value)
-        elif state is State.CANCELLED:
-            handle.cancel_locally()
-        elif state is State.FAILED:
-            handle.set_exception(rebuild_error(error, self._args.decode))
+        try:
+            if state is State.SUCCEEDED:
+                try:
+                    value = None if result is None else self._serializer.decode(result)
+                except Exception as undecodable:  # noqa: BLE001 - this handle fails, no other
+                    handle.set_exception(undecodable)
+                    return
+                handle.set_result(value)
+            elif state is State.CANCELLED:
+                handle.cancel_locally()
+            elif state is State.FAILED:
+                handle.set_exception(rebuild_error(error, self._args.decode))
+        except InvalidStateError:  # another thread (the poll, a caller's read) settled it first
+            return
+
+
+def _fail(handle: Handle[Any], error: BaseException) -> None:
+    """``handle.set_exception(error)``, unless another thread settled it first."""
+    with contextlib.suppress(InvalidStateError):
+        handle.set_exception(error)
 
 
 def rebuild_error(

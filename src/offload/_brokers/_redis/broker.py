@@ -23,8 +23,9 @@ from ..._message import Delivery, ErrorInfo, Message, Outcome, State
 from .._base import Finished, Lease, stored_error
 from . import rows, scripts
 from .combine import Combiner
+from .feed import Subscription
 from .inspector import RedisInspector
-from .link import Arg, Downtime, Link, Subscription, clients, split_namespace
+from .link import Arg, Downtime, Link, clients, split_namespace
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ class RedisBroker:
         self._waiting = 0
         self._closed = threading.Event()
         self._next_prune = 0.0
-        self._registered: dict[str, float] = {}  # queue -> until when it needs no listing
+        self._listing = Listing(self.REGISTER_EVERY)
         # The last empty claim: when, for which queues, next due time, next lease end.
         self._idle: tuple[float, tuple[str, ...], bytes | None, bytes | None] | None = None
         self._inspector = RedisInspector(
@@ -151,9 +152,11 @@ class RedisBroker:
     def enqueue(self, messages: Sequence[Message]) -> list[str]:
         if not messages:
             return []
-        args = self._enqueue_args(messages)
-        registering = self._registering(messages)
-        if registering:
+        now = self._clock.now()
+        since = now - self._reuse_window
+        args = rows.enqueue_args(self.prefix, now, since, self._reply_to, messages)
+        listing = self._listing.due(messages)
+        if listing:
             args[5] = "1"
 
         def run(again: bool) -> list[str]:
@@ -169,44 +172,9 @@ class RedisBroker:
             return [job_id.decode() for job_id in ids]
 
         ids = self._call(run)
-        if registering:
-            until = time.monotonic() + self.REGISTER_EVERY
-            for queue in registering:
-                self._registered[queue] = until
+        if listing:
+            self._listing.done(listing)
         return ids
-
-    def _enqueue_args(self, messages: Sequence[Message]) -> list[Arg]:
-        """``ENQUEUE``'s arguments for ``messages``; refuses before anything is sent."""
-        now = self._clock.now()
-        stamp = repr(now)
-        since = repr(now - self._reuse_window) if self._reuse_window else stamp
-        args: list[Arg] = [self.prefix, stamp, since, "0", self._reply_to, "0"]
-        if len(messages) > 1:
-            seen: set[str] = set()
-            for message in messages:
-                if message.id in seen:
-                    raise ValueError(f"job id {message.id!r} appears twice in one enqueue")
-                seen.add(message.id)
-        for message in messages:
-            args += rows.message_args(message, now)
-        return args
-
-    def _registering(self, messages: Sequence[Message]) -> list[str]:
-        """The queues of ``messages`` this object has not listed in ``queues`` lately.
-
-        ``queues`` is where workers for all queues find them. Listing a queue
-        on every enqueue cost a command per call; once per ``REGISTER_EVERY``
-        seconds per queue still lists it again soon after anything deleted
-        the set (``drop()`` here forgets at once).
-        """
-        registered = self._registered
-        if len(messages) == 1:
-            queue = messages[0].queue
-            if registered.get(queue, 0.0) > time.monotonic():
-                return []
-            return [queue]
-        now = time.monotonic()
-        return list({m.queue: None for m in messages if registered.get(m.queue, 0.0) <= now})
 
     def claim(self, queues: Sequence[str] | None, limit: int, lease: float) -> list[Delivery]:
         if limit <= 0:
@@ -337,7 +305,7 @@ class RedisBroker:
 
     def drop(self) -> int:
         """Delete every key of this namespace: all its jobs, results and queues; how many."""
-        self._registered.clear()
+        self._listing.forget()
 
         def run(_: bool) -> int:
             deleted = 0
@@ -446,6 +414,17 @@ class RedisBroker:
             return []
         return news
 
+    def interrupt_results(self) -> None:
+        """End a ``wait_for_results`` blocked in another thread at once, still listening.
+
+        Nothing published meanwhile is lost: the next wait reads it. (A
+        blocked ``handle.result()`` takes the reading over from the result
+        watcher's thread this way: see ``ResultWatcher.wait``.)
+        """
+        feed = self._feed
+        if feed is not None:
+            feed.interrupt()
+
     def stop_listening(self) -> None:
         """Unsubscribe: enqueues stop carrying the reply channel; ends a wait at once."""
         self._reply_to = ""
@@ -492,6 +471,37 @@ class RedisBroker:
             "host can reach it. A call cut off mid-way may still have taken effect: give "
             "messages a key to make retrying an enqueue safe."
         ) from failure
+
+
+class Listing:
+    """Which queues an enqueue must list in ``queues`` (where workers for all queues look).
+
+    Listing a queue on every enqueue cost a command per call; once per
+    ``every`` seconds per queue still lists it again soon after anything
+    deleted the set (``RedisBroker.drop()`` forgets at once).
+    """
+
+    def __init__(self, every: float) -> None:
+        self._every = every
+        self._until: dict[str, float] = {}  # queue -> until when it needs no listing
+
+    def due(self, messages: Sequence[Message]) -> list[str]:
+        """The queues of ``messages`` not listed lately: list them with this enqueue."""
+        until = self._until
+        now = time.monotonic()
+        if len(messages) == 1:
+            queue = messages[0].queue
+            return [] if until.get(queue, 0.0) > now else [queue]
+        return list({m.queue: None for m in messages if until.get(m.queue, 0.0) <= now})
+
+    def done(self, queues: list[str]) -> None:
+        """An enqueue that listed ``queues`` succeeded."""
+        until = time.monotonic() + self._every
+        for queue in queues:
+            self._until[queue] = until
+
+    def forget(self) -> None:
+        self._until.clear()
 
 
 def _namespace(url: str, namespace: str | None) -> tuple[str, str]:

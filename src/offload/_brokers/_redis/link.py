@@ -18,9 +18,9 @@ flight (the caller retries, as before, through ``RedisBroker._call``); the
 next call reconnects.
 
 The group commit is ``combine.Combiner``, also used one level up (a
-worker's acks become one ``ACK`` script call); ``Subscription`` reads a producer's reply
-channel; ``clients`` makes redis-py's clients for everything else; ``Downtime``
-logs an outage once, however many calls meet it.
+worker's acks become one ``ACK`` script call); ``clients`` makes redis-py's
+clients for everything else; ``Downtime`` logs an outage once, however many
+calls meet it. (A producer's reply channel is read by ``feed.Subscription``.)
 """
 
 from __future__ import annotations
@@ -108,45 +108,6 @@ class Link:
         return connection
 
     def _drop(self) -> None:
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            connection.disconnect()
-
-
-class Subscription:
-    """A connection of its own subscribed to one channel, read by one thread at a time.
-
-    Leaner than redis-py's ``PubSub`` (no handler dispatch, no retry
-    wrapper): the data of the messages that came, and nothing else.
-    """
-
-    def __init__(self, pool: redis.ConnectionPool, channel: str) -> None:
-        self._pool = pool
-        self._channel = channel
-        self._connection: Any = None
-
-    def read(self, timeout: float) -> list[bytes]:
-        """What was published, waiting up to ``timeout`` for the first message."""
-        connection = self._connection
-        if connection is None:
-            pool = self._pool
-            connection = pool.connection_class(**pool.connection_kwargs)
-            connection.connect()
-            connection.send_command("SUBSCRIBE", self._channel)
-            connection.read_response(push_request=True)  # the confirmation
-            self._connection = connection
-        data: list[bytes] = []
-        ready = connection.can_read(timeout)
-        while ready:
-            # RESP3 delivers messages as pushes, which only push_request returns.
-            reply = connection.read_response(push_request=True)
-            if reply[0] == b"message":
-                data.append(reply[2])
-            ready = connection.can_read(0)
-        return data
-
-    def close(self) -> None:
-        """Close the connection: a ``read`` blocked in another thread ends at once."""
         connection, self._connection = self._connection, None
         if connection is not None:
             connection.disconnect()

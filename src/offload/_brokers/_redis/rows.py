@@ -11,7 +11,7 @@ dead-letters it alone, with the reason); inspection shows what reads.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..._errors import MessageRejected
@@ -24,6 +24,24 @@ _compact = json.JSONEncoder(separators=(",", ":")).encode
 
 
 # -- the rows scripts take and return ---------------------------------------------
+
+
+def enqueue_args(
+    prefix: str, now: float, since: float, reply_to: str, messages: Sequence[Message]
+) -> list[Arg]:
+    """``ENQUEUE``'s arguments for ``messages`` (its queue listing flag "0");
+    refuses a batch that names a job id twice before anything is sent."""
+    stamp = repr(now)
+    args: list[Arg] = [prefix, stamp, stamp if since == now else repr(since), "0", reply_to, "0"]
+    if len(messages) > 1:
+        seen: set[str] = set()
+        for message in messages:
+            if message.id in seen:
+                raise ValueError(f"job id {message.id!r} appears twice in one enqueue")
+            seen.add(message.id)
+    for message in messages:
+        args += message_args(message, now)
+    return args
 
 
 def message_args(message: Message, now: float) -> list[Arg]:
