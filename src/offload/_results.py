@@ -67,6 +67,7 @@ class ResultWatcher:
     LISTEN_FOR = 5.0
     EARLY = 10_000  # finished ids remembered for handles not watched yet
     TAKE_OVER = 0.05  # longest wait of a blocked caller for the watcher to hand the feed over
+    LINGER = 0.005  # the watcher's thread reads again this long after the last caller left
 
     def __init__(
         self,
@@ -99,12 +100,14 @@ class ResultWatcher:
         self._early: dict[str, None] = {}
         # Who reads the feed: one thread at a time, holding _reading. A caller
         # blocked on a result (wait) takes it over from the watcher's thread,
-        # which stands aside while any caller wants it (_callers) until _calm.
+        # which stands aside while any caller wants it (_callers), and LINGER
+        # after the last one left (_left): a loop of round trips would else
+        # wake it twice per call, to read and to stand aside again.
         self._interrupt = feed.interrupt_results if isinstance(feed, Interruptible) else None
         self._reading = threading.Lock()
         self._watcher_reads = False
         self._callers = 0
-        self._calm = threading.Event()
+        self._left = 0.0
 
     def watch(self, handle: Handle[Any]) -> None:
         """Settle ``handle`` when its job finishes."""
@@ -130,7 +133,6 @@ class ResultWatcher:
         """Stop polling; returns once the thread has (the broker may close next)."""
         self._stopped.set()
         self._wake.set()
-        self._calm.set()
         if self._feed is not None:
             self._feed.stop_listening()  # ends the watcher's wait for results
         thread = self._thread
@@ -174,7 +176,7 @@ class ResultWatcher:
             with self._lock:
                 self._callers -= 1
                 if not self._callers:
-                    self._calm.set()
+                    self._left = time.monotonic()
         return None if deadline is None else max(0.0, deadline - time.monotonic())
 
     def _take_reading(self, interrupt: Callable[[], None]) -> bool:
@@ -285,11 +287,12 @@ class ResultWatcher:
         feed.stop_listening()
 
     def _read_feed(self, feed: ResultFeed, timeout: float) -> None:
-        """Read the feed for up to ``timeout``, unless a blocked caller reads it: then
-        stand aside until no caller does (``_calm``) or ``timeout``."""
-        self._calm.clear()
-        if self._callers or not self._reading.acquire(timeout=timeout):
-            self._calm.wait(timeout)
+        """Read the feed for up to ``timeout``, unless a blocked caller reads it, or did
+        a moment ago: then stand aside for ``LINGER`` (or ``timeout``, if shorter)."""
+        if self._callers or time.monotonic() - self._left < self.LINGER:
+            self._stopped.wait(min(timeout, self.LINGER))
+            return
+        if not self._reading.acquire(timeout=timeout):
             return
         try:
             self._watcher_reads = True  # before the look: a caller then interrupts

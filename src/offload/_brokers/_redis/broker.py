@@ -83,9 +83,11 @@ class RedisBroker:
         self._client, self._blocking = clients(url, self.BLOCK + 5.0)
         self._where = _address(self._client)
         self._downtime = Downtime(self._where)
-        # The state changes go through one shared connection (see link.py).
-        self._link = Link(self._client.connection_pool)
-        lua = scripts.Scripts(self._link)
+        # The state changes go through one shared connection (see link.py);
+        # claims through one of their own: a worker's dispatcher claiming
+        # (often for nothing, just before it waits) never holds up an ack.
+        self._link, self._claim_link = (Link(self._client.connection_pool) for _ in "12")
+        lua = scripts.Scripts(self._link, claims=self._claim_link)
         self._enqueue, self._claim, self._ack = lua.enqueue, lua.claim, lua.ack
         self._nack, self._extend = lua.nack, lua.extend
         self._prune, self._probe = lua.prune, lua.probe
@@ -98,8 +100,7 @@ class RedisBroker:
         self._reply_channel = f"{self.prefix}done:{uuid.uuid4().hex}"
         self._reply_to = ""
         self._feed: Subscription | None = None
-        self._lock = threading.Lock()
-        self._waiting = 0
+        self._lock, self._waiting = threading.Lock(), 0  # waiters of wait_for_messages
         self._closed = threading.Event()
         self._next_prune = 0.0
         self._listing = Listing(self.REGISTER_EVERY)
@@ -302,6 +303,7 @@ class RedisBroker:
         for client in (self._blocking, self._client):
             client.connection_pool.disconnect()
         self._link.close()
+        self._claim_link.close()
 
     def drop(self) -> int:
         """Delete every key of this namespace: all its jobs, results and queues; how many."""

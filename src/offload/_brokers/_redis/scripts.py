@@ -124,18 +124,20 @@ def source(name: str) -> str:
 
 
 class Scripts:
-    """Every script, registered on a link: sent by ``EVALSHA``, loaded when the server lacks it.
+    """Every script, registered on a link (``claims``: the claim script's, if another):
+    sent by ``EVALSHA``, loaded when the server lacks it.
 
     Making one reads the files (once per process) and computes their
     digests; it does not reach the server, so a broker can be built while
     its server is down.
     """
 
-    def __init__(self, link: Link) -> None:
+    def __init__(self, link: Link, *, claims: Link | None = None) -> None:
         def script(name: str) -> Script:
             return Script(link, source(name))
 
-        self.enqueue, self.claim, self.ack = script("enqueue"), script("claim"), script("ack")
+        self.enqueue, self.ack = script("enqueue"), script("ack")
+        self.claim = Script(claims or link, source("claim"))  # a link of its own, if given
         self.nack, self.extend = script("nack"), script("extend")
         self.cancel, self.retry = script("cancel"), script("retry")
         self.purge, self.prune = script("purge"), script("prune")
