@@ -31,7 +31,7 @@ from offload._brokers._postgres.queries import fill
 from offload._brokers._postgres.schema import MIGRATIONS, SCHEMA_VERSION
 from offload._handle import Handle
 from offload._message import ErrorInfo, Message, Outcome, State, new_id
-from offload._results import ResultWatcher
+from offload._results import Interruptible, ResultWatcher
 from offload._serializers import JsonSerializer
 from servers import drop_postgres_schema, require_postgres
 
@@ -375,6 +375,34 @@ def test_the_feed_listens_again_after_its_connection_is_killed(
     job = enqueue(producer)
     finish(worker, "again")
     assert hear(producer, 1) == [Finished(job.id, State.SUCCEEDED, b'"again"')]
+
+
+def test_interrupt_results_ends_a_wait_still_listening_and_loses_nothing(
+    producer: PostgresBroker, worker: PostgresBroker
+) -> None:
+    assert isinstance(producer, Interruptible)
+    producer.wait_for_results(0.0)
+    returned: list[list[Finished]] = []
+    waiter = threading.Thread(
+        target=lambda: returned.append(producer.wait_for_results(30.0)), daemon=True
+    )
+    waiter.start()
+    time.sleep(0.1)
+    started = time.monotonic()
+    producer.interrupt_results()
+    waiter.join(2)
+    assert returned == [[]] and time.monotonic() - started < 1.0, "ended at once"
+    job = enqueue(producer)  # still listening: its enqueue names the channel
+    finish(worker, "kept")
+    time.sleep(0.2)  # the news waits in the connection
+    assert hear(producer, 1) == [Finished(job.id, State.SUCCEEDED, b'"kept"')]
+    producer.interrupt_results()  # no wait in progress: it ends the next one
+    started = time.monotonic()
+    assert producer.wait_for_results(30.0) == []
+    assert time.monotonic() - started < 1.0
+    started = time.monotonic()
+    assert producer.wait_for_results(0.3) == []  # and only that one
+    assert time.monotonic() - started >= 0.25
 
 
 def test_stop_listening_ends_a_wait_in_another_thread(producer: PostgresBroker) -> None:

@@ -57,13 +57,7 @@ from .link import Connection, Link, Listener, Secrets, connect, conninfo, descri
 from .queries import as_columns, claim_params, render
 from .schema import check, schema_name
 from .schema import migrate as migrate_schema
-from .values import (
-    enqueue_refused,
-    error_columns,
-    outcome_refused,
-    refused_for_values,
-    row_delivery,
-)
+from .values import error_columns, outcome_refused, refusals, refused_for_values, row_delivery
 
 __all__ = ["PostgresBroker"]
 
@@ -219,7 +213,7 @@ class PostgresBroker:
         store = functools.partial(
             self._writer.store, messages=messages, rows=rows, now=now, reply_to=self._feed.reply_to
         )
-        with _refusals(messages):
+        with refusals(messages):
             return self._link.run(self._writer.retrying(store, ids))
 
     def enqueue_in(self, messages: Sequence[Message], connection: Any) -> list[str]:
@@ -243,7 +237,7 @@ class PostgresBroker:
         store = functools.partial(
             self._writer.store, messages=messages, rows=rows, now=now, reply_to=self._feed.reply_to
         )
-        with _refusals(messages), _elsewhere(self.schema, self._where):
+        with refusals(messages), _elsewhere(self.schema, self._where):
             if not self._ready:
                 self._link.run(lambda _: None)  # the schema must exist (and be current)
             if connection.autocommit:
@@ -497,6 +491,15 @@ class PostgresBroker:
         """
         return self._feed.wait(timeout)
 
+    def interrupt_results(self) -> None:
+        """End a ``wait_for_results`` blocked in another thread at once, still listening.
+
+        Nothing notified meanwhile is lost: the next wait reads it. (A
+        blocked ``handle.result()`` takes the reading over from the result
+        watcher's thread this way: see ``ResultWatcher.wait``.)
+        """
+        self._feed.interrupt()
+
     def stop_listening(self) -> None:
         """Stop listening (enqueues stop recording the channel); ends a wait at once."""
         self._feed.stop()
@@ -552,19 +555,6 @@ def _elsewhere(schema: str, where: str) -> Iterator[None]:
         ) from None
 
 
-@contextlib.contextmanager
-def _refusals(messages: Sequence[Message]) -> Iterator[None]:
-    """offload's error for a batch the server refused: a taken id or key, a value it cannot hold."""
-    try:
-        yield
-    except psycopg.errors.UniqueViolation as error:
-        raise _duplicate(error) from None
-    except Exception as error:
-        if refused_for_values(error):  # NUL, a lone surrogate, an int out of range, ...
-            raise enqueue_refused(messages, error) from None
-        raise
-
-
 def _claim_order(row: tuple[Any, ...]) -> tuple[int, float, int]:
     """Priority (higher first), then due, then age: the order of the claim query."""
     return (-row[_PRIORITY], row[1], row[0])
@@ -577,13 +567,3 @@ def _repeated(ids: list[str]) -> str:
             return job_id
         seen.add(job_id)
     return ""
-
-
-def _duplicate(error: psycopg.errors.UniqueViolation) -> ValueError:
-    if error.diag.constraint_name == "jobs_live_key":
-        return ValueError(
-            "another transaction stored a live job with one of this batch's keys at the same "
-            "time, unseen by this one's snapshot: enqueue keyed messages under READ COMMITTED "
-            f"({error.diag.message_detail})"
-        )
-    return ValueError(f"a job id of this batch already exists ({error.diag.message_detail})")

@@ -52,6 +52,9 @@ class Feed:
         """The channel while listening, else None: what an enqueue records with its jobs."""
         listen = sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)).as_string(None)
         self._listener = Listener(open_connection, listen, scrub)
+        # The listener's counters where the last wait left them: an interrupt
+        # since then ends the next wait at once, even one not begun yet.
+        self._mark: tuple[int, int] | None = None
 
     def wait(self, timeout: float) -> list[Finished]:
         """The jobs whose end was heard, waiting up to ``timeout`` for the first.
@@ -62,11 +65,20 @@ class Feed:
         once per ``Listener.RETRY_AFTER``); meanwhile the calls sleep out
         their timeout (the caller polls).
         """
-        mark = self._listener.mark()  # stop() from here on ends this wait
+        mark = self._mark if self._mark is not None else self._listener.mark()
         if self._listener.listen():
             self.reply_to = self.channel
         payloads = self._listener.heard(timeout, mark)
+        self._mark = self._listener.mark()
         return [done for payload in payloads if (done := finished(payload)) is not None]
+
+    def interrupt(self) -> None:
+        """End the wait in progress now, still listening (or the next one, if none is).
+
+        Nothing is lost: what comes meanwhile waits in the connection for
+        the next call.
+        """
+        self._listener.interrupt()
 
     def stop(self) -> None:
         """Stop listening: enqueues stop recording the channel; a wait ends at once."""

@@ -8,7 +8,8 @@ outcome (which message, and what in it).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -104,3 +105,26 @@ def _key_size_problem(key: str | None) -> str | None:
         f"the key is {size:,} bytes of UTF-8, over the {_KEY_BYTES:,} that PostgreSQL "
         "indexes: use a shorter key (a hash of a long one, for example)"
     )
+
+
+@contextlib.contextmanager
+def refusals(messages: Sequence[Message]) -> Iterator[None]:
+    """offload's error for a batch the server refused: a taken id or key, a value it cannot hold."""
+    try:
+        yield
+    except psycopg.errors.UniqueViolation as error:
+        raise _duplicate(error) from None
+    except Exception as error:
+        if refused_for_values(error):  # NUL, a lone surrogate, an int out of range, ...
+            raise enqueue_refused(messages, error) from None
+        raise
+
+
+def _duplicate(error: psycopg.errors.UniqueViolation) -> ValueError:
+    if error.diag.constraint_name == "jobs_live_key":
+        return ValueError(
+            "another transaction stored a live job with one of this batch's keys at the same "
+            "time, unseen by this one's snapshot: enqueue keyed messages under READ COMMITTED "
+            f"({error.diag.message_detail})"
+        )
+    return ValueError(f"a job id of this batch already exists ({error.diag.message_detail})")
