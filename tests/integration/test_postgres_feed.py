@@ -337,6 +337,26 @@ def test_a_handle_settles_by_push_well_before_the_poll(
     assert statistics.median(took) < ResultWatcher.FEED_POLL, took
 
 
+def test_the_watchers_thread_settles_a_handle_nobody_blocks_on_by_push(
+    producer: PostgresBroker, worker_process: subprocess.Popen[str]
+) -> None:
+    watcher = ResultWatcher(producer.inspector, SERIALIZER, "test", feed=producer)
+    watcher.FEED_POLL = 30.0
+    producer.wait_for_results(0.0)
+    assert worker_process.stdin is not None
+    try:
+        handle: Handle[Any] = Handle(enqueue(producer).id, "tasks.work")
+        watcher.watch(handle)
+        settled = threading.Event()
+        handle.add_done_callback(lambda _: settled.set())  # no thread blocks on it
+        worker_process.stdin.write("7\n")
+        worker_process.stdin.flush()
+        assert settled.wait(5), "the feed's news settles it, not the poll (30 s away)"
+        assert handle.result(timeout=0) == 7
+    finally:
+        watcher.stop()
+
+
 def test_a_handle_with_a_result_too_big_for_the_news_reads_it(
     producer: PostgresBroker, worker: PostgresBroker
 ) -> None:
