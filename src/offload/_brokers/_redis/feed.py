@@ -24,14 +24,8 @@ from typing import Any
 
 import redis
 
-_hiredis: Any
-try:  # offload[redis] installs it; without it redis-py's parser reads
-    import hiredis as _hiredis
-except ImportError:  # pragma: no cover - the extra always has it
-    _hiredis = None
+from .link import _RESP3, _hiredis  # RESP3 pushes are how messages come on RESP3
 
-# hiredis parses RESP3 pushes (how messages come on a RESP3 connection) from 3.0 on.
-_RESP3 = _hiredis is not None and int(_hiredis.__version__.split(".")[0]) >= 3
 _AGAIN = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 _CHUNK = 65536
 

@@ -46,12 +46,18 @@ Arg = bytes | str | int | float
 """What a command or a script takes."""
 
 _pack: Callable[[tuple[Arg, ...]], bytes] | None
+_hiredis: Any
 try:  # offload[redis] installs it; redis-py works without it
-    import hiredis
+    import hiredis as _hiredis
 
-    _pack = hiredis.pack_command  # type: ignore[assignment] # its stub wants a 1-tuple
+    _pack = _hiredis.pack_command
 except ImportError:  # pragma: no cover - the extra always has it
-    _pack = None
+    _hiredis = _pack = None
+
+_RESP3 = _hiredis is not None and int(_hiredis.__version__.split(".")[0]) >= 3
+"""hiredis parses RESP3 (what redis-py 8 speaks by default) from version 3 on."""
+_MORE = object()  # the reader's answer while a reply is incomplete (False is a RESP3 reply)
+_CHUNK = 65536
 
 
 class Link:
@@ -60,6 +66,11 @@ class Link:
     def __init__(self, pool: redis.ConnectionPool) -> None:
         self._pool = pool
         self._connection: Any = None
+        # With hiredis, the socket is written and read here, parsed by a
+        # reader of our own: redis-py's send and read layers cost as much
+        # again as the round trip's own system calls.
+        self._sock: Any = None
+        self._reader: Any = None
         self._commands: Combiner[tuple[Arg, ...], Any] = Combiner(self._round_trip)
 
     def call(self, *command: Arg) -> Any:
@@ -76,13 +87,10 @@ class Link:
         replies: list[Any] = []
         try:
             connection = self._connected()
-            if _pack is not None:  # hiredis, without redis-py's per-argument checks
-                packed: Any = [
-                    _pack(batch[0])
-                    if len(batch) == 1
-                    else b"".join([_pack(command) for command in batch])
-                ]
-            elif len(batch) == 1:
+            if self._reader is not None:
+                self._exchange(batch, replies)
+                return replies
+            if len(batch) == 1:
                 packed = connection.pack_command(*batch[0])
             else:
                 packed = connection.pack_commands(batch)
@@ -98,17 +106,45 @@ class Link:
             replies += [error] * (len(batch) - len(replies))
         return replies
 
+    def _exchange(self, batch: list[tuple[Arg, ...]], replies: list[Any]) -> None:
+        """Send ``batch`` and read a reply per command (an error reply is its exception)."""
+        assert _pack is not None  # a reader of our own only with hiredis
+        sock, reader = self._sock, self._reader
+        try:
+            sock.sendall(_pack(batch[0]) if len(batch) == 1 else b"".join(map(_pack, batch)))
+            for _ in batch:
+                while (reply := reader.gets()) is _MORE:
+                    chunk = sock.recv(_CHUNK)
+                    if not chunk:
+                        raise redis.ConnectionError("Connection closed by server.")
+                    reader.feed(chunk)
+                replies.append(reply)
+        except TimeoutError as error:  # the socket's timeout (redis-py's, from the URL)
+            raise redis.TimeoutError("Timeout talking to Redis") from error
+        except redis.RedisError:
+            raise
+        except OSError as error:
+            raise redis.ConnectionError(f"Error while talking to Redis: {error}") from error
+
     def _connected(self) -> Any:
         connection = self._connection
         if connection is None:
             pool = self._pool
             connection = pool.connection_class(**pool.connection_kwargs)
-            connection.connect()
+            connection.connect()  # redis-py's handshake: TLS, AUTH, HELLO, SELECT
+            if _hiredis is not None and (_RESP3 or str(connection.protocol) != "3"):
+                self._sock = connection._sock
+                self._reader = _hiredis.Reader(
+                    protocolError=redis.InvalidResponse,
+                    replyError=connection._parser.parse_error,
+                    notEnoughData=_MORE,
+                )
             self._connection = connection
         return connection
 
     def _drop(self) -> None:
         connection, self._connection = self._connection, None
+        self._sock = self._reader = None
         if connection is not None:
             connection.disconnect()
 

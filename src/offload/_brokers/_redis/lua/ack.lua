@@ -7,7 +7,8 @@
 local function ack(b)
   local id, token, state = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local job = jobkey(id)
-  local f = read(job, 's', 't', 'q', 'js', 'rt')
+  -- (Whether it holds a result or an error, too: only what is there is deleted.)
+  local f = read(job, 's', 't', 'q', 'js', 'rt', 'res', 'err')
   if not f or f[1] ~= 'running' or f[2] ~= token then return 0 end
   redis.call('ZREM', P .. 'running', id)
   if f[5] then
@@ -19,19 +20,18 @@ local function ack(b)
   end
   if ARGV[b + 6] == '1' then return drop(id) end
   -- A success after retries clears the last error; no result clears an old one.
-  local set, gone = {'s', state, 'fin', ARGV[b + 4]}, {}
+  local set = {'s', state, 'fin', ARGV[b + 4]}
   if ARGV[b + 7] == '1' then
     set[#set + 1] = 'res'; set[#set + 1] = ARGV[b + 8]
-  else
-    gone[#gone + 1] = 'res'
+  elseif f[6] then
+    redis.call('HDEL', job, 'res')
   end
   if ARGV[b + 9] ~= '' then
     set[#set + 1] = 'err'; set[#set + 1] = ARGV[b + 9]
-  else
-    gone[#gone + 1] = 'err'
+  elseif f[7] then
+    redis.call('HDEL', job, 'err')
   end
   redis.call('HSET', job, unpack(set))
-  if #gone > 0 then redis.call('HDEL', job, unpack(gone)) end
   move(id, queue_of(job, f[3]), f[4], 'running', state)
   if ARGV[b + 5] ~= '' then redis.call('ZADD', P .. 'expiry', ARGV[b + 5], id) end
   return 1

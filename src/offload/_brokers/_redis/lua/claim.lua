@@ -10,8 +10,13 @@
 -- read whole a defect.
 
 local now, lease_end, limit, batch = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
-local broken = seq_broken()
-if broken then return broken end
+-- Tokens first + 1 .. first + limit, reserved before the first write: one
+-- counter step per claim, which also refuses (writing nothing) a counter that
+-- is not a count. (A claim that finds fewer jobs leaves a gap: tokens need
+-- only be unique.)
+local reserved = redis.pcall('INCRBY', P .. 'seq', limit)
+if type(reserved) == 'table' then return seq_broken() or reserved end
+local first = reserved - limit
 
 local due = come('delayed', now, batch)
 for j = 1, #due, 2 do
@@ -99,10 +104,8 @@ if #picked == 0 then
   local lease = redis.call('ZRANGE', P .. 'running', 0, 0, 'WITHSCORES')
   return {due[2] or false, lease[2] or false}
 end
--- Tokens first + 1 .. first + #picked: one counter step for the claim. The
--- job keeps its stale ready member ``r``: every way back to a ready set
+-- The job keeps its stale ready member ``r``: every way back to a ready set
 -- writes a new one, and no set holds the old one any more.
-local first = redis.call('INCRBY', P .. 'seq', #picked) - #picked
 for i, member in ipairs(picked) do
   local id, queue = string.sub(member, @RANK@ + 1), from[i]
   local job = jobkey(id)
