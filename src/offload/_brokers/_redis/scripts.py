@@ -75,6 +75,7 @@ _PACKAGE = __name__.rpartition(".")[0]  # where lua/ is, installed or not
 
 _DEFINED = re.compile(r"^local (?:function )?([A-Za-z_]\w*)", re.MULTILINE)
 _COMMENT = re.compile(r"--.*$", re.MULTILINE)
+_IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
 
 
 def _needed(prelude: str, body: str) -> str:
@@ -84,27 +85,30 @@ def _needed(prelude: str, body: str) -> str:
     stays; one that defines names stays if ``body`` or a kept paragraph
     names one of them. Comments are left out of the search.
     """
-    paragraphs = prelude.strip().split("\n\n")
-    defines = [set(_DEFINED.findall(paragraph)) for paragraph in paragraphs]
+    paragraphs, defines, uses = _paragraphs(prelude)
     wanted: set[str] = set()
-    search = _COMMENT.sub("", body)
+    search = _names(body)
     while True:
-        found = {
-            name
-            for names in defines
-            for name in names
-            if re.search(rf"\b{name}\b", search) is not None
-        }
-        if found <= wanted:
+        found = {name for names in defines for name in names if name in search} - wanted
+        if not found:
             break
         wanted |= found
-        search = "\n".join(
-            _COMMENT.sub("", paragraph)
-            for paragraph, names in zip(paragraphs, defines, strict=True)
-            if names & wanted
-        )
+        search = set().union(*(u for u, names in zip(uses, defines, strict=True) if names & found))
     kept = [p for p, names in zip(paragraphs, defines, strict=True) if not names or names & wanted]
     return "\n\n".join(kept)
+
+
+@functools.cache
+def _paragraphs(text: str) -> tuple[list[str], list[set[str]], list[set[str]]]:
+    """``text``'s paragraphs, with the names each defines and the names each uses."""
+    paragraphs = text.strip().split("\n\n")
+    defines = [set(_DEFINED.findall(paragraph)) for paragraph in paragraphs]
+    return paragraphs, defines, [_names(paragraph) for paragraph in paragraphs]
+
+
+def _names(text: str) -> set[str]:
+    """The identifiers ``text`` names outside its comments."""
+    return set(_IDENTIFIER.findall(_COMMENT.sub("", text)))
 
 
 @functools.cache
