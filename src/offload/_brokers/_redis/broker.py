@@ -103,7 +103,7 @@ class RedisBroker:
         self._lock, self._waiting = threading.Lock(), 0  # waiters of wait_for_messages
         self._closed = threading.Event()
         self._next_prune = 0.0
-        self._listing = Listing(self.REGISTER_EVERY)
+        self._listing = Listing()
         # The last empty claim: when, for which queues, next due time, next lease end.
         self._idle: tuple[float, tuple[str, ...], bytes | None, bytes | None] | None = None
         self._inspector = RedisInspector(
@@ -174,7 +174,7 @@ class RedisBroker:
 
         ids = self._call(run)
         if listing:
-            self._listing.done(listing)
+            self._listing.done(listing, self.REGISTER_EVERY)
         return ids
 
     def claim(self, queues: Sequence[str] | None, limit: int, lease: float) -> list[Delivery]:
@@ -479,12 +479,11 @@ class Listing:
     """Which queues an enqueue must list in ``queues`` (where workers for all queues look).
 
     Listing a queue on every enqueue cost a command per call; once per
-    ``every`` seconds per queue still lists it again soon after anything
-    deleted the set (``RedisBroker.drop()`` forgets at once).
+    ``RedisBroker.REGISTER_EVERY`` seconds per queue still lists it again
+    soon after anything deleted the set (``RedisBroker.drop()`` forgets at once).
     """
 
-    def __init__(self, every: float) -> None:
-        self._every = every
+    def __init__(self) -> None:
         self._until: dict[str, float] = {}  # queue -> until when it needs no listing
 
     def due(self, messages: Sequence[Message]) -> list[str]:
@@ -496,9 +495,9 @@ class Listing:
             return [] if until.get(queue, 0.0) > now else [queue]
         return list({m.queue: None for m in messages if until.get(m.queue, 0.0) <= now})
 
-    def done(self, queues: list[str]) -> None:
-        """An enqueue that listed ``queues`` succeeded."""
-        until = time.monotonic() + self._every
+    def done(self, queues: list[str], every: float) -> None:
+        """An enqueue that listed ``queues`` succeeded: no need again for ``every`` seconds."""
+        until = time.monotonic() + every
         for queue in queues:
             self._until[queue] = until
 
