@@ -49,8 +49,12 @@ not see each other's jobs:
   the outcome of the jobs it enqueued while it listened.
 
 The state changes go through one connection per broker object that its
-threads share (``link.py``): concurrent acks become one ``ACK`` call,
-concurrent claims one ``CLAIM``, and whatever else meets shares a round trip.
+threads share (``link.py``), and claims through a second one (a worker's
+dispatcher claiming just before it waits never holds up an ack): concurrent
+acks become one ``ACK`` call, concurrent claims one ``CLAIM``, and whatever
+else meets shares a round trip (``combine.py``). A producer's reply channel
+has a connection of its own (``feed.py``), which a thread blocked on a
+result reads itself.
 
 Results are kept ``result_ttl`` seconds by pruning (the ``expiry`` index),
 not by Redis key expiry: the indexes must forget a job together with its
@@ -63,9 +67,9 @@ supported (scripts derive their keys); a single server or Sentinel is.
 
 The modules: ``broker`` (``RedisBroker``: enqueue, claim, ack, nack,
 extend, wake-ups, the result feed), ``inspector`` (``RedisInspector``, its
-``broker.inspector``), ``link`` (connections), ``scripts`` and ``lua/``
-(the state changes), ``rows`` (what scripts take and return, and job hashes
-decoded).
+``broker.inspector``), ``link`` (connections), ``combine`` (group commit),
+``feed`` (the reply channel), ``scripts`` and ``lua/`` (the state changes),
+``rows`` (what scripts take and return, and job hashes decoded).
 """
 
 from __future__ import annotations

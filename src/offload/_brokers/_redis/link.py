@@ -2,9 +2,11 @@
 
 redis-py's ``execute_command`` path (pool checkout, retry wrapper, command
 parsing, observability hooks) costs more than the server takes to run a
-whole enqueue script. ``Link`` sends pre-packed commands on one connection
-of its own and reads the replies with redis-py's parser (hiredis when
-installed), so a call costs little more than its round trip.
+whole enqueue script. ``Link`` lets redis-py open a connection of its own
+(TLS, AUTH, HELLO, SELECT), then writes pre-packed commands to its socket
+and parses the replies with a hiredis reader of its own, so a call costs
+little more than its round trip's two system calls. (Without hiredis, or
+RESP3 with hiredis 2, it goes through redis-py's connection methods.)
 
 It is also group commit on the client: commands that threads submit while
 a round trip is in flight go out together as one pipeline in the next one
