@@ -136,8 +136,9 @@ class ResultFeed(Protocol):
     """Capability: hear that jobs finished instead of polling for them.
 
     While someone waits, jobs enqueued through this broker object ask to be
-    told of their end (Redis: the ack publishes the job id; PostgreSQL could
-    use LISTEN/NOTIFY). A notification is a hint, at most once: polling the
+    told of their end (Redis: the ack publishes to the producer's channel;
+    PostgreSQL: the ack's own statement sends ``pg_notify``; both carry the
+    outcome when it is small). A notification is a hint, at most once: polling the
     broker stays the truth, for what was missed or enqueued elsewhere.
     """
 
