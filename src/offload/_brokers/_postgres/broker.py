@@ -253,19 +253,10 @@ class PostgresBroker:
             return []
         names = None if queues is None else tuple(queues)
         if names is not None and names not in self._claimable:
-            self._check_queues(names)  # else the driver's error would fail others' claims
+            _check_queues(names, self._claimable)  # else the driver's error fails others' claims
         # Claims of this process's threads that meet (each freed slot claims
         # one) share one statement and one commit.
         return self._claims.submit((names, limit, lease))
-
-    def _check_queues(self, names: tuple[str, ...]) -> None:
-        for name in names:
-            problem = name_problem(name, "queue")
-            if problem is not None:
-                raise ConfigurationError(f"cannot claim from {name!r:.80}: {problem}")
-        if len(self._claimable) > 1000:
-            self._claimable.clear()
-        self._claimable.add(names)
 
     def _claim_together(
         self, claims: list[_ClaimCall], more: Callable[[], list[_ClaimCall]] | None = None
@@ -567,3 +558,14 @@ def _repeated(ids: list[str]) -> str:
             return job_id
         seen.add(job_id)
     return ""
+
+
+def _check_queues(names: tuple[str, ...], claimable: set[tuple[str, ...]]) -> None:
+    """Refuse a queue name PostgreSQL would refuse; remember the tuples that passed."""
+    for name in names:
+        problem = name_problem(name, "queue")
+        if problem is not None:
+            raise ConfigurationError(f"cannot claim from {name!r:.80}: {problem}")
+    if len(claimable) > 1000:
+        claimable.clear()
+    claimable.add(names)
