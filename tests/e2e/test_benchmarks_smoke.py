@@ -143,6 +143,7 @@ def test_only_accepts_names_and_tags() -> None:
         "drain-sqlite",
         "roundtrip-sqlite",
         "scale-sqlite",
+        "sqlite-full",
     }
     assert select("scale:redis") == ["scale-redis"]
     with pytest.raises(ValueError, match="names no scenario"):

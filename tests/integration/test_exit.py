@@ -131,6 +131,7 @@ def test_ctrl_c_during_the_exit_wait_exits_promptly(tmp_path: Path) -> None:
     script.write_text(
         textwrap.dedent(
             """
+            import atexit
             import time
             import offload
 
@@ -140,6 +141,9 @@ def test_ctrl_c_during_the_exit_wait_exits_promptly(tmp_path: Path) -> None:
 
             long_sleep()
             print("ready", flush=True)
+            # Registered after offload's own handler (its worker started with the
+            # call), so it runs just before it: the exit wait begins right after.
+            atexit.register(print, "exiting", flush=True)
             """
         )
     )
@@ -154,7 +158,8 @@ def test_ctrl_c_during_the_exit_wait_exits_promptly(tmp_path: Path) -> None:
     try:
         assert child.stdout is not None
         assert child.stdout.readline().strip() == "ready"
-        time.sleep(0.3)  # main has ended: the child is in the exit wait
+        assert child.stdout.readline().strip() == "exiting"  # main has ended
+        time.sleep(0.3)  # the child is in the exit wait
         assert child.poll() is None, "the child did not wait for its running task"
         child.send_signal(signal.SIGINT)
         sent = time.monotonic()
