@@ -132,9 +132,13 @@ def test_ctrl_c_during_the_exit_wait_exits_promptly(tmp_path: Path) -> None:
         textwrap.dedent(
             """
             import logging
+            import signal
             import time
             import offload
 
+            # Ctrl-C as a terminal delivers it, even if whoever started the test
+            # run ignores SIGINT (a shell's background job does: it is inherited).
+            signal.signal(signal.SIGINT, signal.default_int_handler)
             # offload says when its exit wait begins: the test presses Ctrl-C then.
             logging.basicConfig(level=logging.INFO)
 
