@@ -246,6 +246,29 @@ class Inspector(Protocol):
         ...
 
 
+class WorkerInfo(NamedTuple):
+    """One live worker, as it registered itself in the broker (``offload workers``, dashboard)."""
+
+    id: str  # unique per worker process start: "{host}:{pid}:{random}"
+    host: str
+    pid: int
+    queues: tuple[str, ...]  # empty: every queue
+    pool: str  # "threads" | "processes" | "asyncio"
+    concurrency: int
+    started: float  # epoch seconds
+    last_seen: float  # epoch seconds of the last heartbeat
+    running: tuple[str, ...]  # ids of the jobs it holds now
+
+
+@runtime_checkable
+class WorkerListing(Protocol):
+    """Capability of an inspector: the workers alive now (heartbeat not lapsed)."""
+
+    def workers(self) -> list[WorkerInfo]:
+        """Live workers, oldest first; a worker whose heartbeat lapsed is not listed."""
+        ...
+
+
 def lapsed_error(deliveries: int) -> ErrorInfo:
     """Why a job whose lease lapsed once too often went to the dead-letter set."""
     kind = f"{WorkerLost.__module__}.{WorkerLost.__qualname__}"
