@@ -31,10 +31,10 @@ import time
 import weakref
 from collections.abc import Callable
 from concurrent.futures import InvalidStateError
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from ._brokers import Inspector
-from ._brokers._base import ChangeToken, Finished, ResultFeed
+from ._brokers._base import ChangeToken, Finished, Interruptible, ResultFeed
 from ._errors import MessageRejected, RemoteTraceback, TaskFailed, TaskNotFound
 from ._handle import Handle, WeakHandles
 from ._message import ErrorInfo, JobInfo, State
@@ -42,15 +42,6 @@ from ._outage import Outage
 from ._serializers import JsonSerializer, Serializer, imported_modules
 
 log = logging.getLogger(__name__)
-
-
-@runtime_checkable
-class Interruptible(Protocol):
-    """A result feed whose wait another thread can end at once, still listening (Redis)."""
-
-    def interrupt_results(self) -> None:
-        """End a ``wait_for_results`` blocked in another thread now; nothing is lost."""
-        ...
 
 
 class ResultWatcher:

@@ -155,6 +155,19 @@ class ResultFeed(Protocol):
 
 
 @runtime_checkable
+class Interruptible(Protocol):
+    """Capability of a result feed: another thread can end its wait at once, still listening.
+
+    Redis and PostgreSQL have it: a thread blocked on ``handle.result()``
+    reads the feed itself instead of waiting for the watcher thread's hop.
+    """
+
+    def interrupt_results(self) -> None:
+        """End a ``wait_for_results`` blocked in another thread now; nothing is lost."""
+        ...
+
+
+@runtime_checkable
 class Transactional(Protocol):
     """Capability: store messages inside the caller's own database transaction.
 

@@ -24,45 +24,17 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from offload._brokers._base import Finished, ResultFeed
+from offload._brokers._base import Finished, Interruptible, ResultFeed
 from offload._brokers._postgres import PostgresBroker
 from offload._brokers._postgres.feed import finished
 from offload._brokers._postgres.queries import fill
 from offload._brokers._postgres.schema import MIGRATIONS, SCHEMA_VERSION
 from offload._handle import Handle
 from offload._message import ErrorInfo, Message, Outcome, State, new_id
-from offload._results import Interruptible, ResultWatcher
+from offload._results import ResultWatcher
 from offload._serializers import JsonSerializer
-from servers import drop_postgres_schema, require_postgres
 
 SERIALIZER = JsonSerializer()
-
-
-@pytest.fixture(scope="module")
-def server() -> str:
-    return require_postgres()
-
-
-@pytest.fixture
-def namespace(server: str) -> Iterator[str]:
-    name = f"t_{uuid.uuid4().hex}"
-    yield name
-    drop_postgres_schema(f"offload_{name}")
-
-
-@pytest.fixture
-def make_broker(server: str, namespace: str) -> Iterator[Callable[..., PostgresBroker]]:
-    made: list[PostgresBroker] = []
-
-    def make(**options: Any) -> PostgresBroker:
-        options.setdefault("namespace", namespace)
-        broker = PostgresBroker(options.pop("url", server), **options)
-        made.append(broker)
-        return broker
-
-    yield make
-    for broker in made:
-        broker.close()
 
 
 @pytest.fixture

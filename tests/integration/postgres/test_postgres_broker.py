@@ -19,7 +19,7 @@ import textwrap
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -33,7 +33,7 @@ from offload._brokers._postgres.queries import COPY_TYPES, fill, lock_id, statem
 from offload._brokers._postgres.schema import MIGRATIONS, SCHEMA_VERSION
 from offload._brokers._sql_rows import message_row
 from offload._message import ErrorInfo, Message, Outcome, State, new_id
-from servers import POSTGRES_URL, drop_postgres_schema, require_postgres
+from servers import POSTGRES_URL
 
 URL = POSTGRES_URL
 
@@ -41,36 +41,6 @@ URL = POSTGRES_URL
 def message(**fields: Any) -> Message:
     fields.setdefault("payload", b"[]")
     return Message(new_id(), "tasks.work", (), {}, **fields)
-
-
-@pytest.fixture(scope="module")
-def server() -> str:
-    """The server's URL; skips (fails under CI) when it cannot be reached."""
-    return require_postgres()
-
-
-@pytest.fixture
-def namespace(server: str) -> Iterator[str]:
-    """A fresh namespace; its schema is dropped after the test."""
-    name = f"t_{uuid.uuid4().hex}"
-    yield name
-    drop_postgres_schema(f"offload_{name}")
-
-
-@pytest.fixture
-def make_broker(server: str, namespace: str) -> Iterator[Callable[..., PostgresBroker]]:
-    """Brokers on the test's namespace (unless told otherwise), closed after it."""
-    made: list[PostgresBroker] = []
-
-    def make(**options: Any) -> PostgresBroker:
-        options.setdefault("namespace", namespace)
-        broker = PostgresBroker(options.pop("url", server), **options)
-        made.append(broker)
-        return broker
-
-    yield make
-    for broker in made:
-        broker.close()
 
 
 @pytest.fixture
