@@ -99,6 +99,12 @@ class ResultWatcher:
         self._watcher_reads = False
         self._callers = 0
         self._left = 0.0
+        # The handle the reading caller waits for, and that caller: a handle
+        # settled by anyone else ends its read. One done-callback per handle
+        # (_hooked), however many timed waits a caller makes on it.
+        self._read_for_handle: Handle[Any] | None = None
+        self._reader = 0
+        self._hooked: weakref.WeakSet[Handle[Any]] = weakref.WeakSet()
 
     def watch(self, handle: Handle[Any]) -> None:
         """Settle ``handle`` when its job finishes."""
@@ -160,7 +166,7 @@ class ResultWatcher:
         try:
             if self._take_reading(interrupt):
                 try:
-                    self._read_for(handle, deadline, interrupt)
+                    self._read_for(handle, deadline)
                 finally:
                     self._reading.release()
         finally:
@@ -179,19 +185,30 @@ class ResultWatcher:
         interrupt()  # the watcher's thread stands aside (it sees _callers)
         return self._reading.acquire(timeout=self.TAKE_OVER)
 
-    def _read_for(
-        self, handle: Handle[Any], deadline: float | None, interrupt: Callable[[], None]
-    ) -> None:
+    def _read_for(self, handle: Handle[Any], deadline: float | None) -> None:
         """Read the feed, settling what it brings, until ``handle`` is done or ``deadline``."""
         assert self._feed is not None  # only with an interruptible feed
-        reader = threading.get_ident()
+        self._read_for_handle, self._reader = handle, threading.get_ident()
+        if handle not in self._hooked:
+            self._hooked.add(handle)
+            handle.add_done_callback(self._settled_elsewhere)
+        try:
+            self._read_until(handle, deadline)
+        finally:
+            self._read_for_handle = None
 
-        def settled_elsewhere(_: object) -> None:
-            # Settled by the poll, a cancel or another reader: stop reading now.
-            if threading.get_ident() != reader:
-                interrupt()
+    def _settled_elsewhere(self, handle: object) -> None:
+        """A handle was settled: if it was by the poll, a cancel or another thread than
+        the one reading the feed for it, that reader stops reading now."""
+        if (
+            handle is self._read_for_handle
+            and threading.get_ident() != self._reader
+            and self._interrupt is not None
+        ):
+            self._interrupt()
 
-        handle.add_done_callback(settled_elsewhere)
+    def _read_until(self, handle: Handle[Any], deadline: float | None) -> None:
+        assert self._feed is not None
         while not handle.done() and not self._stopped.is_set():
             wait = self.FEED_POLL
             if deadline is not None:

@@ -366,3 +366,16 @@ def test_a_result_timeout_names_the_timeout_asked_for(
     assert 0.25 < time.monotonic() - started < 2
     with pytest.raises(ResultTimeout, match=r"within 0\.1s"):
         handle.exception(timeout=0.1)
+
+
+def test_repeated_timed_waits_leave_one_callback_on_the_handle(
+    broker: RedisBroker, watcher: ResultWatcher
+) -> None:
+    handle = watched(broker, watcher)
+    for _ in range(20):  # a caller polling with short timeouts, as loops of them do
+        with pytest.raises(ResultTimeout):
+            handle.result(timeout=0.01)
+    callbacks = handle._done_callbacks  # type: ignore[attr-defined]  # Future's own list
+    assert len(callbacks) <= 1, f"{len(callbacks)} callbacks kept: one per wait leaks"
+    finish_all(broker, {handle.id: 7})
+    assert handle.result(timeout=5) == 7
