@@ -90,3 +90,15 @@ def addresses() -> list[str]:
 
     out = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True, check=True)
     return sorted(line.split()[3].split("/")[0] for line in out.stdout.splitlines())
+
+
+@app.task
+def report_then_wait(release: str, steps: int) -> int:
+    """Report ``steps - 1`` of ``steps`` done, then wait until the file ``release`` exists."""
+    job = offload.current()
+    for done in range(steps):
+        job.progress(done, steps, f"step {done}")
+    while not os.path.exists(release):
+        time.sleep(0.02)
+    job.progress(steps, steps, "all done")
+    return steps

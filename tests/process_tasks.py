@@ -29,3 +29,24 @@ def boom(message: str) -> None:
 def decorated_cube(x: int) -> int:
     """A task declared the usual way, with the decorator at module level."""
     return x * x * x
+
+
+def report_then_wait(release: str, steps: int) -> int:
+    """Report ``steps - 1`` of ``steps`` done, then wait until the file ``release`` exists."""
+    job = offload.current()
+    for done in range(steps):
+        job.progress(done, steps, f"step {done}")
+    while not os.path.exists(release):
+        time.sleep(0.01)
+    return steps
+
+
+def report_for(seconds: float, reports: int) -> float:
+    """Report progress in a tight loop for ``seconds``; how long it ran."""
+    started = time.monotonic()
+    done = 0
+    while time.monotonic() - started < seconds:
+        for _ in range(reports):
+            done += 1
+            offload.current().progress(done)
+    return time.monotonic() - started

@@ -36,7 +36,7 @@ from ._errors import (
     WorkerLost,
 )
 from ._handle import Handle
-from ._message import Message, Outcome, State
+from ._message import Message, Outcome, Progress, State
 from ._middleware import Delay, Middleware
 from ._retry import Backoff
 from ._task import Task, TaskCall
@@ -61,6 +61,7 @@ __all__ = [
     "Outcome",
     "PayloadRejected",
     "PayloadTooLarge",
+    "Progress",
     "RemoteTraceback",
     "ResultTimeout",
     "Retry",

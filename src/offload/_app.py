@@ -10,7 +10,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Literal, overload
 
 from ._brokers import Broker, Inspector
-from ._brokers._base import Inspectable
+from ._brokers._base import Inspectable, ProgressStore
 from ._brokers._url import is_in_process, open_broker, redacted
 from ._clock import SYSTEM_CLOCK, Clock
 from ._declared import Declared
@@ -189,8 +189,12 @@ class App:
         return handle
 
     def job(self, job_id: str) -> JobInfo | None:
-        """What the broker knows of a job: state, attempts, result, last error."""
-        return self.inspector.job(job_id)
+        """What the broker knows of a job: state, attempts, result, last error, progress."""
+        inspector = self.inspector
+        info = inspector.job(job_id)
+        if info is not None and isinstance(inspector, ProgressStore):
+            info.progress = inspector.progress(job_id)
+        return info
 
     def submit(
         self, spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any], options: CallOptions

@@ -27,7 +27,7 @@ from ._brokers import Inspector
 from ._brokers._base import Migrating
 from ._brokers._url import redacted
 from ._errors import OffloadError, PayloadRejected
-from ._message import ErrorInfo, JobInfo, State
+from ._message import ErrorInfo, JobInfo, Progress, State
 from ._serializers import Serializer, decode_call
 
 if TYPE_CHECKING:
@@ -252,8 +252,8 @@ def show(job_id: str, target: str | None) -> None:
     serializer, the last error with the traceback from the worker, and the
     result once the job succeeded. Exits 1 if there is no job ID.
     """
-    with _inspecting(target) as (app, inspector):
-        job = inspector.job(job_id)
+    with _inspecting(target) as (app, _):
+        job = app.job(job_id)  # with its progress
         if job is None:
             raise click.ClickException(f"no job {job_id}")
         serializer = app.serializer
@@ -281,8 +281,22 @@ def _field_lines(job: JobInfo) -> list[str]:
         ("eta", _when(job.eta)),
         ("finished", _when(job.finished)),
         ("key", job.key or "-"),
+        ("progress", _progress_text(job.progress)),
     ]
     return [f"{name + ':':<10}{value}" for name, value in fields]
+
+
+def _progress_text(progress: Progress | None) -> str:
+    """``3 of 10 (30%), rows copied, at 2026-12-05 14:02:11``; ``-`` if none was reported."""
+    if progress is None:
+        return "-"
+    done, total, note, at = progress
+    text = f"{done:g}" if total is None else f"{done:g} of {total:g}"
+    if progress.fraction is not None:
+        text += f" ({progress.fraction:.0%})"
+    if note:
+        text += f", {note}"
+    return f"{text}, at {_when(at)}"
 
 
 def _argument_lines(serializer: Serializer, payload: bytes | None) -> list[str]:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Generator, Iterable
 from typing import Any, Protocol, TypeVar
 
 from ._errors import ResultTimeout, TaskCancelled
-from ._message import State
+from ._message import Progress, State
 
 R = TypeVar("R")
 
@@ -88,6 +88,10 @@ class HandleSource(Protocol):
         (it may return before ``handle`` is done); the time left of ``timeout``."""
         ...
 
+    def progress(self, handle: Handle[Any]) -> Progress | None:
+        """What the job last reported of its progress, read where it is kept."""
+        ...
+
 
 class Handle(concurrent.futures.Future[R]):
     """A running (or queued, or finished) call of a task.
@@ -108,6 +112,7 @@ class Handle(concurrent.futures.Future[R]):
     """Enqueued in a caller's transaction: its job may not be visible yet."""
     _source: HandleSource | None = None
     """Set when the task runs in another process: the broker is asked."""
+    _progress: Progress | None = None
 
     if _LAZY_FIELDS:
         _condition = _MadeOnFirstUse()
@@ -138,6 +143,22 @@ class Handle(concurrent.futures.Future[R]):
         if self._retrying:
             return State.RETRYING
         return State.RUNNING if self._started else State.QUEUED
+
+    @property
+    def progress(self) -> Progress | None:
+        """What the task last reported (``offload.current().progress``); None: nothing yet.
+
+        In this process it is in hand at once; for a job run by a worker
+        elsewhere it is read from the broker (SQLite, Redis, PostgreSQL)
+        each time, as it was last stored: at most a quarter of a second old.
+        """
+        if self._source is not None:
+            return self._source.progress(self) or self._progress
+        return self._progress
+
+    def report_progress(self, progress: Progress) -> None:
+        """The runner of this process tells the handle what its job reported."""
+        self._progress = progress
 
     def done(self) -> bool:
         """``True`` once the call has ended: succeeded, failed or cancelled."""
@@ -181,6 +202,22 @@ class Handle(concurrent.futures.Future[R]):
             raise self._cancelled_error() from None
         except concurrent.futures.TimeoutError:
             raise self._timeout_error(timeout) from None
+
+    def wait(self, timeout: float | None = None, *, progress: bool = False) -> bool:
+        """Wait up to ``timeout`` seconds for the call to end; whether it did.
+
+        ``progress=True`` draws what the task reports (``offload.current().progress``)
+        on a bar meanwhile, when stderr is a terminal. Raises nothing: read the
+        outcome with ``result()``.
+        """
+        if self._source is not None:
+            self._source.hurry()
+        if progress:
+            from ._progress import follow  # tqdm only for those who ask
+
+            return follow(self, self.task_name, timeout, poll=0.25)
+        concurrent.futures.wait([self], timeout=timeout)
+        return self.done()
 
     def __await__(self) -> Generator[Any, None, R]:
         """``await handle`` waits without blocking the event loop."""

@@ -8,7 +8,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 _counter = itertools.count()
 _PROCESS_TAG = os.urandom(3).hex()
@@ -102,6 +102,37 @@ class State(str, enum.Enum):
 
 
 _FINISHED = frozenset({State.SUCCEEDED, State.FAILED, State.CANCELLED})
+
+
+class Progress(NamedTuple):
+    """What a running task last said of its progress (``offload.current().progress``)."""
+
+    done: float
+    total: float | None = None
+    """``None``: the task does not know how much there is."""
+    note: str | None = None
+    at: float = 0.0
+    """When it was reported (the worker's clock, epoch seconds)."""
+
+    @classmethod
+    def stored(cls, done: Any, total: Any, note: Any, at: Any) -> Progress | None:
+        """A progress as a broker stored it; ``None`` if a field is not what offload writes
+        (a broker's contents are data: a damaged record is no record, never an error)."""
+        numbers = (int, float)
+        if type(done) not in numbers or type(at) not in numbers:
+            return None
+        if total is not None and type(total) not in numbers:
+            return None
+        if note is not None and type(note) is not str:
+            return None
+        return cls(float(done), None if total is None else float(total), note, float(at))
+
+    @property
+    def fraction(self) -> float | None:
+        """``done / total`` in [0, 1]; ``None`` without a (positive) total."""
+        if not self.total or self.total <= 0:
+            return None
+        return max(0.0, min(1.0, self.done / self.total))
 
 
 @dataclass(slots=True)
@@ -204,6 +235,8 @@ class JobInfo:
     """The encoded result, once succeeded."""
     error: ErrorInfo | None = None
     """The last attempt's error (also while retrying)."""
+    progress: Progress | None = None
+    """What the task last reported (``app.job(id)``; inspector listings leave it out)."""
 
 
 # --- validation ---------------------------------------------------------------

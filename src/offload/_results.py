@@ -34,10 +34,10 @@ from concurrent.futures import InvalidStateError
 from typing import Any
 
 from ._brokers import Inspector
-from ._brokers._base import ChangeToken, Finished, Interruptible, ResultFeed
+from ._brokers._base import ChangeToken, Finished, Interruptible, ProgressStore, ResultFeed
 from ._errors import MessageRejected, RemoteTraceback, TaskFailed, TaskNotFound
 from ._handle import Handle, WeakHandles
-from ._message import ErrorInfo, JobInfo, State
+from ._message import ErrorInfo, JobInfo, Progress, State
 from ._outage import Outage
 from ._serializers import JsonSerializer, Serializer, imported_modules
 
@@ -220,6 +220,10 @@ class ResultWatcher:
             except Exception as error:  # noqa: BLE001 - the watcher's thread reads on
                 log.debug("offload: a caller's read of the result feed failed: %s", error)
                 return
+
+    def progress(self, handle: Handle[Any]) -> Progress | None:
+        store = self._broker
+        return store.progress(handle.id) if isinstance(store, ProgressStore) else None
 
     def cancel(self, handle: Handle[Any]) -> bool:
         if self._broker.cancel(handle.id):

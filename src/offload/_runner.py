@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._brokers import Broker
+from ._brokers._base import Inspectable
 from ._clock import Clock
 from ._context import CURRENT, JobContext
 from ._errors import (
@@ -32,6 +33,7 @@ from ._errors import (
 from ._handle import HandleMap
 from ._message import Delivery, ErrorInfo, Message, Outcome, State, storable
 from ._middleware import Chain, Delay
+from ._reporting import ProgressReporter
 from ._retry import RetryPolicy
 from ._serializers import JsonSerializer, PickleSerializer, Serializer, decode_call
 
@@ -142,6 +144,9 @@ class Runner:
         self.chain = chain
         """The app's middleware; None when it has none (the common case: no work per call)."""
         self._wrapping = chain if chain is not None and chain.wraps_execution else None
+        inspector = broker.inspector if isinstance(broker, Inspectable) else None
+        self.progress = ProgressReporter(inspector, handles)
+        self._report = self.progress.report
 
     def begin(self, delivery: Delivery) -> Call | None:
         """The call to make for ``delivery``; ``None`` if there is nothing to run."""
@@ -168,7 +173,16 @@ class Runner:
                 self._fail(delivery, _undecodable(message.task, error))
                 return None
         timeout = spec.timeout if message.timeout is None else message.timeout
-        return Call(spec, delivery, args, kwargs, timeout, job_context(delivery), self._wrapping)
+        job = JobContext(
+            message.id,
+            message.task,
+            delivery.attempt,
+            message.queue,
+            message.meta,
+            report=self._report,
+            delivery=delivery,
+        )
+        return Call(spec, delivery, args, kwargs, timeout, job, self._wrapping)
 
     def _serializer(self) -> Serializer:
         if self.serializer is None:
@@ -190,6 +204,7 @@ class Runner:
     def finish(self, call: Call, result: Any, error: BaseException | None) -> None:
         """Record how ``call`` ended: its result, or its exception."""
         delivery = call.delivery
+        self.progress.finished(delivery.message.id)  # before the ack: a write needs the lease
         if error is None:
             outcome = Outcome(State.SUCCEEDED, result)
             if self.serializer is not None:

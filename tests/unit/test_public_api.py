@@ -34,6 +34,7 @@ DOCUMENTED = {
     "JobContext",
     "NoCurrentJob",
     "Outcome",
+    "Progress",
     "current",
     "TaskFailed",
     "TaskNotAllowed",

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from .._errors import WorkerLost
-from .._message import Delivery, ErrorInfo, JobInfo, Message, Outcome, State
+from .._message import Delivery, ErrorInfo, JobInfo, Message, Outcome, Progress, State
 
 
 class Lease(enum.Enum):
@@ -279,6 +279,23 @@ class WorkerListing(Protocol):
 
     def workers(self) -> list[WorkerInfo]:
         """Live workers, oldest first; a worker whose heartbeat lapsed is not listed."""
+        ...
+
+
+@runtime_checkable
+class ProgressStore(Protocol):
+    """Capability of an inspector: keep what running tasks report of their progress.
+
+    A worker writes (throttled: a few times a second per job at most); any
+    process reads. The record goes with its job when the job is deleted.
+    """
+
+    def record_progress(self, delivery: Delivery, progress: Progress) -> bool:
+        """Store ``progress`` for the delivery's job; ``False`` if its lease was lost."""
+        ...
+
+    def progress(self, job_id: str) -> Progress | None:
+        """What the job last reported; ``None`` if nothing (or no such job)."""
         ...
 
 

@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import queue
 import threading
+import time
 import traceback
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -135,9 +136,7 @@ class _RoundTrip:
         except Exception as error:  # noqa: BLE001 - e.g. an argument that cannot be pickled
             raise _not_sendable(call, error) from None
         try:
-            answered = call.timeout is None or child.conn.poll(call.timeout)
-            if answered:
-                ok, payload = child.conn.recv()
+            answered, ok, payload = self._answer(child, call)
         except (EOFError, OSError):
             code = child.kill()
             self.child = None
@@ -154,6 +153,19 @@ class _RoundTrip:
         exc, text = payload
         exc.__cause__ = RemoteTraceback(text)
         raise exc
+
+    @staticmethod
+    def _answer(child: _Child, call: Call) -> tuple[bool, bool, Any]:
+        """Wait for the child's reply (answered, ok, payload), relaying the progress it
+        reports meanwhile (``(None, progress)`` messages) to the job's context here."""
+        deadline = None if call.timeout is None else time.monotonic() + call.timeout
+        while True:
+            if deadline is not None and not child.conn.poll(max(0.0, deadline - time.monotonic())):
+                return False, False, None
+            ok, payload = child.conn.recv()
+            if ok is not None:
+                return True, ok, payload
+            call.job.progress(payload.done, payload.total, payload.note)
 
 
 def _not_sendable(call: Call, error: Exception) -> TypeError:
@@ -216,7 +228,8 @@ def _child_main(conn: Connection) -> None:
         if request is None:
             return
         import_path, args, kwargs, job = request
-        token = CURRENT.set(JobContext(*job))  # offload.current() in the child too
+        context = JobContext(*job, report=lambda _, progress: conn.send((None, progress)))
+        token = CURRENT.set(context)  # offload.current() in the child too
         try:
             fn = functions.get(import_path)
             if fn is None:

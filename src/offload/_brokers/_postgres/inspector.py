@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 import psycopg
 
 from ..._clock import Clock
-from ..._message import JobInfo, State
+from ..._message import Delivery, JobInfo, Progress, State
 from .._sql_rows import row_info, state_of
 from .enqueue import lock_keys
 from .link import Connection, Link
@@ -52,6 +52,25 @@ class PostgresInspector:
             return None
         row = self._link.run(lambda c: c.execute(self._sql["job"], (job_id,)).fetchone())
         return None if row is None else row_info(row)
+
+    def record_progress(self, delivery: Delivery, progress: Progress) -> bool:
+        done, total, note, at = progress
+        params = {
+            "id": delivery.message.id,
+            "token": delivery.token,
+            "done": done,
+            "total": total,
+            "note": note,
+            "at": at,
+        }
+        sql = self._sql["record_progress"]
+        return bool(self._link.run(lambda c: c.execute(sql, params).rowcount) == 1)
+
+    def progress(self, job_id: str) -> Progress | None:
+        if not storable_text(job_id):
+            return None
+        row = self._link.run(lambda c: c.execute(self._sql["progress"], (job_id,)).fetchone())
+        return None if row is None else Progress.stored(*row)
 
     def job_states(self, job_ids: Sequence[str]) -> dict[str, State]:
         ids = list(job_ids)

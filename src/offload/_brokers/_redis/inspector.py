@@ -10,13 +10,14 @@ A corrupt job never makes inspection raise: see ``rows.job_info``.
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar, cast
 
 import redis
 
 from ..._clock import Clock
-from ..._message import JobInfo, State
+from ..._message import Delivery, JobInfo, Progress, State
 from . import rows
 from .link import Arg, Link
 from .scripts import Scripts
@@ -144,6 +145,25 @@ class RedisInspector:
             return jobs
 
         return self._call(run)
+
+    def record_progress(self, delivery: Delivery, progress: Progress) -> bool:
+        text = json.dumps(list(progress), ensure_ascii=False)
+        args: list[Arg] = [self._prefix, delivery.message.id, delivery.token, text]
+        return bool(self._call(lambda _: self._scripts.progress(args=args)))
+
+    def progress(self, job_id: str) -> Progress | None:
+        key = f"{self._prefix}job:{job_id}"
+        try:
+            text = self._call(lambda _: self._link.call("HGET", key, "pg"))
+        except redis.ResponseError:  # the key holds no hash: no progress to read
+            return None
+        try:
+            fields = json.loads(text) if isinstance(text, bytes) else None
+        except ValueError:  # written by something else: no record, not an error
+            return None
+        if not isinstance(fields, list) or len(fields) != len(Progress._fields):
+            return None
+        return Progress.stored(*fields)
 
     def cancel(self, job_id: str) -> bool:
         args = [self._prefix, job_id, repr(self._clock.now()), repr(self._result_ttl)]

@@ -61,6 +61,7 @@ _PARTS = {
     "ack": ("prelude", "ack"),
     "nack": ("prelude", "fence", "nack"),
     "extend": ("prelude", "fence", "extend"),
+    "progress": ("prelude", "fence", "progress"),
     "cancel": ("prelude", "cancel"),
     "retry": ("prelude", "retry"),
     "purge": ("prelude", "purge"),
@@ -145,4 +146,4 @@ class Scripts:
         self.nack, self.extend = script("nack"), script("extend")
         self.cancel, self.retry = script("cancel"), script("retry")
         self.purge, self.prune = script("purge"), script("prune")
-        self.probe = script("probe")
+        self.probe, self.progress = script("probe"), script("progress")

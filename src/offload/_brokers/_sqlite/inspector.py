@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from ..._clock import Clock
-from ..._message import JobInfo, State
+from ..._message import Delivery, JobInfo, Progress, State
 from .._sql_rows import row_info, state_of
 from .connection import Database, fetch
 from .schema import QUERIES
+from .statements import fence
 
 _CHUNK = 500
 """Ids per ``job_states`` query: under SQLite's bound-variable limit (999 before 3.32)."""
@@ -46,6 +47,15 @@ class SqliteInspector:
     def job(self, job_id: str) -> JobInfo | None:
         rows = self._database.read(QUERIES["job"], (job_id,))
         return row_info(rows[0]) if rows else None
+
+    def record_progress(self, delivery: Delivery, progress: Progress) -> bool:
+        done, total, note, at = progress
+        params = (done, total, note, at, *fence(delivery.token))
+        return self._database.change(QUERIES["record_progress"], params) == 1
+
+    def progress(self, job_id: str) -> Progress | None:
+        rows = self._database.read(QUERIES["progress"], (job_id,))
+        return Progress.stored(*rows[0]) if rows else None
 
     def job_states(self, job_ids: Sequence[str]) -> dict[str, State]:
         states: dict[str, State] = {}

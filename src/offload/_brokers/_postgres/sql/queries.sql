@@ -276,3 +276,15 @@ ON CONFLICT (name) DO UPDATE SET value = excluded.value
 -- name: listen
 -- The channel of the namespace's wake-ups is its schema's name.
 LISTEN {s}
+
+-- name: record_progress
+-- Only while the delivery's lease holds: a worker that lost it does not
+-- overwrite what the job's next holder reports.
+INSERT INTO {s}.progress (job_id, done, total, note, at)
+    SELECT id, %(done)s, %(total)s, %(note)s, %(at)s FROM {s}.jobs
+    WHERE id = %(id)s AND token = %(token)s AND state = 'running'
+ON CONFLICT (job_id) DO UPDATE SET
+    done = excluded.done, total = excluded.total, note = excluded.note, at = excluded.at
+
+-- name: progress
+SELECT done, total, note, at FROM {s}.progress WHERE job_id = %s

@@ -168,3 +168,14 @@ DELETE FROM jobs WHERE state = ?1 AND (?2 IS NULL OR queue = ?2)
 
 -- name: prune
 DELETE FROM jobs WHERE expires <= ?
+
+-- name: record_progress
+-- Only while the delivery's lease holds (seq, token): a worker that lost it
+-- does not overwrite what the job's next holder reports.
+INSERT INTO progress (job_id, done, total, note, at)
+    SELECT id, ?, ?, ?, ? FROM jobs WHERE seq = ? AND token = ? AND state = 'running'
+    ON CONFLICT (job_id) DO UPDATE SET
+        done = excluded.done, total = excluded.total, note = excluded.note, at = excluded.at
+
+-- name: progress
+SELECT done, total, note, at FROM progress WHERE job_id = ?
