@@ -7,6 +7,7 @@ test process and the workers it starts.
 from __future__ import annotations
 
 import os
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,3 +103,21 @@ def report_then_wait(release: str, steps: int) -> int:
         time.sleep(0.02)
     job.progress(steps, steps, "all done")
     return steps
+
+
+def _append(path: str, line: str) -> str:
+    with open(path, "a") as file:
+        file.write(line + "\n")
+    return line
+
+
+@app.task
+def five_steps(path: str, die_after: int) -> list[str]:
+    """Five durable steps, each appending a line to ``path``; on its first attempt the
+    worker process kills itself (SIGKILL) right after step ``die_after``."""
+    done = []
+    for n in range(1, 6):
+        done.append(offload.step(f"step-{n}", _append, path, f"step {n}"))
+        if n == die_after and offload.current().attempt == 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+    return done

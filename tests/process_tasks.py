@@ -50,3 +50,17 @@ def report_for(seconds: float, reports: int) -> float:
             done += 1
             offload.current().progress(done)
     return time.monotonic() - started
+
+
+def _append(path: str, line: str) -> str:
+    with open(path, "a") as file:
+        file.write(line + "\n")
+    return line
+
+
+def step_then_fail_once(path: str) -> str:
+    """A step, then a failure on the first attempt only: the retry must not redo the step."""
+    line = offload.step("write", _append, path, "written")
+    if offload.current().attempt == 1:
+        raise ConnectionError("after the step")
+    return line

@@ -14,7 +14,7 @@ with an underscore are private.
 from __future__ import annotations
 
 from ._app import App
-from ._context import JobContext, NoCurrentJob, current
+from ._context import JobContext, NoCurrentJob, current, step
 from ._default import default_app, shutdown, task
 from ._errors import (
     BrokerUnavailable,
@@ -81,6 +81,7 @@ __all__ = [
     "default_app",
     "gather",
     "shutdown",
+    "step",
     "task",
     "wait",
 ]

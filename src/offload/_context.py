@@ -12,7 +12,7 @@ import math
 import time
 import types
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 from ._errors import OffloadError
 from ._message import Progress, storable
@@ -20,8 +20,25 @@ from ._message import Progress, storable
 MAX_NOTE = 1000
 """Characters kept of a progress note."""
 
-Reporter = Callable[[Any, Progress], None]
-"""Where a job's progress goes: called with the job's delivery (None in a child process)."""
+MAX_STEP_NAME = 200
+"""Characters in a durable step's name."""
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class JobServices(Protocol):
+    """What a job's context asks of what runs the job: the runner, or a process pool's
+    parent for its child. ``delivery`` is the job's (None in a child)."""
+
+    def report(self, delivery: Any, progress: Progress) -> None:
+        """Pass on what the job reported of its progress."""
+
+    def recorded(self, delivery: Any, name: str) -> tuple[bool, Any]:
+        """Whether step ``name`` of this job finished in an earlier run, and its result."""
+
+    def record(self, delivery: Any, name: str, value: Any) -> None:
+        """Keep the result of step ``name``: a later run of the job returns it."""
 
 
 class NoCurrentJob(OffloadError, LookupError):
@@ -36,7 +53,7 @@ class JobContext:
     ``progress(...)`` tells whoever holds the job's handle how far it got.
     """
 
-    __slots__ = ("_delivery", "_meta", "_report", "attempt", "id", "queue", "task")
+    __slots__ = ("_delivery", "_meta", "_services", "attempt", "id", "queue", "task")
 
     def __init__(
         self,
@@ -46,7 +63,7 @@ class JobContext:
         queue: str,
         meta: Mapping[str, str] | None = None,
         *,
-        report: Reporter | None = None,
+        services: JobServices | None = None,
         delivery: object = None,
     ) -> None:
         self.id = id
@@ -54,7 +71,7 @@ class JobContext:
         self.attempt = attempt
         self.queue = queue
         self._meta = meta  # wrapped when read: most jobs never look
-        self._report = report
+        self._services = services
         self._delivery = delivery
 
     def progress(self, done: float, total: float | None = None, note: str | None = None) -> None:
@@ -78,8 +95,8 @@ class JobContext:
             raise TypeError(f"progress(note=...) is a str or None, not {type(note).__name__}")
         text = None if note is None else storable(note[:MAX_NOTE])
         reported = Progress(float(done), None if total is None else float(total), text, time.time())
-        if self._report is not None:
-            self._report(self._delivery, reported)
+        if self._services is not None:
+            self._services.report(self._delivery, reported)
 
     @property
     def meta(self) -> Mapping[str, str]:
@@ -108,3 +125,35 @@ def current() -> JobContext:
             "offload.current() was called outside a running task; call it from inside "
             "the task's function (or a function it calls, in the same thread or asyncio task)"
         ) from None
+
+
+def step(name: str, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+    """Run ``fn(*args, **kwargs)`` as step ``name`` of the running job, once.
+
+    Its result is recorded under the job (in the broker, for a durable app):
+    when the job runs again, after a crash, a retry or ``offload retry``,
+    a step that finished returns its recorded result instead of running
+    again. Names are the steps' identity: give each step of a job its own
+    (``f"email-{user_id}"`` in a loop). A step that raises records nothing.
+    Outside a task it raises ``offload.NoCurrentJob``.
+    """
+    job = current()
+    if not isinstance(name, str) or not name or len(name) > MAX_STEP_NAME or storable(name) != name:
+        raise ValueError(
+            f"offload.step(name, ...) takes a non-empty str of at most {MAX_STEP_NAME} "
+            f"characters (no NUL), unique within the job, not {name!r:.80}"
+        )
+    services = job._services
+    if services is None:  # a context made by hand: nothing to record with
+        return fn(*args, **kwargs)
+    found, value = services.recorded(job._delivery, name)
+    if found:
+        return value  # type: ignore[no-any-return]
+    value = fn(*args, **kwargs)
+    services.record(job._delivery, name, value)
+    return value
+
+
+def services_of(job: JobContext) -> tuple[JobServices | None, object]:
+    """A context's services and delivery: what a process pool's parent serves its child with."""
+    return job._services, job._delivery

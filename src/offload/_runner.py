@@ -31,9 +31,9 @@ from ._errors import (
     TaskNotFound,
 )
 from ._handle import HandleMap
+from ._job_services import JobServices
 from ._message import Delivery, ErrorInfo, Message, Outcome, State, storable
 from ._middleware import Chain, Delay
-from ._reporting import ProgressReporter
 from ._retry import RetryPolicy
 from ._serializers import JsonSerializer, PickleSerializer, Serializer, decode_call
 
@@ -145,8 +145,7 @@ class Runner:
         """The app's middleware; None when it has none (the common case: no work per call)."""
         self._wrapping = chain if chain is not None and chain.wraps_execution else None
         inspector = broker.inspector if isinstance(broker, Inspectable) else None
-        self.progress = ProgressReporter(inspector, handles)
-        self._report = self.progress.report
+        self.services = JobServices(inspector, handles, serializer)
 
     def begin(self, delivery: Delivery) -> Call | None:
         """The call to make for ``delivery``; ``None`` if there is nothing to run."""
@@ -179,7 +178,7 @@ class Runner:
             delivery.attempt,
             message.queue,
             message.meta,
-            report=self._report,
+            services=self.services,
             delivery=delivery,
         )
         return Call(spec, delivery, args, kwargs, timeout, job, self._wrapping)
@@ -204,7 +203,7 @@ class Runner:
     def finish(self, call: Call, result: Any, error: BaseException | None) -> None:
         """Record how ``call`` ended: its result, or its exception."""
         delivery = call.delivery
-        self.progress.finished(delivery.message.id)  # before the ack: a write needs the lease
+        self.services.attempt_ended(delivery.message.id)  # before the ack: writes need the lease
         if error is None:
             outcome = Outcome(State.SUCCEEDED, result)
             if self.serializer is not None:
@@ -252,6 +251,8 @@ class Runner:
             self._notify(delivery, Outcome(State.QUEUED), call.job)
 
     def _notify(self, delivery: Delivery, outcome: Outcome, job: JobContext | None = None) -> None:
+        if outcome.state.finished:
+            self.services.job_ended(delivery.message.id)
         chain = self.chain
         if chain is not None:
             chain.outcome(job or job_context(delivery), outcome)
@@ -265,9 +266,8 @@ class Runner:
             # attempt may start at once, and must not be marked retrying after.
             handle.set_retrying()
         info = error_info(error) if self.serializer is not None else None
-        if not self.broker.nack(delivery, self.clock.now() + delay, error=info):
-            return
-        self._notify(delivery, Outcome(State.RETRYING, error=error), call.job)
+        # Logged before the nack: once back in the broker the next attempt may
+        # run (and log) at once, and this line must come before its lines.
         log.warning(
             "Task %s (id %s) failed on attempt %d, retrying in %.3gs: %r",
             message.task,
@@ -277,6 +277,9 @@ class Runner:
             error,
             extra=job_fields(delivery),
         )
+        if not self.broker.nack(delivery, self.clock.now() + delay, error=info):
+            return
+        self._notify(delivery, Outcome(State.RETRYING, error=error), call.job)
 
     def _fail(self, delivery: Delivery, error: BaseException) -> None:
         message = delivery.message

@@ -11,8 +11,8 @@ import offload
 import process_tasks
 from helpers import wait_until
 from offload._brokers._base import ProgressStore
+from offload._job_services import ProgressReporter
 from offload._message import Delivery, Progress
-from offload._reporting import ProgressReporter
 
 CHILD_START = 30.0  # seconds a spawned child may take to start on a slow machine
 

@@ -84,9 +84,25 @@ def test_a_bad_progress_value_is_refused_saying_what_it_takes(
         job.progress(done, total, note)  # type: ignore[arg-type]
 
 
+class Heard:
+    """Job services that keep what the job reported (the runner's do more)."""
+
+    def __init__(self, heard: list[Progress]) -> None:
+        self.heard = heard
+
+    def report(self, _: object, progress: Progress) -> None:
+        self.heard.append(progress)
+
+    def recorded(self, _: object, name: str) -> tuple[bool, object]:
+        return False, None
+
+    def record(self, _: object, name: str, value: object) -> None:
+        pass
+
+
 def test_a_long_note_is_cut_and_made_storable() -> None:
     heard: list[Progress] = []
-    job = JobContext("id", "task", 1, "default", report=lambda _, p: heard.append(p))
+    job = JobContext("id", "task", 1, "default", services=Heard(heard))
     job.progress(1, note="x" * 5000 + "\x00")
     job.progress(2, note="bad \udcff byte")
     assert heard[0].note == "x" * 1000

@@ -36,6 +36,7 @@ DOCUMENTED = {
     "Outcome",
     "Progress",
     "current",
+    "step",
     "TaskFailed",
     "TaskNotAllowed",
     "TaskNotFound",

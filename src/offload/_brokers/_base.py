@@ -299,6 +299,24 @@ class ProgressStore(Protocol):
         ...
 
 
+@runtime_checkable
+class StepStore(Protocol):
+    """Capability of an inspector: keep the results of a job's durable steps (``offload.step``).
+
+    A step's result is written only while the attempt holds its lease, and
+    goes with its job when the job is deleted; a later run of the job (a
+    retry, a redelivery after a crash, ``offload retry``) reads it back.
+    """
+
+    def record_step(self, delivery: Delivery, name: str, result: bytes) -> bool:
+        """Keep step ``name``'s encoded result; ``False`` if the lease was lost."""
+        ...
+
+    def step_result(self, job_id: str, name: str) -> bytes | None:
+        """The encoded result of step ``name`` of the job; ``None`` if it never finished."""
+        ...
+
+
 def lapsed_error(deliveries: int) -> ErrorInfo:
     """Why a job whose lease lapsed once too often went to the dead-letter set."""
     kind = f"{WorkerLost.__module__}.{WorkerLost.__qualname__}"

@@ -22,8 +22,9 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from .._context import CURRENT, JobContext
+from .._context import CURRENT, JobContext, services_of
 from .._errors import RemoteTraceback, WorkerLost
+from .._message import Progress
 from .._runner import Call, invoke
 from ._base import Done, Start, timeout_error
 from ._thread import check_size
@@ -156,8 +157,8 @@ class _RoundTrip:
 
     @staticmethod
     def _answer(child: _Child, call: Call) -> tuple[bool, bool, Any]:
-        """Wait for the child's reply (answered, ok, payload), relaying the progress it
-        reports meanwhile (``(None, progress)`` messages) to the job's context here."""
+        """Wait for the child's reply (answered, ok, payload), serving what its job asks
+        meanwhile (``(None, request)`` messages: progress, steps) from the job's context here."""
         deadline = None if call.timeout is None else time.monotonic() + call.timeout
         while True:
             if deadline is not None and not child.conn.poll(max(0.0, deadline - time.monotonic())):
@@ -165,7 +166,52 @@ class _RoundTrip:
             ok, payload = child.conn.recv()
             if ok is not None:
                 return True, ok, payload
-            call.job.progress(payload.done, payload.total, payload.note)
+            _serve(child.conn, call, payload)
+
+
+def _serve(conn: Connection, call: Call, request: tuple[Any, ...]) -> None:
+    """Do what the child's job asked, here where the broker is; answer a step's request."""
+    kind, *values = request
+    if kind == "progress":
+        (progress,) = values
+        call.job.progress(progress.done, progress.total, progress.note)
+        return
+    services, delivery = services_of(call.job)
+    try:
+        if services is None:
+            answer: Any = (False, None)
+        elif kind == "recorded":
+            answer = services.recorded(delivery, values[0])
+        else:  # "record"
+            services.record(delivery, values[0], values[1])
+            answer = None
+        reply: tuple[bool, Any] = (True, answer)
+    except Exception as error:  # noqa: BLE001 - raised in the child, in the task
+        reply = (False, error)
+    conn.send(reply)
+
+
+class _ChildServices:
+    """A child's job services: each request goes to the parent over the pipe."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def report(self, _: object, progress: Progress) -> None:
+        self._conn.send((None, ("progress", progress)))
+
+    def recorded(self, _: object, name: str) -> tuple[bool, Any]:
+        return self._ask("recorded", name)  # type: ignore[no-any-return]
+
+    def record(self, _: object, name: str, value: Any) -> None:
+        self._ask("record", name, value)
+
+    def _ask(self, *request: Any) -> Any:
+        self._conn.send((None, request))
+        ok, answer = self._conn.recv()
+        if not ok:
+            raise answer
+        return answer
 
 
 def _not_sendable(call: Call, error: Exception) -> TypeError:
@@ -228,7 +274,7 @@ def _child_main(conn: Connection) -> None:
         if request is None:
             return
         import_path, args, kwargs, job = request
-        context = JobContext(*job, report=lambda _, progress: conn.send((None, progress)))
+        context = JobContext(*job, services=_ChildServices(conn))
         token = CURRENT.set(context)  # offload.current() in the child too
         try:
             fn = functions.get(import_path)

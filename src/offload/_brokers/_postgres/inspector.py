@@ -66,6 +66,22 @@ class PostgresInspector:
         sql = self._sql["record_progress"]
         return bool(self._link.run(lambda c: c.execute(sql, params).rowcount) == 1)
 
+    def record_step(self, delivery: Delivery, name: str, result: bytes) -> bool:
+        params = {"id": delivery.message.id, "token": delivery.token, "name": name}
+        params["result"] = result
+        sql = self._sql["record_step"]
+        row = self._link.run(lambda c: c.execute(sql, params).fetchone())
+        return row is not None and row[0] == 1
+
+    def step_result(self, job_id: str, name: str) -> bytes | None:
+        if not storable_text(job_id) or not storable_text(name):
+            return None
+        sql = self._sql["step_result"]
+        row = self._link.run(lambda c: c.execute(sql, (job_id, name)).fetchone())
+        return (
+            bytes(row[0]) if row is not None and isinstance(row[0], (bytes, memoryview)) else None
+        )
+
     def progress(self, job_id: str) -> Progress | None:
         if not storable_text(job_id):
             return None

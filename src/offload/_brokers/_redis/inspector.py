@@ -151,6 +151,18 @@ class RedisInspector:
         args: list[Arg] = [self._prefix, delivery.message.id, delivery.token, text]
         return bool(self._call(lambda _: self._scripts.progress(args=args)))
 
+    def record_step(self, delivery: Delivery, name: str, result: bytes) -> bool:
+        args: list[Arg] = [self._prefix, delivery.message.id, delivery.token, name, result]
+        return bool(self._call(lambda _: self._scripts.step(args=args)))
+
+    def step_result(self, job_id: str, name: str) -> bytes | None:
+        key = f"{self._prefix}steps:{job_id}"
+        try:
+            value = self._call(lambda _: self._link.call("HGET", key, name))
+        except redis.ResponseError:  # the key holds no hash: no step kept
+            return None
+        return value if isinstance(value, bytes) else None
+
     def progress(self, job_id: str) -> Progress | None:
         key = f"{self._prefix}job:{job_id}"
         try:

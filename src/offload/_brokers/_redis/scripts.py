@@ -62,6 +62,7 @@ _PARTS = {
     "nack": ("prelude", "fence", "nack"),
     "extend": ("prelude", "fence", "extend"),
     "progress": ("prelude", "fence", "progress"),
+    "step": ("prelude", "fence", "step"),
     "cancel": ("prelude", "cancel"),
     "retry": ("prelude", "retry"),
     "purge": ("prelude", "purge"),
@@ -147,3 +148,4 @@ class Scripts:
         self.cancel, self.retry = script("cancel"), script("retry")
         self.purge, self.prune = script("purge"), script("prune")
         self.probe, self.progress = script("probe"), script("progress")
+        self.step = script("step")

@@ -53,6 +53,16 @@ class SqliteInspector:
         params = (done, total, note, at, *fence(delivery.token))
         return self._database.change(QUERIES["record_progress"], params) == 1
 
+    def record_step(self, delivery: Delivery, name: str, result: bytes) -> bool:
+        held = fence(delivery.token)
+        if self._database.change(QUERIES["record_step"], (name, result, *held)) == 1:
+            return True
+        return bool(self._database.read(QUERIES["step_held"], held))  # recorded before?
+
+    def step_result(self, job_id: str, name: str) -> bytes | None:
+        rows = self._database.read(QUERIES["step_result"], (job_id, name))
+        return bytes(rows[0][0]) if rows and isinstance(rows[0][0], bytes) else None
+
     def progress(self, job_id: str) -> Progress | None:
         rows = self._database.read(QUERIES["progress"], (job_id,))
         return Progress.stored(*rows[0]) if rows else None

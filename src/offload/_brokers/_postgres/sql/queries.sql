@@ -288,3 +288,19 @@ ON CONFLICT (job_id) DO UPDATE SET
 
 -- name: progress
 SELECT done, total, note, at FROM {s}.progress WHERE job_id = %s
+
+-- name: record_step
+-- Only while the delivery's lease holds. A step recorded once keeps its
+-- first result; the answer is whether the lease held (1 row), recorded now
+-- or before.
+WITH held AS (
+    SELECT id FROM {s}.jobs WHERE id = %(id)s AND token = %(token)s AND state = 'running'
+), recorded AS (
+    INSERT INTO {s}.steps (job_id, name, result)
+    SELECT id, %(name)s, %(result)s FROM held
+    ON CONFLICT (job_id, name) DO NOTHING
+)
+SELECT count(*) FROM held
+
+-- name: step_result
+SELECT result FROM {s}.steps WHERE job_id = %s AND name = %s

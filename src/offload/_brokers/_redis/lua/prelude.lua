@@ -150,6 +150,7 @@ end
 local function drop(id)
   local job = jobkey(id)
   local f = read(job, 'q', 's', 'k') or {}
+  redis.call('DEL', P .. 'steps:' .. id)  -- its durable steps' results (offload.step)
   if redis.call('DEL', job) == 0 then  -- deleted or evicted already: its traces go
     unlist(id)
     return 0

@@ -179,3 +179,16 @@ INSERT INTO progress (job_id, done, total, note, at)
 
 -- name: progress
 SELECT done, total, note, at FROM progress WHERE job_id = ?
+
+-- name: record_step
+-- Only while the delivery's lease holds (seq, token). A step recorded once
+-- keeps its first result: a run that raced past it does not overwrite it.
+INSERT INTO steps (job_id, name, result)
+    SELECT id, ?, ? FROM jobs WHERE seq = ? AND token = ? AND state = 'running'
+    ON CONFLICT (job_id, name) DO NOTHING
+
+-- name: step_held
+SELECT 1 FROM jobs WHERE seq = ? AND token = ? AND state = 'running'
+
+-- name: step_result
+SELECT result FROM steps WHERE job_id = ? AND name = ?

@@ -1,5 +1,14 @@
-"""Where what a task reports of its progress goes (``offload.current().progress``).
+"""What a running job asks of the runner: its progress passed on, its steps recorded.
 
+``JobServices`` is the runner's side of a job context: ``report`` for
+``offload.current().progress``, ``recorded``/``record`` for ``offload.step``.
+
+Steps of a durable app's jobs are kept in the broker (``StepStore``),
+encoded with the app's serializer, written only while the attempt holds its
+lease; an in-process app keeps them in memory, as values, until the job's
+final outcome (a retry finds them there).
+
+Progress goes
 To the job's handle in this process at once (an in-process app, or the
 embedded worker of a durable one), and to the broker if it keeps progress
 (``ProgressStore``), a few times a second per job at most: a task may report
@@ -14,10 +23,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Any
 
-from ._brokers._base import ProgressStore
+from ._brokers._base import ProgressStore, StepStore
 from ._handle import HandleMap
 from ._message import Delivery, Progress
+from ._serializers import Serializer
 
 log = logging.getLogger(__name__)
 
@@ -98,3 +109,56 @@ class ProgressReporter:
                 delivery.message.id,
                 error,
             )
+
+
+class JobServices:
+    """The runner's ``JobServices`` (see ``offload._context``): progress and steps."""
+
+    def __init__(
+        self, inspector: object, handles: HandleMap, serializer: Serializer | None
+    ) -> None:
+        self.progress = ProgressReporter(inspector, handles)
+        self.report = self.progress.report
+        durable = serializer is not None and isinstance(inspector, StepStore)
+        self._store: StepStore | None = inspector if durable else None  # type: ignore[assignment]
+        self._serializer = serializer
+        self._lock = threading.Lock()
+        self._in_memory: dict[str, dict[str, Any]] = {}  # job id: step name: result
+
+    def recorded(self, delivery: Delivery, name: str) -> tuple[bool, Any]:
+        job_id = delivery.message.id
+        if self._store is not None:
+            assert self._serializer is not None
+            data = self._store.step_result(job_id, name)
+            return (False, None) if data is None else (True, self._serializer.decode(data))
+        with self._lock:
+            steps = self._in_memory.get(job_id)
+            if steps is None or name not in steps:
+                return False, None
+            return True, steps[name]
+
+    def record(self, delivery: Delivery, name: str, value: Any) -> None:
+        job_id = delivery.message.id
+        if self._store is None:
+            with self._lock:
+                self._in_memory.setdefault(job_id, {})[name] = value
+            return
+        assert self._serializer is not None
+        data = self._serializer.encode(value, path=f"the result of step {name!r}")
+        if not self._store.record_step(delivery, name, data):
+            log.warning(
+                "offload: step %r of job %s ran, but its lease was lost before the result "
+                "was recorded: the job's next run does the step again",
+                name,
+                job_id,
+            )
+
+    def attempt_ended(self, job_id: str) -> None:
+        """An attempt of the job ended (before its outcome is recorded)."""
+        self.progress.finished(job_id)
+
+    def job_ended(self, job_id: str) -> None:
+        """The job's outcome is final: forget what was kept in memory for it."""
+        if self._in_memory:  # only ever filled by in-process steps: no lock otherwise
+            with self._lock:
+                self._in_memory.pop(job_id, None)
