@@ -333,6 +333,19 @@ SCHEMA_2 = (
     "INSERT INTO offload_meta VALUES ('schema_version', 2)",
 )
 
+# Migration 3 (periodic schedules) adds one table and changes nothing else.
+SCHEMA_3 = (
+    *SCHEMA_2[:-1],
+    """
+    CREATE TABLE schedules (
+        name TEXT PRIMARY KEY,
+        fire REAL NOT NULL,
+        job_id TEXT NOT NULL
+    ) WITHOUT ROWID
+    """,
+    "INSERT INTO offload_meta VALUES ('schema_version', 3)",
+)
+
 
 def schema_of(path: Path) -> list[tuple[str, str, str | None]]:
     """What sqlite_master holds, whitespace aside: tables, indexes, their SQL."""
@@ -341,17 +354,19 @@ def schema_of(path: Path) -> list[tuple[str, str, str | None]]:
     return [(kind, name, sql and " ".join(sql.split())) for kind, name, sql in rows]
 
 
-def test_a_new_database_gets_the_schema_of_version_2(db_path: Path, tmp_path: Path) -> None:
+def test_a_new_database_gets_the_schema_of_version_3(db_path: Path, tmp_path: Path) -> None:
     old = tmp_path / "old.db"
     with contextlib.closing(sqlite3.connect(old, isolation_level=None)) as db:
-        for statement in SCHEMA_2:
+        for statement in SCHEMA_3:
             db.execute(statement)
     SqliteBroker(db_path).close()
-    assert schema.SCHEMA_VERSION == 2
+    assert schema.SCHEMA_VERSION == 3
     assert schema_of(db_path) == schema_of(old)
 
 
-def test_a_database_of_schema_2_opens_as_it_is(db_path: Path) -> None:
+def test_a_database_of_schema_2_opens_with_only_the_schedules_table_added(
+    db_path: Path, tmp_path: Path
+) -> None:
     with contextlib.closing(sqlite3.connect(db_path, isolation_level=None)) as db:
         db.execute("PRAGMA journal_mode = WAL")
         for statement in SCHEMA_2:
@@ -367,8 +382,10 @@ def test_a_database_of_schema_2_opens_as_it_is(db_path: Path) -> None:
         assert broker.inspector.job(m.id).result == b"1"  # type: ignore[union-attr]
     finally:
         broker.close()
-    assert meta_version(db_path) == 2
-    assert schema_of(db_path) == before
+    assert meta_version(db_path) == 3
+    added = [row for row in schema_of(db_path) if row not in before]
+    assert [name for _, name, _ in added] == ["schedules"]
+    assert [row for row in schema_of(db_path) if row in before] == before
 
 
 def test_a_semicolon_in_a_comment_or_a_string_does_not_end_a_statement() -> None:

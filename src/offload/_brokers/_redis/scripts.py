@@ -66,6 +66,7 @@ _PARTS = {
     "purge": ("prelude", "purge"),
     "prune": ("prelude", "prune"),
     "probe": ("prelude", "probe"),
+    "fire": ("prelude", "fire"),
 }
 """Each script, as the files its source is made of, in order."""
 
@@ -145,4 +146,4 @@ class Scripts:
         self.nack, self.extend = script("nack"), script("extend")
         self.cancel, self.retry = script("cancel"), script("retry")
         self.purge, self.prune = script("purge"), script("prune")
-        self.probe = script("probe")
+        self.probe, self.fire = script("probe"), script("fire")

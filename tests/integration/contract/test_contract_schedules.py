@@ -1,0 +1,138 @@
+"""Periodic schedules' broker side: keys with a horizon, and the last fire time (compare-and-set).
+
+A tick is enqueued under the key ``periodic:{task}:{fire}`` with a
+``key_horizon``: the key then finds its job in any final state, so a late
+scheduler can never enqueue a tick that already ran. The last fire time of
+each schedule lives in the broker (``ScheduleStore``), advanced
+compare-and-set so two schedulers never both advance it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import pytest
+from contract_support import LEASE, ContractBroker, MessageFactory
+
+from offload._brokers._base import Fired, Scheduling
+from offload._message import ErrorInfo, Outcome, State
+from offload.testing import FakeClock
+
+HORIZON = 3600.0
+OUTCOMES = {
+    State.SUCCEEDED: Outcome(State.SUCCEEDED, payload=b"null"),
+    State.FAILED: Outcome(State.FAILED, error_info=ErrorInfo("E", "boom", "")),
+    State.CANCELLED: Outcome(State.CANCELLED),
+}
+
+
+def run_once(broker: ContractBroker, state: State) -> None:
+    (delivery,) = broker.claim(None, 1, LEASE)
+    assert broker.ack(delivery, OUTCOMES[state])
+
+
+@pytest.mark.parametrize("state", sorted(OUTCOMES))
+def test_a_key_with_a_horizon_finds_its_finished_job_in_any_state(
+    broker: ContractBroker, message: MessageFactory, clock: FakeClock, state: State
+) -> None:
+    tick = message(key="periodic:t:100", key_horizon=HORIZON)
+    assert broker.enqueue([tick]) == [tick.id]
+    run_once(broker, state)
+    clock.advance(HORIZON - 1)
+    late = message(key="periodic:t:100", key_horizon=HORIZON)
+    assert broker.enqueue([late]) == [tick.id], "a late scheduler must not run the tick again"
+    assert broker.inspector.job(late.id) is None
+    assert broker.claim(None, 10, LEASE) == []
+
+
+def test_the_horizon_outlives_a_zero_result_ttl(
+    make_broker: Callable[..., ContractBroker], message: MessageFactory, clock: FakeClock
+) -> None:
+    broker = make_broker(result_ttl=0)
+    tick = message(key="periodic:t:1", key_horizon=HORIZON)
+    broker.enqueue([tick])
+    run_once(broker, State.SUCCEEDED)
+    clock.advance(HORIZON / 2)
+    broker.inspector.prune()
+    assert broker.enqueue([message(key="periodic:t:1", key_horizon=HORIZON)]) == [tick.id]
+    info = broker.inspector.job(tick.id)
+    assert info is not None and info.state is State.SUCCEEDED
+
+
+def test_past_the_horizon_the_key_makes_a_new_job(
+    broker: ContractBroker, message: MessageFactory, clock: FakeClock
+) -> None:
+    tick = message(key="periodic:t:5", key_horizon=60.0)
+    broker.enqueue([tick])
+    run_once(broker, State.FAILED)
+    clock.advance(61)
+    again = message(key="periodic:t:5", key_horizon=60.0)
+    assert broker.enqueue([again]) == [again.id]
+
+
+def test_without_a_horizon_a_failed_key_makes_a_new_job(
+    broker: ContractBroker, message: MessageFactory
+) -> None:
+    broker.enqueue([message(key="k")])
+    run_once(broker, State.FAILED)
+    fresh = message(key="k")
+    assert broker.enqueue([fresh]) == [fresh.id]
+
+
+def test_a_horizon_still_finds_the_live_job(
+    broker: ContractBroker, message: MessageFactory
+) -> None:
+    tick = message(key="periodic:t:9", key_horizon=HORIZON)
+    broker.enqueue([tick])
+    assert broker.enqueue([message(key="periodic:t:9", key_horizon=HORIZON)]) == [tick.id]
+    broker.claim(None, 1, LEASE)
+    assert broker.enqueue([message(key="periodic:t:9", key_horizon=HORIZON)]) == [tick.id]
+
+
+# -- the last fire time ---------------------------------------------------------------
+
+
+def test_every_broker_stores_fire_times(broker: ContractBroker) -> None:
+    assert isinstance(broker, Scheduling)
+
+
+def test_the_first_record_is_set_once(broker: ContractBroker) -> None:
+    assert isinstance(broker, Scheduling)
+    store = broker.schedules
+    assert store.last_fired("cleanup") is None
+    assert store.record_fired("cleanup", None, Fired(1000.0, "job-a"))
+    assert not store.record_fired("cleanup", None, Fired(1000.0, "job-b"))
+    assert store.last_fired("cleanup") == Fired(1000.0, "job-a")
+    assert store.last_fired("other") is None
+
+
+def test_the_record_advances_only_from_the_value_read(broker: ContractBroker) -> None:
+    assert isinstance(broker, Scheduling)
+    store = broker.schedules
+    store.record_fired("s", None, Fired(1700000000.25, "a"))
+    assert store.record_fired("s", 1700000000.25, Fired(1700000300.25, "b"))
+    assert not store.record_fired("s", 1700000000.25, Fired(1700000300.25, "c")), "stale read"
+    assert not store.record_fired("s", None, Fired(1.0, "d"))
+    assert store.last_fired("s") == Fired(1700000300.25, "b")
+
+
+def test_concurrent_schedulers_advance_it_once(broker: ContractBroker) -> None:
+    assert isinstance(broker, Scheduling)
+    store = broker.schedules
+    store.record_fired("race", None, Fired(10.0, "first"))
+    wins: list[str] = []
+    start = threading.Barrier(6)
+
+    def scheduler(name: str) -> None:
+        start.wait()
+        if store.record_fired("race", 10.0, Fired(20.0, name)):
+            wins.append(name)
+
+    threads = [threading.Thread(target=scheduler, args=(f"s{i}",)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(wins) == 1
+    assert store.last_fired("race") == Fired(20.0, wins[0])
