@@ -84,3 +84,65 @@ def test_three_workers_run_each_tick_exactly_once(db_url: str, tmp_path: Path) -
         f"run by {len(schedulers)} worker process(es)"
     )
     assert all("Traceback" not in output for output in outputs), outputs
+
+
+def test_offload_scheduler_alone_feeds_workers_without_one(tmp_path: Path) -> None:
+    """`offload worker --no-scheduler` runs ticks only when `offload scheduler` sends them."""
+    db_url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    ticks = tmp_path / "ticks.txt"
+    env = {
+        **os.environ,
+        "OFFLOAD_TEST_URL": db_url,
+        "OFFLOAD_TEST_TICKS": str(ticks),
+        "PYTHONPATH": str(TESTS),
+    }
+
+    def start(*args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "offload", *args],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+
+    worker = start("worker", "periodic_tasks:app", "--no-scheduler")
+    scheduler = start("scheduler", "periodic_tasks:app")
+    try:
+        assert wait_until(lambda: len(runs(ticks)) >= 3, WAIT), "no ticks from offload scheduler"
+    finally:
+        for process in (scheduler, worker):
+            os.killpg(process.pid, signal.SIGTERM)
+        scheduler_log = scheduler.communicate(timeout=60)[0]
+        worker_log = worker.communicate(timeout=60)[0]
+    assert {pid for _, pid in runs(ticks)} == {str(worker.pid)}
+    assert "enqueued as job" in scheduler_log and "enqueued as job" not in worker_log
+    listing = subprocess.run(
+        [sys.executable, "-m", "offload", "schedules", "--app", "periodic_tasks:app"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    header, row = listing.splitlines()
+    assert header.split() == [
+        "TASK",
+        "SCHEDULE",
+        "MISSED",
+        "LAST",
+        "FIRE",
+        "LAST",
+        "RUN",
+        "NEXT",
+        "FIRE",
+    ]
+    assert row.split()[:5] == ["periodic_tasks.beat", "every", "1s", "all", row.split()[4]]
+    print("\n" + listing)
+    last_fire, last_run, next_fire = row.split()[4:]
+    assert last_fire.endswith("+00:00") and next_fire > last_fire
+    # The last tick may not have run yet: the worker was stopped meanwhile.
+    assert last_run in {"succeeded", "queued", "running"}
