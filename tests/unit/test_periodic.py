@@ -81,7 +81,7 @@ def test_a_bad_schedule_is_refused_at_declaration() -> None:
 def test_cron_and_every_are_still_not_task_options() -> None:
     with (
         offload.App(clock=FakeClock()) as app,
-        pytest.raises(offload.ConfigurationError, match="unknown task option"),
+        pytest.raises(offload.ConfigurationError, match=r"every \(a schedule: @app.periodic"),
     ):
         app.task(every=5)  # type: ignore[call-overload]
 
@@ -91,3 +91,16 @@ def test_a_worker_without_a_scheduler() -> None:
         app.periodic(every=5)(lambda: None)
         assert app.worker(scheduler=False).scheduler is None
         assert app.worker().scheduler is not None
+
+
+def test_a_key_horizon_needs_a_key() -> None:
+    from offload._message import option_problem
+
+    message = offload.Message("id", "t", (), {}, key_horizon=60.0)
+    assert option_problem(message) == (
+        "key_horizon needs a key: it says how long the key outlives its job"
+    )
+    message.key = "periodic:t:0"
+    assert option_problem(message) is None
+    message.key_horizon = -1.0
+    assert "key_horizon=-1.0 is out of range" in (option_problem(message) or "")
