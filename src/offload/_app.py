@@ -20,7 +20,7 @@ from ._executors import check_size
 from ._handle import Handle, HandleMap, WeakHandles
 from ._message import JobInfo
 from ._middleware import Chain, Middleware
-from ._periodic import periodic
+from ._periodic import PeriodicDecorator, periodic
 from ._periodic import scheduler as periodic_scheduler
 from ._producer import Producer
 from ._runner import Runner, TaskSpec
@@ -158,7 +158,7 @@ class App:
         missed: MissedPolicy = "skip",
         max_catch_up: int = 10,
         **options: Unpack[TaskOptions],
-    ) -> Callable[[Callable[..., Any]], Task[Any, Any]]:
+    ) -> PeriodicDecorator:
         """Run a task on a schedule: ``@app.periodic(cron="*/5 * * * *")`` or ``every=30``.
 
         Decorates a function (declared as a task with ``options``, as

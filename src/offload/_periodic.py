@@ -8,9 +8,9 @@ leaves it out), and ``offload scheduler`` runs one alone.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, cast, overload
 
 from ._brokers._base import Scheduling
 from ._brokers._url import redacted
@@ -19,7 +19,7 @@ from ._message import Message
 from ._schedule import MissedPolicy, Schedule, interval
 from ._scheduler import TICK_HORIZON, Scheduler
 from ._serializers import encode_call
-from ._task import CallOptions, Task, _seconds, declare
+from ._task import CallOptions, P, R, Task, _seconds, declare
 
 if TYPE_CHECKING:
     from ._app import App
@@ -27,6 +27,17 @@ if TYPE_CHECKING:
 
 CALL_OPTIONS = ("queue", "priority", "retries", "timeout")
 """Task options a schedule of a task declared elsewhere may set for its ticks."""
+
+
+class PeriodicDecorator(Protocol):
+    """``app.periodic(...)``: schedules a declared task, or declares one from a function."""
+
+    @overload
+    def __call__(self, fn: Task[P, R], /) -> Task[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> Task[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...
 
 
 def periodic(
@@ -40,7 +51,7 @@ def periodic(
     missed: MissedPolicy,
     max_catch_up: int,
     options: dict[str, Any],
-) -> Callable[[Callable[..., Any]], Task[Any, Any]]:
+) -> PeriodicDecorator:
     """The decorator ``app.periodic(...)`` returns (see ``App.periodic``)."""
 
     def decorate(target: Callable[..., Any]) -> Task[Any, Any]:
@@ -70,7 +81,7 @@ def periodic(
             _start_ticking(app, app._embedded.start())
         return task
 
-    return decorate
+    return cast("PeriodicDecorator", decorate)
 
 
 def _task_of(
