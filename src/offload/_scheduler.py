@@ -69,6 +69,7 @@ class Scheduler:
         """Without a record yet, ticks count from here: nothing before was ever due."""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._failing: set[str] = set()  # schedules whose last pass failed
 
     @property
     def schedules(self) -> list[Schedule]:
@@ -99,12 +100,27 @@ class Scheduler:
         for schedule in self.schedules:
             try:
                 self._fire_due(schedule, now)
-            except Exception:
-                log.exception("offload scheduler: schedule %s failed; retrying", schedule.name)
+            except Exception:  # noqa: BLE001 - logged; the scheduler carries on
+                self._failed(schedule.name)
                 wake = min(wake, now + self.RETRY)
                 continue
+            if schedule.name in self._failing:
+                self._failing.discard(schedule.name)
+                log.info("offload scheduler: schedule %s works again", schedule.name)
             wake = min(wake, schedule.next_after(now))
         return wake
+
+    def _failed(self, name: str) -> None:
+        """Log a failed pass: with its traceback once per outage, then quietly at each retry."""
+        first = name not in self._failing
+        self._failing.add(name)
+        log.log(
+            logging.ERROR if first else logging.DEBUG,
+            "offload scheduler: schedule %s failed; retrying every %gs",
+            name,
+            self.RETRY,
+            exc_info=True,
+        )
 
     def _fire_due(self, schedule: Schedule, now: float) -> None:
         record = self._store.last_fired(schedule.name)

@@ -264,3 +264,35 @@ def test_after_every_scheduler_was_down(missed: str, expected: list[str]) -> Non
     clock.advance(210)  # 03:10:00: back to normal
     second.run_due()
     assert [fire for _, fire in sent.ticks] == [at("2026-01-01 03:10")]
+
+
+class Flaky:
+    """A schedule store that is down for its first ``down`` reads."""
+
+    def __init__(self, store: object, down: int) -> None:
+        self.store, self.down = store, down
+
+    def last_fired(self, schedule: str) -> Fired | None:
+        if self.down:
+            self.down -= 1
+            raise offload.BrokerUnavailable("the broker is down")
+        return self.store.last_fired(schedule)  # type: ignore[attr-defined, no-any-return]
+
+    def record_fired(self, schedule: str, previous: float | None, fired: Fired) -> bool:
+        return self.store.record_fired(schedule, previous, fired)  # type: ignore[attr-defined, no-any-return]
+
+
+def test_a_broker_outage_is_logged_once_and_retried(caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock(start=1000.5)
+    broker = MemoryBroker(clock)
+    sent = Sent(broker)
+    schedule = Schedule("t", every=10.0)
+    scheduler = Scheduler(Flaky(broker.schedules, 3), {"t": schedule}, sent, clock=clock)
+    clock.advance(10)  # 1010.5: tick 1010 due
+    for _ in range(3):
+        assert scheduler.run_due() == clock.now() + Scheduler.RETRY
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "schedule t failed" in errors[0].getMessage()
+    assert sent.ticks == []
+    assert scheduler.run_due() == 1020.0, "works again: wakes at the next tick"
+    assert sent.ticks == [("t", 1010.0)], "the tick is still within its grace"
