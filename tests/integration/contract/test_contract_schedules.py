@@ -136,3 +136,40 @@ def test_concurrent_schedulers_advance_it_once(broker: ContractBroker) -> None:
         thread.join(30)
     assert len(wins) == 1
     assert store.last_fired("race") == Fired(20.0, wins[0])
+
+
+# -- schedulers on every broker, one pass at a time ----------------------------------------
+
+
+def test_three_schedulers_on_one_broker_enqueue_each_tick_once(
+    make_broker: Callable[..., ContractBroker], message: MessageFactory, clock: FakeClock
+) -> None:
+    """Three schedulers race for 20 one-second ticks, each leading in turn; a worker
+    acks each tick at once, so a late scheduler meets finished ticks (result_ttl=0)."""
+    from offload._schedule import Schedule
+    from offload._scheduler import TICK_HORIZON, Scheduler
+
+    broker = make_broker(result_ttl=0)  # the horizon alone keeps finished ticks
+    assert isinstance(broker, Scheduling)
+    created: list[str] = []
+
+    def send(schedule: Schedule, fire: float) -> str:
+        tick = message(schedule.task, key=schedule.key(fire), key_horizon=TICK_HORIZON)
+        (job_id,) = broker.enqueue([tick])
+        if job_id == tick.id:
+            created.append(schedule.key(fire))
+        return job_id
+
+    schedule = Schedule("tasks.beat", every=1.0, missed="all")
+    schedulers = [
+        Scheduler(broker.schedules, {"tasks.beat": schedule}, send, clock=clock) for _ in range(3)
+    ]
+    for step in range(20):
+        clock.advance(1.0)
+        for scheduler in schedulers[step % 3 :] + schedulers[: step % 3]:  # each leads in turn
+            scheduler.run_due()
+            for delivery in broker.claim(None, 10, LEASE):
+                broker.ack(delivery, OUTCOMES[State.SUCCEEDED])
+    assert len(created) == len(set(created)) == 20
+    record = broker.schedules.last_fired("tasks.beat")
+    assert record is not None and schedule.key(record.fire) == created[-1]
