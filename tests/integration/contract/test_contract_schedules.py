@@ -15,7 +15,7 @@ from collections.abc import Callable
 import pytest
 from contract_support import LEASE, ContractBroker, MessageFactory
 
-from offload._brokers._base import Fired, Scheduling
+from offload._brokers._base import Fired, ScheduleStore, Scheduling
 from offload._message import ErrorInfo, Outcome, State
 from offload.testing import FakeClock
 
@@ -141,35 +141,55 @@ def test_concurrent_schedulers_advance_it_once(broker: ContractBroker) -> None:
 # -- schedulers on every broker, one pass at a time ----------------------------------------
 
 
-def test_three_schedulers_on_one_broker_enqueue_each_tick_once(
+class ReadTogether:
+    """A schedule store whose reads all return what was there when ``snapshot()`` ran:
+    schedulers that read at the same moment, then write one after another."""
+
+    def __init__(self, store: ScheduleStore) -> None:
+        self.store = store
+        self.seen: dict[str, Fired | None] = {}
+
+    def snapshot(self, name: str) -> None:
+        self.seen[name] = self.store.last_fired(name)
+
+    def last_fired(self, schedule: str) -> Fired | None:
+        return self.seen[schedule]
+
+    def record_fired(self, schedule: str, previous: float | None, fired: Fired) -> bool:
+        return self.store.record_fired(schedule, previous, fired)
+
+
+def test_three_schedulers_reading_at_once_enqueue_each_tick_once(
     make_broker: Callable[..., ContractBroker], message: MessageFactory, clock: FakeClock
 ) -> None:
-    """Three schedulers race for 20 one-second ticks, each leading in turn; a worker
-    acks each tick at once, so a late scheduler meets finished ticks (result_ttl=0)."""
+    """Three schedulers read the record at the same moment for each of 20 one-second
+    ticks, then enqueue one after another; a worker finishes each tick at once, so
+    the later two meet a finished job (result_ttl=0: only the key horizon keeps it)."""
     from offload._schedule import Schedule
     from offload._scheduler import TICK_HORIZON, Scheduler
 
-    broker = make_broker(result_ttl=0)  # the horizon alone keeps finished ticks
+    broker = make_broker(result_ttl=0)
     assert isinstance(broker, Scheduling)
     created: list[str] = []
+    found: list[str] = []
 
     def send(schedule: Schedule, fire: float) -> str:
         tick = message(schedule.task, key=schedule.key(fire), key_horizon=TICK_HORIZON)
         (job_id,) = broker.enqueue([tick])
-        if job_id == tick.id:
-            created.append(schedule.key(fire))
+        (created if job_id == tick.id else found).append(schedule.key(fire))
+        for delivery in broker.claim(None, 10, LEASE):  # a worker runs it at once
+            broker.ack(delivery, OUTCOMES[State.SUCCEEDED])
         return job_id
 
     schedule = Schedule("tasks.beat", every=1.0, missed="all")
-    schedulers = [
-        Scheduler(broker.schedules, {"tasks.beat": schedule}, send, clock=clock) for _ in range(3)
-    ]
-    for step in range(20):
+    store = ReadTogether(broker.schedules)
+    schedulers = [Scheduler(store, {"tasks.beat": schedule}, send, clock=clock) for _ in range(3)]
+    for _ in range(20):
         clock.advance(1.0)
-        for scheduler in schedulers[step % 3 :] + schedulers[: step % 3]:  # each leads in turn
+        store.snapshot("tasks.beat")
+        for scheduler in schedulers:
             scheduler.run_due()
-            for delivery in broker.claim(None, 10, LEASE):
-                broker.ack(delivery, OUTCOMES[State.SUCCEEDED])
-    assert len(created) == len(set(created)) == 20
+    assert len(created) == len(set(created)) == 20, "each tick enqueued once"
+    assert sorted(found) == sorted(created * 2), "the two late enqueues found the finished job"
     record = broker.schedules.last_fired("tasks.beat")
     assert record is not None and schedule.key(record.fire) == created[-1]
