@@ -39,6 +39,7 @@ from ._handle import Handle
 from ._message import Message, Outcome, Progress, State
 from ._middleware import Delay, Middleware
 from ._retry import Backoff
+from ._schedule import Missed, Schedule
 from ._task import Task, TaskCall
 from ._waiting import as_completed, gather, wait
 
@@ -55,6 +56,7 @@ __all__ = [
     "Message",
     "MessageRejected",
     "Middleware",
+    "Missed",
     "NoCurrentJob",
     "NotSerializable",
     "OffloadError",
@@ -65,6 +67,7 @@ __all__ = [
     "RemoteTraceback",
     "ResultTimeout",
     "Retry",
+    "Schedule",
     "State",
     "Task",
     "TaskCall",

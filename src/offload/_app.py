@@ -6,7 +6,7 @@ import concurrent.futures
 import functools
 import logging
 import threading
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, Literal, overload
 
 from ._brokers import Broker, Inspector
@@ -20,8 +20,11 @@ from ._executors import check_size
 from ._handle import Handle, HandleMap, WeakHandles
 from ._message import JobInfo
 from ._middleware import Chain, Middleware
+from ._periodic import PeriodicDecorator, periodic
+from ._periodic import scheduler as periodic_scheduler
 from ._producer import Producer
 from ._runner import Runner, TaskSpec
+from ._schedule import MissedPolicy, Schedule
 from ._serializers import JsonSerializer, ModulePolicy, PickleSerializer, Serializer
 from ._task import (
     CallOptions,
@@ -127,6 +130,8 @@ class App:
         self._producer = _producer(self, chain, classes)
         self._adhoc: dict[Callable[..., Any], Task[Any, Any]] = {}
         self._lock = threading.Lock()
+        self.schedules: dict[str, Schedule] = {}
+        """The app's periodic schedules by task name (``app.periodic``)."""
 
     # -- declaring tasks ------------------------------------------------------------
 
@@ -141,6 +146,43 @@ class App:
     def task(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
         """Declare a task on this app: ``@app.task`` or ``@app.task(retries=3)``."""
         return declare(fn, options, lambda: self, self.register)
+
+    def periodic(
+        self,
+        *,
+        cron: str | None = None,
+        every: Seconds | None = None,
+        tz: str = "UTC",
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        missed: MissedPolicy = "skip",
+        max_catch_up: int = 10,
+        **options: Unpack[TaskOptions],
+    ) -> PeriodicDecorator:
+        """Run a task on a schedule: ``@app.periodic(cron="*/5 * * * *")`` or ``every=30``.
+
+        Decorates a function (declared as a task with ``options``, as
+        ``@app.task``) or a task declared elsewhere:
+        ``app.periodic(every=timedelta(hours=1))(send_report)`` (``options``
+        then only ``queue``, ``priority``, ``retries``, ``timeout``). ``tz``:
+        the IANA time zone of ``cron`` (UTC by default); ``args``/``kwargs``:
+        the call each tick makes. ``missed``: after every scheduler was down,
+        ``"skip"`` the missed ticks, run ``"once"`` for them, or run ``"all"``
+        of them (at most ``max_catch_up``). Every worker runs the schedules
+        (``offload worker --no-scheduler`` opts out); however many run, each
+        tick is enqueued once, under the key ``periodic:{task}:{fire time}``.
+        """
+        return periodic(
+            self,
+            cron=cron,
+            every=every,
+            tz=tz,
+            args=tuple(args),
+            kwargs=kwargs,
+            missed=missed,
+            max_catch_up=max_catch_up,
+            options=dict(options),
+        )
 
     def register(self, spec: TaskSpec) -> None:
         """Make ``spec`` known to this app's workers (done by ``@app.task``)."""
@@ -166,13 +208,13 @@ class App:
 
     def enqueue(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> Handle[R]:
         """Run a plain importable function in the background (RQ's ``q.enqueue``)."""
-        return self._adhoc_task(fn)(*args, **kwargs)
+        return _adhoc_task(self, fn)(*args, **kwargs)
 
     def enqueue_many(
         self, fn: Callable[..., R], calls: Sequence[tuple[Any, ...]], /
     ) -> list[Handle[R]]:
         """Many calls of a plain function (positional arguments), stored in one batch."""
-        return self._adhoc_task(fn).submit_many([tuple(args) for args in calls])
+        return _adhoc_task(self, fn).submit_many([tuple(args) for args in calls])
 
     def handle(self, job_id: str) -> Handle[Any]:
         """A handle for the job ``job_id``, from any process that reaches the broker."""
@@ -210,17 +252,6 @@ class App:
         messages = [producer.message(spec, args, {}, options) for args in calls]
         return producer.send(messages, options.connection)
 
-    def _adhoc_task(self, fn: Callable[..., Any]) -> Task[Any, Any]:
-        task = self._adhoc.get(fn)
-        if task is None:
-            name = _import_name(fn)
-            if self.durable:  # a worker would refuse it: say so now, at the call
-                self._declared.check_function(fn, name)
-            spec = make_spec(fn, name=name)
-            task = self._adhoc[fn] = Task(fn, spec, lambda: self)
-            self.register(spec)
-        return task
-
     @property
     def inspector(self) -> Inspector:
         """What the broker knows of its jobs (what the CLI and dashboard read)."""
@@ -255,12 +286,14 @@ class App:
         pool: str = "thread",
         concurrency: int | None = None,
         lease: float | None = 30.0,
+        scheduler: bool = True,
     ) -> Worker:
         """A worker for this app's broker (not started): what ``offload worker`` runs.
 
         In-process apps pass ``lease=None``: the broker lives in this process,
         so only a jump of the clock could make a lease lapse, and that must
-        not run a call twice.
+        not run a call twice. ``scheduler``: also send the ticks of the app's
+        periodic schedules (a thread, when it has any).
         """
         sizes = dict(self._sizes)
         if concurrency is not None:
@@ -275,6 +308,7 @@ class App:
             lease=lease,
             clock=self.clock,
             name=self.name,
+            scheduler=periodic_scheduler(self) if scheduler else None,
         )
 
     # -- life cycle -----------------------------------------------------------------
@@ -316,6 +350,19 @@ class App:
 
     def __repr__(self) -> str:
         return f"<offload.App {redacted(self.url)} tasks={len(self._registry)}>"
+
+
+def _adhoc_task(app: App, fn: Callable[..., Any]) -> Task[Any, Any]:
+    """The task ``app.enqueue(fn)`` sends: made once per function, named by its import path."""
+    task = app._adhoc.get(fn)
+    if task is None:
+        name = _import_name(fn)
+        if app.durable:  # a worker would refuse it: say so now, at the call
+            app._declared.check_function(fn, name)
+        spec = make_spec(fn, name=name)
+        task = app._adhoc[fn] = Task(fn, spec, lambda: app)
+        app.register(spec)
+    return task
 
 
 def _runner(app: App, chain: Chain | None) -> Runner:

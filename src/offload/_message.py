@@ -56,6 +56,12 @@ class Message:
     """Seconds to keep the result after the job finishes (broker default if None)."""
     meta: dict[str, str] | None = None
     """A small map for cross-cutting data (trace context); None when empty."""
+    key_horizon: float | None = None
+    """With a ``key``: seconds after its job finished (in any state: succeeded,
+    failed or cancelled) during which the key still returns that job, and the
+    broker keeps the job at least that long. What makes a periodic tick run
+    once: a late scheduler's enqueue of a tick that already ran finds it.
+    Read at enqueue only (a claimed message comes back without it)."""
 
 
 @dataclass(slots=True)
@@ -324,8 +330,17 @@ def option_problem(message: Message) -> str | None:
         None
         if message.result_ttl is None
         else _seconds_problem(message.result_ttl, "result_ttl", 0.0, MAX_SECONDS),
+        _horizon_problem(message),
     )
     return next((problem for problem in checks if problem is not None), None)
+
+
+def _horizon_problem(message: Message) -> str | None:
+    if message.key_horizon is None:
+        return None
+    if message.key is None:
+        return "key_horizon needs a key: it says how long the key outlives its job"
+    return _seconds_problem(message.key_horizon, "key_horizon", 0.0, MAX_SECONDS)
 
 
 def message_problem(message: Message) -> str | None:

@@ -121,6 +121,14 @@ class Producer:
 
     def send(self, messages: list[Message], connection: Any = None) -> list[Handle[Any]]:
         """Store ``messages`` in one batch (inside ``connection``'s transaction if given)."""
+        ids = self.store(messages, connection)
+        return [
+            self._handle_for(message, job_id, connection is not None)
+            for message, job_id in zip(messages, ids, strict=True)
+        ]
+
+    def store(self, messages: list[Message], connection: Any = None) -> list[str]:
+        """Store ``messages`` through the enqueue middleware; their job ids (no handles)."""
 
         def store(batch: list[Message]) -> list[str]:
             if connection is None:
@@ -134,10 +142,7 @@ class Producer:
                 f"an enqueue middleware returned {len(ids)} job ids for {len(messages)} "
                 "messages; it must return call_next(messages)'s answer"
             )
-        return [
-            self._handle_for(message, job_id, connection is not None)
-            for message, job_id in zip(messages, ids, strict=True)
-        ]
+        return ids
 
     def _handle_for(self, message: Message, job_id: str, uncommitted: bool) -> Handle[Any]:
         handle = self._handles.get(job_id)  # an existing job with the same key

@@ -260,6 +260,7 @@ class Runner:
     def _retry(self, call: Call, error: BaseException, delay: float) -> None:
         delivery = call.delivery
         message = delivery.message
+        retry_at = self.clock.now() + delay  # read before the handle says "retrying"
         handle = self.handles.get(message.id)
         if handle is not None:
             # Before the nack: once back in the broker (delay 0) the next
@@ -277,7 +278,7 @@ class Runner:
             error,
             extra=job_fields(delivery),
         )
-        if not self.broker.nack(delivery, self.clock.now() + delay, error=info):
+        if not self.broker.nack(delivery, retry_at, error=info):
             return
         self._notify(delivery, Outcome(State.RETRYING, error=error), call.job)
 

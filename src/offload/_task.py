@@ -312,8 +312,10 @@ def declare(
     """``@task`` and ``@task(...)``: check the options, make the Task, register it."""
     unknown = set(options) - set(TASK_OPTIONS)
     if unknown:
+        scheduling = bool(unknown & {"cron", "every"})
+        periodic = " (a schedule: @app.periodic(cron=...) or every=...)" if scheduling else ""
         raise ConfigurationError(
-            f"unknown task option(s) {', '.join(sorted(unknown))}; "
+            f"unknown task option(s) {', '.join(sorted(unknown))}{periodic}; "
             f"the options are {', '.join(TASK_OPTIONS)}"
         )
 

@@ -26,6 +26,7 @@ from ._leases import Leases
 from ._message import Delivery
 from ._outage import Outage
 from ._runner import POOLS, Call, Runner, job_fields
+from ._scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +51,10 @@ class Worker:
         idle_timeout: float = 1.0,
         clock: Clock = SYSTEM_CLOCK,
         name: str = "offload",
+        scheduler: Scheduler | None = None,
     ) -> None:
         self._broker = broker
+        self.scheduler = scheduler  # periodic ticks: a thread of this worker's
         self._runner = runner
         self._sizes = {"thread": default_thread_count(), "async": 1000, **(sizes or {})}
         self._queues = queues
@@ -97,6 +100,8 @@ class Worker:
             thread = threading.Thread(target=target, name=f"{self._name}-{suffix}", daemon=True)
             thread.start()
             self._threads.append(thread)
+        if self.scheduler is not None:
+            self.scheduler.start()
 
     def stop(self, wait: bool = True) -> None:
         """Stop claiming; executors finish what they hold when ``wait``."""
@@ -128,6 +133,8 @@ class Worker:
         return released
 
     def _stop_claiming(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.stop()  # no more ticks from a worker that stops
         self._stopping.set()
         self._room.set()
         if isinstance(self._broker, Waker):

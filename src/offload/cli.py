@@ -16,6 +16,7 @@ from . import __version__
 from ._brokers._url import redacted
 from ._commands import load_app as _load_app
 from ._commands import register
+from ._commands_schedules import register as register_schedules
 
 if TYPE_CHECKING:  # the command imports them at run time, through the app it loads
     from ._app import App
@@ -31,6 +32,7 @@ def main() -> None:
 
 
 register(main)  # status, jobs, show, retry, cancel, purge
+register_schedules(main)  # schedules, scheduler
 
 
 @main.command()
@@ -59,6 +61,11 @@ register(main)  # status, jobs, show, retry, cancel, purge
     help="Seconds a claim lasts without renewal (renewed every third of it).",
 )
 @click.option(
+    "--no-scheduler",
+    is_flag=True,
+    help="Do not send the app's periodic ticks from this worker (see `offload scheduler`).",
+)
+@click.option(
     "--log-level",
     default="INFO",
     show_default=True,
@@ -72,14 +79,17 @@ def worker(  # click passes every option by keyword
     queues: str | None,
     grace: float,
     lease: float,
+    no_scheduler: bool,
     log_level: str,
 ) -> None:
     """Run tasks from a durable app's broker: TARGET is module:app (or a module).
 
     A module without an `app` attribute means the default app, whose broker
-    is OFFLOAD_URL. SIGTERM or Ctrl-C stops claiming, lets running tasks
-    finish for --grace seconds and puts the rest back; a second signal exits
-    at once (their leases lapse and another worker takes them).
+    is OFFLOAD_URL. The worker also sends the app's periodic ticks (each
+    once, however many workers run) unless --no-scheduler. SIGTERM or
+    Ctrl-C stops claiming, lets running tasks finish for --grace seconds
+    and puts the rest back; a second signal exits at once (their leases
+    lapse and another worker takes them).
     """
     logging.basicConfig(
         level=log_level.upper(),
@@ -92,7 +102,9 @@ def worker(  # click passes every option by keyword
             "Give it a URL (offload.App('sqlite:///jobs.db')) or set OFFLOAD_URL."
         )
     names = [name.strip() for name in queues.split(",") if name.strip()] if queues else None
-    runner = app.worker(queues=names, pool=pool, concurrency=concurrency, lease=lease)
+    runner = app.worker(
+        queues=names, pool=pool, concurrency=concurrency, lease=lease, scheduler=not no_scheduler
+    )
     _serve(app, runner, names, pool, grace)
 
 

@@ -88,3 +88,21 @@ def well_declared(x: int) -> int:
 
 
 assert_type(well_declared(1), Handle[int])
+
+
+# -- app.periodic keeps the task's types ------------------------------------------------
+
+scheduled_app = offload.App("sqlite:///typing.db")
+
+
+@scheduled_app.periodic(cron="*/5 * * * *", tz="Europe/Paris", retries=2)
+def tick(label: str) -> int:
+    return len(label)
+
+
+assert_type(tick("a"), Handle[int])
+tick(3)  # type: ignore[arg-type]
+assert_type(scheduled_app.periodic(every=timedelta(seconds=30))(work)(2), Handle[int])
+scheduled_app.periodic(every=5, missed=offload.Missed.ALL, max_catch_up=3)
+scheduled_app.periodic(every=5, missed="sometimes")  # type: ignore[arg-type]
+scheduled_app.periodic(every=5, cron_expression="* * * * *")  # type: ignore[call-arg]

@@ -23,6 +23,8 @@ DOCUMENTED = {
     "RemoteTraceback",
     "ResultTimeout",
     "Retry",
+    "Schedule",
+    "Missed",
     "State",
     "Task",
     "TaskCall",

@@ -45,7 +45,12 @@ class Broker(Protocol):
         A message with a ``key`` for which a job is queued, running or
         retrying is not stored: its id in the answer is that job's. Within
         the broker's ``reuse_window`` (seconds, 0 by default) the same holds
-        for a job that succeeded with that key (result reuse).
+        for a job that succeeded with that key (result reuse). A message with
+        a ``key_horizon`` also finds a job with its key that finished in any
+        state (succeeded, failed, cancelled) less than ``key_horizon``
+        seconds ago; the broker raises such a message's ``result_ttl`` to at
+        least the horizon (``keep_for_horizon``), so the finished job is
+        still there to be found.
         """
         ...
 
@@ -299,6 +304,35 @@ class ProgressStore(Protocol):
         ...
 
 
+class Fired(NamedTuple):
+    """The last tick a schedule enqueued: its fire time and the job that runs it."""
+
+    fire: float  # epoch seconds of the tick (not of the enqueue)
+    job_id: str
+
+
+@runtime_checkable
+class ScheduleStore(Protocol):
+    """Where periodic schedules keep their last fire time: in the broker, shared.
+
+    Every scheduler of every worker reads and advances the same record, so
+    the record survives any scheduler and never depends on a local file.
+    """
+
+    def last_fired(self, schedule: str) -> Fired | None:
+        """The last tick recorded for ``schedule``; None if it never fired."""
+        ...
+
+    def record_fired(self, schedule: str, previous: float | None, fired: Fired) -> bool:
+        """Compare-and-set: record ``fired`` only if the stored fire time is ``previous``.
+
+        ``previous=None`` means "no record yet". Returns ``False``, changing
+        nothing, when another scheduler advanced the record first: two
+        schedulers can never both advance it from the same value.
+        """
+        ...
+
+
 @runtime_checkable
 class StepStore(Protocol):
     """Capability of an inspector: keep the results of a job's durable steps (``offload.step``).
@@ -315,6 +349,30 @@ class StepStore(Protocol):
     def step_result(self, job_id: str, name: str) -> bytes | None:
         """The encoded result of step ``name`` of the job; ``None`` if it never finished."""
         ...
+
+
+@runtime_checkable
+class Scheduling(Protocol):
+    """Capability: the broker stores schedules' fire times (``ScheduleStore``)."""
+
+    @property
+    def schedules(self) -> ScheduleStore:
+        """The broker's schedule records, sharing its connection."""
+        ...
+
+
+def keep_for_horizon(messages: Sequence[Message], default_ttl: float) -> None:
+    """Raise the ``result_ttl`` of messages with a ``key_horizon`` to at least that horizon.
+
+    Every broker calls it at enqueue, before storing: a finished job must
+    outlive its key's horizon for the key to find it.
+    """
+    for message in messages:
+        horizon = message.key_horizon
+        if horizon is not None:
+            ttl = default_ttl if message.result_ttl is None else message.result_ttl
+            if ttl < horizon:
+                message.result_ttl = horizon
 
 
 def lapsed_error(deliveries: int) -> ErrorInfo:

@@ -23,9 +23,10 @@ from collections.abc import Sequence
 
 from ..._clock import SYSTEM_CLOCK, Clock
 from ..._message import DEFAULT_MAX_DELIVERIES, Delivery, ErrorInfo, Message, Outcome, State
-from .._base import Lease, lapsed_error, stored_error
+from .._base import Lease, keep_for_horizon, lapsed_error, stored_error
 from .inspector import MemoryInspector
 from .records import Ledger, Queue
+from .schedules import MemorySchedules
 
 
 class MemoryBroker:
@@ -56,6 +57,7 @@ class MemoryBroker:
         self._sequence = itertools.count()
         self._next_reclaim = math.inf  # no lease can lapse before this
         self._inspector = MemoryInspector(self)
+        self._schedules = MemorySchedules()
 
     # -- the contract ----------------------------------------------------
 
@@ -71,6 +73,7 @@ class MemoryBroker:
                 if self._waiting and wake:
                     self._wakeup.notify_all()
             return [message.id]
+        keep_for_horizon(messages, self._result_ttl)
         with self._lock:
             ids, new = self._plan(messages)  # raises before anything changes
             for message in new:
@@ -171,6 +174,11 @@ class MemoryBroker:
         """What the CLI and handles read: this broker's jobs, under its lock."""
         return self._inspector
 
+    @property
+    def schedules(self) -> MemorySchedules:
+        """Periodic schedules' fire times (``ScheduleStore``), in this process's memory."""
+        return self._schedules
+
     # -- wake-ups --------------------------------------------------------
 
     def wait_for_messages(self, timeout: float, queues: Sequence[str] | None = None) -> None:
@@ -224,10 +232,13 @@ class MemoryBroker:
             batch_ids.add(message.id)
             key = message.key
             if key is not None:
+                now = self._clock.now()
+                horizon = message.key_horizon
+                final_since = math.inf if horizon is None else now - horizon
                 existing = (
                     batch_keys.get(key)
                     or self._ledger.holder(key, self._inflight)
-                    or self._ledger.reusable(key, self._clock.now() - self._reuse_window)
+                    or self._ledger.reusable(key, now - self._reuse_window, final_since)
                 )
                 if existing is not None:
                     ids.append(existing)

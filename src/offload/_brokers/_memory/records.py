@@ -152,14 +152,13 @@ class Ledger:
             return job_id
         return None
 
-    def reusable(self, key: str, since: float) -> str | None:
-        """The job with ``key`` if it succeeded after ``since``."""
+    def reusable(self, key: str, since: float, final_since: float) -> str | None:
+        """The job with ``key`` if it succeeded after ``since``, or ended after ``final_since``."""
         record = self.records.get(self.keys.get(key, ""))
-        if (
-            record is not None
-            and record.state is State.SUCCEEDED
-            and record.finished is not None
-            and record.finished > since
-        ):
+        if record is None or record.finished is None or not record.state.finished:
+            return None
+        if record.finished > final_since:
+            return record.message.id
+        if record.state is State.SUCCEEDED and record.finished > since:
             return record.message.id
         return None

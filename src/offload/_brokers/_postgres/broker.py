@@ -38,7 +38,7 @@ import contextlib
 import functools
 import itertools
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -47,7 +47,7 @@ from psycopg.rows import tuple_row
 from ..._clock import SYSTEM_CLOCK, Clock
 from ..._errors import BrokerUnavailable, ConfigurationError, MessageRejected
 from ..._message import Delivery, ErrorInfo, Message, Outcome, State, name_problem
-from .._base import Finished, Lease, stored_error
+from .._base import Finished, Lease, keep_for_horizon, stored_error
 from .._group_commit import Batcher
 from .._sql_rows import message_row
 from .enqueue import Rows, Writer
@@ -55,6 +55,7 @@ from .feed import Feed
 from .inspector import PostgresInspector
 from .link import Connection, Link, Listener, Secrets, connect, conninfo, describe
 from .queries import as_columns, claim_params, render
+from .schedules import PostgresSchedules
 from .schema import check, schema_name
 from .schema import migrate as migrate_schema
 from .values import error_columns, outcome_refused, refusals, refused_for_values, row_delivery
@@ -176,6 +177,11 @@ class PostgresBroker:
         """The jobs, as the CLI and ``app.job(id)`` read them; on this broker's connection."""
         return self._inspector
 
+    @property
+    def schedules(self) -> PostgresSchedules:
+        """Periodic schedules' fire times (``ScheduleStore``), on this broker's connection."""
+        return PostgresSchedules(self._link, self._sql)  # no state of its own
+
     # -- the schema ------------------------------------------------------------------
 
     def migrate(self) -> int:
@@ -209,6 +215,7 @@ class PostgresBroker:
         if not messages:
             return []
         now = self._clock.now()
+        keep_for_horizon(messages, self._result_ttl)
         rows, ids = _batch(messages, now)
         store = functools.partial(
             self._writer.store, messages=messages, rows=rows, now=now, reply_to=self._feed.reply_to
@@ -233,6 +240,7 @@ class PostgresBroker:
         if not messages:
             return []
         now = self._clock.now()
+        keep_for_horizon(messages, self._result_ttl)
         rows, _ = _batch(messages, now)
         store = functools.partial(
             self._writer.store, messages=messages, rows=rows, now=now, reply_to=self._feed.reply_to
@@ -463,7 +471,7 @@ class PostgresBroker:
         mark = self._listener.mark()
         wait = timeout
         if self._listener.listen():  # before the look below: nothing slips in between
-            wait = min(wait, self._next_due(queues) - self._clock.now())
+            wait = min(wait, _next_due(self._link, self._sql, queues) - self._clock.now())
         wanted = None if queues is None else set(queues)
         self._listener.wait(max(wait, self._MIN_WAIT), wanted, mark)
 
@@ -495,12 +503,6 @@ class PostgresBroker:
         """Stop listening (enqueues stop recording the channel); ends a wait at once."""
         self._feed.stop()
 
-    def _next_due(self, queues: Sequence[str] | None) -> float:
-        statement = self._sql["next_due" if queues is None else "next_due_in"]
-        params = () if queues is None else (list(queues),)
-        row = self._link.run(lambda c: c.execute(statement, params).fetchone())
-        return float("inf") if row is None or row[0] is None else float(row[0])
-
     # -- internals -------------------------------------------------------------------
 
     def _prune_some(self, connection: Connection, now: float) -> None:
@@ -511,6 +513,14 @@ class PostgresBroker:
         pruned = connection.execute(self._sql["prune_some"], (now, self._PRUNE_BATCH)).rowcount
         # A full batch: more are due; carry on at the next claim or ack.
         self._next_prune = now if pruned >= self._PRUNE_BATCH else now + self._PRUNE_EVERY
+
+
+def _next_due(link: Link, sql: Mapping[str, str], queues: Sequence[str] | None) -> float:
+    """When the next job of ``queues`` (all for None) comes due or its lease ends."""
+    statement = sql["next_due" if queues is None else "next_due_in"]
+    params = () if queues is None else (list(queues),)
+    row = link.run(lambda c: c.execute(statement, params).fetchone())
+    return float("inf") if row is None or row[0] is None else float(row[0])
 
 
 def _conninfo(url: str, connect_timeout: float, secrets: Secrets, where: str) -> str:

@@ -114,6 +114,7 @@ class Writer:
         cursor = connection.cursor(row_factory=tuple_row)
         found = cursor.execute(self._sql["holders"], (keys, now - self._reuse_window))
         holders: dict[str, str] = dict(found.fetchall())
+        self._final_holders(connection, messages, holders, now)
         ids: list[str] = []
         fresh: Rows = []
         for message, row in zip(messages, rows, strict=True):
@@ -126,6 +127,25 @@ class Writer:
             fresh.append(row)
             ids.append(message.id)
         return ids, fresh
+
+    def _final_holders(
+        self,
+        connection: Connection,
+        messages: Sequence[Message],
+        holders: dict[str, str],
+        now: float,
+    ) -> None:
+        """Add to ``holders`` the finished jobs that keys with a horizon still find."""
+        by_horizon: dict[float, set[str]] = {}
+        for message in messages:
+            key, horizon = message.key, message.key_horizon
+            if key is not None and horizon is not None and key not in holders:
+                by_horizon.setdefault(horizon, set()).add(key)
+        cursor = connection.cursor(row_factory=tuple_row)
+        for horizon, keys in by_horizon.items():
+            found = cursor.execute(self._sql["final_holders"], (sorted(keys), now - horizon))
+            for key, job_id in found.fetchall():
+                holders.setdefault(key, job_id)
 
     def _insert(self, connection: Connection, rows: Rows, reply_to: str | None) -> None:
         if not rows:

@@ -42,6 +42,8 @@ not see each other's jobs:
   most once a second per broker object: ``RedisBroker.REGISTER_EVERY``).
   ``seq``: a counter for ordering and fencing tokens (unique across jobs).
   ``fin``: a counter of finished jobs (``RedisInspector.change_token``).
+  ``schedules``: periodic schedule name -> "<last fire time> <job id>",
+  advanced compare-and-set by ``lua/fire.lua`` (``RedisSchedules``).
 - ``wake:<queue>`` and ``wake``: short lists an enqueue pushes a token
   into; idle workers wait on them with ``BLPOP`` (no polling).
   ``interrupt:<uuid>``, one per broker object: ``interrupt()`` pushes there.

@@ -20,12 +20,13 @@ import redis
 from ..._clock import SYSTEM_CLOCK, Clock
 from ..._errors import BrokerUnavailable, ConfigurationError, OffloadError
 from ..._message import Delivery, ErrorInfo, Message, Outcome, State
-from .._base import Finished, Lease, stored_error
+from .._base import Finished, Lease, keep_for_horizon, stored_error
 from . import rows, scripts
 from .combine import Combiner
 from .feed import Subscription
 from .inspector import RedisInspector
 from .link import Arg, Downtime, Link, clients, split_namespace
+from .schedules import RedisSchedules
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ class RedisBroker:
         lua = scripts.Scripts(self._link, claims=self._claim_link)
         self._enqueue, self._claim, self._ack = lua.enqueue, lua.claim, lua.ack
         self._nack, self._extend = lua.nack, lua.extend
-        self._prune, self._probe = lua.prune, lua.probe
+        self._prune, self._probe, self._fire = lua.prune, lua.probe, lua.fire
         self._claims: Combiner[tuple[tuple[str, ...], int, float], list[Delivery]]
         self._claims = Combiner(self._claim_together)
         self._acks: Combiner[list[Arg], bool] = Combiner(self._ack_together)
@@ -148,6 +149,11 @@ class RedisBroker:
         """Reads and manages this namespace's jobs, through this broker's connections."""
         return self._inspector
 
+    @property
+    def schedules(self) -> RedisSchedules:
+        """Periodic schedules' fire times (``ScheduleStore``), in this namespace."""
+        return RedisSchedules(self.prefix, self._link, self._fire, self._call)
+
     # -- the contract ----------------------------------------------------------
 
     def enqueue(self, messages: Sequence[Message]) -> list[str]:
@@ -155,6 +161,7 @@ class RedisBroker:
             return []
         now = self._clock.now()
         since = now - self._reuse_window
+        keep_for_horizon(messages, self._result_ttl)
         args = rows.enqueue_args(self.prefix, now, since, self._reply_to, messages)
         listing = self._listing.due(messages)
         if listing:

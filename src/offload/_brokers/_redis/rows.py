@@ -58,13 +58,20 @@ def message_args(message: Message, now: float) -> list[Arg]:
         message.queue,
         int(message.priority),
         "" if eta is None else repr(float(eta)),
-        "" if key is None else "=" + key,  # "" stays a key of its own
+        _key_arg(key, message.key_horizon),
         "" if ttl is None else repr(float(ttl)),
         "" if deliveries is None else int(deliveries),
         int(message.attempt),
         meta_blob(message, now),
         message.payload or b"",
     ]
+
+
+def _key_arg(key: str | None, horizon: float | None) -> str:
+    """A key as ``ENQUEUE`` takes it: "=" + key ("" stays a key of its own), after its horizon."""
+    if key is None:
+        return ""
+    return ("" if horizon is None else repr(float(horizon))) + "=" + key
 
 
 def meta_blob(message: Message, now: float) -> str:

@@ -68,6 +68,7 @@ _PARTS = {
     "purge": ("prelude", "purge"),
     "prune": ("prelude", "prune"),
     "probe": ("prelude", "probe"),
+    "fire": ("prelude", "fire"),
 }
 """Each script, as the files its source is made of, in order."""
 
@@ -148,4 +149,4 @@ class Scripts:
         self.cancel, self.retry = script("cancel"), script("retry")
         self.purge, self.prune = script("purge"), script("prune")
         self.probe, self.progress = script("probe"), script("progress")
-        self.step = script("step")
+        self.step, self.fire = script("step"), script("fire")

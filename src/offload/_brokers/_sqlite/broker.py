@@ -34,11 +34,12 @@ from typing import Any, cast
 
 from ..._clock import SYSTEM_CLOCK, Clock
 from ..._message import Delivery, ErrorInfo, Message, Outcome, State
-from .._base import Lease, stored_error
+from .._base import Lease, keep_for_horizon, stored_error
 from .._group_commit import Batcher
 from .._sql_rows import error_row
 from .connection import Database
 from .inspector import SqliteInspector
+from .schedules import SqliteSchedules
 from .schema import QUERIES, check_sqlite_version
 from .statements import (
     Ack,
@@ -113,11 +114,17 @@ class SqliteBroker:
         self._closed = False
         self._next_prune = 0.0
         self._inspector = SqliteInspector(self._database, clock, result_ttl, self._notify)
+        self._schedules = SqliteSchedules(self._database)
 
     @property
     def inspector(self) -> SqliteInspector:
         """What the CLI and handles read, through this broker's connection."""
         return self._inspector
+
+    @property
+    def schedules(self) -> SqliteSchedules:
+        """Periodic schedules' fire times (``ScheduleStore``), in this file."""
+        return self._schedules
 
     # -- the contract ----------------------------------------------------------
 
@@ -125,9 +132,10 @@ class SqliteBroker:
         if not messages:
             return []
         now = self._clock.now()
+        keep_for_horizon(messages, self._result_ttl)
         rows = message_rows(messages, now)  # refuses before writing
         with self._database.write() as db:  # an id already stored: all rolls back
-            ids = insert(db, messages, rows, now - self._reuse_window)
+            ids = insert(db, messages, rows, now - self._reuse_window, now)
         self._notify()
         return ids
 
@@ -141,9 +149,10 @@ class SqliteBroker:
         if not messages:
             return []
         now = self._clock.now()
+        keep_for_horizon(messages, self._result_ttl)
         rows = message_rows(messages, now)
         with callers_transaction(db) as cursor:
-            return insert(cursor, messages, rows, now - self._reuse_window)
+            return insert(cursor, messages, rows, now - self._reuse_window, now)
 
     def claim(self, queues: Sequence[str] | None, limit: int, lease: float) -> list[Delivery]:
         if limit <= 0:

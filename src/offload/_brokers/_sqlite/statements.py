@@ -10,6 +10,7 @@ runner).
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -70,7 +71,11 @@ def message_rows(messages: Sequence[Message], now: float) -> list[tuple[Any, ...
 
 
 def insert(
-    db: Writer, messages: Sequence[Message], rows: list[tuple[Any, ...]], reuse_since: float
+    db: Writer,
+    messages: Sequence[Message],
+    rows: list[tuple[Any, ...]],
+    reuse_since: float,
+    now: float,
 ) -> list[str]:
     """Insert the messages whose key no job holds; every message's job id.
 
@@ -80,13 +85,17 @@ def insert(
         if all(message.key is None for message in messages):
             db.executemany(QUERIES["insert"], rows)
             return [message.id for message in messages]
-        return _insert_keyed(db, messages, rows, reuse_since)
+        return _insert_keyed(db, messages, rows, reuse_since, now)
     except sqlite3.IntegrityError as error:
         raise ValueError(f"a job id of this batch already exists ({error})") from None
 
 
 def _insert_keyed(
-    db: Writer, messages: Sequence[Message], rows: list[tuple[Any, ...]], reuse_since: float
+    db: Writer,
+    messages: Sequence[Message],
+    rows: list[tuple[Any, ...]],
+    reuse_since: float,
+    now: float,
 ) -> list[str]:
     # The check and the insert share one write transaction: no other process
     # can insert the same key in between. (A partial unique index could not
@@ -97,7 +106,9 @@ def _insert_keyed(
     for message, row in zip(messages, rows, strict=True):
         key = message.key
         if key is not None:
-            existing = batch.get(key) or _job_with_key(db, key, reuse_since)
+            horizon = message.key_horizon
+            final_since = math.inf if horizon is None else now - horizon
+            existing = batch.get(key) or _job_with_key(db, key, reuse_since, final_since)
             if existing is not None:
                 ids.append(existing)
                 continue
@@ -107,9 +118,10 @@ def _insert_keyed(
     return ids
 
 
-def _job_with_key(db: Writer, key: str, reuse_since: float) -> str | None:
-    """The live job with ``key``, else one that succeeded after ``reuse_since``."""
-    row = db.execute(QUERIES["job_with_key"], (key, reuse_since)).fetchone()
+def _job_with_key(db: Writer, key: str, reuse_since: float, final_since: float) -> str | None:
+    """The live job with ``key``, else one that succeeded after ``reuse_since``,
+    else one that finished in any state after ``final_since``."""
+    row = db.execute(QUERIES["job_with_key"], (key, reuse_since, final_since)).fetchone()
     if row is None:
         return None
     # A caller's connection may read text as bytes (its text_factory).

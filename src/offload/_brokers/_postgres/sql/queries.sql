@@ -57,6 +57,12 @@ SELECT DISTINCT ON (key) key, id FROM {s}.jobs WHERE key = ANY(%s)
     AND (state IN ('queued', 'retrying', 'running') OR (state = 'succeeded' AND finished > %s))
     ORDER BY key, state = 'succeeded', seq DESC
 
+-- name: final_holders
+-- Per key with a horizon, the newest job that finished in any state since it began.
+SELECT DISTINCT ON (key) key, id FROM {s}.jobs WHERE key = ANY(%s)
+    AND state IN ('succeeded', 'failed', 'cancelled') AND finished > %s
+    ORDER BY key, seq DESC
+
 -- name: ids_stored
 SELECT count(*) FROM {s}.jobs WHERE id = ANY(%s)
 
@@ -304,3 +310,14 @@ SELECT count(*) FROM held
 
 -- name: step_result
 SELECT result FROM {s}.steps WHERE job_id = %s AND name = %s
+
+-- name: last_fired
+SELECT fire, job_id FROM {s}.schedules WHERE name = %s
+
+-- name: first_fired
+-- Compare-and-set from "no record yet": a row already there wins.
+INSERT INTO {s}.schedules (name, fire, job_id) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING
+
+-- name: next_fired
+-- Compare-and-set: only from the fire time the caller read.
+UPDATE {s}.schedules SET fire = %s, job_id = %s WHERE name = %s AND fire = %s

@@ -2,7 +2,8 @@
 -- see RedisBroker.wait_for_results), register ("1": list the messages' queues
 -- in ``queues``; see RedisBroker._registering), then per message @FIELDS@
 -- values: id, queue, priority, eta, key, result_ttl, max_deliveries, attempt,
--- meta blob, payload ("" for an absent optional; a key comes as "=" .. key).
+-- meta blob, payload ("" for an absent optional; a key comes as "=" .. key,
+-- or as horizon .. "=" .. key when it has a horizon: see Message.key_horizon).
 -- Returns every message's job id; an error, writing nothing, for an id that
 -- exists (unless replaying a call whose answer was lost: then it is ours).
 --
@@ -77,12 +78,15 @@ end
 
 -- Many messages, or a key: the general path.
 local since = tonumber(ARGV[3])
-local function holder(key)
+local function holder(key, horizon)
   local id = redis.call('HGET', P .. 'keys', key)
   if not id then return nil end
   local f = read(jobkey(id), 's', 'fin')
   if not f then return nil end
-  if live(f[1]) or (f[1] == 'succeeded' and (number(f[2]) or 0) > since) then return id end
+  if live(f[1]) then return id end
+  local finished = number(f[2]) or 0
+  if f[1] == 'succeeded' and finished > since then return id end
+  if horizon and over(f[1]) and finished > now - horizon then return id end
   return nil
 end
 
@@ -107,8 +111,9 @@ for j = 1, n do
     if not replay then return redis.error_reply('job id ' .. id .. ' already exists') end
     found = id
   elseif key ~= '' then
-    key = string.sub(key, 2)
-    found = batch[key] or holder(key)
+    local horizon
+    horizon, key = string.match(key, '^([^=]*)=(.*)$')
+    found = batch[key] or holder(key, tonumber(horizon))
     if not found then batch[key] = id end
   else
     key = false

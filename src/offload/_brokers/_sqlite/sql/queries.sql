@@ -34,9 +34,12 @@ INSERT INTO jobs (id, task, queue, priority, state, due, eta, attempt, max_deliv
 VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 
 -- name: job_with_key
--- The live job with a key, else one that succeeded after the reuse window began.
+-- The live job with a key, else one that succeeded after the reuse window
+-- began, else (a key with a horizon) one that finished in any state after
+-- the horizon began (+inf without one).
 SELECT id FROM jobs WHERE key = ? AND (state IN ('queued', 'retrying', 'running')
-    OR (state = 'succeeded' AND finished > ?))
+    OR (state = 'succeeded' AND finished > ?)
+    OR (state IN ('succeeded', 'failed', 'cancelled') AND finished > ?))
 ORDER BY state = 'succeeded', seq DESC LIMIT 1
 
 -- name: queue_names
@@ -192,3 +195,14 @@ SELECT 1 FROM jobs WHERE seq = ? AND token = ? AND state = 'running'
 
 -- name: step_result
 SELECT result FROM steps WHERE job_id = ? AND name = ?
+
+-- name: last_fired
+SELECT fire, job_id FROM schedules WHERE name = ?
+
+-- name: first_fired
+-- Compare-and-set from "no record yet": a row already there wins.
+INSERT OR IGNORE INTO schedules (name, fire, job_id) VALUES (?, ?, ?)
+
+-- name: next_fired
+-- Compare-and-set: only from the fire time the caller read.
+UPDATE schedules SET fire = ?, job_id = ? WHERE name = ? AND fire = ?
