@@ -15,6 +15,7 @@ import concurrent.futures
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,8 @@ from ._errors import (
     TaskNotFound,
 )
 from ._handle import HandleMap
+from ._joblog import finished as log_finished
+from ._joblog import info_enabled, job_fields
 from ._message import Delivery, ErrorInfo, Message, Outcome, State, storable
 from ._middleware import Chain, Delay
 from ._retry import RetryPolicy
@@ -71,6 +74,8 @@ class Call:
     job: JobContext
     chain: Chain | None = None
     """The app's middleware, when any wraps attempts; None: the function runs bare."""
+    started: float | None = None
+    """``time.perf_counter()`` as it started (``Runner.start``): the duration logged."""
 
 
 def invoke(call: Call, run: Callable[[], Any] | None = None) -> Any:
@@ -178,6 +183,7 @@ class Runner:
     def start(self, call: Call) -> bool:
         """Mark the call's handle running; ``False`` if it was cancelled meanwhile."""
         delivery = call.delivery
+        call.started = time.perf_counter()
         handle = self.handles.get(delivery.message.id)
         if handle is None or handle.set_running_or_notify_cancel():
             return True
@@ -185,6 +191,7 @@ class Runner:
         if self.broker.ack(delivery, outcome):
             self.handles.pop(delivery.message.id, None)
             self._notify(delivery, outcome)
+            log_finished(delivery, State.CANCELLED, None)
         return False
 
     def finish(self, call: Call, result: Any, error: BaseException | None) -> None:
@@ -204,6 +211,8 @@ class Runner:
                     with _ALREADY_SETTLED:
                         handle.set_result(result)
                 self._notify(delivery, outcome, call.job)
+                if info_enabled():  # the one check a job pays when INFO is off
+                    log_finished(delivery, State.SUCCEEDED, call.started)
             return
         if isinstance(error, Delay):
             self._delay(call, error)
@@ -214,7 +223,7 @@ class Runner:
         if delay is not None and self._may_deliver_again(delivery):
             self._retry(call, error, delay)
         else:
-            self._fail(delivery, error)
+            self._fail(delivery, error, call.started)
 
     # -- outcomes --------------------------------------------------------------
 
@@ -253,17 +262,9 @@ class Runner:
         if not self.broker.nack(delivery, self.clock.now() + delay, error=info):
             return
         self._notify(delivery, Outcome(State.RETRYING, error=error), call.job)
-        log.warning(
-            "Task %s (id %s) failed on attempt %d, retrying in %.3gs: %r",
-            message.task,
-            message.id,
-            delivery.attempt,
-            delay,
-            error,
-            extra=job_fields(delivery),
-        )
+        log_finished(delivery, State.RETRYING, call.started, error, retry_in=delay)
 
-    def _fail(self, delivery: Delivery, error: BaseException) -> None:
+    def _fail(self, delivery: Delivery, error: BaseException, started: float | None = None) -> None:
         message = delivery.message
         outcome = Outcome.failure(error)
         if self.serializer is not None:
@@ -274,9 +275,11 @@ class Runner:
         handle = self.handles.pop(message.id, None)
         if handle is not None:
             # The caller holds the handle: it raises there, and is logged
-            # if nobody ever looks (Handle.__del__).
+            # if nobody ever looks (Handle.__del__). Here, the INFO line only.
             with _ALREADY_SETTLED:
                 handle.set_exception(error)
+            if info_enabled():
+                log_finished(delivery, State.FAILED, started)
             return
         if isinstance(error, REFUSALS):  # nothing ran: offload's traceback would be noise
             log.error(
@@ -287,14 +290,7 @@ class Runner:
                 extra=job_fields(delivery),
             )
             return
-        log.error(
-            "Task %s (id %s) failed on attempt %d, no retries left",
-            message.task,
-            message.id,
-            delivery.attempt,
-            exc_info=(type(error), error, error.__traceback__),
-            extra=job_fields(delivery),
-        )
+        log_finished(delivery, State.FAILED, started, error)
 
 
 def _unknown_task(name: str, registry: dict[str, TaskSpec]) -> TaskNotFound:
@@ -369,14 +365,3 @@ def _undecodable(task: str, error: Exception) -> PayloadRejected:
         f"{error}); producer and worker must use the same serializer (and pickle key), "
         "and the same versions of any classes passed as arguments"
     )
-
-
-def job_fields(delivery: Delivery) -> dict[str, Any]:
-    """The ``extra=`` fields of every log record about one job (for JSON or structured logs)."""
-    message = delivery.message
-    return {
-        "job_id": message.id,
-        "task": message.task,
-        "attempt": delivery.attempt,
-        "queue": message.queue,
-    }

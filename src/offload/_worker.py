@@ -22,10 +22,11 @@ from ._brokers import Broker, Waker
 from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import ConfigurationError
 from ._executors import Executor, ThreadExecutor, check_size
+from ._joblog import job_fields
 from ._leases import Leases
 from ._message import Delivery
 from ._outage import Outage
-from ._runner import POOLS, Call, Runner, job_fields
+from ._runner import POOLS, Call, Runner
 
 log = logging.getLogger(__name__)
 

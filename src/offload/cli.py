@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from . import __version__
+from . import __version__, _logformat
 from ._brokers._url import redacted
 from ._commands import load_app as _load_app
 from ._commands import register
@@ -63,6 +63,14 @@ register(main)  # status, jobs, show, retry, cancel, purge
     default="INFO",
     show_default=True,
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    help="INFO: a line per finished job; WARNING: retries and failures only.",
+)
+@click.option(
+    "--log-format",
+    default="text",
+    show_default=True,
+    type=click.Choice(["text", "json"]),
+    help="json: one JSON object per line, with the job's fields.",
 )
 def worker(  # click passes every option by keyword
     *,
@@ -73,6 +81,7 @@ def worker(  # click passes every option by keyword
     grace: float,
     lease: float,
     log_level: str,
+    log_format: str,
 ) -> None:
     """Run tasks from a durable app's broker: TARGET is module:app (or a module).
 
@@ -81,10 +90,7 @@ def worker(  # click passes every option by keyword
     finish for --grace seconds and puts the rest back; a second signal exits
     at once (their leases lapse and another worker takes them).
     """
-    logging.basicConfig(
-        level=log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s",
-    )
+    _logformat.configure(log_level, log_format)
     app = _load_app(target)
     if not app.durable:
         raise click.UsageError(

@@ -16,7 +16,7 @@ import pytest
 SOURCE = Path(__file__).resolve().parents[2] / "src" / "offload"
 
 # The command line is a program, not a library: it may configure logging.
-PROGRAMS = {"cli.py"}
+PROGRAMS = {"cli.py", "_logformat.py"}
 
 
 def _calls(attribute: str) -> list[tuple[str, ast.Call]]:
