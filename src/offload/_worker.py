@@ -26,6 +26,7 @@ from ._joblog import job_fields
 from ._leases import Leases
 from ._message import Delivery
 from ._outage import Outage
+from ._registry import Presence, presence_for
 from ._runner import POOLS, Call, Runner
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ class Worker:
         self._outage = Outage()
         self._leases = Leases(broker, self._lease, clock, self._outage, self._closed)
         self._active = self._leases.active  # running deliveries, by fencing token
+        self._presence: Presence | None = None  # its registry entry, once started durable
 
     # -- life cycle --------------------------------------------------------------
 
@@ -94,6 +96,18 @@ class Worker:
         loops = [(self._dispatch_loop, "dispatcher")]
         if self._lease != math.inf:
             loops.append((self._leases.heartbeat, "leases"))
+            self._presence = presence_for(
+                self._broker,
+                queues=self._queues,
+                pool=self._default_pool,
+                concurrency=self.size(self._default_pool),
+                running=lambda: list(self._active.values()),
+                clock=self._clock,
+                closed=self._closed,
+            )
+        if self._presence is not None:
+            self._presence.register()  # before the first claim: its jobs are held by it
+            loops.append((self._presence.heartbeat, "registry"))
         for target, suffix in loops:
             thread = threading.Thread(target=target, name=f"{self._name}-{suffix}", daemon=True)
             thread.start()
@@ -107,6 +121,9 @@ class Worker:
             thread.join(5)
         for executor in list(self._executors.values()):
             executor.shutdown(wait)
+        presence, self._presence = self._presence, None
+        if presence is not None:
+            presence.leave()
         if self._runner.chain is not None and not self._shut_down.is_set():
             self._shut_down.set()
             self._runner.chain.shutdown(self)

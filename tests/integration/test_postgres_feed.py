@@ -457,7 +457,7 @@ def test_a_schema_at_version_2_is_migrated_and_its_jobs_run_unheard(
             "VALUES (%s, 'tasks.work', 'default', 0, 0, '[]')",
             (old.id,),
         )
-    assert SCHEMA_VERSION == 3
+    assert SCHEMA_VERSION >= 3  # every later migration applied too
     producer, worker = make_broker(), make_broker()
     assert producer.inspector.job(old.id) is not None  # its first connection migrates
     producer.wait_for_results(0.0)

@@ -329,8 +329,19 @@ SCHEMA_2 = (
     "CREATE INDEX jobs_key ON jobs (key) WHERE key IS NOT NULL",
     "CREATE INDEX jobs_expires ON jobs (expires) WHERE expires IS NOT NULL",
     "ALTER TABLE jobs ADD COLUMN error_args TEXT",
+    # 003_workers.sql (the worker registry)
+    "ALTER TABLE jobs ADD COLUMN holder TEXT",
+    """
+    CREATE TABLE workers (
+        id TEXT PRIMARY KEY,
+        info TEXT NOT NULL,  -- WorkerInfo as JSON (_brokers/_workers.py)
+        started REAL NOT NULL,
+        last_seen REAL NOT NULL,
+        lapses REAL NOT NULL  -- last_seen + the worker's lapse: listed until then
+    )
+    """,
     "CREATE TABLE offload_meta (name TEXT PRIMARY KEY, value) WITHOUT ROWID",
-    "INSERT INTO offload_meta VALUES ('schema_version', 2)",
+    "INSERT INTO offload_meta VALUES ('schema_version', 3)",
 )
 
 
@@ -347,7 +358,7 @@ def test_a_new_database_gets_the_schema_of_version_2(db_path: Path, tmp_path: Pa
         for statement in SCHEMA_2:
             db.execute(statement)
     SqliteBroker(db_path).close()
-    assert schema.SCHEMA_VERSION == 2
+    assert schema.SCHEMA_VERSION == 3
     assert schema_of(db_path) == schema_of(old)
 
 
@@ -367,7 +378,7 @@ def test_a_database_of_schema_2_opens_as_it_is(db_path: Path) -> None:
         assert broker.inspector.job(m.id).result == b"1"  # type: ignore[union-attr]
     finally:
         broker.close()
-    assert meta_version(db_path) == 2
+    assert meta_version(db_path) == 3  # SCHEMA_2 now holds migration 3 (workers) too
     assert schema_of(db_path) == before
 
 

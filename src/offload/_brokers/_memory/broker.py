@@ -26,6 +26,7 @@ from ..._message import DEFAULT_MAX_DELIVERIES, Delivery, ErrorInfo, Message, Ou
 from .._base import Lease, lapsed_error, stored_error
 from .inspector import MemoryInspector
 from .records import Ledger, Queue
+from .workers import MemoryRegistry
 
 
 class MemoryBroker:
@@ -55,6 +56,8 @@ class MemoryBroker:
         self._tokens = itertools.count(1)
         self._sequence = itertools.count()
         self._next_reclaim = math.inf  # no lease can lapse before this
+        self.registry = MemoryRegistry(self)
+        """The worker registry (``WorkerRegistry``): live workers, and who holds what."""
         self._inspector = MemoryInspector(self)
 
     # -- the contract ----------------------------------------------------
@@ -106,6 +109,8 @@ class MemoryBroker:
                         break
             if claimed and until < self._next_reclaim:
                 self._next_reclaim = until
+            if claimed and self.registry.holder is not None:
+                self.registry.hold(claimed, self.registry.holder)
         return claimed
 
     def ack(self, delivery: Delivery, outcome: Outcome) -> bool:

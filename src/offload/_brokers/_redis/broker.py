@@ -7,6 +7,7 @@ reading and managing stored jobs is ``RedisInspector``'s (``inspector.py``).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import re
 import threading
@@ -26,6 +27,7 @@ from .combine import Combiner
 from .feed import Subscription
 from .inspector import RedisInspector
 from .link import Arg, Downtime, Link, clients, split_namespace
+from .workers import RedisRegistry
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +92,7 @@ class RedisBroker:
         lua = scripts.Scripts(self._link, claims=self._claim_link)
         self._enqueue, self._claim, self._ack = lua.enqueue, lua.claim, lua.ack
         self._nack, self._extend = lua.nack, lua.extend
-        self._prune, self._probe = lua.prune, lua.probe
+        self._prune, self._probe, self._lua = lua.prune, lua.probe, lua
         self._claims: Combiner[tuple[tuple[str, ...], int, float], list[Delivery]]
         self._claims = Combiner(self._claim_together)
         self._acks: Combiner[list[Arg], bool] = Combiner(self._ack_together)
@@ -147,6 +149,11 @@ class RedisBroker:
     def inspector(self) -> RedisInspector:
         """Reads and manages this namespace's jobs, through this broker's connections."""
         return self._inspector
+
+    @functools.cached_property
+    def registry(self) -> RedisRegistry:
+        """The worker registry (``WorkerRegistry``): live workers, and who holds what."""
+        return RedisRegistry(self.prefix, self._clock, self._client, self._lua.workers, self._call)
 
     # -- the contract ----------------------------------------------------------
 
@@ -209,7 +216,8 @@ class RedisBroker:
     def _claim_some(self, names: tuple[str, ...], limit: int, lease: float) -> list[Delivery]:
         now = self._clock.now()
         until = now + lease
-        args: list[Arg] = [self.prefix, repr(now), repr(until), limit, self.PROMOTE_BATCH]
+        holder = self.registry.holder or ""
+        args: list[Arg] = [self.prefix, repr(now), repr(until), limit, self.PROMOTE_BATCH, holder]
         args += names
         found = self._call(lambda _: self._claim(args=args))
         if len(found) == scripts.IDLE:  # none: what a wait would PROBE, as of now

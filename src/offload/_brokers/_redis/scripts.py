@@ -66,6 +66,7 @@ _PARTS = {
     "purge": ("prelude", "purge"),
     "prune": ("prelude", "prune"),
     "probe": ("prelude", "probe"),
+    "workers": ("prelude", "workers"),
 }
 """Each script, as the files its source is made of, in order."""
 
@@ -146,3 +147,4 @@ class Scripts:
         self.cancel, self.retry = script("cancel"), script("retry")
         self.purge, self.prune = script("purge"), script("prune")
         self.probe = script("probe")
+        self.workers = script("workers")
