@@ -90,3 +90,13 @@ def addresses() -> list[str]:
 
     out = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True, check=True)
     return sorted(line.split()[3].split("/")[0] for line in out.stdout.splitlines())
+
+
+@app.task
+def stall_first(path: str, value: str) -> str:
+    """Hangs on its first attempt (its worker is killed meanwhile); records on a later one."""
+    if offload.current().attempt == 1:
+        time.sleep(300)
+    with open(path, "a") as file:
+        file.write(f"{value} {os.getpid()}\n")
+    return value
