@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import click
 
 from . import __version__, _logformat
+from ._broker_wait import reach_broker
 from ._brokers._url import redacted
 from ._commands import load_app as _load_app
 from ._commands import register
@@ -74,6 +75,13 @@ main.add_command(workers)  # offload workers: the live workers (_commands_worker
     type=click.Choice(["text", "json"]),
     help="json: one JSON object per line, with the job's fields.",
 )
+@click.option(
+    "--wait-for-broker",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="SECONDS",
+    help="Give up (exit 1) if the broker does not answer within SECONDS. Default: keep trying.",
+)
 def worker(  # click passes every option by keyword
     *,
     target: str,
@@ -84,6 +92,7 @@ def worker(  # click passes every option by keyword
     lease: float,
     log_level: str,
     log_format: str,
+    wait_for_broker: float | None,
 ) -> None:
     """Run tasks from a durable app's broker: TARGET is module:app (or a module).
 
@@ -99,6 +108,7 @@ def worker(  # click passes every option by keyword
             f"{target} is an in-process app: there is no broker for a worker to serve. "
             "Give it a URL (offload.App('sqlite:///jobs.db')) or set OFFLOAD_URL."
         )
+    reach_broker(app, wait_for_broker)
     names = [name.strip() for name in queues.split(",") if name.strip()] if queues else None
     runner = app.worker(queues=names, pool=pool, concurrency=concurrency, lease=lease)
     _serve(app, runner, names, pool, grace)
