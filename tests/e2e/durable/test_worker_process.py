@@ -100,7 +100,7 @@ def test_sigterm_lets_running_tasks_finish_and_exits_zero(
     tasks: Any, start_worker: StartWorker, tmp_path: Path
 ) -> None:
     out = tmp_path / "out.txt"
-    worker = start_worker("--concurrency", "2", "--grace", "10")
+    worker = start_worker("--concurrency", "2", "--grace", "10", "--log-level", "INFO")
     handles = [tasks.slow_record(str(out), str(i), 1.0) for i in range(2)]
     assert wait_until(
         lambda: all(tasks.app.job(h.id).state is State.RUNNING for h in handles), WAIT
