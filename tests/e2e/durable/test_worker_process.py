@@ -133,7 +133,12 @@ def test_a_second_signal_exits_at_once(
 ) -> None:
     worker = start_worker("--grace", "60")
     handle = tasks.slow_record(str(tmp_path / "out"), "x", 30.0)
-    assert wait_until(lambda: tasks.app.job(handle.id).state is State.RUNNING, WAIT)
+    # Running in the worker, not only claimed: a signal between the claim's
+    # commit and the hand-over releases the job, and the drain ends at once.
+    # The worker's registry entry lists what it runs (every beat, 2 s).
+    assert wait_until(
+        lambda: any(handle.id in w.running for w in tasks.app.inspector.workers()), WAIT
+    )
     worker.send_signal(signal.SIGINT)
     # Again until it ends: a signal that comes before the worker has handled
     # the first (a loaded machine may take a while to run its handler) only
