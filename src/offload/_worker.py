@@ -3,7 +3,10 @@
 One dispatcher thread claims as many messages as there are free slots; when
 the pools are full, the thread that frees a slot claims the next message
 itself (no thread switch per call). One heartbeat thread renews the leases
-of everything running; the executors (created on first use) run the calls.
+of everything running; on a durable broker, one more keeps the worker's
+entry in the broker's registry (``_registry``: what ``offload workers``
+lists, and how a dead worker's jobs are released without waiting for their
+leases). The executors (created on first use) run the calls.
 The same worker runs inside the program (the in-process mode, and
 ``embedded_worker=True``) and as ``offload worker`` against a durable broker,
 where ``drain()`` gives SIGTERM its grace period.

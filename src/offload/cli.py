@@ -99,7 +99,7 @@ def worker(  # click passes every option by keyword
     A module without an `app` attribute means the default app, whose broker
     is OFFLOAD_URL. SIGTERM or Ctrl-C stops claiming, lets running tasks
     finish for --grace seconds and puts the rest back; a second signal exits
-    at once (their leases lapse and another worker takes them).
+    at once (its heartbeat lapses within 10 s and another worker takes them).
     """
     _logformat.configure(log_level, log_format)
     app = _load_app(target)
