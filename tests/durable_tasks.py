@@ -121,3 +121,13 @@ def five_steps(path: str, die_after: int) -> list[str]:
         if n == die_after and offload.current().attempt == 1:
             os.kill(os.getpid(), signal.SIGKILL)
     return done
+
+
+@app.task
+def stall_first(path: str, value: str) -> str:
+    """Hangs on its first attempt (its worker is killed meanwhile); records on a later one."""
+    if offload.current().attempt == 1:
+        time.sleep(300)
+    with open(path, "a") as file:
+        file.write(f"{value} {os.getpid()}\n")
+    return value

@@ -15,9 +15,9 @@ import threading
 from ._brokers import Broker
 from ._brokers._base import Lease
 from ._clock import Clock
+from ._joblog import job_fields
 from ._message import Delivery
 from ._outage import Outage
-from ._runner import job_fields
 
 log = logging.getLogger(__name__)
 

@@ -15,6 +15,7 @@ import concurrent.futures
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,8 @@ from ._errors import (
 )
 from ._handle import HandleMap
 from ._job_services import JobServices
+from ._joblog import finished as log_finished
+from ._joblog import info_enabled, job_fields
 from ._message import Delivery, ErrorInfo, Message, Outcome, State, storable
 from ._middleware import Chain, Delay
 from ._retry import RetryPolicy
@@ -73,6 +76,8 @@ class Call:
     job: JobContext
     chain: Chain | None = None
     """The app's middleware, when any wraps attempts; None: the function runs bare."""
+    started: float | None = None
+    """``time.perf_counter()`` as it started (``Runner.start``), read only when INFO is on."""
 
 
 def invoke(call: Call, run: Callable[[], Any] | None = None) -> Any:
@@ -191,6 +196,8 @@ class Runner:
     def start(self, call: Call) -> bool:
         """Mark the call's handle running; ``False`` if it was cancelled meanwhile."""
         delivery = call.delivery
+        if info_enabled():  # the one check a job pays when INFO is off: no clock read
+            call.started = time.perf_counter()
         handle = self.handles.get(delivery.message.id)
         if handle is None or handle.set_running_or_notify_cancel():
             return True
@@ -198,6 +205,7 @@ class Runner:
         if self.broker.ack(delivery, outcome):
             self.handles.pop(delivery.message.id, None)
             self._notify(delivery, outcome)
+            log_finished(delivery, State.CANCELLED, None)
         return False
 
     def finish(self, call: Call, result: Any, error: BaseException | None) -> None:
@@ -218,6 +226,8 @@ class Runner:
                     with _ALREADY_SETTLED:
                         handle.set_result(result)
                 self._notify(delivery, outcome, call.job)
+                if call.started is not None:  # INFO was on as it started
+                    log_finished(delivery, State.SUCCEEDED, call.started)
             return
         if isinstance(error, Delay):
             self._delay(call, error)
@@ -228,7 +238,7 @@ class Runner:
         if delay is not None and self._may_deliver_again(delivery):
             self._retry(call, error, delay)
         else:
-            self._fail(delivery, error)
+            self._fail(delivery, error, call.started)
 
     # -- outcomes --------------------------------------------------------------
 
@@ -269,20 +279,12 @@ class Runner:
         info = error_info(error) if self.serializer is not None else None
         # Logged before the nack: once back in the broker the next attempt may
         # run (and log) at once, and this line must come before its lines.
-        log.warning(
-            "Task %s (id %s) failed on attempt %d, retrying in %.3gs: %r",
-            message.task,
-            message.id,
-            delivery.attempt,
-            delay,
-            error,
-            extra=job_fields(delivery),
-        )
+        log_finished(delivery, State.RETRYING, call.started, error, retry_in=delay)
         if not self.broker.nack(delivery, retry_at, error=info):
             return
         self._notify(delivery, Outcome(State.RETRYING, error=error), call.job)
 
-    def _fail(self, delivery: Delivery, error: BaseException) -> None:
+    def _fail(self, delivery: Delivery, error: BaseException, started: float | None = None) -> None:
         message = delivery.message
         outcome = Outcome.failure(error)
         if self.serializer is not None:
@@ -293,9 +295,11 @@ class Runner:
         handle = self.handles.pop(message.id, None)
         if handle is not None:
             # The caller holds the handle: it raises there, and is logged
-            # if nobody ever looks (Handle.__del__).
+            # if nobody ever looks (Handle.__del__). Here, the INFO line only.
             with _ALREADY_SETTLED:
                 handle.set_exception(error)
+            if started is not None:
+                log_finished(delivery, State.FAILED, started)
             return
         if isinstance(error, REFUSALS):  # nothing ran: offload's traceback would be noise
             log.error(
@@ -306,14 +310,7 @@ class Runner:
                 extra=job_fields(delivery),
             )
             return
-        log.error(
-            "Task %s (id %s) failed on attempt %d, no retries left",
-            message.task,
-            message.id,
-            delivery.attempt,
-            exc_info=(type(error), error, error.__traceback__),
-            extra=job_fields(delivery),
-        )
+        log_finished(delivery, State.FAILED, started, error)
 
 
 def _unknown_task(name: str, registry: dict[str, TaskSpec]) -> TaskNotFound:
@@ -388,14 +385,3 @@ def _undecodable(task: str, error: Exception) -> PayloadRejected:
         f"{error}); producer and worker must use the same serializer (and pickle key), "
         "and the same versions of any classes passed as arguments"
     )
-
-
-def job_fields(delivery: Delivery) -> dict[str, Any]:
-    """The ``extra=`` fields of every log record about one job (for JSON or structured logs)."""
-    message = delivery.message
-    return {
-        "job_id": message.id,
-        "task": message.task,
-        "attempt": delivery.attempt,
-        "queue": message.queue,
-    }

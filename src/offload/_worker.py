@@ -3,7 +3,10 @@
 One dispatcher thread claims as many messages as there are free slots; when
 the pools are full, the thread that frees a slot claims the next message
 itself (no thread switch per call). One heartbeat thread renews the leases
-of everything running; the executors (created on first use) run the calls.
+of everything running; on a durable broker, one more keeps the worker's
+entry in the broker's registry (``_registry``: what ``offload workers``
+lists, and how a dead worker's jobs are released without waiting for their
+leases). The executors (created on first use) run the calls.
 The same worker runs inside the program (the in-process mode, and
 ``embedded_worker=True``) and as ``offload worker`` against a durable broker,
 where ``drain()`` gives SIGTERM its grace period.
@@ -22,10 +25,12 @@ from ._brokers import Broker, Waker
 from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import ConfigurationError
 from ._executors import Executor, ThreadExecutor, check_size
+from ._joblog import job_fields
 from ._leases import Leases
 from ._message import Delivery
 from ._outage import Outage
-from ._runner import POOLS, Call, Runner, job_fields
+from ._registry import Presence, presence_for
+from ._runner import POOLS, Call, Runner
 from ._scheduler import Scheduler
 
 log = logging.getLogger(__name__)
@@ -87,6 +92,7 @@ class Worker:
         self._outage = Outage()
         self._leases = Leases(broker, self._lease, clock, self._outage, self._closed)
         self._active = self._leases.active  # running deliveries, by fencing token
+        self._presence: Presence | None = None  # its registry entry, once started durable
 
     # -- life cycle --------------------------------------------------------------
 
@@ -96,6 +102,18 @@ class Worker:
         loops = [(self._dispatch_loop, "dispatcher")]
         if self._lease != math.inf:
             loops.append((self._leases.heartbeat, "leases"))
+            self._presence = presence_for(
+                self._broker,
+                queues=self._queues,
+                pool=self._default_pool,
+                concurrency=self.size(self._default_pool),
+                running=lambda: list(self._active.values()),
+                clock=self._clock,
+                closed=self._closed,
+            )
+        if self._presence is not None:
+            self._presence.register()  # before the first claim: its jobs are held by it
+            loops.append((self._presence.heartbeat, "registry"))
         for target, suffix in loops:
             thread = threading.Thread(target=target, name=f"{self._name}-{suffix}", daemon=True)
             thread.start()
@@ -111,6 +129,9 @@ class Worker:
             thread.join(5)
         for executor in list(self._executors.values()):
             executor.shutdown(wait)
+        presence, self._presence = self._presence, None
+        if presence is not None:
+            presence.leave()
         if self._runner.chain is not None and not self._shut_down.is_set():
             self._shut_down.set()
             self._runner.chain.shutdown(self)

@@ -12,11 +12,13 @@ from typing import TYPE_CHECKING
 
 import click
 
-from . import __version__
+from . import __version__, _logformat
+from ._broker_wait import reach_broker
 from ._brokers._url import redacted
 from ._commands import load_app as _load_app
 from ._commands import register
 from ._commands_schedules import register as register_schedules
+from ._commands_workers import workers
 
 if TYPE_CHECKING:  # the command imports them at run time, through the app it loads
     from ._app import App
@@ -33,6 +35,7 @@ def main() -> None:
 
 register(main)  # status, jobs, show, retry, cancel, purge
 register_schedules(main)  # schedules, scheduler
+main.add_command(workers)  # offload workers: the live workers (_commands_workers)
 
 
 @main.command()
@@ -70,6 +73,21 @@ register_schedules(main)  # schedules, scheduler
     default="INFO",
     show_default=True,
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    help="INFO: a line per finished job; WARNING: retries and failures only.",
+)
+@click.option(
+    "--log-format",
+    default="text",
+    show_default=True,
+    type=click.Choice(["text", "json"]),
+    help="json: one JSON object per line, with the job's fields.",
+)
+@click.option(
+    "--wait-for-broker",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="SECONDS",
+    help="Give up (exit 1) if the broker does not answer within SECONDS. Default: keep trying.",
 )
 def worker(  # click passes every option by keyword
     *,
@@ -81,6 +99,8 @@ def worker(  # click passes every option by keyword
     lease: float,
     no_scheduler: bool,
     log_level: str,
+    log_format: str,
+    wait_for_broker: float | None,
 ) -> None:
     """Run tasks from a durable app's broker: TARGET is module:app (or a module).
 
@@ -88,19 +108,17 @@ def worker(  # click passes every option by keyword
     is OFFLOAD_URL. The worker also sends the app's periodic ticks (each
     once, however many workers run) unless --no-scheduler. SIGTERM or
     Ctrl-C stops claiming, lets running tasks finish for --grace seconds
-    and puts the rest back; a second signal exits at once (their leases
-    lapse and another worker takes them).
+    and puts the rest back; a second signal exits at once (its heartbeat
+    lapses within 10 s and another worker takes them).
     """
-    logging.basicConfig(
-        level=log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s",
-    )
+    _logformat.configure(log_level, log_format)
     app = _load_app(target)
     if not app.durable:
         raise click.UsageError(
             f"{target} is an in-process app: there is no broker for a worker to serve. "
             "Give it a URL (offload.App('sqlite:///jobs.db')) or set OFFLOAD_URL."
         )
+    reach_broker(app, wait_for_broker)
     names = [name.strip() for name in queues.split(",") if name.strip()] if queues else None
     runner = app.worker(
         queues=names, pool=pool, concurrency=concurrency, lease=lease, scheduler=not no_scheduler

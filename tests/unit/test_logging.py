@@ -16,7 +16,7 @@ import pytest
 SOURCE = Path(__file__).resolve().parents[2] / "src" / "offload"
 
 # The command line is a program, not a library: it may configure logging.
-PROGRAMS = {"cli.py", "_commands_schedules.py"}  # offload scheduler: a program too
+PROGRAMS = {"cli.py", "_commands_schedules.py", "_logformat.py"}  # the programs' modules
 
 
 def _calls(attribute: str) -> list[tuple[str, ast.Call]]:

@@ -352,6 +352,45 @@ class StepStore(Protocol):
 
 
 @runtime_checkable
+class WorkerRegistry(Protocol):
+    """Live workers register, heartbeat, and leave (a broker's ``registry``).
+
+    One heartbeat per worker and interval, never one per job: a claim made
+    through a registered broker object marks its jobs as held by that
+    worker (in the claim's own write), and when the worker's heartbeat
+    lapses its running jobs become claimable at once, without waiting for
+    their leases. Fencing tokens still refuse a late ack from it. The
+    listing is the inspector's ``WorkerListing``.
+    """
+
+    holder: str | None
+    """The registered worker whose claims go through this broker object (None: none)."""
+
+    def register(self, info: WorkerInfo, lapse: float) -> None:
+        """List ``info`` until ``lapse`` seconds pass without a heartbeat.
+
+        From now on, claims through this broker object are held by
+        ``info.id`` (one registered worker per broker object: a second
+        registration keeps the first holder).
+        """
+        ...
+
+    def heartbeat(self, info: WorkerInfo, lapse: float) -> float | None:
+        """Refresh ``info`` (its ``last_seen`` and ``running``) for ``lapse`` more seconds.
+
+        Also releases the running jobs of every worker whose heartbeat has
+        lapsed (claimable now) and forgets those workers. Returns when the
+        next other worker would lapse (epoch s), or None if none is listed:
+        the caller may beat then to release its jobs without delay.
+        """
+        ...
+
+    def unregister(self, worker_id: str) -> None:
+        """Remove the worker at once (a clean exit); claims are no longer marked as held."""
+        ...
+
+
+@runtime_checkable
 class Scheduling(Protocol):
     """Capability: the broker stores schedules' fire times (``ScheduleStore``)."""
 
@@ -373,6 +412,16 @@ def keep_for_horizon(messages: Sequence[Message], default_ttl: float) -> None:
             ttl = default_ttl if message.result_ttl is None else message.result_ttl
             if ttl < horizon:
                 message.result_ttl = horizon
+
+
+@runtime_checkable
+class Registering(Protocol):
+    """Capability of a broker: it keeps a worker registry (every broker offload ships does)."""
+
+    @property
+    def registry(self) -> WorkerRegistry:
+        """The registry: an object of its own, sharing the broker's connection."""
+        ...
 
 
 def lapsed_error(deliveries: int) -> ErrorInfo:

@@ -19,7 +19,8 @@ import time
 
 from .._clock import SYSTEM_CLOCK, Clock
 from .._errors import ConfigurationError
-from .._runner import Call, invoke, job_fields
+from .._joblog import job_fields
+from .._runner import Call, invoke
 from ._base import Deadlines, Done, Once, Start, timeout_error
 
 log = logging.getLogger(__name__)

@@ -61,6 +61,10 @@ def start_worker(db_url: str, tmp_path: Path) -> Iterator[Callable[..., subproce
 
     def start(*options: str) -> subprocess.Popen[str]:
         env = {**os.environ, "OFFLOAD_TEST_URL": db_url, "PYTHONPATH": str(TESTS)}
+        if "--log-level" not in options:
+            # At INFO a worker logs a line per job: thousands would fill the
+            # pipe, which a test reads only at the end, and block the worker.
+            options = (*options, "--log-level", "WARNING")
         process = subprocess.Popen(
             [sys.executable, "-m", "offload", "worker", "durable_tasks:app", *options],
             cwd=tmp_path,

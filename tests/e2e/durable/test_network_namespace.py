@@ -137,6 +137,8 @@ def test_a_worker_in_another_network_namespace_runs_the_tasks(
             "durable_tasks:app",
             "-c",
             "4",
+            "--log-level",  # at INFO, a line per job would fill the unread pipe
+            "WARNING",
         ],
         cwd=tmp_path,
         env=env,

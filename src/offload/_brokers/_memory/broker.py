@@ -27,6 +27,7 @@ from .._base import Lease, keep_for_horizon, lapsed_error, stored_error
 from .inspector import MemoryInspector
 from .records import Ledger, Queue
 from .schedules import MemorySchedules
+from .workers import MemoryRegistry
 
 
 class MemoryBroker:
@@ -56,6 +57,8 @@ class MemoryBroker:
         self._tokens = itertools.count(1)
         self._sequence = itertools.count()
         self._next_reclaim = math.inf  # no lease can lapse before this
+        self.registry = MemoryRegistry(self)
+        """The worker registry (``WorkerRegistry``): live workers, and who holds what."""
         self._inspector = MemoryInspector(self)
         self._schedules = MemorySchedules()
 
@@ -109,6 +112,8 @@ class MemoryBroker:
                         break
             if claimed and until < self._next_reclaim:
                 self._next_reclaim = until
+            if claimed and self.registry.holder is not None:
+                self.registry.hold(claimed, self.registry.holder)
         return claimed
 
     def ack(self, delivery: Delivery, outcome: Outcome) -> bool:

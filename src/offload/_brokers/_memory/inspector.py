@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from ..._message import JobInfo, Message, State
+from .._base import WorkerInfo
 from .records import Queue, Record
 
 if TYPE_CHECKING:
@@ -26,6 +27,11 @@ class MemoryInspector:
 
     def __init__(self, broker: MemoryBroker) -> None:
         self._broker = broker
+
+    def workers(self) -> list[WorkerInfo]:
+        broker = self._broker
+        with broker._lock:
+            return broker.registry.live(broker._clock.now())
 
     def job(self, job_id: str) -> JobInfo | None:
         broker = self._broker

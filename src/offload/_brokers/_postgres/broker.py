@@ -59,6 +59,7 @@ from .schedules import PostgresSchedules
 from .schema import check, schema_name
 from .schema import migrate as migrate_schema
 from .values import error_columns, outcome_refused, refusals, refused_for_values, row_delivery
+from .workers import PostgresRegistry
 
 __all__ = ["PostgresBroker"]
 
@@ -122,12 +123,12 @@ class PostgresBroker:
         open_connection = functools.partial(connect, info, statement_timeout)
         self._ready = False  # the schema was checked (and migrated): once per broker
         ready = functools.partial(self._open_ready, open_connection)
-        scrub = secrets.scrub
         self._link = Link(
-            ready, self._where, retry_for=retry_for, closing=self._closing, scrub=scrub
+            ready, self._where, retry_for=retry_for, closing=self._closing, scrub=secrets.scrub
         )
-        self._listener = Listener(open_connection, self._sql["listen"], scrub)
-        self._feed = Feed(open_connection, scrub)  # connects on the first wait_for_results
+        self._listener = Listener(open_connection, self._sql["listen"], secrets.scrub)
+        self._feed = Feed(open_connection, secrets.scrub)  # connects on first wait_for_results
+        self.registry = PostgresRegistry(self._link, self._sql, self._channel, clock)
         self._writer = Writer(self._sql, self.schema, self._channel, reuse_window)
         self._inspector = PostgresInspector(
             self._link,
@@ -310,7 +311,7 @@ class PostgresBroker:
         lease: float,
     ) -> list[tuple[Any, ...]]:
         """Mark up to ``limit`` claimable jobs of ``queues`` running; their rows, in claim order."""
-        params = claim_params(now, now + lease, limit)
+        params = claim_params(now, now + lease, limit, self.registry.holder)
         cursor = connection.cursor(row_factory=tuple_row)
         if queues is None:
             rows = cursor.execute(self._sql["claim"], params).fetchall()

@@ -18,10 +18,12 @@ import psycopg
 
 from ..._clock import Clock
 from ..._message import Delivery, JobInfo, Progress, State
+from .._base import WorkerInfo
 from .._sql_rows import row_info, state_of
 from .enqueue import lock_keys
 from .link import Connection, Link
 from .values import storable_text
+from .workers import live_workers
 
 
 class PostgresInspector:
@@ -96,6 +98,12 @@ class PostgresInspector:
             ids = [job_id for job_id in ids if storable_text(job_id)]  # only then: one pass
             rows = self._link.run(lambda c: c.execute(self._sql["states"], (ids,)).fetchall())
         return {job_id: state_of(state) for job_id, state in rows}
+
+    def workers(self) -> list[WorkerInfo]:
+        params = {"now": self._clock.now()}
+        return live_workers(
+            self._link.run(lambda c: c.execute(self._sql["workers_live"], params).fetchall())
+        )
 
     def counts(self) -> dict[str, dict[State, int]]:
         rows = self._link.run(lambda c: c.execute(self._sql["counts"]).fetchall())

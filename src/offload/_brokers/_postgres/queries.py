@@ -94,10 +94,11 @@ def _lapsed_columns() -> tuple[str | None, str | None, str | None]:
     return error_columns(lapsed_error(int(_LAPSED_MARK)))[:3]
 
 
-def claim_params(now: float, until: float, limit: int) -> dict[str, Any]:
+def claim_params(now: float, until: float, limit: int, holder: str | None) -> dict[str, Any]:
     """The parameters of a claim, with the dead-letter error of a lapsed job."""
     etype, emsg, etb = _lapsed_columns()
     return {
+        "holder": holder,
         "now": now,
         "until": until,
         "limit": limit,

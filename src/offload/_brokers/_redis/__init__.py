@@ -18,7 +18,8 @@ not see each other's jobs:
   timeout, retries, created, meta), ``pl`` payload, ``fin`` finished,
   ``res`` result, ``err`` last error (JSON), ``dl`` deliveries when dead-
   lettered for lapsing, ``rt`` the reply channel of a producer that waits
-  for it (see ``wait_for_results``), ``bad`` why a script found the job
+  for it (see ``wait_for_results``), ``h`` the registered worker that
+  claimed it last ("" for none), ``bad`` why a script found the job
   corrupt (its claim hands it over as a defect). The fields a script
   decides on are fields of their own; what only Python reads travels as
   one JSON field, which keeps the enqueue and claim scripts short.
@@ -47,6 +48,9 @@ not see each other's jobs:
 - ``wake:<queue>`` and ``wake``: short lists an enqueue pushes a token
   into; idle workers wait on them with ``BLPOP`` (no polling).
   ``interrupt:<uuid>``, one per broker object: ``interrupt()`` pushes there.
+- ``workers``: live workers' ids by the time their heartbeat lapses;
+  ``worker:<id>``: each one's entry (JSON), with a key expiry as a backstop
+  (``workers.py``, ``lua/workers.lua``).
 - ``done:<uuid>``: a pub/sub channel per broker object, where acks publish
   the outcome of the jobs it enqueued while it listened.
 

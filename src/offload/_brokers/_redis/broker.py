@@ -7,6 +7,7 @@ reading and managing stored jobs is ``RedisInspector``'s (``inspector.py``).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import re
 import threading
@@ -27,6 +28,7 @@ from .feed import Subscription
 from .inspector import RedisInspector
 from .link import Arg, Downtime, Link, clients, split_namespace
 from .schedules import RedisSchedules
+from .workers import RedisRegistry
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +93,7 @@ class RedisBroker:
         lua = scripts.Scripts(self._link, claims=self._claim_link)
         self._enqueue, self._claim, self._ack = lua.enqueue, lua.claim, lua.ack
         self._nack, self._extend = lua.nack, lua.extend
-        self._prune, self._probe, self._fire = lua.prune, lua.probe, lua.fire
+        self._prune, self._probe, self._lua = lua.prune, lua.probe, lua
         self._claims: Combiner[tuple[tuple[str, ...], int, float], list[Delivery]]
         self._claims = Combiner(self._claim_together)
         self._acks: Combiner[list[Arg], bool] = Combiner(self._ack_together)
@@ -152,7 +154,12 @@ class RedisBroker:
     @property
     def schedules(self) -> RedisSchedules:
         """Periodic schedules' fire times (``ScheduleStore``), in this namespace."""
-        return RedisSchedules(self.prefix, self._link, self._fire, self._call)
+        return RedisSchedules(self.prefix, self._link, self._lua.fire, self._call)
+
+    @functools.cached_property
+    def registry(self) -> RedisRegistry:
+        """The worker registry (``WorkerRegistry``): live workers, and who holds what."""
+        return RedisRegistry(self.prefix, self._clock, self._client, self._lua.workers, self._call)
 
     # -- the contract ----------------------------------------------------------
 
@@ -216,7 +223,8 @@ class RedisBroker:
     def _claim_some(self, names: tuple[str, ...], limit: int, lease: float) -> list[Delivery]:
         now = self._clock.now()
         until = now + lease
-        args: list[Arg] = [self.prefix, repr(now), repr(until), limit, self.PROMOTE_BATCH]
+        holder = self.registry.holder or ""
+        args: list[Arg] = [self.prefix, repr(now), repr(until), limit, self.PROMOTE_BATCH, holder]
         args += names
         found = self._call(lambda _: self._claim(args=args))
         if len(found) == scripts.IDLE:  # none: what a wait would PROBE, as of now
@@ -227,26 +235,9 @@ class RedisBroker:
 
     def ack(self, delivery: Delivery, outcome: Outcome) -> bool:
         # A worker's threads that finish at once share one script call.
-        return self._acks.submit(self._ack_values(delivery, outcome))
-
-    def _ack_values(self, delivery: Delivery, outcome: Outcome) -> list[Arg]:
-        """One ack as ``ACK`` takes it: ``scripts.ACKED`` values."""
-        message = delivery.message
-        error = stored_error(outcome)
-        now = self._clock.now()
-        ttl = self._result_ttl if message.result_ttl is None else message.result_ttl
-        failed = outcome.state is State.FAILED  # the dead-letter set stays until purged
-        return [
-            _job_id(delivery),
-            delivery.token,
-            outcome.state.value,
-            repr(now),
-            "" if failed else repr(now + ttl),
-            "1" if ttl <= 0 and not failed else "0",
-            "0" if outcome.payload is None else "1",
-            outcome.payload or b"",
-            rows.error_text(error),
-        ]
+        return self._acks.submit(
+            _ack_values(delivery, outcome, self._clock.now(), self._result_ttl)
+        )
 
     def _ack_together(self, acks: list[list[Arg]]) -> list[bool | BaseException]:
         """One ``ACK`` call for the batch; if it fails other than by an outage, one per ack.
@@ -532,6 +523,25 @@ def _address(client: redis.Redis) -> str:
     options = client.connection_pool.connection_kwargs
     address = options.get("path") or f"{options.get('host')}:{options.get('port', 6379)}"
     return f"{address}/{options.get('db', 0)}"
+
+
+def _ack_values(delivery: Delivery, outcome: Outcome, now: float, default_ttl: float) -> list[Arg]:
+    """One ack as ``ACK`` takes it: ``scripts.ACKED`` values."""
+    message = delivery.message
+    error = stored_error(outcome)
+    ttl = default_ttl if message.result_ttl is None else message.result_ttl
+    failed = outcome.state is State.FAILED  # the dead-letter set stays until purged
+    return [
+        _job_id(delivery),
+        delivery.token,
+        outcome.state.value,
+        repr(now),
+        "" if failed else repr(now + ttl),
+        "1" if ttl <= 0 and not failed else "0",
+        "0" if outcome.payload is None else "1",
+        outcome.payload or b"",
+        rows.error_text(error),
+    ]
 
 
 def _job_id(delivery: Delivery) -> str | bytes:

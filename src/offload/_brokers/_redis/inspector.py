@@ -18,9 +18,11 @@ import redis
 
 from ..._clock import Clock
 from ..._message import Delivery, JobInfo, Progress, State
+from .._base import WorkerInfo
 from . import rows
 from .link import Arg, Link
 from .scripts import Scripts
+from .workers import live_workers
 
 _T = TypeVar("_T")
 
@@ -100,6 +102,10 @@ class RedisInspector:
             return int(value)
         except ValueError:  # overwritten (the scripts start it again): a change each time
             return -next(self._unread_tokens)
+
+    def workers(self) -> list[WorkerInfo]:
+        now = self._clock.now()
+        return self._call(lambda _: live_workers(self._client, self._prefix, now))
 
     def counts(self) -> dict[str, dict[State, int]]:
         def run(_: bool) -> dict[str, dict[State, int]]:

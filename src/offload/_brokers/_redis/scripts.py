@@ -43,7 +43,7 @@ IDLE = 2
 """Values of ``CLAIM``'s answer when it claimed nothing."""
 
 ACKED = 9
-"""Values per ack in ``ACK``'s arguments (``RedisBroker._ack_values``)."""
+"""Values per ack in ``ACK``'s arguments (``broker._ack_values``)."""
 
 _VALUES = {
     "WAKE": str(WAKE_TOKENS),
@@ -69,6 +69,7 @@ _PARTS = {
     "prune": ("prelude", "prune"),
     "probe": ("prelude", "probe"),
     "fire": ("prelude", "fire"),
+    "workers": ("prelude", "workers"),
 }
 """Each script, as the files its source is made of, in order."""
 
@@ -150,3 +151,4 @@ class Scripts:
         self.purge, self.prune = script("purge"), script("prune")
         self.probe, self.progress = script("probe"), script("progress")
         self.step, self.fire = script("step"), script("fire")
+        self.workers = script("workers")

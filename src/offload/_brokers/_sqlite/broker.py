@@ -54,6 +54,7 @@ from .statements import (
     store_ack,
 )
 from .transactional import callers_connection, callers_transaction
+from .workers import SqliteRegistry
 
 
 class SqliteBroker:
@@ -113,6 +114,8 @@ class SqliteBroker:
         self._last_change = 0.0  # time.monotonic() of the last change a wait saw
         self._closed = False
         self._next_prune = 0.0
+        self.registry = SqliteRegistry(self._database, clock, self._notify)
+        """The worker registry (``WorkerRegistry``): live workers, and who holds what."""
         self._inspector = SqliteInspector(self._database, clock, result_ttl, self._notify)
         self._schedules = SqliteSchedules(self._database)
 
@@ -200,7 +203,13 @@ class SqliteBroker:
             if groups:
                 dead_letter_lapsed(db, now)
             claimed = [
-                (until, group, claim_rows(db, queues, sum(c.limit for _, c in group), now, until))
+                (
+                    until,
+                    group,
+                    claim_rows(
+                        db, queues, sum(c.limit for _, c in group), now, until, self.registry.holder
+                    ),
+                )
                 for (queues, lease), group in groups.items()
                 for until in (now + lease,)
             ]

@@ -12,10 +12,12 @@ from collections.abc import Callable, Sequence
 
 from ..._clock import Clock
 from ..._message import Delivery, JobInfo, Progress, State
+from .._base import WorkerInfo
 from .._sql_rows import row_info, state_of
 from .connection import Database, fetch
 from .schema import QUERIES
 from .statements import fence
+from .workers import live_workers
 
 _CHUNK = 500
 """Ids per ``job_states`` query: under SQLite's bound-variable limit (999 before 3.32)."""
@@ -43,6 +45,9 @@ class SqliteInspector:
         it as it is: what they finish, this process's runner settles itself.
         """
         return self._database.data_version()
+
+    def workers(self) -> list[WorkerInfo]:
+        return live_workers(self._database.read(QUERIES["workers_live"], (self._clock.now(),)))
 
     def job(self, job_id: str) -> JobInfo | None:
         rows = self._database.read(QUERIES["job"], (job_id,))

@@ -142,8 +142,13 @@ def store_ack(db: sqlite3.Connection, ack: Ack) -> bool:
     return cursor.rowcount == 1
 
 
-def claim_rows(
-    db: sqlite3.Connection, queues: tuple[str, ...] | None, limit: int, now: float, until: float
+def claim_rows(  # noqa: PLR0917 - the claim's values, in the statement's order
+    db: sqlite3.Connection,
+    queues: tuple[str, ...] | None,
+    limit: int,
+    now: float,
+    until: float,
+    holder: str | None = None,
 ) -> list[Any]:
     """Mark up to ``limit`` ready jobs running until ``until``; their rows, in claim order.
 
@@ -158,7 +163,7 @@ def claim_rows(
         return []
     marks = ", ".join("?" * len(seqs))
     try:
-        rows = db.execute(QUERIES["claim"].format(seqs=marks), (until, *seqs)).fetchall()
+        rows = db.execute(QUERIES["claim"].format(seqs=marks), (until, holder, *seqs)).fetchall()
     except sqlite3.OperationalError as error:
         if not undecodable(error):
             raise

@@ -87,7 +87,7 @@ WITH dead AS (
     ORDER BY priority DESC, due, seq LIMIT %(limit)s FOR UPDATE SKIP LOCKED
 )
 UPDATE {s}.jobs AS j SET state = 'running', attempt = least(j.attempt, {max_count}) + 1,
-    due = %(until)s, token = nextval('{s}.tokens')
+    due = %(until)s, token = nextval('{s}.tokens'), holder = %(holder)s
 FROM picked WHERE j.seq = picked.seq
 RETURNING j.seq, picked.due, j.token, {message_columns}
 
@@ -106,7 +106,7 @@ WITH dead AS (
     ORDER BY priority DESC, due, seq LIMIT %(limit)s FOR UPDATE SKIP LOCKED
 )
 UPDATE {s}.jobs AS j SET state = 'running', attempt = least(j.attempt, {max_count}) + 1,
-    due = %(until)s, token = nextval('{s}.tokens')
+    due = %(until)s, token = nextval('{s}.tokens'), holder = %(holder)s
 FROM picked WHERE j.seq = picked.seq
 RETURNING j.seq, picked.due, j.token, {message_columns}
 
@@ -321,3 +321,39 @@ INSERT INTO {s}.schedules (name, fire, job_id) VALUES (%s, %s, %s) ON CONFLICT D
 -- name: next_fired
 -- Compare-and-set: only from the fire time the caller read.
 UPDATE {s}.schedules SET fire = %s, job_id = %s WHERE name = %s AND fire = %s
+
+-- name: worker_register
+INSERT INTO {s}.workers (id, info, started, last_seen, lapses)
+VALUES (%(id)s, %(info)s, %(started)s, %(seen)s, %(lapses)s)
+ON CONFLICT (id) DO UPDATE SET info = excluded.info, last_seen = excluded.last_seen,
+    lapses = excluded.lapses
+
+-- name: worker_beat
+-- A heartbeat in one statement: the entry refreshed; the workers whose
+-- heartbeat lapsed forgotten, and their running jobs made claimable now
+-- (their lease ends now: the claim's lapsed-lease path takes them, counting
+-- max_deliveries), with a notification per queue for idle workers. Answers
+-- the next lapse of another worker and how many jobs were released. (Every
+-- part sees the statement's snapshot: the entry refreshed is not counted.)
+WITH beat AS (
+    INSERT INTO {s}.workers (id, info, started, last_seen, lapses)
+    VALUES (%(id)s, %(info)s, %(started)s, %(seen)s, %(lapses)s)
+    ON CONFLICT (id) DO UPDATE SET info = excluded.info, last_seen = excluded.last_seen,
+        lapses = excluded.lapses
+), gone AS (
+    DELETE FROM {s}.workers WHERE lapses <= %(now)s AND id <> %(id)s RETURNING id
+), released AS (
+    UPDATE {s}.jobs SET due = %(now)s
+    WHERE state = 'running' AND due > %(now)s AND holder IN (SELECT id FROM gone)
+    RETURNING queue
+), woken AS (
+    SELECT pg_notify(%(channel)s, queue) FROM (SELECT DISTINCT queue FROM released) AS q
+)
+SELECT (SELECT min(lapses) FROM {s}.workers WHERE id <> %(id)s AND lapses > %(now)s),
+    (SELECT count(*) FROM released), (SELECT count(*) FROM woken)
+
+-- name: worker_leave
+DELETE FROM {s}.workers WHERE id = %(id)s
+
+-- name: workers_live
+SELECT id, info FROM {s}.workers WHERE lapses > %(now)s ORDER BY started, id

@@ -1,5 +1,5 @@
--- CLAIM. ARGV: prefix, now, lease end, limit, batch, "*" (all queues) or ""
--- (named), queue names. Promotes due delayed jobs, moves lapsed leases back to
+-- CLAIM. ARGV: prefix, now, lease end, limit, batch, holder (the registered
+-- worker claiming, or ""), "*" (all queues) or "" (named), queue names. Promotes due delayed jobs, moves lapsed leases back to
 -- their queue (or to the dead-letter set after max_deliveries, @MAX_DELIVERIES@
 -- when unset), then leases up to ``limit`` jobs. Returns @CLAIMED@ values per
 -- job: id, token, attempt, queue (the one it waited in), meta blob, payload,
@@ -10,6 +10,7 @@
 -- read whole a defect.
 
 local now, lease_end, limit, batch = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+local holder = ARGV[6]
 -- Tokens first + 1 .. first + limit, reserved before the first write: one
 -- counter step per claim, which also refuses (writing nothing) a counter that
 -- is not a count. (A claim that finds fewer jobs leaves a gap: tokens need
@@ -68,8 +69,8 @@ local function pop(queue, n)
     from[#picked] = queue
   end
 end
-if ARGV[6] == '' then
-  for i = 7, #ARGV do
+if ARGV[7] == '' then
+  for i = 8, #ARGV do
     if #picked >= limit then break end
     pop(ARGV[i], limit - #picked)
   end
@@ -140,10 +141,10 @@ for i, member in ipairs(picked) do
     local attempt = count(f[11])
     if attempt then
       attempt = attempt + 1
-      redis.call('HSET', job, 's', 'running', 't', token, 'lu', lease_end, 'a', attempt)
+      redis.call('HSET', job, 's', 'running', 't', token, 'lu', lease_end, 'a', attempt, 'h', holder)
     else  -- left as it is: the caller sees it, and makes the job a defect
       attempt = f[11]
-      redis.call('HSET', job, 's', 'running', 't', token, 'lu', lease_end)
+      redis.call('HSET', job, 's', 'running', 't', token, 'lu', lease_end, 'h', holder)
     end
     redis.call('ZADD', P .. 'running', lease_end, id)
     move(id, queue, f[3], state, 'running')

@@ -74,7 +74,8 @@ SELECT seq FROM ({parts}) ORDER BY rank, priority DESC, due, seq LIMIT ?
 -- name: claim
 -- The token fences a claim. Low 40 bits: the job's seq (so tokens are unique
 -- across jobs); above: the job's claims so far (statements.SEQ_BITS).
-UPDATE jobs SET state = 'running', attempt = attempt + 1, due = ?,
+-- holder: the registered worker claiming (NULL: none; see workers_release).
+UPDATE jobs SET state = 'running', attempt = attempt + 1, due = ?, holder = ?,
     token = (((token >> 40) + 1) << 40) | seq
 WHERE seq IN ({seqs})
 RETURNING seq, token, {message_columns}
@@ -206,3 +207,29 @@ INSERT OR IGNORE INTO schedules (name, fire, job_id) VALUES (?, ?, ?)
 -- name: next_fired
 -- Compare-and-set: only from the fire time the caller read.
 UPDATE schedules SET fire = ?, job_id = ? WHERE name = ? AND fire = ?
+
+-- name: worker_beat
+-- Register or refresh a worker: id, info, started, last seen, lapses.
+INSERT INTO workers (id, info, started, last_seen, lapses) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET info = excluded.info, last_seen = excluded.last_seen,
+    lapses = excluded.lapses
+
+-- name: workers_release
+-- The running jobs of workers whose heartbeat lapsed: claimable now (their
+-- lease ends now; the claim's lapsed-lease path takes them, max_deliveries
+-- counted as for any lapse).
+UPDATE jobs SET due = ?1
+WHERE state = 'running' AND due > ?1
+    AND holder IN (SELECT id FROM workers WHERE lapses <= ?1)
+
+-- name: workers_forget
+DELETE FROM workers WHERE lapses <= ?
+
+-- name: workers_next_lapse
+SELECT min(lapses) FROM workers WHERE id <> ?
+
+-- name: worker_leave
+DELETE FROM workers WHERE id = ?
+
+-- name: workers_live
+SELECT id, info FROM workers WHERE lapses > ? ORDER BY started, id
