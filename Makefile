@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test check bench clean
+.PHONY: demo test check bench clean dist
 
 $(BIN)/offload: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,17 @@ test: check
 
 bench: $(BIN)/offload
 	$(BIN)/python -m benchmarks
+
+# The sdist and the wheel, in dist/, checked as the package index would
+# (twine check: metadata, and the README rendered as the project page).
+$(BIN)/twine: pyproject.toml $(BIN)/offload
+	$(BIN)/python -m pip install --quiet -e ".[dev,release]"  # the release extra
+	touch $@
+
+dist: $(BIN)/twine
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+	$(BIN)/twine check --strict dist/*
 
 clean:
 	rm -rf $(VENV) build dist .mypy_cache .pytest_cache .ruff_cache

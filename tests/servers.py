@@ -28,7 +28,7 @@ def _redis_unreachable() -> str | None:
     try:
         import redis
     except ImportError:
-        return 'the redis package is not installed: pip install "offload[redis]"'
+        return 'the redis package is not installed: pip install -e ".[dev]" in this clone'
     try:
         redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=2).ping()
     except redis.RedisError as error:
@@ -41,7 +41,7 @@ def _postgres_unreachable() -> str | None:
     try:
         import psycopg
     except ImportError:
-        return 'the psycopg package is not installed: pip install "offload[postgres]"'
+        return 'the psycopg package is not installed: pip install -e ".[dev]" in this clone'
     try:
         with psycopg.connect(POSTGRES_URL, connect_timeout=3) as connection:
             connection.execute("SELECT 1")
