@@ -16,8 +16,8 @@ demo: $(BIN)/offload
 	$(BIN)/offload demo
 
 check: $(BIN)/offload
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

@@ -19,7 +19,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import uuid
 import venv
 import zipfile
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from servers import drop_postgres_schema, require_postgres, require_redis
+from servers import scratch_url
 
 pytestmark = [pytest.mark.wheel, pytest.mark.timeout(180)]
 
@@ -138,29 +137,11 @@ def test_the_wheel_carries_the_brokers_scripts(wheel: Path) -> None:
         assert found, f"the wheel has no {pattern} under {folder}/: {sorted(map(str, names))}"
 
 
-def _redis_url() -> Iterator[str]:
-    from offload._brokers._redis import RedisBroker
-
-    url, namespace = require_redis(), f"wheel-{uuid.uuid4().hex}"
-    yield f"{url}?namespace={namespace}"
-    broker = RedisBroker.from_url(url, namespace=namespace)
-    broker.drop()
-    broker.close()
-
-
-def _postgres_url() -> Iterator[str]:
-    url, namespace = require_postgres(), f"wheel_{uuid.uuid4().hex}"
-    yield f"{url}?namespace={namespace}"
-    drop_postgres_schema(f"offload_{namespace}")
-
-
 @pytest.fixture(params=["sqlite", "redis", "postgres"])
 def broker_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """Each broker's URL, in a file, namespace or schema of the test's own."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'jobs.db'}"
-    else:
-        yield from (_redis_url() if request.param == "redis" else _postgres_url())
+    with scratch_url(request.param, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture

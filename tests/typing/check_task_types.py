@@ -88,3 +88,10 @@ def well_declared(x: int) -> int:
 
 
 assert_type(well_declared(1), Handle[int])
+
+
+async def _aio_calls() -> None:
+    assert_type(await work.aio(3), Handle[int])
+    assert_type(await work.options(priority=2).aio(3), Handle[int])
+    assert_type(await (await fetch.aio("https://example.org")), bytes)
+    await work.aio("three")  # type: ignore[arg-type]
