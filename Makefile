@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test check bench clean dist
+.PHONY: demo test check bench clean dist test-django
 
 $(BIN)/offload: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,5 +38,19 @@ dist: $(BIN)/twine
 	$(BIN)/python -m build --outdir dist .
 	$(BIN)/twine check --strict dist/*
 
+# The Django backend's tests (tests/django_project): Django 6 needs Python 3.12+,
+# so they run in a venv of their own on this machine's pyenv 3.12.
+DJANGO_VENV ?= .venv-django
+DJANGO_PYTHON ?= env PYENV_VERSION=3.12.1 python3.12
+
+$(DJANGO_VENV)/bin/offload: pyproject.toml
+	$(DJANGO_PYTHON) -m venv $(DJANGO_VENV)
+	$(DJANGO_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(DJANGO_VENV)/bin/python -m pip install --quiet -e ".[dev,django]"
+	touch $@
+
+test-django: $(DJANGO_VENV)/bin/offload
+	$(DJANGO_VENV)/bin/pytest tests/django_project
+
 clean:
-	rm -rf $(VENV) build dist .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(DJANGO_VENV) build dist .mypy_cache .pytest_cache .ruff_cache
