@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test check bench clean dist test-django
+.PHONY: demo test check bench clean dist test-django test-oldest test-newest
 
 $(BIN)/offload: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,5 +52,30 @@ $(DJANGO_VENV)/bin/offload: pyproject.toml
 test-django: $(DJANGO_VENV)/bin/offload
 	$(DJANGO_VENV)/bin/pytest tests/django_project
 
+# The oldest Python offload supports with the oldest broker clients pyproject.toml
+# allows (.ci/oldest.txt), and the newest Python with the newest ones: unit and
+# integration tests, in venvs of their own (CI runs both at once: make -j2 -O).
+COMPAT_TESTS ?= tests/unit tests/integration
+OLDEST_PYTHON ?= env PYENV_VERSION=3.10.13 python3.10
+NEWEST_PYTHON ?= env PYENV_VERSION=3.13.0 python3.13
+VERSIONS := import sys, redis, hiredis, psycopg; print("python", sys.version.split()[0], \
+	"redis", redis.__version__, "hiredis", hiredis.__version__, "psycopg", psycopg.__version__)
+
+.venv-oldest/bin/offload: pyproject.toml .ci/oldest.txt
+	$(OLDEST_PYTHON) -m venv .venv-oldest
+	.venv-oldest/bin/python -m pip install --quiet --upgrade pip
+	.venv-oldest/bin/python -m pip install --quiet -c .ci/oldest.txt -e ".[dev]"
+	touch $@
+
+.venv-newest/bin/offload: pyproject.toml
+	$(NEWEST_PYTHON) -m venv .venv-newest
+	.venv-newest/bin/python -m pip install --quiet --upgrade pip
+	.venv-newest/bin/python -m pip install --quiet --upgrade -e ".[dev]"
+	touch $@
+
+test-oldest test-newest: test-%: .venv-%/bin/offload
+	.venv-$*/bin/python -c '$(VERSIONS)'
+	.venv-$*/bin/pytest -q -p no:cacheprovider $(COMPAT_TESTS)
+
 clean:
-	rm -rf $(VENV) $(DJANGO_VENV) build dist .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(DJANGO_VENV) .venv-oldest .venv-newest build dist .mypy_cache .pytest_cache .ruff_cache

@@ -18,8 +18,8 @@ UNPUBLISHED = "offload is not on the package index (PyPI) yet"
 # Used when the metadata cannot be read (offload run from a source tree
 # without being installed): the bounds of pyproject.toml's extras, by hand.
 _FALLBACK = {
-    "redis": ["redis>=5.0", "hiredis>=2.0"],
-    "postgres": ["psycopg[binary]>=3.2"],
+    "redis": ["redis>=5.0", "hiredis>=3.0"],
+    "postgres": ["psycopg[binary]>=3.2.1"],
 }
 
 _EXTRA_MARKER = re.compile(r"""\s*;\s*extra\s*==\s*["']([^"']+)["']\s*$""")
