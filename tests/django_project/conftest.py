@@ -1,7 +1,7 @@
-"""Django 6's tasks framework needs Python 3.12+: elsewhere these tests do not collect.
-
-They run in a Python 3.12 virtual environment of their own: ``make
-test-django`` (CI runs it after ``make test``).
+"""The Django backend's tests: with Django 6 (Python 3.12+: ``make test-django``
+builds that venv; CI runs it after ``make test``), or with Django 5.2 and the
+``django-tasks`` backport (Python 3.10 and 3.11: the dev extra installs them, so
+``make test`` runs them). Without either, these tests do not collect.
 """
 
 import importlib.util
@@ -14,4 +14,8 @@ def _has_django_tasks() -> bool:
         return False
 
 
-collect_ignore_glob = [] if _has_django_tasks() else ["*"]
+def _has_backport() -> bool:
+    return importlib.util.find_spec("django_tasks") is not None
+
+
+collect_ignore_glob = [] if _has_django_tasks() or _has_backport() else ["*"]

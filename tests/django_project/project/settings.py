@@ -5,6 +5,7 @@
 ``OFFLOAD_URL`` is the broker.
 """
 
+import importlib.util
 import os
 
 SECRET_KEY = "offload-tests-only"
@@ -14,6 +15,8 @@ USE_TZ = True
 ROOT_URLCONF = "project.urls"
 MIDDLEWARE: list[str] = []
 INSTALLED_APPS = ["offload.contrib.django", "shop"]
+if importlib.util.find_spec("django.tasks") is None:  # Django before 6: the backport
+    INSTALLED_APPS.append("django_tasks")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 if os.environ.get("SHOP_DB", "sqlite") == "postgres":

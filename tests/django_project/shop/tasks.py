@@ -3,7 +3,11 @@
 from typing import Any
 
 from django.db import connection
-from django.tasks import TaskContext, task
+
+try:
+    from django.tasks import TaskContext, task
+except ImportError:  # Django before 6: the django-tasks backport
+    from django_tasks import TaskContext, task
 
 from .models import Order
 

@@ -5,9 +5,14 @@ from typing import Any
 
 from django.db import transaction
 from django.http import HttpRequest, JsonResponse
-from django.tasks import TaskResultStatus
-from django.tasks.exceptions import TaskResultDoesNotExist
 from django.utils import timezone
+
+try:
+    from django.tasks import TaskResultStatus
+    from django.tasks.exceptions import TaskResultDoesNotExist
+except ImportError:  # Django before 6: the django-tasks backport
+    from django_tasks import TaskResultStatus
+    from django_tasks.exceptions import TaskResultDoesNotExist
 
 from .models import Order
 from .tasks import TASKS, add, fulfil

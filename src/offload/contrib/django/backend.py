@@ -20,17 +20,22 @@ from inspect import iscoroutinefunction
 from typing import Any
 
 from django.db import close_old_connections, transaction
-from django.tasks import Task, TaskContext, TaskResult, TaskResultStatus
-from django.tasks.backends.base import BaseTaskBackend
-from django.tasks.exceptions import InvalidTaskBackend, TaskResultDoesNotExist
-from django.tasks.signals import task_enqueued
-from django.utils.json import normalize_json
 
 import offload
 from offload._runner import TaskSpec
 from offload._task import CallOptions, make_spec
 
-from .results import task_result
+from ._compat import (
+    BaseTaskBackend,
+    InvalidTaskBackend,
+    Task,
+    TaskContext,
+    TaskResult,
+    TaskResultDoesNotExist,
+    TaskResultStatus,
+    task_enqueued,
+)
+from .results import normalize, task_result
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -211,13 +216,13 @@ def _runner(alias: str, task: Task) -> Callable[..., Any]:
 
         async def run_coroutine(*args: Any, **kwargs: Any) -> Any:
             extra = _context(alias, task, args, kwargs) if task.takes_context else ()
-            return normalize_json(await func(*extra, *args, **kwargs))
+            return normalize(await func(*extra, *args, **kwargs))
 
         return run_coroutine
 
     def run(*args: Any, **kwargs: Any) -> Any:
         extra = _context(alias, task, args, kwargs) if task.takes_context else ()
-        return normalize_json(func(*extra, *args, **kwargs))
+        return normalize(func(*extra, *args, **kwargs))
 
     return run
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from django.tasks import Task, TaskResult, TaskResultStatus
-from django.tasks.base import TaskError
-
 from offload import State
 from offload._message import JobInfo
 from offload._serializers import Serializer, decode_call
+
+from ._compat import Task, TaskError, TaskResult, TaskResultStatus
 
 STATUS = {
     State.QUEUED: TaskResultStatus.READY,
@@ -55,6 +54,15 @@ def task_result(task: Task, job: JobInfo, alias: str, serializer: Serializer | N
     if status is TaskResultStatus.SUCCESSFUL and serializer is not None and job.result is not None:
         object.__setattr__(result, "_return_value", serializer.decode(job.result))
     return result
+
+
+def normalize(value: Any) -> Any:
+    """A return value as Django stores one: JSON types (a tuple becomes a list)."""
+    try:
+        from django.utils.json import normalize_json  # Django 6
+    except ImportError:  # the backport's own
+        from django_tasks.utils import normalize_json
+    return normalize_json(value)
 
 
 def _moment(epoch: float | None) -> datetime | None:

@@ -6,10 +6,10 @@ import logging
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.tasks import task_backends
 from django.utils.module_loading import autodiscover_modules
 
 from offload.cli import _serve
+from offload.contrib.django._compat import task_backends
 from offload.contrib.django.backend import OffloadBackend
 
 
