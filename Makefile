@@ -54,8 +54,9 @@ test-django: $(DJANGO_VENV)/bin/offload
 
 # The oldest Python offload supports with the oldest broker clients pyproject.toml
 # allows (.ci/oldest.txt), and the newest Python with the newest ones: unit and
-# integration tests, in venvs of their own (CI runs both at once: make -j2 -O).
-COMPAT_TESTS ?= tests/unit tests/integration
+# integration tests and the Django project (the backport on 3.10, Django 6 on 3.13),
+# in venvs of their own (CI runs both at once: make -j2 -O).
+COMPAT_TESTS ?= tests/unit tests/integration tests/django_project
 OLDEST_PYTHON ?= env PYENV_VERSION=3.10.13 python3.10
 NEWEST_PYTHON ?= env PYENV_VERSION=3.13.0 python3.13
 VERSIONS := import sys, redis, hiredis, psycopg; print("python", sys.version.split()[0], \
