@@ -200,10 +200,13 @@ def test_priority_queue_and_run_after_are_offloads_own(site: Site) -> None:
         assert job is not None
         assert (job.priority, job.queue, job.state) == (7, "mail", offload.State.QUEUED)
         assert job.eta is not None and job.eta > time.time() + 3000
+        status, pending = site.call("GET", f"/results/describe/{body['result']}")
+        assert (status, pending["status"], pending["finished"]) == (200, "READY", False)
+        assert app.inspector.cancel(body["result"])  # `offload cancel ID`, as an operator would
     finally:
         app.shutdown(wait=False)
-    status, pending = site.call("GET", f"/results/describe/{body['result']}")
-    assert (status, pending["status"], pending["finished"]) == (200, "READY", False)
+    status, cancelled = site.call("GET", f"/results/describe/{body['result']}")
+    assert (status, cancelled["status"], cancelled["finished"]) == (200, "FAILED", True)
 
 
 def test_the_worker_closes_database_connections_after_each_job(site: Site) -> None:

@@ -65,6 +65,8 @@ def test_the_license_is_the_one_pyproject_declares() -> None:
 def test_every_install_line_of_the_readme_works_without_the_package_index() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert "not on the package index" in readme
+    wheels = set(re.findall(r"offload-([0-9][^-]*)-py3-none-any\.whl", readme))
+    assert wheels <= {offload.__version__}, f"the README names wheels of {wheels}"
     lines = [line for line in readme.splitlines() if "pip install" in line]
     assert lines, "the README says how to install offload"
     for line in lines:
