@@ -9,10 +9,12 @@ lack (root, network namespaces, server binaries).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
@@ -28,7 +30,7 @@ def _redis_unreachable() -> str | None:
     try:
         import redis
     except ImportError:
-        return 'the redis package is not installed: pip install "offload[redis]"'
+        return 'the redis package is not installed: pip install -e ".[dev]" in this clone'
     try:
         redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=2).ping()
     except redis.RedisError as error:
@@ -41,7 +43,7 @@ def _postgres_unreachable() -> str | None:
     try:
         import psycopg
     except ImportError:
-        return 'the psycopg package is not installed: pip install "offload[postgres]"'
+        return 'the psycopg package is not installed: pip install -e ".[dev]" in this clone'
     try:
         with psycopg.connect(POSTGRES_URL, connect_timeout=3) as connection:
             connection.execute("SELECT 1")
@@ -93,3 +95,26 @@ def redis_broker() -> Iterator[Any]:
     yield broker
     broker.drop()
     broker.close()
+
+
+@contextlib.contextmanager
+def scratch_url(kind: str, folder: Path) -> Iterator[str]:
+    """A broker URL of ``kind`` (sqlite, redis, postgres) that is the test's alone.
+
+    A file in ``folder``; on the servers, a namespace in the URL (so that
+    worker processes given the URL share it), deleted afterwards.
+    """
+    namespace = f"t_{uuid.uuid4().hex}"
+    if kind == "sqlite":
+        yield f"sqlite:///{folder / 'jobs.db'}"
+    elif kind == "redis":
+        url = f"{require_redis()}?namespace={namespace}"
+        yield url
+        from offload._brokers._redis import RedisBroker
+
+        broker = RedisBroker.from_url(url)
+        broker.drop()
+        broker.close()
+    else:
+        yield f"{require_postgres()}?namespace={namespace}"
+        drop_postgres_schema(f"offload_{namespace}")

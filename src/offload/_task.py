@@ -115,6 +115,19 @@ class Task(Generic[P, R]):
         """The same as calling the task (Celery's spelling)."""
         return self(*args, **kwargs)
 
+    async def aio(self, *args: P.args, **kwargs: P.kwargs) -> Handle[R]:
+        """Call the task from a coroutine without blocking its event loop.
+
+        ``handle = await work.aio(3)``, then ``await handle`` for the result.
+        A durable app's enqueue (a round trip to Redis or PostgreSQL, a
+        commit on SQLite) runs in a thread of the loop's default executor;
+        an in-process call is stored at once, on the loop. Cancelling the
+        ``await`` does not take back a call already on its way to the broker.
+        """
+        from ._asubmit import submit_async
+
+        return await submit_async(self, args, kwargs, NO_OPTIONS)
+
     def options(
         self,
         *,
@@ -203,6 +216,12 @@ class TaskCall(Generic[P, R]):
 
     def delay(self, *args: P.args, **kwargs: P.kwargs) -> Handle[R]:
         return self(*args, **kwargs)
+
+    async def aio(self, *args: P.args, **kwargs: P.kwargs) -> Handle[R]:
+        """``await work.options(priority=5).aio(3)``: as ``Task.aio``, with these options."""
+        from ._asubmit import submit_async
+
+        return await submit_async(self._task, args, kwargs, self._options)
 
     def map(self, *iterables: Iterable[Any], progress: bool = False) -> list[Handle[R]]:
         return self._task._map(iterables, progress, self._options)

@@ -4,9 +4,12 @@ Everything else in the suite runs offload from the source tree; this is the
 one test that would see a file the wheel leaves out (the brokers' SQL and
 Lua), a dependency pyproject.toml forgets, or a console script that does not
 start. It builds the wheel with pip (its build backend fetched like any
-user's), installs it with its dependencies from the package index, and runs
-a task on SQLite through a real ``offload worker`` process of that
-environment. Select it alone with ``-m wheel``.
+user's), or takes the one ``make dist`` built when ``OFFLOAD_TEST_WHEEL``
+names it (CI), installs it with its ``redis`` and ``postgres`` extras from
+the package index, the way the README says (``pip install
+"offload-<version>-py3-none-any.whl[redis,postgres]"``), and runs a task on
+SQLite, Redis and PostgreSQL through a real ``offload worker`` process of
+that environment. Select it alone with ``-m wheel``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 import pytest
+
+from servers import scratch_url
 
 pytestmark = [pytest.mark.wheel, pytest.mark.timeout(180)]
 
@@ -88,6 +93,9 @@ def _clean_env(**extra: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    given = os.environ.get("OFFLOAD_TEST_WHEEL")
+    if given:  # the wheel `make dist` built (CI): test the very file a release ships
+        return Path(given).resolve()
     out = tmp_path_factory.mktemp("dist")
     _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", out, ROOT)
     (built,) = out.glob("offload-*.whl")
@@ -103,11 +111,23 @@ def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     venv.create(home, with_pip=False, symlinks=os.name != "nt")
     bin_dir = home / ("Scripts" if os.name == "nt" else "bin")
     python = bin_dir / "python"
-    _run(sys.executable, "-m", "pip", "--python", python, "install", "--quiet", wheel)
+    # The README's install line for a wheel, with both server extras.
+    _run(
+        sys.executable,
+        "-m",
+        "pip",
+        "--python",
+        python,
+        "install",
+        "--quiet",
+        f"{wheel}[redis,postgres]",
+    )
     return bin_dir
 
 
 def test_the_wheel_carries_the_brokers_scripts(wheel: Path) -> None:
+    version = (ROOT / "src/offload/__init__.py").read_text(encoding="utf-8")
+    assert f'__version__ = "{wheel.name.split("-")[1]}"' in version, f"{wheel.name} is stale"
     with zipfile.ZipFile(wheel) as archive:
         names = [PurePosixPath(name) for name in archive.namelist()]
     assert PurePosixPath("offload/py.typed") in names, "type checkers need the py.typed marker"
@@ -117,11 +137,20 @@ def test_the_wheel_carries_the_brokers_scripts(wheel: Path) -> None:
         assert found, f"the wheel has no {pattern} under {folder}/: {sorted(map(str, names))}"
 
 
+@pytest.fixture(params=["sqlite", "redis", "postgres"])
+def broker_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Each broker's URL, in a file, namespace or schema of the test's own."""
+    with scratch_url(request.param, tmp_path) as url:
+        yield url
+
+
 @pytest.fixture
-def worker(installed: Path, tmp_path: Path) -> Iterator[tuple[Path, dict[str, str]]]:
-    """A real ``offload worker`` of the installed environment, serving a SQLite file."""
+def worker(
+    installed: Path, tmp_path: Path, broker_url: str
+) -> Iterator[tuple[Path, dict[str, str]]]:
+    """A real ``offload worker`` of the installed environment, serving ``broker_url``."""
     (tmp_path / "jobs.py").write_text(JOBS)
-    env = _clean_env(WHEEL_TEST_URL=f"sqlite:///{tmp_path / 'jobs.db'}")
+    env = _clean_env(WHEEL_TEST_URL=broker_url)
     process = subprocess.Popen(
         [str(installed / "offload"), "worker", "jobs:app", "--concurrency", "2"],
         cwd=tmp_path,

@@ -106,3 +106,13 @@ assert_type(scheduled_app.periodic(every=timedelta(seconds=30))(work)(2), Handle
 scheduled_app.periodic(every=5, missed=offload.Missed.ALL, max_catch_up=3)
 scheduled_app.periodic(every=5, missed="sometimes")  # type: ignore[arg-type]
 scheduled_app.periodic(every=5, cron_expression="* * * * *")  # type: ignore[call-arg]
+
+
+# -- await task.aio(...) ----------------------------------------------------------------
+
+
+async def _aio_calls() -> None:
+    assert_type(await work.aio(3), Handle[int])
+    assert_type(await work.options(priority=2).aio(3), Handle[int])
+    assert_type(await (await fetch.aio("https://example.org")), bytes)
+    await work.aio("three")  # type: ignore[arg-type]

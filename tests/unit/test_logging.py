@@ -15,8 +15,14 @@ import pytest
 
 SOURCE = Path(__file__).resolve().parents[2] / "src" / "offload"
 
-# The command line is a program, not a library: it may configure logging.
-PROGRAMS = {"cli.py", "_commands_schedules.py", "_logformat.py"}  # the programs' modules
+# The command line is a program, not a library: it may configure logging
+# (and so may Django's `manage.py offload_worker`, when the project's LOGGING did not).
+PROGRAMS = {
+    "cli.py",
+    "_commands_schedules.py",  # offload scheduler
+    "_logformat.py",  # --log-format json
+    "contrib/django/management/commands/offload_worker.py",
+}
 
 
 def _calls(attribute: str) -> list[tuple[str, ast.Call]]:

@@ -54,7 +54,7 @@ DOCUMENTED = {
     "wait",
 }
 
-PUBLIC_MODULES = {"background", "cli", "testing", "__main__"}
+PUBLIC_MODULES = {"background", "cli", "testing", "__main__", "contrib"}
 
 
 def test_all_is_the_documented_set() -> None:

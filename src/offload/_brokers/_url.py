@@ -8,6 +8,7 @@ from typing import Any
 
 from .._clock import Clock
 from .._errors import ConfigurationError
+from .._install import missing_extra
 
 SUPPORTED = (
     "memory:// (in this process), "
@@ -79,14 +80,12 @@ def _open_sqlite(url: str, rest: str, clock: Clock, options: dict[str, Any]) -> 
 
 
 def _require(broker: str) -> None:
-    """Fail with the exact pip command when a server broker's client is missing."""
+    """Fail with the exact pip commands when a server broker's client is missing."""
     module, extra = _EXTRAS[broker]
     try:
         __import__(module)
     except ImportError:
-        raise ConfigurationError(
-            f'the {broker} broker needs the {module} package: pip install "offload[{extra}]"'
-        ) from None
+        raise ConfigurationError(missing_extra(broker, module, extra)) from None
 
 
 def _open_server(scheme: str, url: str, clock: Clock, options: dict[str, Any]) -> Any:

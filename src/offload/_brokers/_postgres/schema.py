@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 
 from ..._errors import ConfigurationError
+from ..._install import upgrade_hint
 from .._files import numbered
 from .queries import PACKAGE, fill, lock_id, render
 
@@ -61,7 +62,7 @@ def refuse_newer(version: int, schema: str) -> None:
         raise ConfigurationError(
             f"the PostgreSQL schema {schema!r} has offload schema version {version}, but "
             f"this offload only knows versions up to {SCHEMA_VERSION}: it was migrated by a "
-            "newer offload. Upgrade offload (pip install -U offload) in this environment."
+            f"newer offload. {upgrade_hint()}"
         )
 
 

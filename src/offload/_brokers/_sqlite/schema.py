@@ -16,6 +16,7 @@ from __future__ import annotations
 import sqlite3
 
 from ..._errors import ConfigurationError
+from ..._install import upgrade_hint
 from .._files import named_queries, numbered
 from .._sql_rows import INFO_COLUMNS, MESSAGE_COLUMNS
 
@@ -98,7 +99,7 @@ def migrate(connection: sqlite3.Connection, path: str) -> int:
             raise ConfigurationError(
                 f"{path} has offload schema version {version}, but this offload only knows "
                 f"versions up to {SCHEMA_VERSION}: it was written by a newer offload. "
-                "Upgrade offload (pip install -U offload) in this environment."
+                f"{upgrade_hint()}"
             )
         for statements in MIGRATIONS[version:]:
             for statement in statements:

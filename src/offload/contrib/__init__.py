@@ -1,0 +1,1 @@
+"""Adapters to frameworks (Django), each optional: the core never imports this package."""
