@@ -246,6 +246,40 @@ class Inspector(Protocol):
         ...
 
 
+class JobPage(NamedTuple):
+    """One page of ``JobSearch.search_jobs``: jobs newest first, and where the next page starts."""
+
+    jobs: list[JobInfo]
+    cursor: str | None
+    """Pass as ``after`` for the next (older) page; ``None``: this was the last page."""
+
+
+@runtime_checkable
+class JobSearch(Protocol):
+    """Capability of an inspector: page through jobs by cursor, and search them.
+
+    Keyset paging: a page costs the same at the millionth job as at the
+    first (no ``OFFSET``), which is what the dashboard needs. A cursor is
+    opaque text that only the inspector that made it reads; a malformed
+    one is refused with ``ValueError``.
+    """
+
+    def search_jobs(
+        self,
+        state: State | None = None,
+        queue: str | None = None,
+        text: str | None = None,
+        after: str | None = None,
+        limit: int = 50,
+    ) -> JobPage:
+        """Jobs in ``state`` of ``queue`` (all for None), newest first, older than ``after``.
+
+        ``text`` (None: every job) matches a job whose id or key is ``text``,
+        or whose task name starts with it.
+        """
+        ...
+
+
 class WorkerInfo(NamedTuple):
     """One live worker, as it registered itself in the broker (``offload workers``, dashboard)."""
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from contract_support import LEASE, ContractBroker, MessageFactory, claim_ids
 
+from offload._brokers._base import JobSearch
 from offload._message import ErrorInfo, Outcome, State
 from offload.testing import FakeClock
 
@@ -164,3 +166,63 @@ def test_retry_refuses_a_job_whose_key_is_taken_again(
     second = message(key="k")
     broker.enqueue([second])
     assert broker.inspector.retry(first.id) is False, "two live jobs would share the key"
+
+
+# -- paging and search (JobSearch: SQLite, PostgreSQL, memory) ---------------------------
+
+
+def _searcher(broker: ContractBroker) -> JobSearch:
+    inspector = broker.inspector
+    if not isinstance(inspector, JobSearch):
+        pytest.skip(f"{type(inspector).__name__} does not page by cursor (dashboard falls back)")
+    return inspector
+
+
+def test_pages_follow_the_cursor_newest_first(
+    broker: ContractBroker, message: MessageFactory
+) -> None:
+    search = _searcher(broker)
+    batch = [message() for _ in range(7)]
+    broker.enqueue(batch)
+    newest_first = [m.id for m in reversed(batch)]
+    seen: list[str] = []
+    cursor = None
+    for _ in range(4):
+        page = search.search_jobs(limit=3, after=cursor)
+        seen += [job.id for job in page.jobs]
+        cursor = page.cursor
+        if cursor is None:
+            break
+    assert seen == newest_first
+    assert len(search.search_jobs(limit=7).jobs) == 7
+    assert search.search_jobs(limit=7).cursor is None
+
+
+def test_search_by_id_key_and_task_prefix(broker: ContractBroker, message: MessageFactory) -> None:
+    search = _searcher(broker)
+    mail = message("mail.send", key="user:42")
+    report = message("reports.build", queue="slow")
+    other = message("mail.bounce")
+    broker.enqueue([mail, report, other])
+    assert [j.id for j in search.search_jobs(text=report.id).jobs] == [report.id]
+    assert [j.id for j in search.search_jobs(text="user:42").jobs] == [mail.id]
+    assert [j.id for j in search.search_jobs(text="mail.").jobs] == [other.id, mail.id]
+    assert search.search_jobs(text="nothing").jobs == []
+    assert [j.id for j in search.search_jobs(queue="slow").jobs] == [report.id]
+    assert search.search_jobs(state=State.FAILED).jobs == []
+
+
+def test_search_by_state_pages_past_other_states(
+    broker: ContractBroker, message: MessageFactory
+) -> None:
+    search = _searcher(broker)
+    batch = [message() for _ in range(6)]
+    broker.enqueue(batch)
+    for delivery in broker.claim(None, 4, LEASE)[::2]:
+        broker.ack(delivery, Outcome(State.FAILED, error_info=BOOM))
+    first = search.search_jobs(State.FAILED, limit=1)
+    assert len(first.jobs) == 1 and first.cursor is not None
+    second = search.search_jobs(State.FAILED, limit=1, after=first.cursor)
+    assert [j.state for j in first.jobs + second.jobs] == [State.FAILED, State.FAILED]
+    assert first.jobs[0].id != second.jobs[0].id
+    assert second.cursor is None  # the last page says so

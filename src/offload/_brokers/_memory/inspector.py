@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from ..._message import JobInfo, Message, State
+from .._base import JobPage
 from .records import Queue, Record
 
 if TYPE_CHECKING:
@@ -69,6 +70,30 @@ class MemoryInspector:
             # Ids start with their creation time: newest first is highest id first.
             found.sort(key=lambda pair: pair[0].id, reverse=True)
             return [_info(message, job_state, records) for message, job_state in found[:limit]]
+
+    def search_jobs(
+        self,
+        state: State | None = None,
+        queue: str | None = None,
+        text: str | None = None,
+        after: str | None = None,
+        limit: int = 50,
+    ) -> JobPage:
+        # A scan, as every listing here: ids start with their creation time,
+        # so the cursor is the last id shown and "older" is "a lower id".
+        records = self._broker._jobs
+        with self._broker._lock:
+            found = [
+                (message, job_state)
+                for message, job_state in self._every_job()
+                if (state is None or job_state is state)
+                and (queue is None or message.queue == queue)
+                and (after is None or message.id < after)
+                and (not text or _matches(message, text))
+            ]
+            found.sort(key=lambda pair: pair[0].id, reverse=True)
+            page = [_info(message, job_state, records) for message, job_state in found[:limit]]
+        return JobPage(page, page[-1].id if len(found) > limit else None)
 
     def cancel(self, job_id: str) -> bool:
         broker = self._broker
@@ -150,6 +175,10 @@ def _take_waiting(
             heapq.heapify(delayed)
             return message
     return None
+
+
+def _matches(message: Message, text: str) -> bool:
+    return text in (message.id, message.key) or message.task.startswith(text)
 
 
 def _info(message: Message, state: State, records: dict[str, Record]) -> JobInfo:

@@ -18,10 +18,14 @@ import psycopg
 
 from ..._clock import Clock
 from ..._message import JobInfo, State
-from .._sql_rows import row_info, state_of
+from .._base import JobPage
+from .._sql_rows import row_info, seq_cursor, state_of
 from .enqueue import lock_keys
 from .link import Connection, Link
 from .values import storable_text
+
+_NO_CURSOR = 2**63 - 1
+"""Larger than any ``seq``: the first page."""
 
 
 class PostgresInspector:
@@ -79,6 +83,28 @@ class PostgresInspector:
         params = {"state": None if state is None else state.value, "queue": queue, "limit": limit}
         rows = self._link.run(lambda c: c.execute(self._sql["jobs"], params).fetchall())
         return [row_info(row) for row in rows]
+
+    def search_jobs(
+        self,
+        state: State | None = None,
+        queue: str | None = None,
+        text: str | None = None,
+        after: str | None = None,
+        limit: int = 50,
+    ) -> JobPage:
+        before = _NO_CURSOR if after is None else seq_cursor(after)
+        if (queue is not None and not storable_text(queue)) or (text and not storable_text(text)):
+            return JobPage([], None)
+        params = {
+            "state": None if state is None else state.value,
+            "queue": queue,
+            "text": text or None,
+            "before": before,
+            "limit": limit + 1,
+        }
+        rows = self._link.run(lambda c: c.execute(self._sql["search_jobs"], params).fetchall())
+        page = [row_info(row[:-1]) for row in rows[:limit]]
+        return JobPage(page, str(rows[limit - 1][-1]) if len(rows) > limit else None)
 
     def cancel(self, job_id: str) -> bool:
         if not storable_text(job_id):

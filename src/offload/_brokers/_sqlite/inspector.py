@@ -12,12 +12,16 @@ from collections.abc import Callable, Sequence
 
 from ..._clock import Clock
 from ..._message import JobInfo, State
-from .._sql_rows import row_info, state_of
+from .._base import JobPage
+from .._sql_rows import row_info, seq_cursor, state_of
 from .connection import Database, fetch
 from .schema import QUERIES
 
 _CHUNK = 500
 """Ids per ``job_states`` query: under SQLite's bound-variable limit (999 before 3.32)."""
+
+_NO_CURSOR = 2**63 - 1
+"""Larger than any ``seq``: the first page."""
 
 
 class SqliteInspector:
@@ -68,6 +72,20 @@ class SqliteInspector:
     ) -> list[JobInfo]:
         params = (None if state is None else state.value, queue, limit)
         return [row_info(row) for row in self._database.read(QUERIES["jobs"], params)]
+
+    def search_jobs(
+        self,
+        state: State | None = None,
+        queue: str | None = None,
+        text: str | None = None,
+        after: str | None = None,
+        limit: int = 50,
+    ) -> JobPage:
+        before = _NO_CURSOR if after is None else seq_cursor(after)
+        params = (None if state is None else state.value, queue, text or None, before, limit + 1)
+        rows = self._database.read(QUERIES["search_jobs"], params)
+        page = [row_info(row[:-1]) for row in rows[:limit]]
+        return JobPage(page, str(rows[limit - 1][-1]) if len(rows) > limit else None)
 
     def cancel(self, job_id: str) -> bool:
         with self._database.write() as db:

@@ -276,3 +276,15 @@ ON CONFLICT (name) DO UPDATE SET value = excluded.value
 -- name: listen
 -- The channel of the namespace's wake-ups is its schema's name.
 LISTEN {s}
+
+-- name: search_jobs
+-- A page of jobs, newest first, older than the cursor: the primary key is
+-- walked backwards from there, never skipped over with OFFSET. Text matches
+-- an id or a key exactly, or the start of a task name.
+SELECT {info_columns}, seq FROM {s}.jobs
+WHERE (%(state)s::text IS NULL OR state = %(state)s)
+    AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+    AND (%(text)s::text IS NULL OR id = %(text)s OR key = %(text)s
+        OR left(task, length(%(text)s)) = %(text)s)
+    AND seq < %(before)s
+ORDER BY seq DESC LIMIT %(limit)s

@@ -168,3 +168,13 @@ DELETE FROM jobs WHERE state = ?1 AND (?2 IS NULL OR queue = ?2)
 
 -- name: prune
 DELETE FROM jobs WHERE expires <= ?
+
+-- name: search_jobs
+-- A page of jobs, newest first, older than the cursor (seq < ?4): the primary
+-- key is walked backwards from there, never skipped over with OFFSET. Text
+-- matches an id or a key exactly, or the start of a task name.
+SELECT {info_columns}, seq FROM jobs
+WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR queue = ?2)
+    AND (?3 IS NULL OR id = ?3 OR key = ?3 OR substr(task, 1, length(?3)) = ?3)
+    AND seq < ?4
+ORDER BY seq DESC LIMIT ?5
