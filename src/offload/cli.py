@@ -16,6 +16,7 @@ from . import __version__
 from ._brokers._url import redacted
 from ._commands import load_app as _load_app
 from ._commands import register
+from ._commands_dashboard import dashboard as _dashboard
 
 if TYPE_CHECKING:  # the command imports them at run time, through the app it loads
     from ._app import App
@@ -31,6 +32,7 @@ def main() -> None:
 
 
 register(main)  # status, jobs, show, retry, cancel, purge
+main.add_command(_dashboard)
 
 
 @main.command()

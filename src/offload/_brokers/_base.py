@@ -280,6 +280,28 @@ class JobSearch(Protocol):
         ...
 
 
+class Throughput(NamedTuple):
+    """Jobs that finished in one minute, on one queue (``History.throughput``)."""
+
+    minute: float  # epoch seconds of the minute's start
+    queue: str
+    succeeded: int
+    failed: int  # dead-lettered: failed for good (a retry scheduled is not counted)
+
+
+@runtime_checkable
+class History(Protocol):
+    """Capability of an inspector: finished jobs per minute, kept in the broker.
+
+    Written by the broker as jobs finish, so a restarted dashboard keeps it;
+    minutes older than a day are dropped.
+    """
+
+    def throughput(self, since: float) -> list[Throughput]:
+        """The minutes from ``since`` (epoch s) on, oldest first; minutes with none left out."""
+        ...
+
+
 class WorkerInfo(NamedTuple):
     """One live worker, as it registered itself in the broker (``offload workers``, dashboard)."""
 
