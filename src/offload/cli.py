@@ -17,6 +17,7 @@ from ._brokers._url import redacted
 from ._commands import load_app as _load_app
 from ._commands import register
 from ._commands_dashboard import dashboard as _dashboard
+from ._commands_metrics import serve_metrics
 
 if TYPE_CHECKING:  # the command imports them at run time, through the app it loads
     from ._app import App
@@ -61,6 +62,12 @@ main.add_command(_dashboard)
     help="Seconds a claim lasts without renewal (renewed every third of it).",
 )
 @click.option(
+    "--metrics-port",
+    metavar="[HOST:]PORT",
+    help="Serve Prometheus metrics there (127.0.0.1 unless a host is given); "
+    "the app needs offload.contrib.metrics.Metrics() in its middleware.",
+)
+@click.option(
     "--log-level",
     default="INFO",
     show_default=True,
@@ -74,6 +81,7 @@ def worker(  # click passes every option by keyword
     queues: str | None,
     grace: float,
     lease: float,
+    metrics_port: str | None,
     log_level: str,
 ) -> None:
     """Run tasks from a durable app's broker: TARGET is module:app (or a module).
@@ -95,6 +103,8 @@ def worker(  # click passes every option by keyword
         )
     names = [name.strip() for name in queues.split(",") if name.strip()] if queues else None
     runner = app.worker(queues=names, pool=pool, concurrency=concurrency, lease=lease)
+    if metrics_port:
+        log.info("offload worker %d: metrics on %s", os.getpid(), serve_metrics(app, metrics_port))
     _serve(app, runner, names, pool, grace)
 
 

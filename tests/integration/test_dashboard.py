@@ -251,3 +251,14 @@ def test_the_command_refuses_a_public_bind_without_a_password(tmp_path: Path) ->
     assert done.returncode == 2
     assert "refusing to serve the dashboard on 0.0.0.0" in done.stderr
     assert "OFFLOAD_DASHBOARD_PASSWORD" in done.stderr
+
+
+def test_metrics_of_the_broker(app: offload.App) -> None:
+    pytest.importorskip("prometheus_client", reason="the metrics extra is not installed")
+    send = _task(app)
+    send("g@example.com")
+    send.options(queue="mail")("h@example.com")
+    text = _client(app).get("/metrics").text
+    assert 'offload_queue_jobs{queue="default",state="queued"} 1.0' in text
+    assert 'offload_queue_jobs{queue="mail",state="failed"} 0.0' in text
+    assert 'offload_queue_lag_seconds{queue="default"}' in text

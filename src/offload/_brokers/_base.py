@@ -280,6 +280,19 @@ class JobSearch(Protocol):
         ...
 
 
+@runtime_checkable
+class QueueLag(Protocol):
+    """Capability of an inspector: how long each queue's oldest claimable job has waited."""
+
+    def oldest_ready(self) -> dict[str, float]:
+        """Per queue, the epoch second its oldest claimable job became claimable (its eta,
+        else its creation, else its retry time); queues with none claimable are left out.
+
+        ``now - value`` is the queue's lag: how far the workers are behind.
+        """
+        ...
+
+
 class Throughput(NamedTuple):
     """Jobs that finished in one minute, on one queue (``History.throughput``)."""
 

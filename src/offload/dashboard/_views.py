@@ -124,6 +124,22 @@ async def workers(board: Dashboard, request: Request) -> Response:
     return board.page(request, "workers.html", workers=listed)
 
 
+async def metrics(board: Dashboard, request: Request) -> Response:
+    """The broker's Prometheus metrics: jobs per queue and state, lag, live workers."""
+    try:
+        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+        from ..contrib.metrics import BrokerCollector
+    except ImportError:
+        return PlainTextResponse(
+            '/metrics needs the metrics extra: pip install "offload[metrics]"\n', status_code=404
+        )
+    registry = CollectorRegistry()
+    registry.register(BrokerCollector(board.inspector))
+    body = await in_thread(generate_latest, registry)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
 ROUTES: list[tuple[str, str, Any]] = [
     ("/", "GET", overview),
     ("/api/counts", "GET", counts),
@@ -136,4 +152,5 @@ ROUTES: list[tuple[str, str, Any]] = [
     ("/dead/retry-all", "POST", retry_all),
     ("/dead/purge", "POST", purge),
     ("/workers", "GET", workers),
+    ("/metrics", "GET", metrics),
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from contract_support import LEASE, ContractBroker, MessageFactory, claim_ids
 
-from offload._brokers._base import JobSearch
+from offload._brokers._base import JobSearch, QueueLag
 from offload._message import ErrorInfo, Outcome, State
 from offload.testing import FakeClock
 
@@ -226,3 +226,20 @@ def test_search_by_state_pages_past_other_states(
     assert [j.state for j in first.jobs + second.jobs] == [State.FAILED, State.FAILED]
     assert first.jobs[0].id != second.jobs[0].id
     assert second.cursor is None  # the last page says so
+
+
+def test_oldest_ready_is_the_lag_of_each_queue(
+    broker: ContractBroker, message: MessageFactory, clock: FakeClock
+) -> None:
+    inspector = broker.inspector
+    if not isinstance(inspector, QueueLag):
+        pytest.skip(f"{type(inspector).__name__} does not tell queue lag")
+    start = clock.now()
+    broker.enqueue([message(), message(queue="mail", eta=start + 60)])
+    clock.advance(5)
+    broker.enqueue([message()])
+    assert inspector.oldest_ready() == {"default": start}  # mail's job is not due yet
+    clock.advance(60)
+    assert inspector.oldest_ready() == {"default": start, "mail": start + 60}
+    broker.claim(["default"], 2, LEASE)  # running jobs are not waiting
+    assert inspector.oldest_ready() == {"mail": start + 60}

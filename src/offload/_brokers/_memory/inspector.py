@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -94,6 +95,18 @@ class MemoryInspector:
             found.sort(key=lambda pair: pair[0].id, reverse=True)
             page = [_info(message, job_state, records) for message, job_state in found[:limit]]
         return JobPage(page, page[-1].id if len(found) > limit else None)
+
+    def oldest_ready(self) -> dict[str, float]:
+        broker = self._broker
+        oldest: dict[str, float] = {}
+        with broker._lock:
+            now = broker._clock.now()
+            ready = [(m.eta or m.created, m.queue) for q in broker._queues.values() for m in q]
+            ready += [(eta, m.queue) for eta, _, m in broker._delayed if eta <= now]
+            for due, queue in ready:
+                if due < oldest.get(queue, math.inf):
+                    oldest[queue] = min(due, now)
+        return oldest
 
     def cancel(self, job_id: str) -> bool:
         broker = self._broker

@@ -106,6 +106,11 @@ class PostgresInspector:
         page = [row_info(row[:-1]) for row in rows[:limit]]
         return JobPage(page, str(rows[limit - 1][-1]) if len(rows) > limit else None)
 
+    def oldest_ready(self) -> dict[str, float]:
+        params = {"now": self._clock.now()}
+        rows = self._link.run(lambda c: c.execute(self._sql["oldest_ready"], params).fetchall())
+        return {queue: float(due) for queue, due in rows}
+
     def cancel(self, job_id: str) -> bool:
         if not storable_text(job_id):
             return False

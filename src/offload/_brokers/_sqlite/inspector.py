@@ -87,6 +87,10 @@ class SqliteInspector:
         page = [row_info(row[:-1]) for row in rows[:limit]]
         return JobPage(page, str(rows[limit - 1][-1]) if len(rows) > limit else None)
 
+    def oldest_ready(self) -> dict[str, float]:
+        rows = self._database.read(QUERIES["oldest_ready"], (self._clock.now(),))
+        return {queue: float(due) for queue, due in rows}
+
     def cancel(self, job_id: str) -> bool:
         with self._database.write() as db:
             deleted = db.execute(QUERIES["cancel_deleting"], (job_id, self._result_ttl)).rowcount

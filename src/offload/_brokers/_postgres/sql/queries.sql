@@ -288,3 +288,9 @@ WHERE (%(state)s::text IS NULL OR state = %(state)s)
         OR left(task, length(%(text)s)) = %(text)s)
     AND seq < %(before)s
 ORDER BY seq DESC LIMIT %(limit)s
+
+-- name: oldest_ready
+-- The live states spelled as the claim indexes have them; running jobs left out.
+SELECT queue, min(due) FROM {s}.jobs
+WHERE state IN ('queued', 'retrying', 'running') AND state <> 'running' AND due <= %(now)s
+GROUP BY queue

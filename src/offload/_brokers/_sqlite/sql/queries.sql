@@ -178,3 +178,10 @@ WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR queue = ?2)
     AND (?3 IS NULL OR id = ?3 OR key = ?3 OR substr(task, 1, length(?3)) = ?3)
     AND seq < ?4
 ORDER BY seq DESC LIMIT ?5
+
+-- name: oldest_ready
+-- The live states spelled as the claim index has them (a partial index is
+-- used only when the query repeats its condition); running jobs left out.
+SELECT queue, min(due) FROM jobs
+WHERE state IN ('queued', 'retrying', 'running') AND state != 'running' AND due <= ?
+GROUP BY queue

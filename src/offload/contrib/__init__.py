@@ -1,0 +1,7 @@
+"""Adapters to other tools, each an ``offload.Middleware`` or a thin layer over one.
+
+- ``offload.contrib.metrics``: Prometheus metrics (``offload[metrics]``).
+- ``offload.contrib.otel``: OpenTelemetry tracing (``offload[otel]``).
+
+The core never imports this package (an import-linter rule).
+"""
