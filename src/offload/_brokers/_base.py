@@ -274,8 +274,10 @@ class JobSearch(Protocol):
     ) -> JobPage:
         """Jobs in ``state`` of ``queue`` (all for None), newest first, older than ``after``.
 
-        ``text`` (None: every job) matches a job whose id or key is ``text``,
-        or whose task name starts with it.
+        ``text`` (None: every job) finds the job whose id it is; if none, the
+        jobs whose key it is; if none, the jobs whose task name starts with
+        it. (Ids and keys are looked up by index: a search by id or key
+        stays fast at any size.)
         """
         ...
 

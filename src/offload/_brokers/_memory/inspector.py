@@ -12,7 +12,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from ..._message import JobInfo, Message, State
@@ -90,8 +90,9 @@ class MemoryInspector:
                 if (state is None or job_state is state)
                 and (queue is None or message.queue == queue)
                 and (after is None or message.id < after)
-                and (not text or _matches(message, text))
             ]
+            if text:
+                found = _matching(found, text)
             found.sort(key=lambda pair: pair[0].id, reverse=True)
             page = [_info(message, job_state, records) for message, job_state in found[:limit]]
         return JobPage(page, page[-1].id if len(found) > limit else None)
@@ -190,8 +191,18 @@ def _take_waiting(
     return None
 
 
-def _matches(message: Message, text: str) -> bool:
-    return text in (message.id, message.key) or message.task.startswith(text)
+def _matching(found: list[tuple[Message, State]], text: str) -> list[tuple[Message, State]]:
+    """The job with id ``text``; else those with key ``text``; else those of tasks it starts."""
+    tests: list[Callable[[Message], bool]] = [
+        lambda m: m.id == text,
+        lambda m: m.key == text,
+        lambda m: m.task.startswith(text),
+    ]
+    for test in tests:
+        matched = [pair for pair in found if test(pair[0])]
+        if matched:
+            return matched
+    return []
 
 
 def _info(message: Message, state: State, records: dict[str, Record]) -> JobInfo:

@@ -13,6 +13,7 @@ names no job: the answer is "none", not the driver's error.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import psycopg
 
@@ -102,7 +103,9 @@ class PostgresInspector:
             "before": before,
             "limit": limit + 1,
         }
-        rows = self._link.run(lambda c: c.execute(self._sql["search_jobs"], params).fetchall())
+        names: tuple[str, ...] = ("search_jobs_by_id", "search_jobs_by_key") if text else ()
+        names += ("search_jobs",)
+        rows = self._link.run(lambda c: _first_found(c, [self._sql[n] for n in names], params))
         page = [row_info(row[:-1]) for row in rows[:limit]]
         return JobPage(page, str(rows[limit - 1][-1]) if len(rows) > limit else None)
 
@@ -151,3 +154,13 @@ class PostgresInspector:
     def prune(self) -> int:
         now = self._clock.now()
         return self._link.run(lambda c: c.execute(self._sql["prune"], (now,)).rowcount)
+
+
+def _first_found(connection: Connection, queries: Sequence[str], params: Any) -> list[Any]:
+    """The rows of the first of ``queries`` that finds any (the last one's, if none do)."""
+    rows: list[Any] = []
+    for sql in queries:
+        rows = connection.execute(sql, params).fetchall()
+        if rows:
+            break
+    return rows

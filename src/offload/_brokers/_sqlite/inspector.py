@@ -9,10 +9,11 @@ never raises because of one row: a corrupt job shows as failed
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from ..._clock import Clock
 from ..._message import JobInfo, State
-from .._base import JobPage
+from .._base import JobPage, Throughput
 from .._sql_rows import row_info, seq_cursor, state_of
 from .connection import Database, fetch
 from .schema import QUERIES
@@ -83,13 +84,20 @@ class SqliteInspector:
     ) -> JobPage:
         before = _NO_CURSOR if after is None else seq_cursor(after)
         params = (None if state is None else state.value, queue, text or None, before, limit + 1)
-        rows = self._database.read(QUERIES["search_jobs"], params)
+        rows: list[Any] = []
+        for query in ("search_jobs_by_id", "search_jobs_by_key") if text else ():
+            rows = rows or self._database.read(QUERIES[query], params)
+        rows = rows or self._database.read(QUERIES["search_jobs"], params)
         page = [row_info(row[:-1]) for row in rows[:limit]]
         return JobPage(page, str(rows[limit - 1][-1]) if len(rows) > limit else None)
 
     def oldest_ready(self) -> dict[str, float]:
         rows = self._database.read(QUERIES["oldest_ready"], (self._clock.now(),))
         return {queue: float(due) for queue, due in rows}
+
+    def throughput(self, since: float) -> list[Throughput]:
+        rows = self._database.read(QUERIES["throughput"], (since,))
+        return [Throughput(float(m), str(q), int(s), int(f)) for m, q, s, f in rows]
 
     def cancel(self, job_id: str) -> bool:
         with self._database.write() as db:

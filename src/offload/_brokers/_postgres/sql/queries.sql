@@ -280,13 +280,24 @@ LISTEN {s}
 -- name: search_jobs
 -- A page of jobs, newest first, older than the cursor: the primary key is
 -- walked backwards from there, never skipped over with OFFSET. Text matches
--- an id or a key exactly, or the start of a task name.
+-- the start of a task name (ids and keys: the queries below, first).
 SELECT {info_columns}, seq FROM {s}.jobs
 WHERE (%(state)s::text IS NULL OR state = %(state)s)
     AND (%(queue)s::text IS NULL OR queue = %(queue)s)
-    AND (%(text)s::text IS NULL OR id = %(text)s OR key = %(text)s
-        OR left(task, length(%(text)s)) = %(text)s)
+    AND (%(text)s::text IS NULL OR left(task, length(%(text)s)) = %(text)s)
     AND seq < %(before)s
+ORDER BY seq DESC LIMIT %(limit)s
+
+-- name: search_jobs_by_id
+SELECT {info_columns}, seq FROM {s}.jobs
+WHERE id = %(text)s AND (%(state)s::text IS NULL OR state = %(state)s)
+    AND (%(queue)s::text IS NULL OR queue = %(queue)s) AND seq < %(before)s
+ORDER BY seq DESC LIMIT %(limit)s
+
+-- name: search_jobs_by_key
+SELECT {info_columns}, seq FROM {s}.jobs
+WHERE key = %(text)s AND (%(state)s::text IS NULL OR state = %(state)s)
+    AND (%(queue)s::text IS NULL OR queue = %(queue)s) AND seq < %(before)s
 ORDER BY seq DESC LIMIT %(limit)s
 
 -- name: oldest_ready

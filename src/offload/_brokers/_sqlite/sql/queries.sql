@@ -172,11 +172,21 @@ DELETE FROM jobs WHERE expires <= ?
 -- name: search_jobs
 -- A page of jobs, newest first, older than the cursor (seq < ?4): the primary
 -- key is walked backwards from there, never skipped over with OFFSET. Text
--- matches an id or a key exactly, or the start of a task name.
+-- matches the start of a task name.
 SELECT {info_columns}, seq FROM jobs
 WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR queue = ?2)
-    AND (?3 IS NULL OR id = ?3 OR key = ?3 OR substr(task, 1, length(?3)) = ?3)
+    AND (?3 IS NULL OR substr(task, 1, length(?3)) = ?3)
     AND seq < ?4
+ORDER BY seq DESC LIMIT ?5
+
+-- name: search_jobs_by_id
+SELECT {info_columns}, seq FROM jobs
+WHERE id = ?3 AND (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR queue = ?2) AND seq < ?4
+ORDER BY seq DESC LIMIT ?5
+
+-- name: search_jobs_by_key
+SELECT {info_columns}, seq FROM jobs
+WHERE key = ?3 AND (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR queue = ?2) AND seq < ?4
 ORDER BY seq DESC LIMIT ?5
 
 -- name: oldest_ready
@@ -185,3 +195,6 @@ ORDER BY seq DESC LIMIT ?5
 SELECT queue, min(due) FROM jobs
 WHERE state IN ('queued', 'retrying', 'running') AND state != 'running' AND due <= ?
 GROUP BY queue
+
+-- name: throughput
+SELECT minute, queue, succeeded, failed FROM stats WHERE minute >= ? ORDER BY minute, queue
