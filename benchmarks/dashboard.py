@@ -125,6 +125,7 @@ def pages(url: str, jobs: int) -> list[tuple[str, str]]:
         ("dead letters, a page half-way down", f"/dead?after={jobs // 2}"),
         ("queued jobs of one queue", "/jobs?state=queued&queue=mail"),
         ("search: task name", "/jobs?q=billing."),
+        ("search: no job matches (a full scan)", "/jobs?q=nothing.matches"),
         ("search: job id", f"/jobs?q={job_id}"),
         ("search: key", f"/jobs?q=order:{(jobs // 100) * 50}"),
         ("one job", f"/jobs/{job_id}"),

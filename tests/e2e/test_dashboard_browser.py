@@ -152,6 +152,10 @@ def test_counts_drain_and_a_failed_job_is_retried_to_success(
     assert page.evaluate("window.notReloaded") is True  # live updates, no reload
     failed = page.locator('th[data-queue="*"][data-state="failed"]')
     expect(failed).to_have_text("1", timeout=WAIT_MS)
+    expect(page.locator("[data-chart-total]").first).to_have_text(
+        "30 succeeded, 1 failed", timeout=WAIT_MS
+    )  # the charts follow too
+    expect(page.locator(".changed")).to_have_count(0)  # the highlight of a change faded
     page.screenshot(path=str(shots / "overview-drained.png"), full_page=True)
 
     page.goto(base + "/jobs?q=dashboard_tasks.nap")

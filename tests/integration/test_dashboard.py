@@ -262,3 +262,18 @@ def test_metrics_of_the_broker(app: offload.App) -> None:
     assert 'offload_queue_jobs{queue="default",state="queued"} 1.0' in text
     assert 'offload_queue_jobs{queue="mail",state="failed"} 0.0' in text
     assert 'offload_queue_lag_seconds{queue="default"}' in text
+
+
+def test_the_charts_count_finished_jobs_of_the_last_hour(app: offload.App) -> None:
+    send = _task(app)
+    for i in range(3):
+        send(f"{i}@example.com")
+    deliveries = app.broker.claim(None, 3, 30.0)
+    app.broker.ack(deliveries[0], Outcome(State.FAILED, error_info=BOOM))
+    for delivery in deliveries[1:]:
+        app.broker.ack(delivery, Outcome(State.SUCCEEDED, payload=b"1"))
+    client = _client(app)
+    throughput, failure = client.get("/api/charts").json()
+    assert throughput["total"] == "2 succeeded, 1 failed"
+    assert failure["total"] == "33.3% overall"
+    assert "2 succeeded, 1 failed" in client.get("/").text

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from .._brokers._base import History, Inspector
 
 MINUTES = 60
-WIDTH = 600
+WIDTH = 560
 HEIGHT = 120
 
 
@@ -55,6 +55,14 @@ def history(inspector: Inspector, now: float | None = None) -> list[Chart] | Non
             f"{done} succeeded, {lost} failed",
         ),
         Chart("Failure rate, last hour", "100%", [("bad", _points(rates, 100.0))], overall),
+    ]
+
+
+def charts_json(inspector: Inspector) -> list[dict[str, object]]:
+    """The charts' lines and totals, for the page's live updates (empty: no history)."""
+    return [
+        {"total": chart.total, "top": chart.top, "lines": [points for _, points in chart.lines]}
+        for chart in history(inspector) or []
     ]
 
 

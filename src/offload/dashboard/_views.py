@@ -23,6 +23,10 @@ async def counts(board: Dashboard, request: Request) -> Response:
     return json(await in_thread(_data.counts_json, board.inspector))
 
 
+async def charts(board: Dashboard, request: Request) -> Response:
+    return json(await in_thread(_charts.charts_json, board.inspector))
+
+
 async def jobs(board: Dashboard, request: Request) -> Response:
     return await _listing(board, request, "jobs.html", None)
 
@@ -143,6 +147,7 @@ async def metrics(board: Dashboard, request: Request) -> Response:
 ROUTES: list[tuple[str, str, Any]] = [
     ("/", "GET", overview),
     ("/api/counts", "GET", counts),
+    ("/api/charts", "GET", charts),
     ("/jobs", "GET", jobs),
     ("/jobs/{job_id}", "GET", job),
     ("/api/jobs/{job_id}", "GET", job_json),

@@ -36,6 +36,27 @@ function liveCounts(table) {
   setTimeout(tick, POLL_MS);
 }
 
+function liveCharts(section) {
+  const figures = section.querySelectorAll("figure.chart");
+  async function tick() {
+    try {
+      const charts = await getJSON("/api/charts");
+      charts.forEach((chart, index) => {
+        const figure = figures[index];
+        if (!figure) return;
+        figure.querySelector("[data-chart-total]").textContent = chart.total;
+        figure.querySelector("[data-chart-top]").textContent = chart.top;
+        const lines = figure.querySelectorAll("polyline");
+        chart.lines.forEach((points, i) => { if (lines[i]) lines[i].setAttribute("points", points); });
+      });
+    } catch (error) {
+      console.warn("offload: charts not refreshed", error);
+    }
+    setTimeout(tick, POLL_MS * 5);
+  }
+  if (figures.length) setTimeout(tick, POLL_MS);
+}
+
 function liveJob(fields) {
   const id = fields.dataset.liveJob;
   const shown = fields.dataset.state;
@@ -54,6 +75,8 @@ function liveJob(fields) {
 document.addEventListener("DOMContentLoaded", () => {
   const table = document.querySelector("[data-live-counts]");
   if (table) liveCounts(table);
+  const section = document.querySelector("[data-live-charts]");
+  if (section) liveCharts(section);
   const fields = document.querySelector("[data-live-job]");
   if (fields) liveJob(fields);
   for (const form of document.querySelectorAll("form[data-confirm]")) {
