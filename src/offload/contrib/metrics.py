@@ -129,12 +129,13 @@ class BrokerCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         inspector = self._inspector
+        counts = inspector.counts()
         depth = GaugeMetricFamily(
             "offload_queue_jobs",
             "Jobs in the broker, per queue and state",
             labels=["queue", "state"],
         )
-        for queue, by_state in sorted(inspector.counts().items()):
+        for queue, by_state in sorted(counts.items()):
             for state in State:
                 depth.add_metric([queue, state.value], by_state.get(state, 0))
         yield depth
@@ -145,8 +146,9 @@ class BrokerCollector(Collector):
                 labels=["queue"],
             )
             now = time.time()
-            for queue, since in sorted(inspector.oldest_ready().items()):
-                lag.add_metric([queue], max(0.0, now - since))
+            oldest = inspector.oldest_ready()
+            for queue in sorted(set(counts) | set(oldest)):  # 0: nothing waits
+                lag.add_metric([queue], max(0.0, now - oldest.get(queue, now)))
             yield lag
         if isinstance(inspector, WorkerListing):
             yield GaugeMetricFamily(
