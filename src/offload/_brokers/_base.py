@@ -261,7 +261,9 @@ class JobSearch(Protocol):
     Keyset paging: a page costs the same at the millionth job as at the
     first (no ``OFFSET``), which is what the dashboard needs. A cursor is
     opaque text that only the inspector that made it reads; a malformed
-    one is refused with ``ValueError``.
+    one is refused with ``ValueError``. A page may hold fewer than ``limit``
+    jobs and still have a cursor (a search that reads at most so many jobs
+    a page): follow cursors until one is ``None``.
     """
 
     def search_jobs(

@@ -243,3 +243,28 @@ def test_oldest_ready_is_the_lag_of_each_queue(
     assert inspector.oldest_ready() == {"default": start, "mail": start + 60}
     broker.claim(["default"], 2, LEASE)  # running jobs are not waiting
     assert inspector.oldest_ready() == {"mail": start + 60}
+
+
+def test_search_by_task_pages_through_every_match(
+    broker: ContractBroker, message: MessageFactory
+) -> None:
+    search = _searcher(broker)
+    batch = [message("mail.send" if i % 3 else "reports.build") for i in range(12)]
+    broker.enqueue(batch)
+    wanted = [m.id for m in reversed(batch) if m.task == "mail.send"]
+    seen: list[str] = []
+    cursor = None
+    for _ in range(20):  # a page may be short and still have a cursor: follow it
+        page = search.search_jobs(text="mail.", limit=3, after=cursor)
+        assert len(page.jobs) <= 3
+        seen += [job.id for job in page.jobs]
+        cursor = page.cursor
+        if cursor is None:
+            break
+    assert seen == wanted
+
+
+def test_a_cursor_that_is_not_one_is_refused(broker: ContractBroker) -> None:
+    search = _searcher(broker)
+    with pytest.raises(ValueError, match="not a page cursor"):
+        search.search_jobs(after="nan")

@@ -82,6 +82,7 @@ class MemoryInspector:
     ) -> JobPage:
         # A scan, as every listing here: ids start with their creation time,
         # so the cursor is the last id shown and "older" is "a lower id".
+        before = None if after is None else _cursor_id(after)
         records = self._broker._jobs
         with self._broker._lock:
             found = [
@@ -89,13 +90,13 @@ class MemoryInspector:
                 for message, job_state in self._every_job()
                 if (state is None or job_state is state)
                 and (queue is None or message.queue == queue)
-                and (after is None or message.id < after)
+                and (before is None or message.id < before)
             ]
             if text:
                 found = _matching(found, text)
             found.sort(key=lambda pair: pair[0].id, reverse=True)
             page = [_info(message, job_state, records) for message, job_state in found[:limit]]
-        return JobPage(page, page[-1].id if len(found) > limit else None)
+        return JobPage(page, _CURSOR + page[-1].id if len(found) > limit else None)
 
     def oldest_ready(self) -> dict[str, float]:
         broker = self._broker
@@ -189,6 +190,15 @@ def _take_waiting(
             heapq.heapify(delayed)
             return message
     return None
+
+
+_CURSOR = "@"
+
+
+def _cursor_id(cursor: str) -> str:
+    if not cursor.startswith(_CURSOR):
+        raise ValueError(f"{cursor!r} is not a page cursor of this broker: start from page one")
+    return cursor[len(_CURSOR) :]
 
 
 def _matching(found: list[tuple[Message, State]], text: str) -> list[tuple[Message, State]]:

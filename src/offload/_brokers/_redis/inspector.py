@@ -17,7 +17,8 @@ import redis
 
 from ..._clock import Clock
 from ..._message import JobInfo, State
-from . import rows
+from .._base import JobPage
+from . import rows, search
 from .link import Arg, Link
 from .scripts import Scripts
 
@@ -142,6 +143,26 @@ class RedisInspector:
                 elif fields:  # else gone since it was listed
                     jobs.append(rows.job_info(_shown(job_id), fields))
             return jobs
+
+        return self._call(run)
+
+    def search_jobs(
+        self,
+        state: State | None = None,
+        queue: str | None = None,
+        text: str | None = None,
+        after: str | None = None,
+        limit: int = 50,
+    ) -> JobPage:
+        before = None if after is None else search.cursor_score(after)
+
+        def run(_: bool) -> JobPage:
+            queues = [queue.encode()] if queue is not None else self._queue_names()
+            states = tuple(State) if state is None else (state,)
+            indexes = [self._key(f"st:{s.value}:", q) for q in queues for s in states]
+            finder = search.Search(self._client, self._prefix, indexes, search.wanted(state, queue))
+            found = finder.by_id_or_key(text) if text and before is None else []
+            return JobPage(found, None) if found else finder.page(before, limit, text)
 
         return self._call(run)
 
