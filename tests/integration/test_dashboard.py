@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -277,3 +278,52 @@ def test_the_charts_count_finished_jobs_of_the_last_hour(app: offload.App) -> No
     assert throughput["total"] == "2 succeeded, 1 failed"
     assert failure["total"] == "33.3% overall"
     assert "2 succeeded, 1 failed" in client.get("/").text
+
+
+@pytest.fixture(params=["redis", "postgresql"])
+def server_app(request: pytest.FixtureRequest) -> Iterator[offload.App]:
+    """An app on the Redis or PostgreSQL test server, in a namespace of its own."""
+    from servers import drop_postgres_schema, require_postgres, require_redis
+
+    namespace = f"t_{uuid.uuid4().hex}"
+    server = require_redis() if request.param == "redis" else require_postgres()
+    url = f"{server}?namespace={namespace}"
+    application = offload.App(url, name="dash")
+    yield application
+    application.shutdown(wait=False)
+    if request.param == "redis":
+        from offload._brokers._redis import RedisBroker
+
+        RedisBroker.from_url(url).drop()
+    else:
+        drop_postgres_schema(f"offload_{namespace}")
+
+
+def test_every_view_and_a_retry_on_the_server_brokers(server_app: offload.App) -> None:
+    send = _task(server_app)
+    handles = [send(f"{i}@example.com") for i in range(55)]
+    (delivery,) = server_app.broker.claim(None, 1, 30.0)
+    server_app.broker.ack(delivery, Outcome(State.FAILED, error_info=BOOM))
+    failed = delivery.message.id
+    client = _client(server_app)
+    assert client.get("/api/counts").json()["default"] == {
+        "queued": 54,
+        "running": 0,
+        "retrying": 0,
+        "failed": 1,
+        "succeeded": 0,
+        "cancelled": 0,
+    }
+    first = client.get("/jobs").text
+    older = re.search(r'rel="next" href="\?([^"]+)"', first)
+    assert older and handles[-1].id in first
+    assert handles[0].id in client.get("/jobs?" + older.group(1).replace("&amp;", "&")).text
+    assert handles[7].id in client.get("/jobs", params={"q": handles[7].id}).text
+    dead = client.get("/dead").text
+    assert failed in dead
+    page = client.get(f"/jobs/{failed}").text
+    assert "boom &lt;b&gt;bold&lt;/b&gt;" in page
+    client.post(f"/jobs/{failed}/retry", data={"csrf": _csrf(page)})
+    assert server_app.inspector.job(failed).state is State.QUEUED  # type: ignore[union-attr]
+    assert client.get("/workers").status_code == 200
+    assert client.get("/metrics").status_code == 200
