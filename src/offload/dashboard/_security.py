@@ -68,9 +68,9 @@ def check_bind(host: str, password: str | None) -> None:
         return
     raise ConfigurationError(
         f"refusing to serve the dashboard on {host}: it shows job arguments and results and "
-        "can retry and delete jobs, and {host} is reachable from other machines. Set a "
+        f"can retry and delete jobs, and {host} is reachable from other machines. Set a "
         "password (--password or OFFLOAD_DASHBOARD_PASSWORD), or bind to 127.0.0.1 and "
-        "reach it through an SSH tunnel.".replace("{host}", host)
+        "reach it through an SSH tunnel."
     )
 
 
