@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from contract_support import LEASE, ContractBroker, MessageFactory, claim_ids
 
-from offload._brokers._base import JobSearch, QueueLag
+from offload._brokers._base import History, JobSearch, QueueLag
 from offload._message import ErrorInfo, Outcome, State
 from offload.testing import FakeClock
 
@@ -268,3 +268,27 @@ def test_a_cursor_that_is_not_one_is_refused(broker: ContractBroker) -> None:
     search = _searcher(broker)
     with pytest.raises(ValueError, match="not a page cursor"):
         search.search_jobs(after="nan")
+
+
+def test_throughput_per_minute_and_queue(
+    broker: ContractBroker, message: MessageFactory, clock: FakeClock
+) -> None:
+    inspector = broker.inspector
+    if not isinstance(inspector, History):
+        pytest.skip(f"{type(inspector).__name__} keeps no throughput history")
+    minute = (clock.now() // 60 + 1) * 60
+    clock.advance(minute - clock.now())  # the start of a minute
+    broker.enqueue([message(), message(), message(), message(queue="mail")])
+    a, b, c, d = broker.claim(None, 4, LEASE)
+    broker.ack(a, Outcome(State.SUCCEEDED))
+    broker.ack(b, Outcome(State.FAILED, error_info=BOOM))
+    broker.nack(c, clock.now() + 1, error=BOOM)  # a retry to come: nothing finished
+    clock.advance(61)
+    broker.ack(d, Outcome(State.SUCCEEDED))
+    assert [tuple(row) for row in inspector.throughput(minute - 3600)] == [
+        (minute, "default", 1, 1),
+        (minute + 60, "mail", 1, 0),
+    ]
+    assert [tuple(row) for row in inspector.throughput(minute + 60)] == [
+        (minute + 60, "mail", 1, 0)
+    ]

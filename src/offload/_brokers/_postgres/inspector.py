@@ -19,7 +19,7 @@ import psycopg
 
 from ..._clock import Clock
 from ..._message import JobInfo, State
-from .._base import JobPage
+from .._base import JobPage, Throughput
 from .._sql_rows import row_info, seq_cursor, state_of
 from .enqueue import lock_keys
 from .link import Connection, Link
@@ -113,6 +113,11 @@ class PostgresInspector:
         params = {"now": self._clock.now()}
         rows = self._link.run(lambda c: c.execute(self._sql["oldest_ready"], params).fetchall())
         return {queue: float(due) for queue, due in rows}
+
+    def throughput(self, since: float) -> list[Throughput]:
+        params = {"since": since}
+        rows = self._link.run(lambda c: c.execute(self._sql["throughput"], params).fetchall())
+        return [Throughput(float(m), str(q), int(s), int(f)) for m, q, s, f in rows]
 
     def cancel(self, job_id: str) -> bool:
         if not storable_text(job_id):

@@ -305,3 +305,11 @@ ORDER BY seq DESC LIMIT %(limit)s
 SELECT queue, min(due) FROM {s}.jobs
 WHERE state IN ('queued', 'retrying', 'running') AND state <> 'running' AND due <= %(now)s
 GROUP BY queue
+
+-- name: throughput
+-- Per minute and queue; the state list repeats the partial index's condition.
+SELECT floor(finished / 60) * 60 AS minute, queue,
+    count(*) FILTER (WHERE state = 'succeeded'), count(*) FILTER (WHERE state = 'failed')
+FROM {s}.jobs
+WHERE state IN ('succeeded', 'failed') AND finished >= %(since)s
+GROUP BY 1, 2 ORDER BY 1, 2

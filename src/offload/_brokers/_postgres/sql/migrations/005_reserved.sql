@@ -1,0 +1,4 @@
+-- Placeholder on branch wt-dashboard: migration 005 belongs to another branch
+-- (migrations must be numbered without a gap). Delete this file when merging
+-- that branch's own 005_*.sql.
+SELECT 1;
