@@ -126,3 +126,24 @@ def test_worker_metrics_and_spans_of_a_job_retried_once(observed: Any, tmp_path:
         {"span_id": first["span_id"], "attributes": {"offload.link": "first attempt"}}
     ]
     print(json.dumps([published, first, retry], indent=1))  # shown with -s
+
+
+def test_metrics_port_without_the_middleware_is_refused_saying_what_to_add(
+    tmp_path: Path,
+) -> None:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(TESTS),
+        "OFFLOAD_TEST_URL": f"sqlite:///{tmp_path / 'jobs.db'}",
+    }
+    command = [sys.executable, "-m", "offload", "worker", "durable_tasks:app"]
+    done = subprocess.run(
+        [*command, "--metrics-port", str(_free_port())],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "App(url, middleware=[Metrics()])" in done.stderr
