@@ -157,3 +157,31 @@ def test_a_failed_enqueue_marks_its_publish_spans(
         tracing.enqueue([message], refuse)
     (span,) = exporter.get_finished_spans()
     assert not span.status.is_ok
+
+
+class _Listing:
+    """An inspector with counts, lag and the WorkerListing capability (until brokers have it)."""
+
+    def counts(self) -> dict[str, dict[offload.State, int]]:
+        return {"mail": {offload.State.QUEUED: 4}, "default": {}}
+
+    def oldest_ready(self) -> dict[str, float]:
+        return {"mail": 1_000.0}
+
+    def workers(self) -> list[Any]:
+        return [object(), object()]
+
+
+def test_the_broker_collector_reports_depth_lag_and_live_workers() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from offload.contrib.metrics import BrokerCollector
+
+    registry = CollectorRegistry()
+    registry.register(BrokerCollector(_Listing()))  # type: ignore[arg-type]
+    value = registry.get_sample_value
+    assert value("offload_queue_jobs", {"queue": "mail", "state": "queued"}) == 4
+    assert value("offload_queue_jobs", {"queue": "default", "state": "failed"}) == 0
+    assert value("offload_queue_lag_seconds", {"queue": "mail"}) > 1_000  # type: ignore[operator]
+    assert value("offload_queue_lag_seconds", {"queue": "default"}) == 0
+    assert value("offload_workers_alive") == 2
