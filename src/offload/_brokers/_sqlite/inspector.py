@@ -63,7 +63,12 @@ class SqliteInspector:
 
     def counts(self) -> dict[str, dict[State, int]]:
         counts: dict[str, dict[State, int]] = {}
-        for queue, state, count in self._database.read(QUERIES["counts"]):
+        found = self._database.read(QUERIES["counts"])
+        rows = [row for row in found if row[0] is not None]  # queue is NOT NULL...
+        total = sum(row[2] for row in found if row[0] is None)  # ...but the total's
+        if total != sum(count for _, _, count in rows):
+            rows += self._database.read(QUERIES["counts_unknown"])
+        for queue, state, count in rows:
             by_state = counts.setdefault(queue, {})
             by_state[state_of(state)] = by_state.get(state_of(state), 0) + count
         return counts
