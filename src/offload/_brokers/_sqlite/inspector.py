@@ -62,15 +62,25 @@ class SqliteInspector:
         return states
 
     def counts(self) -> dict[str, dict[State, int]]:
+        live: dict[str, int] = {}
         counts: dict[str, dict[State, int]] = {}
-        found = self._database.read(QUERIES["counts"])
-        rows = [row for row in found if row[0] is not None]  # queue is NOT NULL...
-        total = sum(row[2] for row in found if row[0] is None)  # ...but the total's
-        if total != sum(count for _, _, count in rows):
-            rows += self._database.read(QUERIES["counts_unknown"])
-        for queue, state, count in rows:
+        total = 0
+        for queue, kind, count in self._database.read(QUERIES["counts"]):
+            if kind == "all":
+                total = count
+            elif kind == "live":
+                live[queue] = count
+            else:
+                counts.setdefault(queue, {})[state_of(kind)] = count
+        for queue, count in live.items():
             by_state = counts.setdefault(queue, {})
-            by_state[state_of(state)] = by_state.get(state_of(state), 0) + count
+            queued = count - by_state.get(State.RUNNING, 0) - by_state.get(State.RETRYING, 0)
+            if queued:
+                by_state[State.QUEUED] = queued
+        if total != sum(sum(by_state.values()) for by_state in counts.values()):
+            for queue, state, count in self._database.read(QUERIES["counts_unknown"]):
+                by_state = counts.setdefault(queue, {})
+                by_state[state_of(state)] = by_state.get(state_of(state), 0) + count
         return counts
 
     def jobs(

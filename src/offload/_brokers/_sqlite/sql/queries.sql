@@ -133,18 +133,21 @@ SELECT {info_columns} FROM jobs WHERE id = ?
 SELECT id, state FROM jobs WHERE id IN ({marks})
 
 -- name: counts
--- Through the two partial indexes (live: jobs_claim; finished: jobs_finished),
--- whose conditions each part repeats word for word, and the number of all
--- jobs (from the id index), in one statement: one snapshot. More jobs than
--- the parts counted means rows in a state offload does not know (a damaged
--- file): only then is the table scanned for them (counts_unknown).
-SELECT queue, state, count(*) FROM jobs
-WHERE state IN ('queued', 'retrying', 'running') GROUP BY queue, state
+-- Each part through a partial index whose condition it repeats word for
+-- word, never the table: live jobs per queue (jobs_claim), running ones
+-- (jobs_lease), the others by state (jobs_settled); queued is what is left
+-- of live. Then the number of all jobs (the id index). One statement: one
+-- snapshot. More jobs than the parts found means rows in a state offload
+-- does not know (a damaged file): only then is the table scanned for them.
+SELECT queue, 'live', count(*) FROM jobs
+WHERE state IN ('queued', 'retrying', 'running') GROUP BY queue
+UNION ALL
+SELECT queue, state, count(*) FROM jobs WHERE state = 'running' GROUP BY queue
 UNION ALL
 SELECT queue, state, count(*) FROM jobs
-WHERE state IN ('succeeded', 'failed', 'cancelled') GROUP BY queue, state
+WHERE state IN ('retrying', 'succeeded', 'failed', 'cancelled') GROUP BY queue, state
 UNION ALL
-SELECT NULL, NULL, count(*) FROM jobs
+SELECT NULL, 'all', count(*) FROM jobs
 
 -- name: counts_unknown
 SELECT queue, state, count(*) FROM jobs
