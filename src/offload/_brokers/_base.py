@@ -290,7 +290,8 @@ class QueueLag(Protocol):
 
     def oldest_ready(self) -> dict[str, float]:
         """Per queue, the epoch second its oldest claimable job became claimable (its eta,
-        else its creation, else its retry time); queues with none claimable are left out.
+        else its creation, else its retry time, or for a running job whose lease lapsed,
+        the lease's end); queues with none claimable are left out.
 
         ``now - value`` is the queue's lag: how far the workers are behind.
         """

@@ -301,9 +301,10 @@ WHERE key = %(text)s AND (%(state)s::text IS NULL OR state = %(state)s)
 ORDER BY seq DESC LIMIT %(limit)s
 
 -- name: oldest_ready
--- The live states spelled as the claim indexes have them; running jobs left out.
+-- Claimable: queued or retrying and due, or running with a lapsed lease (its
+-- due is the lease's end). The live states spelled as the claim indexes have them.
 SELECT queue, min(due) FROM {s}.jobs
-WHERE state IN ('queued', 'retrying', 'running') AND state <> 'running' AND due <= %(now)s
+WHERE state IN ('queued', 'retrying', 'running') AND due <= %(now)s
 GROUP BY queue
 
 -- name: throughput

@@ -209,10 +209,12 @@ WHERE key = ?3 AND (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR queue = ?2) AND
 ORDER BY seq DESC LIMIT ?5
 
 -- name: oldest_ready
--- The live states spelled as the claim index has them (a partial index is
--- used only when the query repeats its condition); running jobs left out.
+-- Claimable: queued or retrying and due, or running with a lapsed lease (its
+-- due is the lease's end). The live states spelled as the claim index has
+-- them, so that it is read alone (a partial index is used only when the
+-- query repeats its condition).
 SELECT queue, min(due) FROM jobs
-WHERE state IN ('queued', 'retrying', 'running') AND state != 'running' AND due <= ?
+WHERE state IN ('queued', 'retrying', 'running') AND due <= ?
 GROUP BY queue
 
 -- name: throughput
