@@ -22,7 +22,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from .._brokers._base import Inspector, WorkerListing
+from .._brokers._base import Inspector
 from .._brokers._url import redacted
 from .._message import State
 from .._serializers import Serializer
@@ -153,10 +153,6 @@ def state_param(request: Request, name: str = "state") -> State | None:
 
 def redirect(path: str, note: str) -> Response:
     return RedirectResponse(f"{path}?note={note}", status_code=303)
-
-
-def has_workers(inspector: Inspector) -> bool:
-    return isinstance(inspector, WorkerListing)
 
 
 def json(data: Any) -> Response:
