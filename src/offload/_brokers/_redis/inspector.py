@@ -17,12 +17,15 @@ import redis
 
 from ..._clock import Clock
 from ..._message import JobInfo, State
-from .._base import JobPage
+from .._base import JobPage, Throughput
 from . import rows, search
 from .link import Arg, Link
 from .scripts import Scripts
 
 _T = TypeVar("_T")
+
+_HISTORY_MINUTES = 1440
+"""Minutes of throughput the scripts keep (``count_finished``: a day)."""
 
 
 class Call(Protocol):
@@ -163,6 +166,23 @@ class RedisInspector:
             finder = search.Search(self._client, self._prefix, indexes, search.wanted(state, queue))
             found = finder.by_id_or_key(text) if text and before is None else []
             return JobPage(found, None) if found else finder.page(before, limit, text)
+
+        return self._call(run)
+
+    def throughput(self, since: float) -> list[Throughput]:
+        now = self._clock.now()
+        first = int(since // 60) * 60 + (0 if since % 60 == 0 else 60)
+        minutes = range(first, int(now // 60) * 60 + 1, 60)[-_HISTORY_MINUTES:]
+
+        def run(_: bool) -> list[Throughput]:
+            pipe = self._client.pipeline(transaction=False)
+            for minute in minutes:
+                pipe.hgetall(f"{self._prefix}stats:{minute}")
+            found = []
+            for minute, fields in zip(minutes, pipe.execute(raise_on_error=False), strict=True):
+                if isinstance(fields, dict):
+                    found += search.minute_rows(float(minute), fields)
+            return found
 
         return self._call(run)
 

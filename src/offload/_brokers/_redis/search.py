@@ -22,7 +22,7 @@ from typing import Any, cast
 import redis
 
 from ..._message import JobInfo, State
-from .._base import JobPage
+from .._base import JobPage, Throughput
 from . import rows
 
 SCAN_BUDGET = 5000
@@ -116,3 +116,19 @@ def wanted(state: State | None, queue: str | None) -> Callable[[JobInfo], bool]:
         return (state is None or job.state is state) and (queue is None or job.queue == queue)
 
     return test
+
+
+def minute_rows(minute: float, fields: dict[bytes, bytes]) -> list[Throughput]:
+    """One ``stats:{minute}`` hash (``{state}:{queue}`` -> count) as rows, by queue.
+
+    A field that is not what the scripts write is left out: the charts
+    never fail because of one.
+    """
+    by_queue: dict[str, list[int]] = {}
+    for field, value in fields.items():
+        state, _, queue = field.decode("utf-8", "backslashreplace").partition(":")
+        if state not in ("succeeded", "failed") or not value.isdigit():
+            continue
+        counts = by_queue.setdefault(queue, [0, 0])
+        counts[state == "failed"] += int(value)
+    return [Throughput(minute, q, s, f) for q, (s, f) in sorted(by_queue.items())]
