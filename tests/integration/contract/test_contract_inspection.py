@@ -237,7 +237,7 @@ def test_oldest_ready_is_the_lag_of_each_queue(
     start = clock.now()
     broker.enqueue([message(), message(queue="mail", eta=start + 60)])
     clock.advance(5)
-    broker.enqueue([message()])
+    broker.enqueue([message(priority=9)])  # claimed first, yet not the oldest
     assert inspector.oldest_ready() == {"default": start}  # mail's job is not due yet
     clock.advance(60)
     assert inspector.oldest_ready() == {"default": start, "mail": start + 60}

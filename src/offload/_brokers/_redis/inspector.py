@@ -18,7 +18,7 @@ import redis
 from ..._clock import Clock
 from ..._message import JobInfo, State
 from .._base import JobPage, Throughput
-from . import rows, search
+from . import lag, rows, search
 from .link import Arg, Link
 from .scripts import Scripts
 
@@ -185,6 +185,12 @@ class RedisInspector:
             return found
 
         return self._call(run)
+
+    def oldest_ready(self) -> dict[str, float]:
+        now = self._clock.now()
+        return self._call(
+            lambda _: lag.oldest_ready(self._client, self._prefix, self._queue_names(), now)
+        )
 
     def cancel(self, job_id: str) -> bool:
         args = [self._prefix, job_id, repr(self._clock.now()), repr(self._result_ttl)]
