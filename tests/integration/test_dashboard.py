@@ -327,3 +327,35 @@ def test_every_view_and_a_retry_on_the_server_brokers(server_app: offload.App) -
     assert server_app.inspector.job(failed).state is State.QUEUED  # type: ignore[union-attr]
     assert client.get("/workers").status_code == 200
     assert client.get("/metrics").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("host", "allowed"),
+    [
+        ("127.0.0.1", True),
+        ("127.0.0.2", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("192.168.1.10", False),
+        ("dashboard.example", False),  # a name may resolve anywhere
+    ],
+)
+def test_only_loopback_is_served_without_a_password(host: str, allowed: bool) -> None:
+    from offload.dashboard import check_bind
+
+    check_bind(host, "pw")  # a password allows any address
+    if allowed:
+        check_bind(host, None)
+    else:
+        with pytest.raises(offload.ConfigurationError, match="Set a password"):
+            check_bind(host, None)
+
+
+def test_the_password_guards_the_json_and_metrics_too(app: offload.App) -> None:
+    client = _client(app, password="s3cret")
+    for path in ("/api/counts", "/api/charts", "/api/jobs/x", "/metrics", "/static/dashboard.js"):
+        assert client.get(path).status_code == 401, path
+    assert client.get("/api/counts", auth=("u", "s3cret")).status_code == 200
