@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from ..._message import JobInfo, Message, State
-from .._base import JobPage
+from .._base import JobPage, Throughput
 from .records import Queue, Record
 
 if TYPE_CHECKING:
@@ -110,6 +110,18 @@ class MemoryInspector:
                     oldest[queue] = min(due, now)
         return oldest
 
+    def throughput(self, since: float) -> list[Throughput]:
+        # Read from the finished jobs themselves (kept until their TTL passes).
+        per_minute: dict[tuple[float, str], list[int]] = {}
+        with self._broker._lock:
+            for record in self._broker._jobs.values():
+                done = record.finished
+                if done is None or done < since or record.state not in _COUNTED:
+                    continue
+                counts = per_minute.setdefault((done // 60 * 60, record.message.queue), [0, 0])
+                counts[record.state is State.FAILED] += 1
+        return [Throughput(m, q, s, f) for (m, q), (s, f) in sorted(per_minute.items())]
+
     def cancel(self, job_id: str) -> bool:
         broker = self._broker
         with broker._lock:
@@ -193,6 +205,7 @@ def _take_waiting(
 
 
 _CURSOR = "@"
+_COUNTED = (State.SUCCEEDED, State.FAILED)
 
 
 def _cursor_id(cursor: str) -> str:
