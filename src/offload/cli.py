@@ -4,25 +4,23 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
-import threading
 import time
-from types import FrameType
 from typing import TYPE_CHECKING
 
 import click
 
 from . import __version__, _logformat
 from ._broker_wait import reach_broker
-from ._brokers._url import redacted
 from ._commands import load_app as _load_app
 from ._commands import register
+from ._commands_dashboard import dashboard as _dashboard
+from ._commands_metrics import serve_metrics
 from ._commands_schedules import register as register_schedules
 from ._commands_workers import workers
+from ._serving import serve
 
 if TYPE_CHECKING:  # the command imports them at run time, through the app it loads
-    from ._app import App
-    from ._worker import Worker
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +34,7 @@ def main() -> None:
 register(main)  # status, jobs, show, retry, cancel, purge
 register_schedules(main)  # schedules, scheduler
 main.add_command(workers)  # offload workers: the live workers (_commands_workers)
+main.add_command(_dashboard)
 
 
 @main.command()
@@ -69,6 +68,12 @@ main.add_command(workers)  # offload workers: the live workers (_commands_worker
     help="Do not send the app's periodic ticks from this worker (see `offload scheduler`).",
 )
 @click.option(
+    "--metrics-port",
+    metavar="[HOST:]PORT",
+    help="Serve Prometheus metrics there (127.0.0.1 unless a host is given); "
+    "the app needs offload.contrib.metrics.Metrics() in its middleware.",
+)
+@click.option(
     "--log-level",
     default="INFO",
     show_default=True,
@@ -98,6 +103,7 @@ def worker(  # click passes every option by keyword
     grace: float,
     lease: float,
     no_scheduler: bool,
+    metrics_port: str | None,
     log_level: str,
     log_format: str,
     wait_for_broker: float | None,
@@ -123,52 +129,9 @@ def worker(  # click passes every option by keyword
     runner = app.worker(
         queues=names, pool=pool, concurrency=concurrency, lease=lease, scheduler=not no_scheduler
     )
-    _serve(app, runner, names, pool, grace)
-
-
-def _serve(app: App, runner: Worker, queues: list[str] | None, pool: str, grace: float) -> None:
-    """Run ``runner`` until SIGTERM/SIGINT, then drain it for ``grace`` seconds."""
-    stop = _install_signal_handlers()
-    runner.start()
-    log.info(
-        "offload worker %d: broker %s, queues %s, pool %s, concurrency %d",
-        os.getpid(),
-        redacted(app.url),
-        ",".join(queues) if queues else "all",
-        pool,
-        runner.size(pool),
-    )
-    while not stop.wait(0.5):
-        pass
-    log.info(
-        "offload worker %d: stopping; up to %gs for running tasks (signal again to exit now)",
-        os.getpid(),
-        grace,
-    )
-    released = runner.drain(grace)
-    if released:
-        log.warning("offload worker %d: released %d unfinished tasks", os.getpid(), released)
-    app.broker.close()
-    log.info("offload worker %d: stopped", os.getpid())
-
-
-def _install_signal_handlers() -> threading.Event:
-    """First SIGTERM/SIGINT: set the event. Second: the process ends at once.
-
-    After the first signal the default action is restored, so the second
-    ends the process in the kernel, whatever Python is doing (a handler
-    would wait for the main thread to come back from C code).
-    """
-    stop = threading.Event()
-
-    def handle(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-    signal.signal(signal.SIGTERM, handle)
-    signal.signal(signal.SIGINT, handle)
-    return stop
+    if metrics_port:
+        log.info("offload worker %d: metrics on %s", os.getpid(), serve_metrics(app, metrics_port))
+    serve(app, runner, names, pool, grace)
 
 
 @main.command()

@@ -264,6 +264,80 @@ class Inspector(Protocol):
         ...
 
 
+class JobPage(NamedTuple):
+    """One page of ``JobSearch.search_jobs``: jobs newest first, and where the next page starts."""
+
+    jobs: list[JobInfo]
+    cursor: str | None
+    """Pass as ``after`` for the next (older) page; ``None``: this was the last page."""
+
+
+@runtime_checkable
+class JobSearch(Protocol):
+    """Capability of an inspector: page through jobs by cursor, and search them.
+
+    Keyset paging: a page costs the same at the millionth job as at the
+    first (no ``OFFSET``), which is what the dashboard needs. A cursor is
+    opaque text that only the inspector that made it reads; a malformed
+    one is refused with ``ValueError``. A page may hold fewer than ``limit``
+    jobs and still have a cursor (a search that reads at most so many jobs
+    a page): follow cursors until one is ``None``.
+    """
+
+    def search_jobs(
+        self,
+        state: State | None = None,
+        queue: str | None = None,
+        text: str | None = None,
+        after: str | None = None,
+        limit: int = 50,
+    ) -> JobPage:
+        """Jobs in ``state`` of ``queue`` (all for None), newest first, older than ``after``.
+
+        ``text`` (None: every job) finds the job whose id it is; if none, the
+        jobs whose key it is; if none, the jobs whose task name starts with
+        it. (Ids and keys are looked up by index: a search by id or key
+        stays fast at any size.)
+        """
+        ...
+
+
+@runtime_checkable
+class QueueLag(Protocol):
+    """Capability of an inspector: how long each queue's oldest claimable job has waited."""
+
+    def oldest_ready(self) -> dict[str, float]:
+        """Per queue, the epoch second its oldest claimable job became claimable (its eta,
+        else its creation, else its retry time, or for a running job whose lease lapsed,
+        the lease's end); queues with none claimable are left out.
+
+        ``now - value`` is the queue's lag: how far the workers are behind.
+        """
+        ...
+
+
+class Throughput(NamedTuple):
+    """Jobs that finished in one minute, on one queue (``History.throughput``)."""
+
+    minute: float  # epoch seconds of the minute's start
+    queue: str
+    succeeded: int
+    failed: int  # dead-lettered: failed for good (a retry scheduled is not counted)
+
+
+@runtime_checkable
+class History(Protocol):
+    """Capability of an inspector: finished jobs per minute, kept in the broker.
+
+    Written by the broker as jobs finish, so a restarted dashboard keeps it;
+    minutes older than a day are dropped.
+    """
+
+    def throughput(self, since: float) -> list[Throughput]:
+        """The minutes from ``since`` (epoch s) on, oldest first; minutes with none left out."""
+        ...
+
+
 class WorkerInfo(NamedTuple):
     """One live worker, as it registered itself in the broker (``offload workers``, dashboard)."""
 

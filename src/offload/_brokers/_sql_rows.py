@@ -286,3 +286,10 @@ def _corrupt_info(values: Sequence[Any], problem: str) -> JobInfo:
         payload=typed(11, (bytes,)),
         error=error,
     )
+
+
+def seq_cursor(cursor: str) -> int:
+    """The ``seq`` a SQL inspector's page cursor holds; ``ValueError`` for anything else."""
+    if not cursor.isdigit() or len(cursor) > 19:
+        raise ValueError(f"{cursor!r} is not a page cursor of this broker: start from page one")
+    return int(cursor)

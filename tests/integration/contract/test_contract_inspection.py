@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from contract_support import LEASE, ContractBroker, MessageFactory, claim_ids
 
+from offload._brokers._base import History, JobSearch, QueueLag
 from offload._message import ErrorInfo, Outcome, State
 from offload.testing import FakeClock
 
@@ -164,3 +166,129 @@ def test_retry_refuses_a_job_whose_key_is_taken_again(
     second = message(key="k")
     broker.enqueue([second])
     assert broker.inspector.retry(first.id) is False, "two live jobs would share the key"
+
+
+# -- paging and search (JobSearch: SQLite, PostgreSQL, memory) ---------------------------
+
+
+def _searcher(broker: ContractBroker) -> JobSearch:
+    inspector = broker.inspector
+    if not isinstance(inspector, JobSearch):
+        pytest.skip(f"{type(inspector).__name__} does not page by cursor (dashboard falls back)")
+    return inspector
+
+
+def test_pages_follow_the_cursor_newest_first(
+    broker: ContractBroker, message: MessageFactory
+) -> None:
+    search = _searcher(broker)
+    batch = [message() for _ in range(7)]
+    broker.enqueue(batch)
+    newest_first = [m.id for m in reversed(batch)]
+    seen: list[str] = []
+    cursor = None
+    for _ in range(4):
+        page = search.search_jobs(limit=3, after=cursor)
+        seen += [job.id for job in page.jobs]
+        cursor = page.cursor
+        if cursor is None:
+            break
+    assert seen == newest_first
+    assert len(search.search_jobs(limit=7).jobs) == 7
+    assert search.search_jobs(limit=7).cursor is None
+
+
+def test_search_by_id_key_and_task_prefix(broker: ContractBroker, message: MessageFactory) -> None:
+    search = _searcher(broker)
+    mail = message("mail.send", key="user:42")
+    report = message("reports.build", queue="slow")
+    other = message("mail.bounce")
+    broker.enqueue([mail, report, other])
+    assert [j.id for j in search.search_jobs(text=report.id).jobs] == [report.id]
+    assert [j.id for j in search.search_jobs(text="user:42").jobs] == [mail.id]
+    assert [j.id for j in search.search_jobs(text="mail.").jobs] == [other.id, mail.id]
+    assert search.search_jobs(text="nothing").jobs == []
+    assert [j.id for j in search.search_jobs(queue="slow").jobs] == [report.id]
+    assert search.search_jobs(state=State.FAILED).jobs == []
+
+
+def test_search_by_state_pages_past_other_states(
+    broker: ContractBroker, message: MessageFactory
+) -> None:
+    search = _searcher(broker)
+    batch = [message() for _ in range(6)]
+    broker.enqueue(batch)
+    for delivery in broker.claim(None, 4, LEASE)[::2]:
+        broker.ack(delivery, Outcome(State.FAILED, error_info=BOOM))
+    first = search.search_jobs(State.FAILED, limit=1)
+    assert len(first.jobs) == 1 and first.cursor is not None
+    second = search.search_jobs(State.FAILED, limit=1, after=first.cursor)
+    assert [j.state for j in first.jobs + second.jobs] == [State.FAILED, State.FAILED]
+    assert first.jobs[0].id != second.jobs[0].id
+    assert second.cursor is None  # the last page says so
+
+
+def test_oldest_ready_is_the_lag_of_each_queue(
+    broker: ContractBroker, message: MessageFactory, clock: FakeClock
+) -> None:
+    inspector = broker.inspector
+    if not isinstance(inspector, QueueLag):
+        pytest.skip(f"{type(inspector).__name__} does not tell queue lag")
+    start = clock.now()
+    broker.enqueue([message(), message(queue="mail", eta=start + 60)])
+    clock.advance(5)
+    broker.enqueue([message(priority=9)])  # claimed first, yet not the oldest
+    assert inspector.oldest_ready() == {"default": start}  # mail's job is not due yet
+    clock.advance(60)
+    assert inspector.oldest_ready() == {"default": start, "mail": start + 60}
+    broker.claim(["default"], 2, LEASE)  # running jobs are not waiting
+    assert inspector.oldest_ready() == {"mail": start + 60}
+
+
+def test_search_by_task_pages_through_every_match(
+    broker: ContractBroker, message: MessageFactory
+) -> None:
+    search = _searcher(broker)
+    batch = [message("mail.send" if i % 3 else "reports.build") for i in range(12)]
+    broker.enqueue(batch)
+    wanted = [m.id for m in reversed(batch) if m.task == "mail.send"]
+    seen: list[str] = []
+    cursor = None
+    for _ in range(20):  # a page may be short and still have a cursor: follow it
+        page = search.search_jobs(text="mail.", limit=3, after=cursor)
+        assert len(page.jobs) <= 3
+        seen += [job.id for job in page.jobs]
+        cursor = page.cursor
+        if cursor is None:
+            break
+    assert seen == wanted
+
+
+def test_a_cursor_that_is_not_one_is_refused(broker: ContractBroker) -> None:
+    search = _searcher(broker)
+    with pytest.raises(ValueError, match="not a page cursor"):
+        search.search_jobs(after="nan")
+
+
+def test_throughput_per_minute_and_queue(
+    broker: ContractBroker, message: MessageFactory, clock: FakeClock
+) -> None:
+    inspector = broker.inspector
+    if not isinstance(inspector, History):
+        pytest.skip(f"{type(inspector).__name__} keeps no throughput history")
+    minute = (clock.now() // 60 + 1) * 60
+    clock.advance(minute - clock.now())  # the start of a minute
+    broker.enqueue([message(), message(), message(), message(queue="mail")])
+    a, b, c, d = broker.claim(None, 4, LEASE)
+    broker.ack(a, Outcome(State.SUCCEEDED))
+    broker.ack(b, Outcome(State.FAILED, error_info=BOOM))
+    broker.nack(c, clock.now() + 1, error=BOOM)  # a retry to come: nothing finished
+    clock.advance(61)
+    broker.ack(d, Outcome(State.SUCCEEDED))
+    assert [tuple(row) for row in inspector.throughput(minute - 3600)] == [
+        (minute, "default", 1, 1),
+        (minute + 60, "mail", 1, 0),
+    ]
+    assert [tuple(row) for row in inspector.throughput(minute + 60)] == [
+        (minute + 60, "mail", 1, 0)
+    ]

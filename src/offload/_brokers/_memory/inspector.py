@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Iterator, Sequence
+import math
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from ..._message import JobInfo, Message, State
-from .._base import WorkerInfo
+from .._base import JobPage, Throughput, WorkerInfo
 from .records import Queue, Record
 
 if TYPE_CHECKING:
@@ -75,6 +76,56 @@ class MemoryInspector:
             # Ids start with their creation time: newest first is highest id first.
             found.sort(key=lambda pair: pair[0].id, reverse=True)
             return [_info(message, job_state, records) for message, job_state in found[:limit]]
+
+    def search_jobs(
+        self,
+        state: State | None = None,
+        queue: str | None = None,
+        text: str | None = None,
+        after: str | None = None,
+        limit: int = 50,
+    ) -> JobPage:
+        # A scan, as every listing here: ids start with their creation time,
+        # so the cursor is the last id shown and "older" is "a lower id".
+        before = None if after is None else _cursor_id(after)
+        records = self._broker._jobs
+        with self._broker._lock:
+            found = [
+                (message, job_state)
+                for message, job_state in self._every_job()
+                if (state is None or job_state is state)
+                and (queue is None or message.queue == queue)
+                and (before is None or message.id < before)
+            ]
+            if text:
+                found = _matching(found, text)
+            found.sort(key=lambda pair: pair[0].id, reverse=True)
+            page = [_info(message, job_state, records) for message, job_state in found[:limit]]
+        return JobPage(page, _CURSOR + page[-1].id if len(found) > limit else None)
+
+    def oldest_ready(self) -> dict[str, float]:
+        broker = self._broker
+        oldest: dict[str, float] = {}
+        with broker._lock:
+            now = broker._clock.now()
+            ready = [(m.eta or m.created, m.queue) for q in broker._queues.values() for m in q]
+            ready += [(eta, m.queue) for eta, _, m in broker._delayed if eta <= now]
+            for due, queue in ready:
+                if due < oldest.get(queue, math.inf):
+                    oldest[queue] = min(due, now)
+        return oldest
+
+    def throughput(self, since: float) -> list[Throughput]:
+        # Read from the finished jobs themselves (kept until their TTL passes).
+        per_minute: dict[tuple[float, str], list[int]] = {}
+        with self._broker._lock:
+            for record in self._broker._jobs.values():
+                done = record.finished
+                if done is None or done < since or record.state not in _COUNTED:
+                    continue
+                counts = per_minute.setdefault((done // 60 * 60, record.message.queue), [0, 0])
+                counts[record.state is State.FAILED] += 1
+        return [Throughput(m, q, s, f) for (m, q), (s, f) in sorted(per_minute.items())]
 
     def cancel(self, job_id: str) -> bool:
         broker = self._broker
@@ -156,6 +207,30 @@ def _take_waiting(
             heapq.heapify(delayed)
             return message
     return None
+
+
+_CURSOR = "@"
+_COUNTED = (State.SUCCEEDED, State.FAILED)
+
+
+def _cursor_id(cursor: str) -> str:
+    if not cursor.startswith(_CURSOR):
+        raise ValueError(f"{cursor!r} is not a page cursor of this broker: start from page one")
+    return cursor[len(_CURSOR) :]
+
+
+def _matching(found: list[tuple[Message, State]], text: str) -> list[tuple[Message, State]]:
+    """The job with id ``text``; else those with key ``text``; else those of tasks it starts."""
+    tests: list[Callable[[Message], bool]] = [
+        lambda m: m.id == text,
+        lambda m: m.key == text,
+        lambda m: m.task.startswith(text),
+    ]
+    for test in tests:
+        matched = [pair for pair in found if test(pair[0])]
+        if matched:
+            return matched
+    return []
 
 
 def _info(message: Message, state: State, records: dict[str, Record]) -> JobInfo:

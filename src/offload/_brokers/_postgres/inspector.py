@@ -13,17 +13,21 @@ names no job: the answer is "none", not the driver's error.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import psycopg
 
 from ..._clock import Clock
 from ..._message import Delivery, JobInfo, Progress, State
-from .._base import WorkerInfo
-from .._sql_rows import row_info, state_of
+from .._base import JobPage, Throughput, WorkerInfo
+from .._sql_rows import row_info, seq_cursor, state_of
 from .enqueue import lock_keys
 from .link import Connection, Link
 from .values import storable_text
 from .workers import live_workers
+
+_NO_CURSOR = 2**63 - 1
+"""Larger than any ``seq``: the first page."""
 
 
 class PostgresInspector:
@@ -123,6 +127,40 @@ class PostgresInspector:
         rows = self._link.run(lambda c: c.execute(self._sql["jobs"], params).fetchall())
         return [row_info(row) for row in rows]
 
+    def search_jobs(
+        self,
+        state: State | None = None,
+        queue: str | None = None,
+        text: str | None = None,
+        after: str | None = None,
+        limit: int = 50,
+    ) -> JobPage:
+        before = _NO_CURSOR if after is None else seq_cursor(after)
+        if (queue is not None and not storable_text(queue)) or (text and not storable_text(text)):
+            return JobPage([], None)
+        params = {
+            "state": None if state is None else state.value,
+            "queue": queue,
+            "text": text or None,
+            "before": before,
+            "limit": limit + 1,
+        }
+        names: tuple[str, ...] = ("search_jobs_by_id", "search_jobs_by_key") if text else ()
+        names += ("search_jobs",)
+        rows = self._link.run(lambda c: _first_found(c, [self._sql[n] for n in names], params))
+        page = [row_info(row[:-1]) for row in rows[:limit]]
+        return JobPage(page, str(rows[limit - 1][-1]) if len(rows) > limit else None)
+
+    def oldest_ready(self) -> dict[str, float]:
+        params = {"now": self._clock.now()}
+        rows = self._link.run(lambda c: c.execute(self._sql["oldest_ready"], params).fetchall())
+        return {queue: float(due) for queue, due in rows}
+
+    def throughput(self, since: float) -> list[Throughput]:
+        params = {"since": since}
+        rows = self._link.run(lambda c: c.execute(self._sql["throughput"], params).fetchall())
+        return [Throughput(float(m), str(q), int(s), int(f)) for m, q, s, f in rows]
+
     def cancel(self, job_id: str) -> bool:
         if not storable_text(job_id):
             return False
@@ -163,3 +201,13 @@ class PostgresInspector:
     def prune(self) -> int:
         now = self._clock.now()
         return self._link.run(lambda c: c.execute(self._sql["prune"], (now,)).rowcount)
+
+
+def _first_found(connection: Connection, queries: Sequence[str], params: Any) -> list[Any]:
+    """The rows of the first of ``queries`` that finds any (the last one's, if none do)."""
+    rows: list[Any] = []
+    for sql in queries:
+        rows = connection.execute(sql, params).fetchall()
+        if rows:
+            break
+    return rows

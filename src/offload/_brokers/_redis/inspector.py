@@ -18,13 +18,16 @@ import redis
 
 from ..._clock import Clock
 from ..._message import Delivery, JobInfo, Progress, State
-from .._base import WorkerInfo
-from . import rows
+from .._base import JobPage, Throughput, WorkerInfo
+from . import lag, rows, search
 from .link import Arg, Link
 from .scripts import Scripts
 from .workers import live_workers
 
 _T = TypeVar("_T")
+
+_HISTORY_MINUTES = 1440
+"""Minutes of throughput the scripts keep (``count_finished``: a day)."""
 
 
 class Call(Protocol):
@@ -182,6 +185,49 @@ class RedisInspector:
         if not isinstance(fields, list) or len(fields) != len(Progress._fields):
             return None
         return Progress.stored(*fields)
+
+    def search_jobs(
+        self,
+        state: State | None = None,
+        queue: str | None = None,
+        text: str | None = None,
+        after: str | None = None,
+        limit: int = 50,
+    ) -> JobPage:
+        before = None if after is None else search.cursor_score(after)
+
+        def run(_: bool) -> JobPage:
+            queues = [queue.encode()] if queue is not None else self._queue_names()
+            states = tuple(State) if state is None else (state,)
+            indexes = [self._key(f"st:{s.value}:", q) for q in queues for s in states]
+            finder = search.Search(self._client, self._prefix, indexes, search.wanted(state, queue))
+            found = finder.by_id_or_key(text) if text and before is None else []
+            return JobPage(found, None) if found else finder.page(before, limit, text)
+
+        return self._call(run)
+
+    def throughput(self, since: float) -> list[Throughput]:
+        now = self._clock.now()
+        first = int(since // 60) * 60 + (0 if since % 60 == 0 else 60)
+        minutes = range(first, int(now // 60) * 60 + 1, 60)[-_HISTORY_MINUTES:]
+
+        def run(_: bool) -> list[Throughput]:
+            pipe = self._client.pipeline(transaction=False)
+            for minute in minutes:
+                pipe.hgetall(f"{self._prefix}stats:{minute}")
+            found = []
+            for minute, fields in zip(minutes, pipe.execute(raise_on_error=False), strict=True):
+                if isinstance(fields, dict):
+                    found += search.minute_rows(float(minute), fields)
+            return found
+
+        return self._call(run)
+
+    def oldest_ready(self) -> dict[str, float]:
+        now = self._clock.now()
+        return self._call(
+            lambda _: lag.oldest_ready(self._client, self._prefix, self._queue_names(), now)
+        )
 
     def cancel(self, job_id: str) -> bool:
         args = [self._prefix, job_id, repr(self._clock.now()), repr(self._result_ttl)]

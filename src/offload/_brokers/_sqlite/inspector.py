@@ -9,11 +9,12 @@ never raises because of one row: a corrupt job shows as failed
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from ..._clock import Clock
 from ..._message import Delivery, JobInfo, Progress, State
-from .._base import WorkerInfo
-from .._sql_rows import row_info, state_of
+from .._base import JobPage, Throughput, WorkerInfo
+from .._sql_rows import row_info, seq_cursor, state_of
 from .connection import Database, fetch
 from .schema import QUERIES
 from .statements import fence
@@ -21,6 +22,9 @@ from .workers import live_workers
 
 _CHUNK = 500
 """Ids per ``job_states`` query: under SQLite's bound-variable limit (999 before 3.32)."""
+
+_NO_CURSOR = 2**63 - 1
+"""Larger than any ``seq``: the first page."""
 
 
 class SqliteInspector:
@@ -82,10 +86,25 @@ class SqliteInspector:
         return states
 
     def counts(self) -> dict[str, dict[State, int]]:
+        live: dict[str, int] = {}
         counts: dict[str, dict[State, int]] = {}
-        for queue, state, count in self._database.read(QUERIES["counts"]):
+        total = 0
+        for queue, kind, count in self._database.read(QUERIES["counts"]):
+            if kind == "all":
+                total = count
+            elif kind == "live":
+                live[queue] = count
+            else:
+                counts.setdefault(queue, {})[state_of(kind)] = count
+        for queue, count in live.items():
             by_state = counts.setdefault(queue, {})
-            by_state[state_of(state)] = by_state.get(state_of(state), 0) + count
+            queued = count - by_state.get(State.RUNNING, 0) - by_state.get(State.RETRYING, 0)
+            if queued:
+                by_state[State.QUEUED] = queued
+        if total != sum(sum(by_state.values()) for by_state in counts.values()):
+            for queue, state, count in self._database.read(QUERIES["counts_unknown"]):
+                by_state = counts.setdefault(queue, {})
+                by_state[state_of(state)] = by_state.get(state_of(state), 0) + count
         return counts
 
     def jobs(
@@ -93,6 +112,31 @@ class SqliteInspector:
     ) -> list[JobInfo]:
         params = (None if state is None else state.value, queue, limit)
         return [row_info(row) for row in self._database.read(QUERIES["jobs"], params)]
+
+    def search_jobs(
+        self,
+        state: State | None = None,
+        queue: str | None = None,
+        text: str | None = None,
+        after: str | None = None,
+        limit: int = 50,
+    ) -> JobPage:
+        before = _NO_CURSOR if after is None else seq_cursor(after)
+        params = (None if state is None else state.value, queue, text or None, before, limit + 1)
+        rows: list[Any] = []
+        for query in ("search_jobs_by_id", "search_jobs_by_key") if text else ():
+            rows = rows or self._database.read(QUERIES[query], params)
+        rows = rows or self._database.read(QUERIES["search_jobs"], params)
+        page = [row_info(row[:-1]) for row in rows[:limit]]
+        return JobPage(page, str(rows[limit - 1][-1]) if len(rows) > limit else None)
+
+    def oldest_ready(self) -> dict[str, float]:
+        rows = self._database.read(QUERIES["oldest_ready"], (self._clock.now(),))
+        return {queue: float(due) for queue, due in rows}
+
+    def throughput(self, since: float) -> list[Throughput]:
+        rows = self._database.read(QUERIES["throughput"], (since,))
+        return [Throughput(float(m), str(q), int(s), int(f)) for m, q, s, f in rows]
 
     def cancel(self, job_id: str) -> bool:
         with self._database.write() as db:

@@ -357,3 +357,40 @@ DELETE FROM {s}.workers WHERE id = %(id)s
 
 -- name: workers_live
 SELECT id, info FROM {s}.workers WHERE lapses > %(now)s ORDER BY started, id
+-- name: search_jobs
+-- A page of jobs, newest first, older than the cursor: the primary key is
+-- walked backwards from there, never skipped over with OFFSET. Text matches
+-- the start of a task name (ids and keys: the queries below, first).
+SELECT {info_columns}, seq FROM {s}.jobs
+WHERE (%(state)s::text IS NULL OR state = %(state)s)
+    AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+    AND (%(text)s::text IS NULL OR left(task, length(%(text)s)) = %(text)s)
+    AND seq < %(before)s
+ORDER BY seq DESC LIMIT %(limit)s
+
+-- name: search_jobs_by_id
+SELECT {info_columns}, seq FROM {s}.jobs
+WHERE id = %(text)s AND (%(state)s::text IS NULL OR state = %(state)s)
+    AND (%(queue)s::text IS NULL OR queue = %(queue)s) AND seq < %(before)s
+ORDER BY seq DESC LIMIT %(limit)s
+
+-- name: search_jobs_by_key
+SELECT {info_columns}, seq FROM {s}.jobs
+WHERE key = %(text)s AND (%(state)s::text IS NULL OR state = %(state)s)
+    AND (%(queue)s::text IS NULL OR queue = %(queue)s) AND seq < %(before)s
+ORDER BY seq DESC LIMIT %(limit)s
+
+-- name: oldest_ready
+-- Claimable: queued or retrying and due, or running with a lapsed lease (its
+-- due is the lease's end). The live states spelled as the claim indexes have them.
+SELECT queue, min(due) FROM {s}.jobs
+WHERE state IN ('queued', 'retrying', 'running') AND due <= %(now)s
+GROUP BY queue
+
+-- name: throughput
+-- Per minute and queue; the state list repeats the partial index's condition.
+SELECT floor(finished / 60) * 60 AS minute, queue,
+    count(*) FILTER (WHERE state = 'succeeded'), count(*) FILTER (WHERE state = 'failed')
+FROM {s}.jobs
+WHERE state IN ('succeeded', 'failed') AND finished >= %(since)s
+GROUP BY 1, 2 ORDER BY 1, 2

@@ -18,6 +18,7 @@ local function ack(b)
     local head = table.concat({id, state, has, #res}, ' ')
     redis.call('PUBLISH', f[5], head .. '\n' .. res .. ARGV[b + 9])
   end
+  count_finished(queue_of(job, f[3]), state, ARGV[b + 4])
   if ARGV[b + 6] == '1' then return drop(id) end
   -- A success after retries clears the last error; no result clears an old one.
   local set = {'s', state, 'fin', ARGV[b + 4]}

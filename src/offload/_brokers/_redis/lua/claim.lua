@@ -48,6 +48,7 @@ for j = 1, #lapsed, 2 do
     elseif attempt and attempt >= (count(f[4]) or @MAX_DELIVERIES@) then
       redis.call('HSET', job, 's', 'failed', 'fin', now, 'dl', attempt)
       move(id, queue, f[5], 'running', 'failed')
+      count_finished(queue, 'failed', now)
       tally(1)
     else
       make_ready(id, job, queue, f[2], tonumber(lapsed[j + 1]))

@@ -64,6 +64,19 @@ local function tally(n)
   if type(r) == 'table' and r.err then redis.call('SET', P .. 'fin', n) end
 end
 
+-- Finished jobs per minute and queue, for the dashboard's charts (the
+-- inspector's History): a hash per minute, ``stats:{minute}``, fields
+-- ``{state}:{queue}``, kept a day. Succeeded and failed only.
+local function count_finished(queue, state, now)
+  if state ~= 'succeeded' and state ~= 'failed' then return end
+  local at = tonumber(now)
+  if not at then return end
+  local key = P .. 'stats:' .. string.format('%d', math.floor(at / 60) * 60)
+  if redis.call('HINCRBY', key, state .. ':' .. queue, 1) == 1 then
+    redis.call('EXPIRE', key, 90000)
+  end
+end
+
 -- Ranks and tokens come from ``seq``: a script that steps it after its first
 -- write checks it first, and refuses (writing nothing) if it is not a count.
 local function seq_broken()

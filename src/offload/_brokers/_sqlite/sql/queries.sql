@@ -137,7 +137,26 @@ SELECT {info_columns} FROM jobs WHERE id = ?
 SELECT id, state FROM jobs WHERE id IN ({marks})
 
 -- name: counts
-SELECT queue, state, count(*) FROM jobs GROUP BY queue, state
+-- Each part through a partial index whose condition it repeats word for
+-- word, never the table: live jobs per queue (jobs_claim), running ones
+-- (jobs_lease), the others by state (jobs_settled); queued is what is left
+-- of live. Then the number of all jobs (the id index). One statement: one
+-- snapshot. More jobs than the parts found means rows in a state offload
+-- does not know (a damaged file): only then is the table scanned for them.
+SELECT queue, 'live', count(*) FROM jobs
+WHERE state IN ('queued', 'retrying', 'running') GROUP BY queue
+UNION ALL
+SELECT queue, state, count(*) FROM jobs WHERE state = 'running' GROUP BY queue
+UNION ALL
+SELECT queue, state, count(*) FROM jobs
+WHERE state IN ('retrying', 'succeeded', 'failed', 'cancelled') GROUP BY queue, state
+UNION ALL
+SELECT NULL, 'all', count(*) FROM jobs
+
+-- name: counts_unknown
+SELECT queue, state, count(*) FROM jobs
+WHERE state NOT IN ('queued', 'retrying', 'running', 'succeeded', 'failed', 'cancelled')
+GROUP BY queue, state
 
 -- name: jobs
 -- Newest first: seq is the order of insertion.
@@ -233,3 +252,34 @@ DELETE FROM workers WHERE id = ?
 
 -- name: workers_live
 SELECT id, info FROM workers WHERE lapses > ? ORDER BY started, id
+-- name: search_jobs
+-- A page of jobs, newest first, older than the cursor (seq < ?4): the primary
+-- key is walked backwards from there, never skipped over with OFFSET. Text
+-- matches the start of a task name.
+SELECT {info_columns}, seq FROM jobs
+WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR queue = ?2)
+    AND (?3 IS NULL OR substr(task, 1, length(?3)) = ?3)
+    AND seq < ?4
+ORDER BY seq DESC LIMIT ?5
+
+-- name: search_jobs_by_id
+SELECT {info_columns}, seq FROM jobs
+WHERE id = ?3 AND (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR queue = ?2) AND seq < ?4
+ORDER BY seq DESC LIMIT ?5
+
+-- name: search_jobs_by_key
+SELECT {info_columns}, seq FROM jobs
+WHERE key = ?3 AND (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR queue = ?2) AND seq < ?4
+ORDER BY seq DESC LIMIT ?5
+
+-- name: oldest_ready
+-- Claimable: queued or retrying and due, or running with a lapsed lease (its
+-- due is the lease's end). The live states spelled as the claim index has
+-- them, so that it is read alone (a partial index is used only when the
+-- query repeats its condition).
+SELECT queue, min(due) FROM jobs
+WHERE state IN ('queued', 'retrying', 'running') AND due <= ?
+GROUP BY queue
+
+-- name: throughput
+SELECT minute, queue, succeeded, failed FROM stats WHERE minute >= ? ORDER BY minute, queue

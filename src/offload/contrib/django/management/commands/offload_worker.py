@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.module_loading import autodiscover_modules
 
-from offload.cli import _serve
+from offload._serving import serve
 from offload.contrib.django._compat import task_backends
 from offload.contrib.django.backend import OffloadBackend
 
@@ -58,4 +58,4 @@ class Command(BaseCommand):  # type: ignore[misc]  # Django's class, untyped
             raise CommandError("--concurrency takes a whole number of 1 or more")
         app = backend.app
         runner = app.worker(queues=queues or None, concurrency=concurrency)
-        _serve(app, runner, queues or None, "thread", options["grace"])
+        serve(app, runner, queues or None, "thread", options["grace"])
