@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from ._app import App
     from ._worker import Worker
 
-log = logging.getLogger("offload.cli")  # the worker command's lines, wherever it is served from
+log = logging.getLogger(__name__)
 
 
 def serve(app: App, runner: Worker, queues: list[str] | None, pool: str, grace: float) -> None:

@@ -8,6 +8,7 @@ password.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -236,12 +237,35 @@ class _ListingInspector:
         return [WorkerInfo("box:41:ab", "box", 41, ("mail",), "threads", 8, now - 90, now, ("j1",))]
 
 
+class _WithoutWorkers:
+    """The app's inspector without the WorkerListing capability (a broker of someone else's)."""
+
+    def __init__(self, inner: object) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> object:
+        if name == "workers":
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+
 def test_workers_view_with_and_without_the_capability(app: offload.App) -> None:
-    page = _client(app).get("/workers").text
-    assert "This broker does not list workers." in page
+    without = TestClient(create_app(app, inspector=_WithoutWorkers(app.inspector)))  # type: ignore[arg-type]
+    assert "This broker does not list workers." in without.get("/workers").text
     client = TestClient(create_app(app, inspector=_ListingInspector(app.inspector)))  # type: ignore[arg-type]
     page = client.get("/workers").text
     assert "box:41:ab" in page and "mail" in page and "threads" in page
+
+
+def test_the_workers_view_lists_a_real_worker_from_the_registry(app: offload.App) -> None:
+    worker = app.worker(queues=["mail"], concurrency=3)
+    worker.start()
+    try:
+        page = _client(app).get("/workers").text
+        assert f":{os.getpid()}:" in page and "mail" in page
+    finally:
+        worker.stop()
+    assert "No worker is alive." in _client(app).get("/workers").text
 
 
 def test_the_command_refuses_a_public_bind_without_a_password(tmp_path: Path) -> None:
