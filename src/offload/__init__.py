@@ -39,8 +39,10 @@ from ._handle import Handle
 from ._message import Message, Outcome, Progress, State
 from ._middleware import Delay, Middleware
 from ._retry import Backoff
+from ._signature import Signature
 from ._task import Task, TaskCall
 from ._waiting import as_completed, gather, wait
+from ._workflows import Workflow, WorkflowHandle, chain, chord, group
 
 __version__ = "0.1.0"
 
@@ -65,6 +67,7 @@ __all__ = [
     "RemoteTraceback",
     "ResultTimeout",
     "Retry",
+    "Signature",
     "State",
     "Task",
     "TaskCall",
@@ -75,11 +78,16 @@ __all__ = [
     "TaskNotImportable",
     "TaskTimeout",
     "WorkerLost",
+    "Workflow",
+    "WorkflowHandle",
     "__version__",
     "as_completed",
+    "chain",
+    "chord",
     "current",
     "default_app",
     "gather",
+    "group",
     "shutdown",
     "step",
     "task",

@@ -38,6 +38,8 @@ from ._task import (
     make_spec,
 )
 from ._worker import Worker, check_pool, default_size
+from ._workflow_gate import Gate
+from ._workflows import COLLECTOR, Workflows, collector_spec
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +113,7 @@ class App:
         self.name = name
         ttl, reuse = result_ttl, reuse_window
         self.broker = _open(self.url, clock, ttl, reuse, namespace=namespace, migrate=migrate)
-        self._registry = {} if registry is None else registry
+        self._registry = _with_collector({} if registry is None else registry)
         self._declared = Declared(self._registry, include)
         classes = self._declared.allows_module
         self.serializer = _serializer(serializer, pickle_key, classes) if self.durable else None
@@ -121,10 +123,13 @@ class App:
         self._handles: HandleMap = WeakHandles() if self.durable else in_process
         chain = Chain(middleware) if middleware else None
         self.middleware = () if chain is None else chain.middleware
-        self._runner = _runner(self, chain)
+        gate = Gate(clock, lambda: self.inspector, self.serializer)  # before workflow steps
+        self._runner = _runner(self, chain, Chain([gate, *middleware]))
         self._sizes = _sizes(threads, processes)
         self._embedded = _embedded(self, on_exit) if embedded_worker or not self.durable else None
         self._producer = _producer(self, chain, classes)
+        self.workflows = _workflows(self, gate)
+        """Workflows and ``depends_on=`` (``offload.chain``): their batches and their gate."""
         self._adhoc: dict[Callable[..., Any], Task[Any, Any]] = {}
         self._lock = threading.Lock()
 
@@ -200,12 +205,16 @@ class App:
         self, spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any], options: CallOptions
     ) -> Handle[Any]:
         """Send one call of ``spec``; its handle (used by ``Task.__call__``)."""
+        if options.depends_on:
+            return self.workflows.submit(spec, [(args, kwargs)], options)[0]
         return self._producer.submit(spec, args, kwargs, options)
 
     def submit_many(
         self, spec: TaskSpec, calls: list[tuple[Any, ...]], options: CallOptions
     ) -> list[Handle[Any]]:
         """Send many calls of ``spec`` in one batch (one transaction)."""
+        if options.depends_on:
+            return self.workflows.submit(spec, [(args, {}) for args in calls], options)
         producer = self._producer
         messages = [producer.message(spec, args, {}, options) for args in calls]
         return producer.send(messages, options.connection)
@@ -318,7 +327,7 @@ class App:
         return f"<offload.App {redacted(self.url)} tasks={len(self._registry)}>"
 
 
-def _runner(app: App, chain: Chain | None) -> Runner:
+def _runner(app: App, chain: Chain | None, gated: Chain) -> Runner:
     return Runner(
         app.broker,
         app._registry,
@@ -327,6 +336,21 @@ def _runner(app: App, chain: Chain | None) -> Runner:
         serializer=app.serializer,
         resolve=app.resolve_task,
         chain=chain,
+        gated=gated,
+    )
+
+
+def _with_collector(registry: dict[str, TaskSpec]) -> dict[str, TaskSpec]:
+    """Every app declares offload's own task, the collector of groups' results."""
+    if COLLECTOR not in registry:
+        registry[COLLECTOR] = collector_spec()
+    return registry
+
+
+def _workflows(app: App, gate: Gate) -> Workflows:
+    inspector = lambda: app.inspector  # noqa: E731 - read when first needed
+    return Workflows(
+        app._producer, app._handles, app.clock, inspector, durable=app.durable, gate=gate
     )
 
 

@@ -22,7 +22,7 @@ from typing import Any
 from ._brokers import Broker
 from ._brokers._base import Inspectable
 from ._clock import Clock
-from ._context import CURRENT, JobContext
+from ._context import CURRENT, JobContext, fed
 from ._errors import (
     MessageRejected,
     NotSerializable,
@@ -33,13 +33,18 @@ from ._errors import (
 from ._handle import HandleMap
 from ._job_services import JobServices
 from ._message import Delivery, ErrorInfo, Message, Outcome, State, storable
-from ._middleware import Chain, Delay
+from ._middleware import Chain, Delay, Skip
 from ._retry import RetryPolicy
 from ._serializers import JsonSerializer, PickleSerializer, Serializer, decode_call
 
 log = logging.getLogger(__name__)
 
 POOLS = ("thread", "process", "async")
+
+AFTER = "offload.after"
+"""The meta key of a workflow step: the ids of the jobs it runs after (comma separated).
+A message that carries it runs through the app's gated chain (the workflow gate
+first); any other pays one test for it."""
 NO_RETRIES = RetryPolicy()
 
 
@@ -88,10 +93,10 @@ def invoke(call: Call, run: Callable[[], Any] | None = None) -> Any:
         if chain is None and run is None:  # the hot path: one test
             return call.spec.fn(*call.args, **call.kwargs)
         if run is None:
-            spec, args, kwargs = call.spec, call.args, call.kwargs
+            spec, job, args, kwargs = call.spec, call.job, call.args, call.kwargs
 
             def run() -> Any:
-                return spec.fn(*args, **kwargs)
+                return spec.fn(*fed(job, args), **kwargs)
 
         return run() if chain is None else chain.execute(call.job, run)
     finally:
@@ -104,10 +109,10 @@ async def ainvoke(call: Call) -> Any:
     chain = call.chain
     if chain is None:
         return await call.spec.fn(*call.args, **call.kwargs)
-    spec, args, kwargs = call.spec, call.args, call.kwargs
+    spec, job, args, kwargs = call.spec, call.job, call.args, call.kwargs
 
     async def run() -> Any:
-        return await spec.fn(*args, **kwargs)
+        return await spec.fn(*fed(job, args), **kwargs)
 
     return await chain.aexecute(call.job, run)
 
@@ -131,6 +136,7 @@ class Runner:
         resolve: Callable[[str], TaskSpec | None] | None = None,
         jitter_source: Callable[[], float] = random.random,
         chain: Chain | None = None,
+        gated: Chain | None = None,
     ) -> None:
         self.broker = broker
         self.registry = registry
@@ -144,6 +150,8 @@ class Runner:
         self.chain = chain
         """The app's middleware; None when it has none (the common case: no work per call)."""
         self._wrapping = chain if chain is not None and chain.wraps_execution else None
+        self._gated = gated
+        """The chain for workflow steps (``AFTER`` in their meta): the gate, then the app's."""
         inspector = broker.inspector if isinstance(broker, Inspectable) else None
         self.services = JobServices(inspector, handles, serializer)
 
@@ -181,7 +189,11 @@ class Runner:
             services=self.services,
             delivery=delivery,
         )
-        return Call(spec, delivery, args, kwargs, timeout, job, self._wrapping)
+        wrapping = self._wrapping
+        meta = message.meta
+        if meta is not None and AFTER in meta and self._gated is not None:
+            wrapping = self._gated
+        return Call(spec, delivery, args, kwargs, timeout, job, wrapping)
 
     def _serializer(self) -> Serializer:
         if self.serializer is None:
@@ -222,6 +234,9 @@ class Runner:
         if isinstance(error, Delay):
             self._delay(call, error)
             return
+        if isinstance(error, Skip):
+            self._skip(call, error)
+            return
         delay = call.spec.policy.retry_delay(
             error, delivery.attempt, delivery.message.retries, self.jitter_source
         )
@@ -249,6 +264,21 @@ class Runner:
             handle.set_waiting()  # before the nack, as for a retry
         if self.broker.nack(delivery, eta, penalty=False):
             self._notify(delivery, Outcome(State.QUEUED), call.job)
+
+    def _skip(self, call: Call, skip: Skip) -> None:
+        """End the job without running it (a workflow step whose dependency failed or
+        was cancelled): cancelled, or failed with ``skip.error`` and no retry."""
+        delivery = call.delivery
+        if skip.error is not None:
+            self._fail(delivery, skip.error, skip.info)
+            return
+        outcome = Outcome.cancelled()
+        if self.broker.ack(delivery, outcome):
+            handle = self.handles.pop(delivery.message.id, None)
+            if handle is not None:
+                handle.set_waiting()  # it never ran: cancellable as a queued call
+                handle.cancel_locally()
+            self._notify(delivery, outcome, call.job)
 
     def _notify(self, delivery: Delivery, outcome: Outcome, job: JobContext | None = None) -> None:
         if outcome.state.finished:
@@ -281,11 +311,13 @@ class Runner:
             return
         self._notify(delivery, Outcome(State.RETRYING, error=error), call.job)
 
-    def _fail(self, delivery: Delivery, error: BaseException) -> None:
+    def _fail(
+        self, delivery: Delivery, error: BaseException, info: ErrorInfo | None = None
+    ) -> None:
         message = delivery.message
         outcome = Outcome.failure(error)
         if self.serializer is not None:
-            outcome.error_info = error_info(error)
+            outcome.error_info = info or error_info(error)
         if not self.broker.ack(delivery, outcome):
             return
         self._notify(delivery, outcome)

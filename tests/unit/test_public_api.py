@@ -50,6 +50,12 @@ DOCUMENTED = {
     "shutdown",
     "task",
     "wait",
+    "Signature",
+    "Workflow",
+    "WorkflowHandle",
+    "chain",
+    "chord",
+    "group",
 }
 
 PUBLIC_MODULES = {"background", "cli", "testing", "__main__"}
