@@ -1,11 +1,22 @@
-"""Workflows on SQLite, Redis and PostgreSQL, run by real `offload worker` processes."""
+"""Workflows on SQLite, Redis and PostgreSQL, run by real `offload worker` processes.
+
+The last test: a chord of 1,000 members completes with one callback while
+workers are SIGKILLed. Four `offload worker` processes (4 threads each,
+2-second leases) run the members; two of them are killed with SIGKILL
+mid-run. Every member run leaves its index in a file, every callback run a
+line in another. Counted: callbacks run (exactly 1), members lost (0: each
+index is there), members run twice (at-least-once: at most what the killed
+workers held, 4 each).
+"""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -112,3 +123,57 @@ def test_cancelling_a_workflow_cancels_its_queued_steps(
     later = add(1, 1)
     assert later.result(timeout=WAIT) == 2  # the worker is up: nothing of the workflow ran
     assert {app.job(step).state for step in handle.steps} == {offload.State.CANCELLED}
+
+
+MEMBERS = 1000
+WORKERS = 4
+THREADS = 4
+CHORD_WAIT = 90.0
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().split() if path.exists() else []
+
+
+def _kill_when(path: Path, done: int, worker: subprocess.Popen[str]) -> None:
+    """SIGKILL ``worker`` (and its process group) once ``done`` members ran."""
+    deadline = time.monotonic() + CHORD_WAIT
+    while len(_lines(path)) < done:
+        assert time.monotonic() < deadline, f"only {len(_lines(path))} members ran"
+        time.sleep(0.02)
+    os.killpg(worker.pid, signal.SIGKILL)
+    assert worker.wait(10) == -signal.SIGKILL
+
+
+def test_a_chord_of_1000_calls_back_once_under_sigkill(
+    flows: Any, start: Callable[..., subprocess.Popen[str]], tmp_path: Path, db_url: str
+) -> None:
+    members, callbacks = tmp_path / "members.txt", tmp_path / "callbacks.txt"
+    began = time.monotonic()
+    handle = offload.chord(
+        (flows.member.s(str(members), i, 0.02) for i in range(MEMBERS)),
+        flows.callback.s(str(callbacks)),
+    ).delay()
+    workers = [start("--concurrency", str(THREADS), "--lease", "2") for _ in range(WORKERS)]
+    _kill_when(members, MEMBERS // 4, workers[0])
+    _kill_when(members, MEMBERS // 2, workers[1])
+    assert handle.result(timeout=CHORD_WAIT) == MEMBERS
+    ran = Counter(int(line) for line in _lines(members))
+    lost = [i for i in range(MEMBERS) if ran[i] == 0]
+    duplicated = sum(count - 1 for count in ran.values())
+    callbacks_run = len(_lines(callbacks))
+    states = flows.app.inspector.job_states(handle.steps)
+    jobs = [flows.app.job(step) for step in handle.steps[:MEMBERS]]
+    redelivered = sum(1 for job in jobs if job is not None and job.attempt > 1)
+    print(
+        f"\nchord of {MEMBERS} on {db_url.partition(':')[0]}: {WORKERS} workers x {THREADS} "
+        f"threads, 2 SIGKILLed: callbacks run {callbacks_run}, members lost {len(lost)}, "
+        f"members run twice {duplicated}, members redelivered {redelivered}, "
+        f"{time.monotonic() - began:.1f}s"
+    )
+    assert callbacks_run == 1
+    assert redelivered >= 1, "the killed workers held members: their leases lapsed"
+    assert lost == []
+    assert duplicated <= 2 * THREADS, "only what the killed workers held runs again"
+    assert set(states.values()) == {offload.State.SUCCEEDED}
+    assert len(states) == MEMBERS + 1
