@@ -270,7 +270,7 @@ class Runner:
         was cancelled): cancelled, or failed with ``skip.error`` and no retry."""
         delivery = call.delivery
         if skip.error is not None:
-            self._fail(delivery, skip.error, skip.info)
+            self._fail(delivery, skip.error, skip.info, ran=False)
             return
         outcome = Outcome.cancelled()
         if self.broker.ack(delivery, outcome):
@@ -312,7 +312,12 @@ class Runner:
         self._notify(delivery, Outcome(State.RETRYING, error=error), call.job)
 
     def _fail(
-        self, delivery: Delivery, error: BaseException, info: ErrorInfo | None = None
+        self,
+        delivery: Delivery,
+        error: BaseException,
+        info: ErrorInfo | None = None,
+        *,
+        ran: bool = True,
     ) -> None:
         message = delivery.message
         outcome = Outcome.failure(error)
@@ -327,6 +332,15 @@ class Runner:
             # if nobody ever looks (Handle.__del__).
             with _ALREADY_SETTLED:
                 handle.set_exception(error)
+            return
+        if not ran:  # a workflow step whose dependency failed: that one logged its traceback
+            log.warning(
+                "Job %s (task %.200r) did not run: a job it depends on failed (%r)",
+                message.id,
+                message.task,
+                error,
+                extra=job_fields(delivery),
+            )
             return
         if isinstance(error, REFUSALS):  # nothing ran: offload's traceback would be noise
             log.error(

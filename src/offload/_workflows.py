@@ -150,7 +150,9 @@ def chain(*steps: Node) -> Chain[Any]:
     return Chain(steps)
 
 
-def group(*members: Node | Iterable[Node]) -> Group[Any]:
+def group(
+    *members: Signature[R] | Workflow[R] | Iterable[Signature[R] | Workflow[R]],
+) -> Group[R]:
     """Run ``members`` in parallel: ``offload.group(a.s(i) for i in range(10))``.
 
     ``.delay()`` returns a handle whose result is the list of the members'
@@ -158,7 +160,7 @@ def group(*members: Node | Iterable[Node]) -> Group[Any]:
     with ``app.handle(id)``); it fails with the first failed member's
     exception.
     """
-    flat: list[Node] = []
+    flat: list[Signature[R] | Workflow[R]] = []
     for member in members:
         if isinstance(member, (Signature, Workflow)):
             flat.append(member)

@@ -88,3 +88,17 @@ def well_declared(x: int) -> int:
 
 
 assert_type(well_declared(1), Handle[int])
+
+
+def workflows_are_typed_by_their_final_step() -> None:
+    signature = work.s(1)
+    assert_type(signature, offload.Signature[int])
+    assert_type(send_email.options(priority=1).s("a"), offload.Signature[str])
+    assert_type(offload.chain(work.s(1), send_email.s()).delay(), offload.WorkflowHandle[str])
+    assert_type(
+        offload.group(work.s(i) for i in range(3)).delay(), offload.WorkflowHandle[list[int]]
+    )
+    assert_type(offload.chord([work.s(1)], send_email.s()).delay(), offload.WorkflowHandle[str])
+    handle: Handle[str] = offload.chain(work.s(1), send_email.s())()
+    assert_type(send_email.options(depends_on=[handle])("b"), Handle[str])
+    offload.chain(work)  # type: ignore[call-overload]
