@@ -46,10 +46,13 @@ def _collect(results: list[Any] | None = None) -> list[Any]:
     return [] if results is None else list(results)
 
 
+_COLLECTOR_SPEC = make_spec(_collect, name=COLLECTOR)
+
+
 def collector_spec() -> TaskSpec:
     """The collector's declaration: every app registers it (a worker runs only what its
     app declares, and this is offload's own)."""
-    return make_spec(_collect, name=COLLECTOR)
+    return _COLLECTOR_SPEC
 
 
 class Workflow(Generic[R]):
@@ -253,7 +256,10 @@ class _Builder:
             raise ConfigurationError(
                 f"{signature!r}: a workflow's step takes no key= or connection= option"
             )
-        spec = signature.task.spec
+        task = signature.task
+        spec = task.spec
+        if not task._import_checked and (spec.pool == "process" or app.durable):
+            task._check_importable()  # as a call does: refused here, not in a worker
         queue = options.queue or spec.queue
         step = _Step(spec, signature.args, signature.kwargs, options, queue, after=list(after))
         step.outside = list(options.depends_on)
@@ -308,12 +314,17 @@ class Workflows:
         options: CallOptions,
     ) -> list[Handle[Any]]:
         """Calls with ``depends_on=``, all in one batch: each waits for those jobs."""
+        if options.key is not None:
+            raise ConfigurationError(
+                f"{spec.name}.options(key=..., depends_on=...): a call that waits for others "
+                "takes no key"
+            )
         steps = []
         for args, kwargs in calls:
             step = _Step(spec, args, kwargs, options, options.queue or spec.queue)
             step.outside = list(options.depends_on)
             steps.append(step)
-        handles = self._enqueue(steps, {})
+        handles = self._enqueue(steps, {}, options.connection)
         return [handles[step.id] for step in steps]
 
     def send(self, steps: list[_Step], final: int) -> WorkflowHandle[Any]:
@@ -340,7 +351,9 @@ class Workflows:
         handle._cancel_steps = cancel_steps
         return handle
 
-    def _enqueue(self, steps: list[_Step], made: dict[str, Handle[Any]]) -> dict[str, Handle[Any]]:
+    def _enqueue(
+        self, steps: list[_Step], made: dict[str, Handle[Any]], connection: Any = None
+    ) -> dict[str, Handle[Any]]:
         """Send the steps' messages in one batch; every step's handle by id."""
         local = not self.durable
         if local:  # in-process: handles first, the gate told what each step waits for
@@ -363,7 +376,7 @@ class Workflows:
         for job_id, handle in made.items():
             self._handles[job_id] = handle  # the producer's send finds them, the runner too
         try:
-            sent = self._producer.send(messages)
+            sent = self._producer.send(messages, connection)
         except BaseException:
             for step in steps:
                 self._handles.pop(step.id, None)

@@ -197,6 +197,8 @@ def test_bad_workflows_are_refused_with_a_clear_error(app: offload.App) -> None:
         offload.chain(add.options(key="k").s(1, 1)).delay()
     with pytest.raises(offload.ConfigurationError, match="depends_on="):
         add.options(depends_on=[42])  # type: ignore[list-item]
+    with pytest.raises(offload.ConfigurationError, match="takes no key"):
+        add.options(key="k", depends_on=[add(1, 1)])(2, 2)
     other = offload.App()
     try:
         stranger = other.task(lambda x: x, name="stranger")
