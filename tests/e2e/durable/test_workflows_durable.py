@@ -125,6 +125,20 @@ def test_cancelling_a_workflow_cancels_its_queued_steps(
     assert {app.job(step).state for step in handle.steps} == {offload.State.CANCELLED}
 
 
+def test_a_cancelled_dependency_cancels_its_dependent_unrun(
+    flows: Any, start: Callable[..., subprocess.Popen[str]]
+) -> None:
+    add, app = flows.add, flows.app
+    later = add.options(delay=3600)(1, 1)
+    dependent = add.options(depends_on=[later])(2, 2)
+    assert later.cancel()
+    start()
+    with pytest.raises(offload.TaskCancelled):
+        dependent.result(timeout=WAIT)
+    job = app.job(dependent.id)
+    assert job is not None and job.state is offload.State.CANCELLED
+
+
 MEMBERS = 1000
 WORKERS = 4
 THREADS = 4
