@@ -123,8 +123,9 @@ class App:
         self._handles: HandleMap = WeakHandles() if self.durable else in_process
         chain = Chain(middleware) if middleware else None
         self.middleware = () if chain is None else chain.middleware
-        gate = Gate(clock, lambda: self.inspector, self.serializer)  # before workflow steps
-        self._runner = _runner(self, chain, Chain([gate, *middleware]))
+        # Workflow steps run through the gate first, then every middleware the app has.
+        gate = Gate(clock, lambda: self.inspector, self.serializer)
+        self._runner = _runner(self, chain, Chain([gate, *self.middleware]))
         self._sizes = _sizes(threads, processes)
         self._embedded = _embedded(self, on_exit) if embedded_worker or not self.durable else None
         self._producer = _producer(self, chain, classes)

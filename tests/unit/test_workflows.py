@@ -224,3 +224,29 @@ def test_a_plain_message_skips_the_workflow_gate(app: offload.App) -> None:
     step = Message("2", "offload.group", (), {}, meta={"offload.after": ""})
     gated = runner.begin(Delivery(step, 2, 0.0))
     assert gated is not None and gated.chain is not None
+
+
+def test_the_app_s_middleware_runs_around_steps_once_they_may_run(clock: FakeClock) -> None:
+    seen: list[str] = []
+
+    class Count(offload.Middleware):
+        def execute(self, job: offload.JobContext, call_next: Any) -> Any:
+            seen.append(job.task)
+            return call_next()
+
+    app = offload.App(clock=clock, middleware=[Count()])
+    try:
+        add, _, _ = _tasks(app, [])
+        handle = offload.chain(add.options(delay=30).s(1, 1), add.s(1)).delay()
+        for _ in range(3):
+            run_until_idle(app)
+            clock.advance(MAX_POLL)
+        assert seen == [], "a step that waits never reaches the app's middleware"
+        clock.advance(30)
+        for _ in range(20):
+            run_until_idle(app)
+            clock.advance(MAX_POLL)
+        assert handle.result(timeout=0) == 3
+        assert len(seen) == 2
+    finally:
+        app.shutdown(wait=False, cancel_pending=True)
