@@ -38,6 +38,7 @@ reads the dependencies' handles, which the app gives it before it enqueues.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -45,13 +46,15 @@ from typing import Any
 from ._brokers import Inspector
 from ._clock import Clock
 from ._context import JobContext, feed
-from ._errors import TaskFailed, TaskNotFound
+from ._errors import BrokerUnavailable, TaskFailed, TaskNotFound
 from ._handle import Handle
 from ._message import ErrorInfo, State
 from ._middleware import Delay, Middleware, Skip
 from ._results import rebuild_error
 from ._runner import AFTER
 from ._serializers import JsonSerializer, Serializer
+
+log = logging.getLogger(__name__)
 
 FEED = "offload.feed"
 FED = "offload.fed"
@@ -102,17 +105,29 @@ class Gate(Middleware):
 
     def execute(self, job: JobContext, call_next: Callable[[], Any]) -> Any:
         meta = job.meta
-        self._admit(job, meta)
+        self._admit_or_wait(job, meta)
         result = call_next()
-        self._resume(meta)
+        self._resume(job, meta)
         return result
 
     async def aexecute(self, job: JobContext, call_next: Callable[[], Awaitable[Any]]) -> Any:
         meta = job.meta
-        await asyncio.to_thread(self._admit, job, meta)  # the broker is read off the loop
+        await asyncio.to_thread(self._admit_or_wait, job, meta)  # the broker, off the loop
         result = await call_next()
-        await asyncio.to_thread(self._resume, meta)
+        await asyncio.to_thread(self._resume, job, meta)
         return result
+
+    def _admit_or_wait(self, job: JobContext, meta: Any) -> None:
+        try:
+            self._admit(job, meta)
+        except BrokerUnavailable as error:  # an outage is no reason to fail the step: wait
+            log.warning(
+                "offload: could not read the dependencies of job %s (%s); it waits %gs",
+                job.id,
+                error,
+                MAX_POLL,
+            )
+            raise Delay(MAX_POLL) from None
 
     # -- before the attempt ------------------------------------------------------------
 
@@ -183,16 +198,25 @@ class Gate(Middleware):
 
     # -- after a successful attempt --------------------------------------------------------
 
-    def _resume(self, meta: Any) -> None:
+    def _resume(self, job: JobContext, meta: Any) -> None:
         """Queue again the steps after this one that ended because of it (``offload retry``)."""
         following = [job_id for job_id in meta.get(NEXT, "").split(",") if job_id]
         if not following or self._serializer is None:
             return
-        inspector = self._inspector()
-        states = inspector.job_states(following)
-        for job_id, state in states.items():
-            if state in (State.FAILED, State.CANCELLED):
-                inspector.retry(job_id)
+        try:
+            inspector = self._inspector()
+            states = inspector.job_states(following)
+            for job_id, state in states.items():
+                if state in (State.FAILED, State.CANCELLED):
+                    inspector.retry(job_id)
+        except BrokerUnavailable as error:  # the step succeeded: that is what it reports
+            log.warning(
+                "offload: job %s succeeded, but the steps after it could not be checked (%s); "
+                "if they had failed because of it, `offload retry` them: %s",
+                job.id,
+                error,
+                ", ".join(following),
+            )
 
 
 def _missing(job_id: str, dependency: str) -> TaskNotFound:
