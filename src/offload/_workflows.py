@@ -263,7 +263,7 @@ class _Builder:
         queue = options.queue or spec.queue
         step = _Step(spec, signature.args, signature.kwargs, options, queue, after=list(after))
         step.outside = list(options.depends_on)
-        step.feed = feed if after else None
+        step.feed = feed  # None at the top; "list" with no dependencies: an empty chord
         return self._append(step)
 
     def collect(self, exits: list[int], queue: str | None) -> int:

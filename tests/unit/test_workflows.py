@@ -56,6 +56,14 @@ def test_a_chord_calls_back_once_with_the_list(app: offload.App) -> None:
     assert [line for line in ran if line.startswith("total")] == ["total [1, 2, 3, 4, 5]"]
 
 
+def test_an_empty_chord_calls_back_with_an_empty_list(app: offload.App) -> None:
+    _, total, _ = _tasks(app, [])
+    with pytest.raises(offload.ConfigurationError, match="at least one step"):
+        offload.group().delay()  # no step: no app to run on
+    assert offload.chain(offload.group(), total.s()).delay().result(timeout=10) == 0
+    assert offload.chord([], total.s(plus=1)).delay().result(timeout=10) == 1
+
+
 def test_workflows_nest(app: offload.App) -> None:
     add, total, _ = _tasks(app, [])
     grouped_then_summed = offload.chain(offload.group(add.s(1, 1), add.s(2, 2)), total.s())
