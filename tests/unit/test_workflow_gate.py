@@ -100,3 +100,22 @@ def test_a_step_that_succeeds_requeues_the_steps_that_failed_because_of_it() -> 
     inspector = StubInspector(jobs)
     assert _run(_gate(inspector), {"offload.next": "next1,next2,next3"}) == ("own",)
     assert inspector.retried == ["next1", "next3"]
+
+
+def test_a_pickle_seal_covers_what_a_step_waits_for_and_is_fed() -> None:
+    from offload._message import Message
+    from offload._serializers import PickleSerializer
+
+    serializer = PickleSerializer(b"k" * 32)
+    step = Message("id", "t", (), {}, meta={"offload.after": "a", "offload.feed": "first"})
+    serializer.seal(step)
+    serializer.check_seal(step)
+    assert step.meta is not None
+    step.meta["offload.after"] = "someone-else"
+    with pytest.raises(offload.PayloadRejected):
+        serializer.check_seal(step)
+    plain = Message("id", "t", (), {}, meta={"trace": "x"})
+    serializer.seal(plain)
+    assert plain.meta is not None
+    plain.meta["trace"] = "y"  # other meta is not sealed: enqueue middleware adds it later
+    serializer.check_seal(plain)
