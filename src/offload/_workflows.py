@@ -69,6 +69,7 @@ class Workflow(Generic[R]):
         return builder.send(final)
 
     def __call__(self) -> WorkflowHandle[R]:
+        """The same as ``delay()``."""
         return self.delay()
 
     def _build(self, builder: _Builder, after: list[int], feed: str | None) -> int:
@@ -209,6 +210,7 @@ class WorkflowHandle(Handle[R]):
     _cancel_steps: Callable[[], None] | None = None
 
     def cancel(self) -> bool:
+        """Cancel the final job and every step not started; ``True`` if the final one is."""
         cancelled = super().cancel()
         if self._cancel_steps is not None:
             self._cancel_steps()
