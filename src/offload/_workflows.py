@@ -20,6 +20,7 @@ Nodes nest: a chain of groups, a group of chains, a chord in a chain.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, overload
@@ -370,6 +371,8 @@ class Workflows:
             if local and AFTER in meta:
                 waits = [made[job_id] for job_id in after] + outside
                 self.gate.hold(step.id, waits)
+                # However the step ends (cancelled before it ran too), the gate lets go.
+                made[step.id].add_done_callback(functools.partial(_forget, self.gate, step.id))
             messages.append(
                 self._producer.message(
                     step.spec, step.args, step.kwargs, step.options, job_id=step.id, meta=meta
@@ -404,6 +407,10 @@ class Workflows:
                 "that id; pass the call's handle"
             )
         return Handle(dependency, "?")
+
+
+def _forget(gate: Gate, job_id: str, _: object) -> None:
+    gate.forget(job_id)
 
 
 def _meta(step: _Step, ids: list[str], fed: int, since: str) -> dict[str, str]:

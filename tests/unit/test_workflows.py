@@ -139,6 +139,7 @@ def test_a_cancelled_dependency_cancels_its_dependents(
     assert handle.cancelled() and ran == []
     with pytest.raises(offload.TaskCancelled):
         handle.result(timeout=0)
+    assert fake_clock_app.workflows.gate._local == {}, "nothing kept for an ended step"
 
 
 def test_cancelling_a_workflow_cancels_its_waiting_steps(
@@ -154,6 +155,7 @@ def test_cancelling_a_workflow_cancels_its_waiting_steps(
     run_until_idle(fake_clock_app)
     assert ran == ["add 2 2"], "the delayed member and the callback never ran"
     assert handle.cancelled()
+    assert fake_clock_app.workflows.gate._local == {}, "nothing kept for a cancelled step"
 
 
 def test_a_waiting_step_polls_with_a_growing_backoff(
