@@ -40,8 +40,10 @@ from ._message import Message, Outcome, Progress, State
 from ._middleware import Delay, Middleware
 from ._retry import Backoff
 from ._schedule import Missed, Schedule
+from ._signature import Signature
 from ._task import Task, TaskCall
 from ._waiting import as_completed, gather, wait
+from ._workflows import Workflow, WorkflowHandle, chain, chord, group
 
 __version__ = "0.1.0"
 
@@ -68,6 +70,7 @@ __all__ = [
     "ResultTimeout",
     "Retry",
     "Schedule",
+    "Signature",
     "State",
     "Task",
     "TaskCall",
@@ -78,11 +81,16 @@ __all__ = [
     "TaskNotImportable",
     "TaskTimeout",
     "WorkerLost",
+    "Workflow",
+    "WorkflowHandle",
     "__version__",
     "as_completed",
+    "chain",
+    "chord",
     "current",
     "default_app",
     "gather",
+    "group",
     "shutdown",
     "step",
     "task",

@@ -41,6 +41,8 @@ from ._task import (
     make_spec,
 )
 from ._worker import Worker, check_pool, default_size
+from ._workflow_gate import Gate
+from ._workflows import COLLECTOR, Workflows, collector_spec
 
 log = logging.getLogger(__name__)
 
@@ -107,14 +109,12 @@ class App:
         self.url = url or "memory://"
         self.durable = not is_in_process(self.url)
         """Calls are stored in a broker and may run in other processes."""
-        if on_exit not in ("wait", "cancel"):
-            raise ConfigurationError(f"on_exit={on_exit!r}: choose 'wait' or 'cancel'")
-        self.on_exit: OnExit = on_exit
+        self.on_exit: OnExit = _checked_on_exit(on_exit)
         self.clock = clock
         self.name = name
         ttl, reuse = result_ttl, reuse_window
         self.broker = _open(self.url, clock, ttl, reuse, namespace=namespace, migrate=migrate)
-        self._registry = {} if registry is None else registry
+        self._registry = _with_collector({} if registry is None else registry)
         self._declared = Declared(self._registry, include)
         classes = self._declared.allows_module
         self.serializer = _serializer(serializer, pickle_key, classes) if self.durable else None
@@ -124,10 +124,13 @@ class App:
         self._handles: HandleMap = WeakHandles() if self.durable else in_process
         chain = Chain(middleware) if middleware else None
         self.middleware = () if chain is None else chain.middleware
-        self._runner = _runner(self, chain)
+        gate = Gate(clock, lambda: self.inspector, self.serializer)  # then every middleware
+        self._runner = _runner(self, chain, Chain([gate, *self.middleware]))
         self._sizes = _sizes(threads, processes)
         self._embedded = _embedded(self, on_exit) if embedded_worker or not self.durable else None
         self._producer = _producer(self, chain, classes)
+        self.workflows = _workflows(self, gate)
+        """Workflows and ``depends_on=`` (``offload.chain``): their batches and their gate."""
         self._adhoc: dict[Callable[..., Any], Task[Any, Any]] = {}
         self._lock = threading.Lock()
         self.schedules: dict[str, Schedule] = {}
@@ -242,12 +245,16 @@ class App:
         self, spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any], options: CallOptions
     ) -> Handle[Any]:
         """Send one call of ``spec``; its handle (used by ``Task.__call__``)."""
+        if options.depends_on:
+            return self.workflows.submit(spec, [(args, kwargs)], options)[0]
         return self._producer.submit(spec, args, kwargs, options)
 
     def submit_many(
         self, spec: TaskSpec, calls: list[tuple[Any, ...]], options: CallOptions
     ) -> list[Handle[Any]]:
         """Send many calls of ``spec`` in one batch (one transaction)."""
+        if options.depends_on:
+            return self.workflows.submit(spec, [(args, {}) for args in calls], options)
         producer = self._producer
         messages = [producer.message(spec, args, {}, options) for args in calls]
         return producer.send(messages, options.connection)
@@ -365,7 +372,14 @@ def _adhoc_task(app: App, fn: Callable[..., Any]) -> Task[Any, Any]:
     return task
 
 
-def _runner(app: App, chain: Chain | None) -> Runner:
+def _checked_on_exit(on_exit: str) -> OnExit:
+    if on_exit not in ("wait", "cancel"):
+        raise ConfigurationError(f"on_exit={on_exit!r}: choose 'wait' or 'cancel'")
+    return on_exit  # type: ignore[return-value]  # one of the two, checked
+
+
+def _runner(app: App, chain: Chain | None, gated: Chain) -> Runner:
+    """The app's runner: workflow steps run through ``gated`` (the gate, then the middleware)."""
     return Runner(
         app.broker,
         app._registry,
@@ -374,6 +388,21 @@ def _runner(app: App, chain: Chain | None) -> Runner:
         serializer=app.serializer,
         resolve=app.resolve_task,
         chain=chain,
+        gated=gated,
+    )
+
+
+def _with_collector(registry: dict[str, TaskSpec]) -> dict[str, TaskSpec]:
+    """Every app declares offload's own task, the collector of groups' results."""
+    if COLLECTOR not in registry:
+        registry[COLLECTOR] = collector_spec()
+    return registry
+
+
+def _workflows(app: App, gate: Gate) -> Workflows:
+    inspector = lambda: app.inspector  # noqa: E731 - read when first needed
+    return Workflows(
+        app._producer, app._handles, app.clock, inspector, durable=app.durable, gate=gate
     )
 
 

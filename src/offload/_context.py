@@ -53,7 +53,7 @@ class JobContext:
     ``progress(...)`` tells whoever holds the job's handle how far it got.
     """
 
-    __slots__ = ("_delivery", "_meta", "_services", "attempt", "id", "queue", "task")
+    __slots__ = ("_delivery", "_fed", "_meta", "_services", "attempt", "id", "queue", "task")
 
     def __init__(
         self,
@@ -73,6 +73,9 @@ class JobContext:
         self._meta = meta  # wrapped when read: most jobs never look
         self._services = services
         self._delivery = delivery
+        self._fed: tuple[Any, ...] = ()
+        """Values put before the message's own arguments: a workflow step's inputs (the
+        results of the steps it depends on), set by the workflow gate before the call."""
 
     def progress(self, done: float, total: float | None = None, note: str | None = None) -> None:
         """Report how far the job got: ``done`` of ``total`` (unknown: None), and a note.
@@ -152,6 +155,17 @@ def step(name: str, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) ->
     value = fn(*args, **kwargs)
     services.record(job._delivery, name, value)
     return value
+
+
+def fed(job: JobContext, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The positional arguments of the call: what a workflow step was fed, then its own."""
+    prefix = job._fed
+    return (*prefix, *args) if prefix else args
+
+
+def feed(job: JobContext, values: tuple[Any, ...]) -> None:
+    """Put ``values`` before the call's own positional arguments (the workflow gate)."""
+    job._fed = values
 
 
 def services_of(job: JobContext) -> tuple[JobServices | None, object]:

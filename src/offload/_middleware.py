@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._context import JobContext
 from ._errors import ConfigurationError
-from ._message import Message, Outcome
+from ._message import ErrorInfo, Message, Outcome
 
 if TYPE_CHECKING:
     from ._worker import Worker
@@ -69,6 +69,17 @@ class Delay(Exception):
                 f"offload.Delay({until!r}): give seconds, a timedelta or a datetime"
             )
         return now + max(0.0, float(seconds))
+
+
+class Skip(Exception):
+    """Raised by offload's workflow gate: end this job without running it, no attempt
+    retried. With ``error``: failed with it (and ``info``, its stored record, if
+    given); without: cancelled. Private: a user's middleware raises ``Delay`` or fails."""
+
+    def __init__(self, error: BaseException | None = None, info: ErrorInfo | None = None) -> None:
+        super().__init__(error)
+        self.error = error
+        self.info = info
 
 
 class Middleware:

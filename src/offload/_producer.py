@@ -88,14 +88,27 @@ class Producer:
         return self.send([message], options.connection)[0]
 
     def message(
-        self, spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any], options: CallOptions
+        self,
+        spec: TaskSpec,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        options: CallOptions,
+        *,
+        job_id: str | None = None,
+        meta: dict[str, str] | None = None,
     ) -> Message:
-        """The message for one call, its options applied and checked."""
+        """The message for one call, its options applied and checked.
+
+        ``job_id`` and ``meta`` are a workflow's (its steps name each other):
+        set here, before a pickle seal covers them.
+        """
         if self._embedded is not None:
             self._embedded.start()
         if self._registry.get(spec.name) is not spec:
             self._registry[spec.name] = spec
-        message = Message(new_id(), spec.name, args, kwargs, spec.queue, spec.priority)
+        message = Message(job_id or new_id(), spec.name, args, kwargs, spec.queue, spec.priority)
+        if meta:
+            message.meta = dict(meta)
         serializer = self._serializer
         if serializer is not None:
             message.payload = encode_call(serializer, args, kwargs)

@@ -23,7 +23,7 @@ from typing import Any
 from ._brokers import Broker
 from ._brokers._base import Inspectable
 from ._clock import Clock
-from ._context import CURRENT, JobContext
+from ._context import CURRENT, JobContext, fed
 from ._errors import (
     MessageRejected,
     NotSerializable,
@@ -36,13 +36,18 @@ from ._job_services import JobServices
 from ._joblog import finished as log_finished
 from ._joblog import info_enabled, job_fields
 from ._message import Delivery, ErrorInfo, Message, Outcome, State, storable
-from ._middleware import Chain, Delay
+from ._middleware import Chain, Delay, Skip
 from ._retry import RetryPolicy
 from ._serializers import JsonSerializer, PickleSerializer, Serializer, decode_call
 
 log = logging.getLogger(__name__)
 
 POOLS = ("thread", "process", "async")
+
+AFTER = "offload.after"
+"""The meta key of a workflow step: the ids of the jobs it runs after (comma separated).
+A message that carries it runs through the app's gated chain (the workflow gate
+first); any other pays one test for it."""
 NO_RETRIES = RetryPolicy()
 
 
@@ -93,10 +98,10 @@ def invoke(call: Call, run: Callable[[], Any] | None = None) -> Any:
         if chain is None and run is None:  # the hot path: one test
             return call.spec.fn(*call.args, **call.kwargs)
         if run is None:
-            spec, args, kwargs = call.spec, call.args, call.kwargs
+            spec, job, args, kwargs = call.spec, call.job, call.args, call.kwargs
 
             def run() -> Any:
-                return spec.fn(*args, **kwargs)
+                return spec.fn(*fed(job, args), **kwargs)
 
         return run() if chain is None else chain.execute(call.job, run)
     finally:
@@ -109,10 +114,10 @@ async def ainvoke(call: Call) -> Any:
     chain = call.chain
     if chain is None:
         return await call.spec.fn(*call.args, **call.kwargs)
-    spec, args, kwargs = call.spec, call.args, call.kwargs
+    spec, job, args, kwargs = call.spec, call.job, call.args, call.kwargs
 
     async def run() -> Any:
-        return await spec.fn(*args, **kwargs)
+        return await spec.fn(*fed(job, args), **kwargs)
 
     return await chain.aexecute(call.job, run)
 
@@ -136,6 +141,7 @@ class Runner:
         resolve: Callable[[str], TaskSpec | None] | None = None,
         jitter_source: Callable[[], float] = random.random,
         chain: Chain | None = None,
+        gated: Chain | None = None,
     ) -> None:
         self.broker = broker
         self.registry = registry
@@ -149,6 +155,8 @@ class Runner:
         self.chain = chain
         """The app's middleware; None when it has none (the common case: no work per call)."""
         self._wrapping = chain if chain is not None and chain.wraps_execution else None
+        self._gated = gated
+        """The chain for workflow steps (``AFTER`` in their meta): the gate, then the app's."""
         inspector = broker.inspector if isinstance(broker, Inspectable) else None
         self.services = JobServices(inspector, handles, serializer)
 
@@ -186,7 +194,11 @@ class Runner:
             services=self.services,
             delivery=delivery,
         )
-        return Call(spec, delivery, args, kwargs, timeout, job, self._wrapping)
+        wrapping = self._wrapping
+        meta = message.meta
+        if meta is not None and AFTER in meta and self._gated is not None:
+            wrapping = self._gated
+        return Call(spec, delivery, args, kwargs, timeout, job, wrapping)
 
     def _serializer(self) -> Serializer:
         if self.serializer is None:
@@ -232,6 +244,9 @@ class Runner:
         if isinstance(error, Delay):
             self._delay(call, error)
             return
+        if isinstance(error, Skip):
+            self._skip(call, error)
+            return
         delay = call.spec.policy.retry_delay(
             error, delivery.attempt, delivery.message.retries, self.jitter_source
         )
@@ -260,6 +275,21 @@ class Runner:
         if self.broker.nack(delivery, eta, penalty=False):
             self._notify(delivery, Outcome(State.QUEUED), call.job)
 
+    def _skip(self, call: Call, skip: Skip) -> None:
+        """End the job without running it (a workflow step whose dependency failed or
+        was cancelled): cancelled, or failed with ``skip.error`` and no retry."""
+        delivery = call.delivery
+        if skip.error is not None:
+            self._fail(delivery, skip.error, info=skip.info, ran=False)
+            return
+        outcome = Outcome.cancelled()
+        if self.broker.ack(delivery, outcome):
+            handle = self.handles.pop(delivery.message.id, None)
+            if handle is not None:
+                handle.set_waiting()  # it never ran: cancellable as a queued call
+                handle.cancel_locally()
+            self._notify(delivery, outcome, call.job)
+
     def _notify(self, delivery: Delivery, outcome: Outcome, job: JobContext | None = None) -> None:
         if outcome.state.finished:
             self.services.job_ended(delivery.message.id)
@@ -284,11 +314,19 @@ class Runner:
             return
         self._notify(delivery, Outcome(State.RETRYING, error=error), call.job)
 
-    def _fail(self, delivery: Delivery, error: BaseException, started: float | None = None) -> None:
+    def _fail(
+        self,
+        delivery: Delivery,
+        error: BaseException,
+        started: float | None = None,
+        *,
+        info: ErrorInfo | None = None,
+        ran: bool = True,
+    ) -> None:
         message = delivery.message
         outcome = Outcome.failure(error)
         if self.serializer is not None:
-            outcome.error_info = error_info(error)
+            outcome.error_info = info or error_info(error)
         if not self.broker.ack(delivery, outcome):
             return
         self._notify(delivery, outcome)
@@ -300,6 +338,15 @@ class Runner:
                 handle.set_exception(error)
             if started is not None:
                 log_finished(delivery, State.FAILED, started)
+            return
+        if not ran:  # a workflow step whose dependency failed: that one logged its traceback
+            log.warning(
+                "Job %s (task %.200r) did not run: a job it depends on failed (%r)",
+                message.id,
+                message.task,
+                error,
+                extra=job_fields(delivery),
+            )
             return
         if isinstance(error, REFUSALS):  # nothing ran: offload's traceback would be noise
             log.error(

@@ -36,6 +36,7 @@ from ._message import MAX_COUNT, MAX_EPOCH, MAX_PRIORITY, MAX_SECONDS, key_probl
 from ._progress import track
 from ._retry import DEFAULT_BACKOFF, Backoff, RetryPolicy
 from ._runner import POOLS, TaskSpec
+from ._signature import Signature
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -57,6 +58,8 @@ class CallOptions:
     key: str | None = None
     connection: Any = None
     """A psycopg connection: enqueue in the caller's transaction (PostgreSQL apps)."""
+    depends_on: tuple[Any, ...] = ()
+    """Handles (or job ids) of jobs that must succeed before this call runs."""
 
 
 NO_OPTIONS = CallOptions()
@@ -139,6 +142,7 @@ class Task(Generic[P, R]):
         retries: int | None = None,
         key: str | None = None,
         connection: Any = None,
+        depends_on: Iterable[Handle[Any] | str] | None = None,
     ) -> TaskCall[P, R]:
         """The task with options changed for one call: ``work.options(delay=60)(3)``.
 
@@ -152,6 +156,11 @@ class Task(Generic[P, R]):
             with conn.transaction():
                 conn.execute("INSERT INTO orders ...")
                 send_receipt.options(connection=conn)(order_id)
+
+        ``depends_on=[h1, h2]`` (handles or job ids) runs the call once all
+        of those jobs succeeded; if one fails or is cancelled, this call is
+        failed with its exception, or cancelled, without running (see
+        ``offload.chain`` for workflows).
         """
         options = CallOptions(
             delay=_seconds("delay", delay),
@@ -162,8 +171,24 @@ class Task(Generic[P, R]):
             retries=_count("retries", retries),
             key=key if key is None else _key(key),
             connection=connection,
+            depends_on=_dependencies(depends_on),
         )
+        return self.with_options(options)
+
+    def with_options(self, options: CallOptions) -> TaskCall[P, R]:
+        """The task with ``options`` (checked already) for one call."""
         return TaskCall(self, options)
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature[R]:
+        """A signature: this task with arguments, to compose into a workflow (not run yet).
+
+        ``offload.chain(fetch.s(url), parse.s(), store.s())``. The arguments
+        are not checked against the task's parameters (typed ``Any``): a
+        step in a chain receives the previous step's result as its first
+        argument, which is not given here. The result type is kept:
+        ``Signature[R]``, and a workflow's handle is typed by its last step.
+        """
+        return Signature(self, args, kwargs, NO_OPTIONS)
 
     def map(self, *iterables: Iterable[Any], progress: bool = False) -> list[Handle[R]]:
         """Call the task once per item (``zip`` of ``iterables``), in one batch.
@@ -225,6 +250,10 @@ class TaskCall(Generic[P, R]):
 
     def map(self, *iterables: Iterable[Any], progress: bool = False) -> list[Handle[R]]:
         return self._task._map(iterables, progress, self._options)
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature[R]:
+        """A signature with these options (see ``Task.s``)."""
+        return Signature(self._task, args, kwargs, self._options)
 
 
 class TaskDecorator(Protocol):
@@ -472,6 +501,20 @@ def _count(option: str, value: int | None, positive: bool = False) -> int | None
             f"{option}= takes a whole number from {low} to {MAX_COUNT}, not {value!r}"
         )
     return value
+
+
+def _dependencies(depends_on: Iterable[Handle[Any] | str] | None) -> tuple[Any, ...]:
+    if depends_on is None:
+        return ()
+    if isinstance(depends_on, (str, Handle)):
+        depends_on = [depends_on]
+    found = tuple(depends_on)
+    for item in found:
+        if not isinstance(item, (str, Handle)) or not getattr(item, "id", item):
+            raise ConfigurationError(
+                f"depends_on= takes handles (or job ids) of calls made before, not {item!r}"
+            )
+    return found
 
 
 def _eta(eta: datetime | float | None) -> float | None:

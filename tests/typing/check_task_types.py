@@ -116,3 +116,20 @@ async def _aio_calls() -> None:
     assert_type(await work.options(priority=2).aio(3), Handle[int])
     assert_type(await (await fetch.aio("https://example.org")), bytes)
     await work.aio("three")  # type: ignore[arg-type]
+
+
+# -- workflows are typed by their final step ----------------------------------------------
+
+
+def workflows_are_typed_by_their_final_step() -> None:
+    signature = work.s(1)
+    assert_type(signature, offload.Signature[int])
+    assert_type(send_email.options(priority=1).s("a"), offload.Signature[str])
+    assert_type(offload.chain(work.s(1), send_email.s()).delay(), offload.WorkflowHandle[str])
+    assert_type(
+        offload.group(work.s(i) for i in range(3)).delay(), offload.WorkflowHandle[list[int]]
+    )
+    assert_type(offload.chord([work.s(1)], send_email.s()).delay(), offload.WorkflowHandle[str])
+    handle: Handle[str] = offload.chain(work.s(1), send_email.s())()
+    assert_type(send_email.options(depends_on=[handle])("b"), Handle[str])
+    offload.chain(work)  # type: ignore[call-overload]

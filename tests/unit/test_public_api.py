@@ -52,6 +52,12 @@ DOCUMENTED = {
     "shutdown",
     "task",
     "wait",
+    "Signature",
+    "Workflow",
+    "WorkflowHandle",
+    "chain",
+    "chord",
+    "group",
 }
 
 PUBLIC_MODULES = {

@@ -22,7 +22,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from .._context import CURRENT, JobContext, services_of
+from .._context import CURRENT, JobContext, fed, services_of
 from .._errors import RemoteTraceback, WorkerLost
 from .._message import Progress
 from .._runner import Call, invoke
@@ -133,7 +133,8 @@ class _RoundTrip:
         if child is None:
             raise RuntimeError("a round trip runs once, on a live child")
         try:
-            child.conn.send((call.spec.import_path, call.args, call.kwargs, call.job.fields()))
+            args = fed(call.job, call.args)
+            child.conn.send((call.spec.import_path, args, call.kwargs, call.job.fields()))
         except Exception as error:  # noqa: BLE001 - e.g. an argument that cannot be pickled
             raise _not_sendable(call, error) from None
         try:

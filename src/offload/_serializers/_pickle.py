@@ -22,6 +22,11 @@ _SEAL = "offload-seal"
 """The key of a message's seal in its ``meta``."""
 _MIN_KEY_SIZE = 16
 
+_SEALED_META = ("offload.after", "offload.feed", "offload.fed", "offload.next")
+"""The ``meta`` keys of a workflow step that the seal covers: what it waits for and is
+fed with (``offload._workflow_gate``). Other meta (trace context, added by an enqueue
+middleware after the seal) is not covered; a message without these seals as before."""
+
 
 class PickleSerializer:
     """Pickle (protocol 5) signed with HMAC-SHA256: opt-in, for values JSON cannot carry.
@@ -91,6 +96,10 @@ class PickleSerializer:
             message.max_deliveries,
             message.result_ttl,
         ]
+        meta = message.meta or {}
+        linked = [[key, meta[key]] for key in _SEALED_META if key in meta]
+        if linked:
+            fields.append(linked)
         head = json.dumps(fields, separators=(",", ":"), default=repr).encode("utf-8", "replace")
         return hmac.new(self._key, head + b"\n" + (message.payload or b""), "sha256").hexdigest()
 
