@@ -6,6 +6,7 @@ test process and the workers it starts.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
@@ -131,3 +132,38 @@ def stall_first(path: str, value: str) -> str:
     with open(path, "a") as file:
         file.write(f"{value} {os.getpid()}\n")
     return value
+
+
+def _note(marker: str, text: str) -> None:
+    with open(marker, "a") as file:
+        file.write(text)
+
+
+@app.task
+def until_cancelled(marker: str) -> None:
+    """A thread's task that checks for a cancel, as a long loop should."""
+    _note(marker, "started ")
+    while not offload.current().cancelled:
+        time.sleep(0.02)
+    _note(marker, "told")
+    offload.current().check_cancelled()
+
+
+@app.task
+async def async_until_cancelled(marker: str) -> None:
+    _note(marker, "started ")
+    try:
+        await asyncio.sleep(300)
+    except asyncio.CancelledError:
+        _note(marker, "told")
+        raise
+
+
+@app.task(pool="process")
+def process_until_cancelled(marker: str) -> None:
+    _note(marker, "started ")
+    try:
+        time.sleep(300)
+    except KeyboardInterrupt:
+        _note(marker, "told")
+        raise

@@ -64,3 +64,28 @@ def step_then_fail_once(path: str) -> str:
     if offload.current().attempt == 1:
         raise ConnectionError("after the step")
     return line
+
+
+def sleep_until_interrupted(marker: str, seconds: float) -> None:
+    """Sleep; note a KeyboardInterrupt (a cancel) and stop there."""
+    with open(marker, "a") as file:
+        file.write("started ")
+    try:
+        time.sleep(seconds)
+    except KeyboardInterrupt:
+        with open(marker, "a") as file:
+            file.write("told")
+        raise
+
+
+def ignore_interrupts(marker: str, seconds: float) -> None:
+    """Swallow every KeyboardInterrupt: only killing the process stops it."""
+    with open(marker, "a") as file:
+        file.write("started ")
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            time.sleep(0.05)
+        except KeyboardInterrupt:
+            with open(marker, "a") as file:
+                file.write("ignored ")

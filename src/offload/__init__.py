@@ -18,6 +18,7 @@ from ._context import JobContext, NoCurrentJob, current, step
 from ._default import default_app, shutdown, task
 from ._errors import (
     BrokerUnavailable,
+    Cancelled,
     ConfigurationError,
     MessageRejected,
     NotSerializable,
@@ -51,6 +52,7 @@ __all__ = [
     "App",
     "Backoff",
     "BrokerUnavailable",
+    "Cancelled",
     "ConfigurationError",
     "Delay",
     "Handle",

@@ -400,23 +400,27 @@ def _why_not_retried(job: JobInfo | None, job_id: str) -> str:
 @click.argument("job_id", metavar="ID")
 @_APP_OPTION
 def cancel(job_id: str, target: str | None) -> None:
-    """Cancel a job that has not started.
+    """Cancel a job: at once if it waits, at its worker's next heartbeat if it runs.
 
-    Only a queued job, or one waiting to retry, can be cancelled. Exits 1
-    if there is no job ID, or if it is running or finished.
+    A queued job, or one waiting to retry, is cancelled now. A running one
+    is asked to stop: its worker hears it when it next renews the job's
+    lease (every third of the lease) and stops it (a thread is told and the
+    job recorded cancelled). Exits 1 if there is no job ID or it finished.
     """
     with _inspecting(target) as (_, inspector):
         if inspector.cancel(job_id):
-            click.echo(f"cancelled job {job_id}")
+            job = inspector.job(job_id)
+            if job is not None and job.state is State.RUNNING:
+                click.echo(
+                    f"asked job {job_id} to stop: its worker stops it at its next heartbeat "
+                    "(`offload show` then says cancelled)"
+                )
+            else:
+                click.echo(f"cancelled job {job_id}")
             return
         job = inspector.job(job_id)
     if job is None:
         raise click.ClickException(f"no job {job_id}")
-    if job.state is State.RUNNING:
-        raise click.ClickException(
-            f"job {job_id} is running: a worker has started it, and only queued or "
-            "retrying jobs can be cancelled"
-        )
     raise click.ClickException(f"job {job_id} is {job.state} already: there is nothing to cancel")
 
 

@@ -14,7 +14,7 @@ import types
 from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, Protocol, TypeVar
 
-from ._errors import OffloadError
+from ._errors import Cancelled, OffloadError
 from ._message import Progress, storable
 
 MAX_NOTE = 1000
@@ -53,7 +53,17 @@ class JobContext:
     ``progress(...)`` tells whoever holds the job's handle how far it got.
     """
 
-    __slots__ = ("_delivery", "_fed", "_meta", "_services", "attempt", "id", "queue", "task")
+    __slots__ = (
+        "_cancelled",
+        "_delivery",
+        "_fed",
+        "_meta",
+        "_services",
+        "attempt",
+        "id",
+        "queue",
+        "task",
+    )
 
     def __init__(
         self,
@@ -74,8 +84,20 @@ class JobContext:
         self._services = services
         self._delivery = delivery
         self._fed: tuple[Any, ...] = ()
+        self._cancelled = False
         """Values put before the message's own arguments: a workflow step's inputs (the
         results of the steps it depends on), set by the workflow gate before the call."""
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether someone cancelled this job while it runs (``handle.cancel()``,
+        ``offload cancel``): a long task on a thread should check it and stop."""
+        return self._cancelled
+
+    def check_cancelled(self) -> None:
+        """Raise ``offload.Cancelled`` if the job was cancelled: the task stops there."""
+        if self._cancelled:
+            raise Cancelled(f"job {self.id} ({self.task}) was cancelled while it ran")
 
     def progress(self, done: float, total: float | None = None, note: str | None = None) -> None:
         """Report how far the job got: ``done`` of ``total`` (unknown: None), and a note.
@@ -171,3 +193,11 @@ def feed(job: JobContext, values: tuple[Any, ...]) -> None:
 def services_of(job: JobContext) -> tuple[JobServices | None, object]:
     """A context's services and delivery: what a process pool's parent serves its child with."""
     return job._services, job._delivery
+
+
+def request_cancel(job: JobContext) -> bool:
+    """Mark ``job`` cancelled (its worker was asked); ``False`` if it already was."""
+    if job._cancelled:
+        return False
+    job._cancelled = True
+    return True

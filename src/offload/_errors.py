@@ -36,7 +36,12 @@ class ResultTimeout(OffloadError, concurrent.futures.TimeoutError):
 
 
 class TaskCancelled(OffloadError, concurrent.futures.CancelledError):
-    """The task was cancelled before it ran."""
+    """The task was cancelled: before it ran, or while it ran (its handle raises this)."""
+
+
+class Cancelled(OffloadError):
+    """Raised inside a task by ``offload.current().check_cancelled()`` once someone
+    cancelled it: let it propagate (or return); the job is recorded cancelled."""
 
 
 class WorkerLost(OffloadError):

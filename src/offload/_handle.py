@@ -113,6 +113,8 @@ class Handle(concurrent.futures.Future[R]):
     _source: HandleSource | None = None
     """Set when the task runs in another process: the broker is asked."""
     _progress: Progress | None = None
+    _interrupt: Callable[[Handle[Any]], bool] | None = None
+    """Set by the runner of this process while the call runs: how to stop it."""
 
     if _LAZY_FIELDS:
         _condition = _MadeOnFirstUse()
@@ -243,17 +245,29 @@ class Handle(concurrent.futures.Future[R]):
     # process, which never sees the call start, behaves the same.
 
     def cancel(self) -> bool:
-        """Cancel the call if it is queued or waiting to retry; ``True`` if it is cancelled."""
+        """Cancel the call; ``True`` if it is cancelled, ``False`` if it had already ended.
+
+        A queued call, or one waiting to retry, is cancelled at once. A running
+        one is stopped: an ``async def`` task is cancelled, a process-pool task
+        is interrupted (then its process killed after a grace), and a thread,
+        which Python cannot stop, is told (``offload.current().cancelled``) and
+        its call recorded cancelled at once. A call in a worker elsewhere is
+        stopped at that worker's next lease renewal, which this waits for.
+        """
         if self._source is not None and not self.done():
             return self._source.cancel(self)
+        interrupt = self._interrupt
+        if interrupt is not None and self._started and not self.done():
+            return interrupt(self)
         return self.cancel_locally()
 
-    def cancel_locally(self) -> bool:
-        """Cancel this process's view of the call (the runner or a source decided)."""
+    def cancel_locally(self, *, running: bool = False) -> bool:
+        """Cancel this process's view of the call (the runner or a source decided);
+        ``running``: also if it started (its runner stopped it)."""
         with _transitions:
             if self.cancelled():
                 return True
-            if self._started and not self._retrying:
+            if self._started and not self._retrying and not running:
                 return False
             self._cancel_requested = True
             if super().cancel():

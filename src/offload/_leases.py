@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from ._brokers import Broker
 from ._brokers._base import Lease
@@ -29,6 +30,8 @@ class Leases:
         self, broker: Broker, lease: float, clock: Clock, outage: Outage, closed: threading.Event
     ) -> None:
         self._broker = broker
+        self.on_cancel: Callable[[Delivery], None] | None = None
+        """Told when the broker says someone cancelled a running job (``Lease.CANCEL``)."""
         self._lease = lease
         self._clock = clock
         self._outage = outage
@@ -47,7 +50,9 @@ class Leases:
                 except Exception as error:  # noqa: BLE001 - logged once per outage
                     self._outage.failed("renewing leases", error)
                     break
-                if answer is Lease.LOST and delivery.token not in self._lost:
+                if answer is Lease.CANCEL:
+                    self._cancel(delivery)
+                elif answer is Lease.LOST and delivery.token not in self._lost:
                     self._lost.add(delivery.token)
                     log.warning(
                         "Job %s (task %s): its lease was lost (it lapsed and another worker "
@@ -57,6 +62,18 @@ class Leases:
                         delivery.message.task,
                         extra=job_fields(delivery),
                     )
+
+    def _cancel(self, delivery: Delivery) -> None:
+        if self.on_cancel is None:
+            return
+        try:
+            self.on_cancel(delivery)
+        except Exception:  # the heartbeat goes on for the other jobs
+            log.exception(
+                "offload worker: could not stop cancelled job %s",
+                delivery.message.id,
+                extra=job_fields(delivery),
+            )
 
     def forget_if_lost(self, delivery: Delivery) -> bool:
         """``True`` if ``delivery``'s lease was lost: its outcome must not be recorded."""

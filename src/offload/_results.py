@@ -23,6 +23,7 @@ watcher's thread again as soon as no caller does.
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import contextlib
 import logging
 import sys
@@ -225,9 +226,18 @@ class ResultWatcher:
         store = self._broker
         return store.progress(handle.id) if isinstance(store, ProgressStore) else None
 
+    CANCEL_WAIT = 15.0
+    """Seconds ``cancel()`` of a running job waits for its worker to stop it: a heartbeat
+    (a third of the default 30 s lease) and some."""
+
     def cancel(self, handle: Handle[Any]) -> bool:
         if self._broker.cancel(handle.id):
-            self.settle(handle, self._broker.job(handle.id))
+            job = self._broker.job(handle.id)
+            if job is not None and job.state is State.RUNNING:  # asked: its worker hears it
+                self.hurry()
+                concurrent.futures.wait([handle], timeout=self.CANCEL_WAIT)
+                return handle.cancelled()
+            self.settle(handle, job)
         return handle.cancelled()
 
     # -- settling ------------------------------------------------------------

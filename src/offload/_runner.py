@@ -31,7 +31,7 @@ from ._errors import (
     PayloadRejected,
     TaskNotFound,
 )
-from ._handle import HandleMap
+from ._handle import Handle, HandleMap
 from ._job_services import JobServices
 from ._joblog import finished as log_finished
 from ._joblog import info_enabled, job_fields
@@ -153,6 +153,8 @@ class Runner:
         """Finds a task by name, importing it if need be (the app's resolve_task)."""
         self.jitter_source = jitter_source
         self.chain = chain
+        self.interrupt: Callable[[Handle[Any]], bool] | None = None
+        """Set by the worker of this process: stops a running call (``handle.cancel()``)."""
         """The app's middleware; None when it has none (the common case: no work per call)."""
         self._wrapping = chain if chain is not None and chain.wraps_execution else None
         self._gated = gated
@@ -200,6 +202,18 @@ class Runner:
             wrapping = self._gated
         return Call(spec, delivery, args, kwargs, timeout, job, wrapping)
 
+    def cancelled(self, call: Call) -> None:
+        """Record ``call``'s job cancelled while it ran (at once for a thread, which runs on)."""
+        delivery = call.delivery
+        outcome = Outcome.cancelled()
+        if not self.broker.ack(delivery, outcome):
+            return  # recorded already (a thread's job, when its function returns), or lost
+        handle = self.handles.pop(delivery.message.id, None)
+        if handle is not None:
+            handle.cancel_locally(running=True)
+        self._notify(delivery, outcome, call.job)
+        log_finished(delivery, State.CANCELLED, call.started)
+
     def _serializer(self) -> Serializer:
         if self.serializer is None:
             raise PayloadRejected("an encoded message reached an app without a serializer")
@@ -211,7 +225,11 @@ class Runner:
         if info_enabled():  # the one check a job pays when INFO is off: no clock read
             call.started = time.perf_counter()
         handle = self.handles.get(delivery.message.id)
-        if handle is None or handle.set_running_or_notify_cancel():
+        if handle is None:
+            return True
+        if handle.set_running_or_notify_cancel():
+            if self.interrupt is not None:
+                handle._interrupt = self.interrupt  # handle.cancel() stops it while it runs
             return True
         outcome = Outcome.cancelled()
         if self.broker.ack(delivery, outcome):
@@ -224,22 +242,11 @@ class Runner:
         """Record how ``call`` ended: its result, or its exception."""
         delivery = call.delivery
         self.services.attempt_ended(delivery.message.id)  # before the ack: writes need the lease
+        if call.job.cancelled:  # stopped because someone cancelled it: no retry follows
+            self.cancelled(call)
+            return
         if error is None:
-            outcome = Outcome(State.SUCCEEDED, result)
-            if self.serializer is not None:
-                try:
-                    outcome.payload = self.serializer.encode(result, path="result")
-                except NotSerializable as unencodable:
-                    self._fail(delivery, unencodable)
-                    return
-            if self.broker.ack(delivery, outcome):
-                handle = self.handles.pop(delivery.message.id, None)
-                if handle is not None:
-                    with _ALREADY_SETTLED:
-                        handle.set_result(result)
-                self._notify(delivery, outcome, call.job)
-                if call.started is not None:  # INFO was on as it started
-                    log_finished(delivery, State.SUCCEEDED, call.started)
+            self._succeed(call, result)
             return
         if isinstance(error, Delay):
             self._delay(call, error)
@@ -256,6 +263,24 @@ class Runner:
             self._fail(delivery, error, call.started)
 
     # -- outcomes --------------------------------------------------------------
+
+    def _succeed(self, call: Call, result: Any) -> None:
+        delivery = call.delivery
+        outcome = Outcome(State.SUCCEEDED, result)
+        if self.serializer is not None:
+            try:
+                outcome.payload = self.serializer.encode(result, path="result")
+            except NotSerializable as unencodable:
+                self._fail(delivery, unencodable)
+                return
+        if self.broker.ack(delivery, outcome):
+            handle = self.handles.pop(delivery.message.id, None)
+            if handle is not None:
+                with _ALREADY_SETTLED:
+                    handle.set_result(result)
+            self._notify(delivery, outcome, call.job)
+            if call.started is not None:  # INFO was on as it started
+                log_finished(delivery, State.SUCCEEDED, call.started)
 
     def _may_deliver_again(self, delivery: Delivery) -> bool:
         limit = delivery.message.max_deliveries

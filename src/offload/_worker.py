@@ -22,6 +22,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ._brokers import Broker, Waker
+from ._cancels import Cancels
 from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import ConfigurationError
 from ._executors import Executor, ThreadExecutor, check_size
@@ -73,12 +74,9 @@ class Worker:
         self._name = name
         self._executors: dict[str, Executor] = {}
         self._lock = threading.Lock()
-        # Claims never exceed free slots: a message waits in the broker, where
-        # priorities, cancellation and other workers can still reach it. The
-        # dispatcher and pool threads claim concurrently, so each reserves its
-        # slots first (``_claiming``), under ``_slots``: two claims never count
-        # the same free slot, and the leases held never exceed the slots (which
-        # bounds the jobs run twice after a crash).
+        # Claims never exceed free slots (a message waits in the broker, where others
+        # reach it): dispatcher and pool threads reserve slots first (``_claiming``, under
+        # ``_slots``), so leases held never exceed slots (bounding reruns after a crash).
         self._slots = threading.Lock()
         self._claiming = 0
         self._capacity = 0  # slots of all pools
@@ -90,7 +88,10 @@ class Worker:
         self._shut_down = threading.Event()  # middleware told (once)
         self._threads: list[threading.Thread] = []
         self._outage = Outage()
+        self._cancels = Cancels(runner, lambda call: self._executor(call.spec.pool or default_pool))
+        runner.interrupt = self._cancels.handle_cancelled  # handle.cancel() of a running call
         self._leases = Leases(broker, self._lease, clock, self._outage, self._closed)
+        self._leases.on_cancel = self._cancels.requested  # its heartbeat hears cancel requests
         self._active = self._leases.active  # running deliveries, by fencing token
         self._presence: Presence | None = None  # its registry entry, once started durable
 
@@ -311,6 +312,7 @@ class Worker:
         with self._slots:  # its reserved slot becomes a running one
             self._active[delivery.token] = delivery
             self._claiming -= 1
+        self._cancels.calls[delivery.token] = call
         try:
             self._executor(call.spec.pool or self._default_pool).execute(call)
         except Exception as error:  # noqa: BLE001 - e.g. a process pool that cannot start
@@ -328,6 +330,7 @@ class Worker:
 
     def _finished(self, call: Call) -> None:
         del self._active[call.delivery.token]
+        self._cancels.calls.pop(call.delivery.token, None)
         if not self._starved or self._stopping.is_set():
             return
         # The dispatcher sleeps until there is room. Rather than wake it for

@@ -126,15 +126,28 @@ def test_exception_of_a_cancelled_call_is_task_cancelled(
         handle.exception(timeout=WAIT)
 
 
-def test_cancel_a_running_call_returns_false(app: offload.App) -> None:
-    gate = Gate()
-    handle = app.task(name="gate")(gate)(3)
-    assert gate.started.wait(WAIT)
-    assert handle.cancel() is False
-    assert handle.state is State.RUNNING
-    assert not handle.cancelled()
-    gate.release.set()
-    assert handle.result(timeout=WAIT) == 3
+def test_cancel_a_running_thread_call_records_it_cancelled_and_tells_the_task(
+    app: offload.App,
+) -> None:
+    told = threading.Event()
+
+    @app.task(name="cooperative")
+    def cooperative() -> int:
+        gate_started.set()
+        while not offload.current().cancelled:
+            time.sleep(0.005)
+        told.set()
+        offload.current().check_cancelled()  # raises offload.Cancelled: the task stops
+        return 3
+
+    gate_started = threading.Event()
+    handle = cooperative()
+    assert gate_started.wait(WAIT)
+    assert handle.cancel() is True, "a thread is told, and its call recorded cancelled at once"
+    assert handle.cancelled() and handle.state is State.CANCELLED
+    assert told.wait(WAIT), "the task saw offload.current().cancelled"
+    with pytest.raises(offload.TaskCancelled):
+        handle.result(timeout=WAIT)
 
 
 def test_cancel_a_finished_call_returns_false(app: offload.App) -> None:

@@ -14,6 +14,7 @@ DOCUMENTED = {
     "App",
     "Backoff",
     "BrokerUnavailable",
+    "Cancelled",
     "ConfigurationError",
     "Handle",
     "NotSerializable",

@@ -28,12 +28,13 @@ from .._message import Delivery, ErrorInfo, JobInfo, Message, Outcome, Progress,
 class Lease(enum.Enum):
     """What renewing a lease found (``Broker.extend``).
 
-    Room is left for more answers riding the same heartbeat (a cancellation
-    request): a worker treats any answer but ``HELD`` as news about the job.
+    A cancellation request rides the same heartbeat: ``CANCEL`` is a lease
+    still held (and renewed) whose job someone asked to cancel.
     """
 
     HELD = "held"
     LOST = "lost"
+    CANCEL = "cancel"
 
 
 class Broker(Protocol):
@@ -248,7 +249,8 @@ class Inspector(Protocol):
         ...
 
     def cancel(self, job_id: str) -> bool:
-        """Cancel a queued or retrying job; ``False`` if it is running or finished."""
+        """Cancel a queued or retrying job now; ask a running one to stop (its worker
+        hears it at its next lease renewal: ``Lease.CANCEL``); ``False`` if finished."""
         ...
 
     def retry(self, job_id: str) -> bool:

@@ -7,9 +7,9 @@ retries or outcomes; that is the runner's job.
 
 from __future__ import annotations
 
-from ._base import Done, Executor, Start
+from ._base import CANCEL_GRACE, Done, Executor, Start
 from ._thread import ThreadExecutor, check_size
 
 # ProcessExecutor (._process) and AsyncExecutor (._async) are imported where
 # first needed: multiprocessing and asyncio cost tens of milliseconds.
-__all__ = ["Done", "Executor", "Start", "ThreadExecutor", "check_size"]
+__all__ = ["CANCEL_GRACE", "Done", "Executor", "Start", "ThreadExecutor", "check_size"]

@@ -33,6 +33,7 @@ class AsyncExecutor:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._running: dict[int, asyncio.Task[None]] = {}  # by fencing token
 
     @property
     def size(self) -> int:
@@ -44,6 +45,13 @@ class AsyncExecutor:
 
     def execute(self, call: Call) -> None:
         self._ensure_loop().call_soon_threadsafe(self._start, call)
+
+    def interrupt(self, call: Call) -> bool:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return False
+        loop.call_soon_threadsafe(self._cancel_one, call.delivery.token)
+        return True
 
     def shutdown(self, wait: bool) -> None:
         loop = self._loop
@@ -62,7 +70,19 @@ class AsyncExecutor:
             return
         task = asyncio.ensure_future(self._run(call))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        token = call.delivery.token
+        self._running[token] = task
+
+        def forget(ended: asyncio.Task[None]) -> None:
+            self._tasks.discard(ended)
+            self._running.pop(token, None)
+
+        task.add_done_callback(forget)
+
+    def _cancel_one(self, token: int) -> None:
+        task = self._running.get(token)
+        if task is not None:
+            task.cancel()  # the coroutine gets CancelledError where it awaits
 
     async def _run(self, call: Call) -> None:
         try:

@@ -18,6 +18,10 @@ log = logging.getLogger(__name__)
 Start = Callable[[Call], bool]
 """Called just before a call runs; ``False`` means skip it (it was cancelled)."""
 
+CANCEL_GRACE = 3.0
+"""Seconds a cancelled process-pool task has to stop after its SIGINT before its process
+is killed (and replaced)."""
+
 Done = Callable[[Call, Any, "BaseException | None"], None]
 """Called once per started call: ``done(call, result, None)`` or ``done(call, None, error)``."""
 
@@ -40,6 +44,11 @@ class Executor(Protocol):
 
     def resize(self, size: int) -> None:
         """Change how many calls may run at once, while running."""
+        ...
+
+    def interrupt(self, call: Call) -> bool:
+        """Stop ``call``, running here; ``False`` if it cannot be stopped (a thread),
+        only told (its job context says it was cancelled)."""
         ...
 
     def shutdown(self, wait: bool) -> None:

@@ -15,6 +15,7 @@ import logging
 import multiprocessing
 import os
 import queue
+import signal
 import threading
 import time
 import traceback
@@ -26,7 +27,7 @@ from .._context import CURRENT, JobContext, fed, services_of
 from .._errors import RemoteTraceback, WorkerLost
 from .._message import Progress
 from .._runner import Call, invoke
-from ._base import Done, Start, timeout_error
+from ._base import CANCEL_GRACE, Done, Start, timeout_error
 from ._thread import check_size
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class ProcessExecutor:
         self._slots = 0
         self._idle = 0
         self._queued = 0
+        self._children: dict[int, _Child] = {}  # the child running each call, by fencing token
 
     @property
     def size(self) -> int:
@@ -65,6 +67,28 @@ class ProcessExecutor:
         self._queue.put(call)
         if spawn:
             threading.Thread(target=self._slot, name=self._name, daemon=True).start()
+
+    def interrupt(self, call: Call) -> bool:
+        """Tell the child running ``call`` (SIGINT: KeyboardInterrupt where the task is);
+        kill it after ``CANCEL_GRACE`` seconds if the call has not ended, as a timeout does."""
+        token = call.delivery.token
+        child = self._children.get(token)
+        if child is None or child.process.pid is None:
+            return False
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child.process.pid, signal.SIGINT)
+        timer = threading.Timer(CANCEL_GRACE, self._kill_if_still, (token, child))
+        timer.daemon = True
+        timer.start()
+        return True
+
+    def _kill_if_still(self, token: int, child: _Child) -> None:
+        if self._children.get(token) is child:
+            log.warning(
+                "offload: a cancelled task did not stop within %gs; killing its process",
+                CANCEL_GRACE,
+            )
+            child.process.kill()  # its round trip sees the pipe close, and a new child comes
 
     def resize(self, size: int) -> None:
         check_size(size)
@@ -112,11 +136,15 @@ class ProcessExecutor:
         around the round trip; the child only gets the job context.
         """
         trip = _RoundTrip(child, call)
+        token = call.delivery.token
+        self._children[token] = child
         try:
             result = invoke(call, trip.run)
         except BaseException as error:  # noqa: BLE001 - reported, as Future does
+            self._children.pop(token, None)
             self._done(call, None, error)
         else:
+            self._children.pop(token, None)
             self._done(call, result, None)
         return trip.child
 
@@ -267,6 +295,7 @@ def resolve(import_path: str) -> Any:
 
 def _child_main(conn: Connection) -> None:
     functions: dict[str, Any] = {}
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a cancel between calls stops nothing
     while True:
         try:
             request = conn.recv()
@@ -281,10 +310,13 @@ def _child_main(conn: Connection) -> None:
             fn = functions.get(import_path)
             if fn is None:
                 fn = functions[import_path] = resolve(import_path)
+            # A cancel is a SIGINT (KeyboardInterrupt in the task); between calls it is ignored.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
             reply: tuple[bool, Any] = (True, fn(*args, **kwargs))
         except BaseException as error:  # noqa: BLE001 - sent to the parent
             reply = (False, (error, traceback.format_exc()))
         finally:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
             CURRENT.reset(token)
         _send_reply(conn, reply)
 

@@ -76,6 +76,9 @@ class ThreadExecutor:
         if spawn:
             self._start_thread()
 
+    def interrupt(self, call: Call) -> bool:
+        return False  # a thread cannot be stopped from outside: the task checks
+
     def resize(self, size: int) -> None:
         check_size(size)
         with self._lock:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from contract_support import LEASE, ContractBroker, MessageFactory, claim_ids
 
-from offload._brokers._base import History, JobSearch, QueueLag
+from offload._brokers._base import History, JobSearch, Lease, QueueLag
 from offload._message import ErrorInfo, Outcome, State
 from offload.testing import FakeClock
 
@@ -108,17 +108,49 @@ def test_cancel_a_retrying_or_delayed_job(
     assert claim_ids(broker) == []
 
 
-def test_cancel_refuses_running_finished_and_unknown_jobs(
+def test_cancel_refuses_finished_and_unknown_jobs(
     broker: ContractBroker, message: MessageFactory
 ) -> None:
-    running, done = message(), message()
-    broker.enqueue([running, done])
-    first, second = broker.claim(None, 2, LEASE)
-    broker.ack(second, Outcome(State.SUCCEEDED))
-    assert broker.inspector.cancel(running.id) is False
+    done = message()
+    broker.enqueue([done])
+    (delivery,) = broker.claim(None, 1, LEASE)
+    broker.ack(delivery, Outcome(State.SUCCEEDED))
     assert broker.inspector.cancel(done.id) is False
     assert broker.inspector.cancel("0" * 24) is False
-    assert broker.ack(first, Outcome(State.SUCCEEDED)) is True
+
+
+def test_cancel_of_a_running_job_is_asked_and_heard_at_the_next_renewal(
+    broker: ContractBroker, message: MessageFactory
+) -> None:
+    running, other = message(), message()
+    broker.enqueue([running, other])
+    first, second = broker.claim(None, 2, LEASE)
+    assert broker.extend(first, LEASE) is Lease.HELD
+    assert broker.inspector.cancel(running.id) is True, "asked: its worker will stop it"
+    job = broker.inspector.job(running.id)
+    assert job is not None and job.state is State.RUNNING, "asked, not done"
+    assert broker.extend(first, LEASE) is Lease.CANCEL
+    assert broker.extend(second, LEASE) is Lease.HELD, "only the job asked"
+    assert broker.ack(first, Outcome.cancelled()) is True
+    finished = broker.inspector.job(running.id)
+    assert finished is not None and finished.state is State.CANCELLED
+    assert broker.inspector.cancel(running.id) is False, "finished"
+
+
+def test_a_cancel_request_outlives_a_lost_worker_and_a_retry_forgets_it(
+    broker: ContractBroker, message: MessageFactory, clock: FakeClock
+) -> None:
+    m = message()
+    broker.enqueue([m])
+    broker.claim(None, 1, LEASE)
+    broker.inspector.cancel(m.id)
+    clock.advance(LEASE + 1)  # its worker died before hearing it
+    (second,) = broker.claim(None, 1, LEASE)
+    assert broker.extend(second, LEASE) is Lease.CANCEL, "the next worker hears it"
+    broker.ack(second, Outcome.cancelled())
+    assert broker.inspector.retry(m.id)
+    (third,) = broker.claim(None, 1, LEASE)
+    assert broker.extend(third, LEASE) is Lease.HELD, "a retried job runs on"
 
 
 def test_retry_a_failed_job(broker: ContractBroker, message: MessageFactory) -> None:

@@ -52,6 +52,7 @@ class MemoryBroker:
         self._queues: dict[str, Queue] = {}
         self._delayed: list[tuple[float, int, Message]] = []  # heap by eta
         self._inflight: dict[str, Delivery] = {}
+        self.cancel_requested: set[str] = set()  # running jobs someone asked to cancel
         self._ledger = Ledger()
         self._jobs = self._ledger.records  # read on the hot path: one lookup less
         self._tokens = itertools.count(1)
@@ -123,6 +124,8 @@ class MemoryBroker:
             if current is None or current.token != delivery.token:
                 return False
             del self._inflight[message.id]
+            if self.cancel_requested:
+                self.cancel_requested.discard(message.id)
             # Nothing to remember about a keyless job under a zero TTL: skip
             # the bookkeeping (the in-process hot path).
             if (
@@ -169,7 +172,7 @@ class MemoryBroker:
             if current is None or current.token != delivery.token:
                 return Lease.LOST
             delivery.lease_until = self._clock.now() + lease
-            return Lease.HELD
+            return Lease.CANCEL if delivery.message.id in self.cancel_requested else Lease.HELD
 
     def close(self) -> None:
         self.interrupt()
@@ -278,6 +281,7 @@ class MemoryBroker:
         if current is None or current.token != delivery.token:
             return False
         del self._inflight[delivery.message.id]
+        self.cancel_requested.discard(delivery.message.id)
         return True
 
     def _finish(

@@ -132,7 +132,10 @@ class MemoryInspector:
         with broker._lock:
             message = _take_waiting(broker._queues, broker._delayed, job_id)
             if message is None:
-                return False
+                if job_id not in broker._inflight:
+                    return False
+                broker.cancel_requested.add(job_id)  # its worker hears it at its next renewal
+                return True
             record = broker._jobs.get(job_id)
             last_error = None if record is None else record.error  # kept: no attempt ended
             broker._finish(message, State.CANCELLED, None, last_error)

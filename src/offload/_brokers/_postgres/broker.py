@@ -446,10 +446,11 @@ class PostgresBroker:
     def extend(self, delivery: Delivery, lease: float) -> Lease:
         until = self._clock.now() + lease
         params = {"id": delivery.message.id, "token": delivery.token, "until": until}
-        if self._link.run(lambda c: c.execute(self._sql["extend"], params).rowcount) != 1:
+        row = self._link.run(lambda c: c.execute(self._sql["extend"], params).fetchone())
+        if row is None:
             return Lease.LOST
         delivery.lease_until = until
-        return Lease.HELD
+        return Lease.CANCEL if row[0] else Lease.HELD
 
     def close(self) -> None:
         self._closing.set()

@@ -165,8 +165,14 @@ class PostgresInspector:
         if not storable_text(job_id):
             return False
         params = {"id": job_id, "ttl": self._result_ttl, "now": self._clock.now()}
-        row = self._link.run(lambda c: c.execute(self._sql["cancel"], params).fetchone())
-        return row is not None and row[0] == 1
+
+        def work(connection: Connection) -> bool:
+            row = connection.execute(self._sql["cancel"], params).fetchone()
+            if row is not None and row[0] == 1:
+                return True
+            return connection.execute(self._sql["cancel_running"], params).rowcount == 1
+
+        return self._link.run(work)
 
     def retry(self, job_id: str) -> bool:
         if not storable_text(job_id):

@@ -286,10 +286,11 @@ class RedisBroker:
     def extend(self, delivery: Delivery, lease: float) -> Lease:
         until = self._clock.now() + lease
         args: list[Arg] = [self.prefix, _job_id(delivery), delivery.token, repr(until)]
-        if not self._call(lambda _: self._extend(args=args)):
+        answer = self._call(lambda _: self._extend(args=args))
+        if not answer:
             return Lease.LOST
         delivery.lease_until = until
-        return Lease.HELD
+        return Lease.CANCEL if answer == 2 else Lease.HELD
 
     def close(self) -> None:
         if self._closed.is_set():

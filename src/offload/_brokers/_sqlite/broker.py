@@ -261,11 +261,11 @@ class SqliteBroker:
     def extend(self, delivery: Delivery, lease: float) -> Lease:
         until = self._clock.now() + lease
         with self._lock:
-            cursor = self._db.execute(QUERIES["extend"], (until, *fence(delivery.token)))
-        if cursor.rowcount != 1:
+            rows = self._db.execute(QUERIES["extend"], (until, *fence(delivery.token))).fetchall()
+        if not rows:
             return Lease.LOST
         delivery.lease_until = until
-        return Lease.HELD
+        return Lease.CANCEL if rows[0][0] else Lease.HELD
 
     def close(self) -> None:
         self._closed = True

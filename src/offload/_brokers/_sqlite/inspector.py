@@ -144,6 +144,10 @@ class SqliteInspector:
             updated = db.execute(
                 QUERIES["cancel"], (job_id, self._result_ttl, self._clock.now())
             ).rowcount
+            if deleted + updated == 0:  # running? ask its worker
+                updated = db.execute(
+                    QUERIES["cancel_running"], (job_id, self._clock.now())
+                ).rowcount
         return deleted + updated == 1
 
     def retry(self, job_id: str) -> bool:

@@ -183,8 +183,10 @@ WITH u AS (
 SELECT pg_notify(%(channel)s, queue) FROM u
 
 -- name: extend
+-- No row: the lease is lost; a row: held, and whether a cancel was asked.
 UPDATE {s}.jobs SET due = %(until)s
 WHERE id = %(id)s AND token = %(token)s AND state = 'running'
+RETURNING cancel_requested IS NOT NULL
 
 -- name: next_due
 SELECT min(due) FROM {s}.jobs WHERE state IN ('queued', 'retrying', 'running')
@@ -235,6 +237,10 @@ WITH d AS (
 )
 SELECT (SELECT count(*) FROM d) + (SELECT count(*) FROM u)
 
+-- name: cancel_running
+-- Asked, not done: the worker hears it at its next lease renewal (extend).
+UPDATE {s}.jobs SET cancel_requested = %(now)s WHERE id = %(id)s AND state = 'running'
+
 -- name: retry_find
 SELECT key, state FROM {s}.jobs WHERE id = %s FOR UPDATE
 
@@ -247,7 +253,8 @@ SELECT 1 FROM {s}.jobs WHERE key = %s AND state IN ('queued', 'retrying', 'runni
 WITH u AS (
     UPDATE {s}.jobs SET state = 'queued', attempt = 0, due = %(now)s, eta = NULL,
         finished = NULL, expires = NULL, result = NULL, error_type = NULL,
-        error_message = NULL, error_traceback = NULL, error_args = NULL, reply_to = NULL
+        error_message = NULL, error_traceback = NULL, error_args = NULL, reply_to = NULL,
+        cancel_requested = NULL
     WHERE id = %(id)s RETURNING queue
 )
 SELECT pg_notify(%(channel)s, queue) FROM u

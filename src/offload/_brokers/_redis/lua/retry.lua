@@ -16,7 +16,7 @@ end
 -- Asked for by a person: the job runs as it is now (a ``bad`` mark goes).
 local queue = queue_of(job, f[2])
 redis.call('HSET', job, 's', 'queued', 'a', 0)
-redis.call('HDEL', job, 'eta', 'fin', 'res', 'err', 'dl', 'bad')
+redis.call('HDEL', job, 'eta', 'fin', 'res', 'err', 'dl', 'bad', 'cr')
 redis.call('ZREM', P .. 'expiry', id)
 make_ready(id, job, queue, f[3], tonumber(ARGV[3]))
 move(id, queue, f[5], f[1], 'queued')

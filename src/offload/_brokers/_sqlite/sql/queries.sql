@@ -116,7 +116,9 @@ UPDATE jobs SET state = ?, due = ?, eta = coalesce(?, eta), attempt = attempt - 
 WHERE seq = ? AND token = ? AND state = 'running'
 
 -- name: extend
+-- No row: the lease is lost; a row: held, and whether a cancel was asked.
 UPDATE jobs SET due = ? WHERE seq = ? AND token = ? AND state = 'running'
+RETURNING cancel_requested IS NOT NULL
 
 -- name: next_due
 SELECT min(due) FROM jobs WHERE state IN ('queued', 'retrying', 'running')
@@ -173,6 +175,10 @@ DELETE FROM jobs WHERE id = ?1 AND state IN ('queued', 'retrying')
 UPDATE jobs SET state = 'cancelled', finished = ?3, expires = ?3 + coalesce(result_ttl, ?2)
 WHERE id = ?1 AND state IN ('queued', 'retrying')
 
+-- name: cancel_running
+-- Asked, not done: the worker hears it at its next lease renewal (extend).
+UPDATE jobs SET cancel_requested = ?2 WHERE id = ?1 AND state = 'running'
+
 -- name: retry_check
 -- The key is compared in SQL, never read: a stored one may not even be text.
 SELECT state, EXISTS (
@@ -183,7 +189,7 @@ SELECT state, EXISTS (
 -- name: retry
 UPDATE jobs SET state = 'queued', attempt = 0, due = ?, eta = NULL, finished = NULL,
     expires = NULL, result = NULL, error_type = NULL, error_message = NULL,
-    error_traceback = NULL, error_args = NULL
+    error_traceback = NULL, error_args = NULL, cancel_requested = NULL
 WHERE id = ?
 
 -- name: purge
