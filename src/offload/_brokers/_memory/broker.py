@@ -25,6 +25,7 @@ from ..._clock import SYSTEM_CLOCK, Clock
 from ..._message import DEFAULT_MAX_DELIVERIES, Delivery, ErrorInfo, Message, Outcome, State
 from .._base import Lease, lapsed_error, stored_error
 from .inspector import MemoryInspector
+from .limits import MemoryLimits
 from .records import Ledger, Queue
 
 
@@ -56,6 +57,7 @@ class MemoryBroker:
         self._sequence = itertools.count()
         self._next_reclaim = math.inf  # no lease can lapse before this
         self._inspector = MemoryInspector(self)
+        self._limits = MemoryLimits(self)
 
     # -- the contract ----------------------------------------------------
 
@@ -170,6 +172,11 @@ class MemoryBroker:
     def inspector(self) -> MemoryInspector:
         """What the CLI and handles read: this broker's jobs, under its lock."""
         return self._inspector
+
+    @property
+    def limits(self) -> MemoryLimits:
+        """Rate and concurrency limits, kept under this broker's lock."""
+        return self._limits
 
     # -- wake-ups --------------------------------------------------------
 

@@ -53,6 +53,7 @@ from .._sql_rows import message_row
 from .enqueue import Rows, Writer
 from .feed import Feed
 from .inspector import PostgresInspector
+from .limits import PostgresLimits
 from .link import Connection, Link, Listener, Secrets, connect, conninfo, describe
 from .queries import as_columns, claim_params, render
 from .schema import check, schema_name
@@ -177,6 +178,11 @@ class PostgresBroker:
         return self._inspector
 
     # -- the schema ------------------------------------------------------------------
+
+    @functools.cached_property
+    def limits(self) -> PostgresLimits:
+        """Rate and concurrency limits, in rows of this namespace's schema."""
+        return PostgresLimits(self._link, self._sql, self._clock)
 
     def migrate(self) -> int:
         """Apply missing migrations now (``offload migrate``); the schema version.
@@ -463,7 +469,7 @@ class PostgresBroker:
         mark = self._listener.mark()
         wait = timeout
         if self._listener.listen():  # before the look below: nothing slips in between
-            wait = min(wait, self._next_due(queues) - self._clock.now())
+            wait = min(wait, _next_due(self._link, self._sql, queues) - self._clock.now())
         wanted = None if queues is None else set(queues)
         self._listener.wait(max(wait, self._MIN_WAIT), wanted, mark)
 
@@ -495,12 +501,6 @@ class PostgresBroker:
         """Stop listening (enqueues stop recording the channel); ends a wait at once."""
         self._feed.stop()
 
-    def _next_due(self, queues: Sequence[str] | None) -> float:
-        statement = self._sql["next_due" if queues is None else "next_due_in"]
-        params = () if queues is None else (list(queues),)
-        row = self._link.run(lambda c: c.execute(statement, params).fetchone())
-        return float("inf") if row is None or row[0] is None else float(row[0])
-
     # -- internals -------------------------------------------------------------------
 
     def _prune_some(self, connection: Connection, now: float) -> None:
@@ -511,6 +511,14 @@ class PostgresBroker:
         pruned = connection.execute(self._sql["prune_some"], (now, self._PRUNE_BATCH)).rowcount
         # A full batch: more are due; carry on at the next claim or ack.
         self._next_prune = now if pruned >= self._PRUNE_BATCH else now + self._PRUNE_EVERY
+
+
+def _next_due(link: Link, statements: dict[str, str], queues: Sequence[str] | None) -> float:
+    """The earliest due time of a live job of ``queues`` (all for None); inf: none."""
+    statement = statements["next_due" if queues is None else "next_due_in"]
+    params = () if queues is None else (list(queues),)
+    row = link.run(lambda c: c.execute(statement, params).fetchone())
+    return float("inf") if row is None or row[0] is None else float(row[0])
 
 
 def _conninfo(url: str, connect_timeout: float, secrets: Secrets, where: str) -> str:

@@ -7,6 +7,7 @@ reading and managing stored jobs is ``RedisInspector``'s (``inspector.py``).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import re
 import threading
@@ -25,6 +26,7 @@ from . import rows, scripts
 from .combine import Combiner
 from .feed import Subscription
 from .inspector import RedisInspector
+from .limits import RedisLimits
 from .link import Arg, Downtime, Link, clients, split_namespace
 
 log = logging.getLogger(__name__)
@@ -147,6 +149,11 @@ class RedisBroker:
     def inspector(self) -> RedisInspector:
         """Reads and manages this namespace's jobs, through this broker's connections."""
         return self._inspector
+
+    @functools.cached_property
+    def limits(self) -> RedisLimits:
+        """Rate and concurrency limits, kept by Lua scripts through this broker's connection."""
+        return RedisLimits(self._link, self.prefix, self._clock, self._call)
 
     # -- the contract ----------------------------------------------------------
 

@@ -24,6 +24,7 @@ import functools
 import re
 
 from ..._message import DEFAULT_MAX_DELIVERIES, State
+from .. import _limit_math as limit_math
 from .._files import read_text
 from .link import Link, Script
 
@@ -53,6 +54,10 @@ _VALUES = {
     "CLAIMED": str(CLAIMED),
     "MAX_DELIVERIES": str(DEFAULT_MAX_DELIVERIES),
     "ACKED": str(ACKED),
+    "MIN_WAIT": repr(limit_math.MIN_WAIT),
+    "MAX_WAIT": repr(limit_math.MAX_WAIT),
+    "FIRST_HOLD": repr(limit_math.FIRST_HOLD),
+    "HOLD_WEIGHT": repr(limit_math.HOLD_WEIGHT),
 }
 
 _PARTS = {
@@ -66,6 +71,9 @@ _PARTS = {
     "purge": ("prelude", "purge"),
     "prune": ("prelude", "prune"),
     "probe": ("prelude", "probe"),
+    "limit_token": ("prelude", "limit_token"),
+    "limit_slot": ("prelude", "limit_slot"),
+    "limit_release": ("prelude", "limit_release"),
 }
 """Each script, as the files its source is made of, in order."""
 
@@ -146,3 +154,5 @@ class Scripts:
         self.cancel, self.retry = script("cancel"), script("retry")
         self.purge, self.prune = script("purge"), script("prune")
         self.probe = script("probe")
+        self.limit_token, self.limit_slot = script("limit_token"), script("limit_slot")
+        self.limit_release = script("limit_release")

@@ -39,6 +39,7 @@ from .._group_commit import Batcher
 from .._sql_rows import error_row
 from .connection import Database
 from .inspector import SqliteInspector
+from .limits import SqliteLimits
 from .schema import QUERIES, check_sqlite_version
 from .statements import (
     Ack,
@@ -113,11 +114,17 @@ class SqliteBroker:
         self._closed = False
         self._next_prune = 0.0
         self._inspector = SqliteInspector(self._database, clock, result_ttl, self._notify)
+        self._limits = SqliteLimits(self._database, clock)
 
     @property
     def inspector(self) -> SqliteInspector:
         """What the CLI and handles read, through this broker's connection."""
         return self._inspector
+
+    @property
+    def limits(self) -> SqliteLimits:
+        """Rate and concurrency limits, in rows of this file (``limits``, ``limit_slots``)."""
+        return self._limits
 
     # -- the contract ----------------------------------------------------------
 

@@ -168,3 +168,26 @@ DELETE FROM jobs WHERE state = ?1 AND (?2 IS NULL OR queue = ?2)
 
 -- name: prune
 DELETE FROM jobs WHERE expires <= ?
+
+
+-- name: limit_row
+SELECT tat, turn, hold FROM limits WHERE name = ?
+
+-- name: limit_save
+INSERT INTO limits (name, tat, turn, hold) VALUES (?, ?, ?, ?)
+ON CONFLICT (name) DO UPDATE SET tat = excluded.tat, turn = excluded.turn, hold = excluded.hold
+
+-- name: limit_holders
+-- Each holder of a limit's slots, and whether its job still runs under a live lease.
+SELECT s.holder, s.since, coalesce(j.state = 'running' AND j.due > ?, 0)
+FROM limit_slots s LEFT JOIN jobs j ON j.id = s.holder
+WHERE s.name = ?
+
+-- name: limit_slot_drop
+DELETE FROM limit_slots WHERE name = ? AND holder = ?
+
+-- name: limit_slot_add
+INSERT OR IGNORE INTO limit_slots (name, holder, since) VALUES (?, ?, ?)
+
+-- name: limit_slot_release
+DELETE FROM limit_slots WHERE name = ? AND holder = ? RETURNING since
