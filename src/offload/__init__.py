@@ -36,6 +36,7 @@ from ._errors import (
     WorkerLost,
 )
 from ._handle import Handle
+from ._limits import RateLimit
 from ._message import Message, Outcome, State
 from ._middleware import Delay, Middleware
 from ._retry import Backoff
@@ -61,6 +62,7 @@ __all__ = [
     "Outcome",
     "PayloadRejected",
     "PayloadTooLarge",
+    "RateLimit",
     "RemoteTraceback",
     "ResultTimeout",
     "Retry",

@@ -20,6 +20,7 @@ from ._clock import Clock
 from ._embedded import EmbeddedWorker
 from ._errors import ConfigurationError
 from ._handle import Handle, HandleMap
+from ._limits import KEY_META
 from ._message import DEFAULT_MAX_DELIVERIES, Message, new_id, option_problem
 from ._middleware import Chain
 from ._results import ResultWatcher
@@ -96,6 +97,9 @@ class Producer:
         if self._registry.get(spec.name) is not spec:
             self._registry[spec.name] = spec
         message = Message(new_id(), spec.name, args, kwargs, spec.queue, spec.priority)
+        if spec.limits is not None and spec.limits.key is not None:
+            key = spec.limits.key_for(args, kwargs)  # at the call, from the plain arguments
+            message.meta = {KEY_META: key} if key is not None else None
         serializer = self._serializer
         if serializer is not None:
             message.payload = encode_call(serializer, args, kwargs)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._brokers import Broker
+from ._brokers._base import Limited
 from ._clock import Clock
 from ._context import CURRENT, JobContext
 from ._errors import (
@@ -30,6 +31,7 @@ from ._errors import (
     TaskNotFound,
 )
 from ._handle import HandleMap
+from ._limits import Limiter, Limits
 from ._message import Delivery, ErrorInfo, Message, Outcome, State, storable
 from ._middleware import Chain, Delay
 from ._retry import RetryPolicy
@@ -57,6 +59,8 @@ class TaskSpec:
     priority: int = 0
     max_deliveries: int | None = None
     result_ttl: float | None = None
+    limits: Limits | None = None
+    """Rate and concurrency limits (``offload._limits``); None: none, and no cost."""
 
 
 @dataclass(slots=True)
@@ -142,6 +146,7 @@ class Runner:
         self.chain = chain
         """The app's middleware; None when it has none (the common case: no work per call)."""
         self._wrapping = chain if chain is not None and chain.wraps_execution else None
+        self._limited: Chain | None = None  # made when the first task with limits runs
 
     def begin(self, delivery: Delivery) -> Call | None:
         """The call to make for ``delivery``; ``None`` if there is nothing to run."""
@@ -168,7 +173,19 @@ class Runner:
                 self._fail(delivery, _undecodable(message.task, error))
                 return None
         timeout = spec.timeout if message.timeout is None else message.timeout
-        return Call(spec, delivery, args, kwargs, timeout, job_context(delivery), self._wrapping)
+        chain = self._wrapping if spec.limits is None else self._limited or self._limiting()
+        return Call(spec, delivery, args, kwargs, timeout, job_context(delivery), chain)
+
+    def _limiting(self) -> Chain:
+        """The middleware of tasks with limits: ``Limiter`` outermost, then the app's."""
+        broker = self.broker
+        limiter = Limiter(broker.limits if isinstance(broker, Limited) else None, self._limits_of)
+        self._limited = Chain([limiter, *(self.chain.middleware if self.chain else ())])
+        return self._limited
+
+    def _limits_of(self, task: str) -> Limits | None:
+        spec = self.registry.get(task)
+        return None if spec is None else spec.limits
 
     def _serializer(self) -> Serializer:
         if self.serializer is None:

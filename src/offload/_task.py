@@ -32,6 +32,7 @@ else:  # a dependency on Python 3.10 only (pyproject.toml)
 
 from ._errors import ConfigurationError, TaskNotImportable
 from ._handle import Handle
+from ._limits import LimitKey, RateLimit, declare_limits
 from ._message import MAX_COUNT, MAX_EPOCH, MAX_PRIORITY, MAX_SECONDS, key_problem, name_problem
 from ._progress import track
 from ._retry import DEFAULT_BACKOFF, Backoff, RetryPolicy
@@ -274,6 +275,26 @@ class TaskOptions(TypedDict, total=False):
         Seconds | None,
         Option(None, "seconds to keep the result; unset: the app's ``result_ttl``"),
     ]
+    rate_limit: Annotated[
+        str | RateLimit | None,
+        Option(
+            None,
+            'calls per unit across every worker: "20/s", "100/m", "5/h", or an '
+            "``offload.RateLimit(n, per=seconds, burst=...)``; a call over it waits in the broker",
+        ),
+    ]
+    concurrency: Annotated[
+        int | None,
+        Option(None, "the most calls running at once across every worker; the others wait"),
+    ]
+    limit_key: Annotated[
+        LimitKey | None,
+        Option(
+            None,
+            "the argument (its name) or a function of the arguments whose value has limits of "
+            "its own (a customer, a host); evaluated at the call",
+        ),
+    ]
 
 
 def _declared_options() -> dict[str, Option]:
@@ -339,9 +360,12 @@ def make_spec(fn: object, **options: Unpack[TaskOptions]) -> TaskSpec:
         raise ConfigurationError(f"backoff= takes an offload.Backoff(...), not {backoff!r}")
     module = getattr(fn, "__module__", None) or "__main__"
     qualname = getattr(fn, "__qualname__", None) or type(fn).__name__
-    name = settings["name"] or _default_name(fn, module, qualname)
+    name = _name(settings["name"] or _default_name(fn, module, qualname), "the task name")
+    limits = declare_limits(
+        fn, name, settings["rate_limit"], settings["concurrency"], settings["limit_key"]
+    )
     return TaskSpec(
-        name=_name(name, "the task name"),
+        name=name,
         fn=fn,
         pool=pool,
         policy=RetryPolicy(
@@ -355,6 +379,7 @@ def make_spec(fn: object, **options: Unpack[TaskOptions]) -> TaskSpec:
         priority=_integer("priority", settings["priority"]),
         max_deliveries=_count("max_deliveries", settings["max_deliveries"], positive=True),
         result_ttl=_seconds("result_ttl", settings["result_ttl"]),
+        limits=limits,
     )
 
 
