@@ -117,7 +117,7 @@ def test_a_rate_spaces_calls_and_the_wait_spends_no_attempt(
 ) -> None:
     ran: list[tuple[float, int]] = []
 
-    @app.task(rate_limit="2/s")
+    @app.task(rate_limit=RateLimit(2, per=1, burst=0))
     def work(i: int) -> None:
         ran.append((clock.now(), offload.current().attempt))
 
@@ -130,6 +130,21 @@ def test_a_rate_spaces_calls_and_the_wait_spends_no_attempt(
     assert all(h.result(timeout=10) is None for h in handles)
     assert [round(t - start, 3) for t, _ in ran] == [0.0, 0.5, 1.0, 1.5, 2.0]
     assert {attempt for _, attempt in ran} == {1}, "waiting spent no attempt"
+
+
+def test_by_default_one_call_more_may_go_at_once(app: offload.App, clock: FakeClock) -> None:
+    ran: list[float] = []
+
+    @app.task(rate_limit="2/s")
+    def work(i: int) -> None:
+        ran.append(clock.now())
+
+    work.map(range(5))
+    start = clock.now()
+    for _ in range(4):
+        run_until_idle(app)
+        clock.advance(0.5)
+    assert [round(t - start, 3) for t in ran] == [0.0, 0.0, 0.5, 1.0, 1.5]
 
 
 def test_a_burst_lets_that_many_more_go_at_once(app: offload.App, clock: FakeClock) -> None:
@@ -150,7 +165,7 @@ def test_a_burst_lets_that_many_more_go_at_once(app: offload.App, clock: FakeClo
 def test_a_keyed_rate_holds_per_key(app: offload.App, clock: FakeClock) -> None:
     ran: list[str] = []
 
-    @app.task(rate_limit="1/m", limit_key=lambda customer, n: customer)
+    @app.task(rate_limit=RateLimit(1, per=60, burst=0), limit_key=lambda customer, n: customer)
     def work(customer: str, n: int) -> None:
         ran.append(customer)
 
@@ -245,7 +260,7 @@ def test_a_higher_priority_call_waits_for_the_limit_like_the_others(
 def test_an_async_task_is_limited_too(app: offload.App, clock: FakeClock) -> None:
     ran: list[int] = []
 
-    @app.task(rate_limit="1/m")
+    @app.task(rate_limit=RateLimit(1, per=60, burst=0))
     async def work(i: int) -> None:
         ran.append(i)
 
