@@ -253,12 +253,10 @@ class Limiter(Middleware):
             rate = limits.rate
             try:
                 wait = store.take_token(limits.rate_name(key), rate.interval, rate.burst)
+                if wait > 0:
+                    raise Delay(wait)
             except BaseException:
-                if slot is not None:
-                    store.release_slot(slot, job.id)
+                if slot is not None:  # unused: its hold must not count in the average
+                    store.release_slot(slot, job.id, ran=False)
                 raise
-            if wait > 0:
-                if slot is not None:
-                    store.release_slot(slot, job.id)
-                raise Delay(wait)
         return slot

@@ -276,8 +276,12 @@ class LimitStore(Protocol):
         """
         ...
 
-    def release_slot(self, name: str, holder: str) -> None:
-        """Give back ``holder``'s slot (nothing if it holds none)."""
+    def release_slot(self, name: str, holder: str, *, ran: bool = True) -> None:
+        """Give back ``holder``'s slot (nothing if it holds none).
+
+        ``ran``: the holder ran its task (the time it held the slot joins the
+        average hold); False: it gave the slot back unused.
+        """
         ...
 
 

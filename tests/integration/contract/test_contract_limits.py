@@ -149,3 +149,17 @@ def test_releasing_what_is_not_held_changes_nothing(
     assert limits.take_slot("c", a, 1) == 0.0
     limits.release_slot("c", b)
     assert limits.take_slot("c", b, 1) > 0
+
+
+def test_a_slot_given_back_unused_leaves_the_average_hold(
+    broker: ContractBroker, message: MessageFactory, clock: FakeClock
+) -> None:
+    limits = store(broker)
+    a, b, c = (d.message.id for d in running(broker, message, 3))
+    assert limits.take_slot("c", a, 1) == 0.0
+    clock.advance(4.0)
+    limits.release_slot("c", a)  # the average hold: 4 s
+    assert limits.take_slot("c", b, 1) == 0.0
+    limits.release_slot("c", b, ran=False)  # at once, but unused
+    assert limits.take_slot("c", b, 1) == 0.0
+    assert limits.take_slot("c", c, 1) == pytest.approx(4.0), "still 4 s"

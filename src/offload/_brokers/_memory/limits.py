@@ -51,11 +51,11 @@ class MemoryLimits:
             self._holds[name] = (hold, turn)
             return wait
 
-    def release_slot(self, name: str, holder: str) -> None:
+    def release_slot(self, name: str, holder: str, *, ran: bool = True) -> None:
         broker = self._broker
         with broker._lock:
             since = self._slots.get(name, {}).pop(holder, None)
-            if since is None:
+            if since is None or not ran:
                 return
             hold, turn = self._holds.get(name, (0.0, 0.0))
             self._holds[name] = (math.new_hold(hold, since, broker._clock.now()), turn)

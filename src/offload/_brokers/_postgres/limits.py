@@ -60,14 +60,14 @@ class PostgresLimits:
 
         return self._link.run(work)
 
-    def release_slot(self, name: str, holder: str) -> None:
+    def release_slot(self, name: str, holder: str, *, ran: bool = True) -> None:
         def work(connection: Connection) -> None:
             now = self._clock.now()
             with connection.transaction():
                 tat, turn, hold = self._lock(connection, name)
                 params = {"name": name, "holder": holder}
                 row = connection.execute(self._sql["limit_slot_release"], params).fetchone()
-                if row is not None:
+                if row is not None and ran:
                     hold = math.new_hold(hold, row[0], now)
                     self._save(connection, name, tat, turn, hold)
 

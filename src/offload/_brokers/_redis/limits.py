@@ -37,6 +37,6 @@ class RedisLimits:
         args = [self._prefix, name, holder, limit, repr(self._clock.now())]
         return float(self._call(lambda _: self._slot(args)))
 
-    def release_slot(self, name: str, holder: str) -> None:
-        args = [self._prefix, name, holder, repr(self._clock.now())]
+    def release_slot(self, name: str, holder: str, *, ran: bool = True) -> None:
+        args = [self._prefix, name, holder, repr(self._clock.now()), "1" if ran else "0"]
         self._call(lambda _: self._release(args))

@@ -1,8 +1,11 @@
 """Rate and concurrency limits in the SQLite file: rows, changed in one write transaction.
 
-``BEGIN IMMEDIATE`` takes the file's write lock, so every process that
-shares the file sees one limit: a read of the limit's row, the arithmetic
-of ``_limit_math``, and the write, with no other writer in between.
+A call that goes under a rate limit is one statement (``limit_take_token``,
+an upsert that moves the limit on only when a token is there). Everything
+else is one ``BEGIN IMMEDIATE`` transaction, which takes the file's write
+lock, so every process that shares the file sees one limit: a read of the
+limit's row, the arithmetic of ``_limit_math``, and the write, with no
+other writer in between.
 """
 
 from __future__ import annotations
@@ -21,7 +24,13 @@ class SqliteLimits:
         self._clock = clock
 
     def take_token(self, name: str, interval: float, burst: int) -> float:
-        with self._database.write() as db:
+        database = self._database
+        with database.lock:  # the usual case, a call that goes: one statement
+            now = self._clock.now()
+            params = (name, now, interval, burst)
+            if database.connection.execute(QUERIES["limit_take_token"], params).fetchall():
+                return 0.0
+        with database.write() as db:
             now = self._clock.now()
             row = db.execute(QUERIES["limit_row"], (name,)).fetchone()
             tat, turn, hold = (0.0, 0.0, 0.0) if row is None else row
@@ -47,13 +56,13 @@ class SqliteLimits:
             db.execute(QUERIES["limit_save"], (name, tat, turn, hold))
         return wait
 
-    def release_slot(self, name: str, holder: str) -> None:
+    def release_slot(self, name: str, holder: str, *, ran: bool = True) -> None:
         with self._database.write() as db:
             now = self._clock.now()
-            released = db.execute(QUERIES["limit_slot_release"], (name, holder)).fetchone()
-            if released is None:
+            released = db.execute(QUERIES["limit_slot_release"], (name, holder)).fetchall()
+            if not released or not ran:
                 return
             row = db.execute(QUERIES["limit_row"], (name,)).fetchone()
             tat, turn, hold = (0.0, 0.0, 0.0) if row is None else row
-            hold = math.new_hold(hold, released[0], now)
+            hold = math.new_hold(hold, released[0][0], now)
             db.execute(QUERIES["limit_save"], (name, tat, turn, hold))

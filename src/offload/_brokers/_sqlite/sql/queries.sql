@@ -170,6 +170,15 @@ DELETE FROM jobs WHERE state = ?1 AND (?2 IS NULL OR queue = ?2)
 DELETE FROM jobs WHERE expires <= ?
 
 
+-- name: limit_take_token
+-- The whole of a call that goes, in one statement: a row made for a new
+-- limit, or pushed one interval on when a token is there. No row back: refused.
+-- Parameters: name, now, interval, burst.
+INSERT INTO limits AS l (name, tat) VALUES (?1, ?2 + ?3)
+ON CONFLICT (name) DO UPDATE SET tat = max(l.tat, ?2) + ?3
+WHERE l.tat - ?4 * ?3 <= ?2
+RETURNING tat
+
 -- name: limit_row
 SELECT tat, turn, hold FROM limits WHERE name = ?
 
