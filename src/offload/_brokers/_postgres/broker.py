@@ -182,7 +182,8 @@ class PostgresBroker:
     @functools.cached_property
     def limits(self) -> PostgresLimits:
         """Rate and concurrency limits, in rows of this namespace's schema."""
-        return PostgresLimits(self._link, self._sql, self._clock)
+        # A connection of its own: claims and acks never wait behind a limit's steps.
+        return PostgresLimits(self._link.twin(), self._sql, self._clock)
 
     def migrate(self) -> int:
         """Apply missing migrations now (``offload migrate``); the schema version.
@@ -453,6 +454,9 @@ class PostgresBroker:
         self._listener.close()  # wakes every waiter first
         self._feed.close()
         self._link.close()
+        limits = self.__dict__.get("limits")  # made on first use (functools.cached_property)
+        if limits is not None:
+            limits.close()
 
     # -- wake-ups --------------------------------------------------------------------
 
