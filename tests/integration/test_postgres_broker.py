@@ -314,7 +314,7 @@ def test_a_schema_at_version_1_is_migrated_with_its_jobs(
         )
     broker = make_broker()
     job = broker.inspector.job(old.id)
-    assert SCHEMA_VERSION == 3
+    assert SCHEMA_VERSION == 4
     assert job is not None and job.error == ErrorInfo("x.E", "m", "tb", None)
     broker.enqueue([message()])
     (delivery,) = broker.claim(None, 1, 30)

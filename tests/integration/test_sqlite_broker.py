@@ -341,17 +341,27 @@ def schema_of(path: Path) -> list[tuple[str, str, str | None]]:
     return [(kind, name, sql and " ".join(sql.split())) for kind, name, sql in rows]
 
 
-def test_a_new_database_gets_the_schema_of_version_2(db_path: Path, tmp_path: Path) -> None:
+LIMITS_TABLES = {"limits", "limit_slots"}
+"""What migration 3 adds (rate and concurrency limits)."""
+
+
+def test_a_new_database_gets_the_schema_of_version_2_and_the_limits_tables(
+    db_path: Path, tmp_path: Path
+) -> None:
     old = tmp_path / "old.db"
     with contextlib.closing(sqlite3.connect(old, isolation_level=None)) as db:
         for statement in SCHEMA_2:
             db.execute(statement)
+        for statement in schema.MIGRATIONS[2]:
+            db.execute(statement)
+        db.execute("UPDATE offload_meta SET value = 3 WHERE name = 'schema_version'")
     SqliteBroker(db_path).close()
-    assert schema.SCHEMA_VERSION == 2
+    assert schema.SCHEMA_VERSION == 3
     assert schema_of(db_path) == schema_of(old)
+    assert {name for _, name, _ in schema_of(db_path)} >= LIMITS_TABLES
 
 
-def test_a_database_of_schema_2_opens_as_it_is(db_path: Path) -> None:
+def test_a_database_of_schema_2_is_migrated_to_3_and_works(db_path: Path) -> None:
     with contextlib.closing(sqlite3.connect(db_path, isolation_level=None)) as db:
         db.execute("PRAGMA journal_mode = WAL")
         for statement in SCHEMA_2:
@@ -367,8 +377,9 @@ def test_a_database_of_schema_2_opens_as_it_is(db_path: Path) -> None:
         assert broker.inspector.job(m.id).result == b"1"  # type: ignore[union-attr]
     finally:
         broker.close()
-    assert meta_version(db_path) == 2
-    assert schema_of(db_path) == before
+    assert meta_version(db_path) == 3
+    added = [row for row in schema_of(db_path) if row not in before]
+    assert {name for _, name, _ in added} == LIMITS_TABLES
 
 
 def test_a_semicolon_in_a_comment_or_a_string_does_not_end_a_statement() -> None:
