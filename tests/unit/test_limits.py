@@ -271,3 +271,23 @@ def test_an_async_task_is_limited_too(app: offload.App, clock: FakeClock) -> Non
     clock.advance(60)
     handles[1].result(timeout=10)
     assert ran == [0, 1]
+
+
+def test_a_call_that_waits_for_a_slot_spends_no_token(app: offload.App, clock: FakeClock) -> None:
+    go = threading.Event()
+    ran: list[str] = []
+
+    @app.task(concurrency=1, rate_limit=RateLimit(1, per=3600, burst=1))  # 2 calls, then 1/h
+    def work(name: str) -> None:
+        ran.append(name)
+        go.wait(10)
+
+    first = work("first")
+    until(lambda: ran == ["first"], "the first call running")
+    second = work("second")
+    until(lambda: second.state is offload.State.QUEUED, "the second call waiting for the slot")
+    go.set()
+    first.result(timeout=10)
+    clock.advance(1)  # far less than the hour a spent token would cost
+    second.result(timeout=10)
+    assert ran == ["first", "second"]

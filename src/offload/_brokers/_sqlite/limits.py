@@ -3,13 +3,14 @@
 Each step runs inside a ``BEGIN IMMEDIATE`` transaction, which takes the
 file's write lock, so every process that shares the file sees one limit: a
 read of the limit's row, the arithmetic of ``_limit_math``, and the write,
-with no other writer in between. A call that goes under a rate limit is one
-statement (``limit_take_token``, an upsert that moves the limit on only when
-a token is there).
+with no other writer in between.
 
-The steps of a process's threads that meet share one transaction (group
-commit, as acks and claims do): a commit and the write lock are the cost of
-a step, paid per batch.
+A step is one more write of the broker's group commit (``Step``): the steps,
+acks and claims of a process's threads that meet share one transaction, so
+a busy worker's rate checks ride along with the acks and claims it writes
+anyway. A rate check that meets nothing is one statement of its own
+(``limit_take_token``, an upsert that moves the limit on only when a token
+is there); refused, it runs again as a step.
 """
 
 from __future__ import annotations
@@ -17,53 +18,48 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-from ..._clock import Clock
 from .. import _limit_math as math
-from .._group_commit import Batcher
-from .connection import Database
 from .schema import QUERIES
-
-Step = Callable[[sqlite3.Connection, float], float]
-"""One limit step: given the connection (in the transaction) and now, its answer."""
+from .statements import Step
 
 
 class SqliteLimits:
-    """The limits kept in one SQLite file (``broker.limits``)."""
+    """The limits kept in one SQLite file (``broker.limits``).
 
-    def __init__(self, database: Database, clock: Clock) -> None:
-        self._database = database
-        self._clock = clock
-        self._steps: Batcher[Step, float] = Batcher(self._run)
+    ``write(step)``: the broker's group commit, answering the step's answer.
+    """
+
+    def __init__(self, write: Callable[[Step], float]) -> None:
+        self._write = write
 
     def take_token(self, name: str, interval: float, burst: int) -> float:
-        return self._steps.submit(lambda db, now: _token(db, now, name, interval, burst))
+        def run(db: sqlite3.Connection, now: float) -> float:
+            if _token_goes(db, now, name, interval, burst):
+                return 0.0
+            tat, turn, hold = _row(db, name)
+            wait, tat, turn = math.take_token(now, tat, turn, interval, burst)
+            db.execute(QUERIES["limit_save"], (name, tat, turn, hold))
+            return wait
+
+        def alone(db: sqlite3.Connection, now: float) -> bool:
+            return _token_goes(db, now, name, interval, burst)
+
+        return self._write(Step(run, alone))
 
     def take_slot(self, name: str, holder: str, limit: int) -> float:
-        return self._steps.submit(lambda db, now: _slot(db, now, name, holder, limit))
+        return self._write(Step(lambda db, now: _slot(db, now, name, holder, limit)))
 
     def release_slot(self, name: str, holder: str, *, ran: bool = True) -> None:
-        self._steps.submit(lambda db, now: _release(db, now, name, holder, ran))
+        self._write(Step(lambda db, now: _release(db, now, name, holder, ran)))
 
-    def _run(self, steps: list[Step]) -> list[float]:
-        with self._database.write() as db:
-            now = self._clock.now()
-            answers = [step(db, now) for step in steps]
-            answers += [step(db, now) for step in self._steps.more()]  # queued meanwhile
-        return answers
+
+def _token_goes(db: sqlite3.Connection, now: float, name: str, interval: float, burst: int) -> bool:
+    return bool(db.execute(QUERIES["limit_take_token"], (name, now, interval, burst)).fetchall())
 
 
 def _row(db: sqlite3.Connection, name: str) -> tuple[float, float, float]:
     row = db.execute(QUERIES["limit_row"], (name,)).fetchone()
     return (0.0, 0.0, 0.0) if row is None else (float(row[0]), float(row[1]), float(row[2]))
-
-
-def _token(db: sqlite3.Connection, now: float, name: str, interval: float, burst: int) -> float:
-    if db.execute(QUERIES["limit_take_token"], (name, now, interval, burst)).fetchall():
-        return 0.0
-    tat, turn, hold = _row(db, name)
-    wait, tat, turn = math.take_token(now, tat, turn, interval, burst)
-    db.execute(QUERIES["limit_save"], (name, tat, turn, hold))
-    return wait
 
 
 def _slot(db: sqlite3.Connection, now: float, name: str, holder: str, limit: int) -> float:
