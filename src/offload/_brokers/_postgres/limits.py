@@ -6,12 +6,13 @@ an upsert that makes it if need be), then runs the arithmetic of
 broker's clock, as for leases and ETAs.
 
 Limits have a connection of their own (a worker's claims and acks never
-wait behind them), and the steps of a process's threads that meet share one
-transaction (group commit): the rate checks of one limit in a batch are one
-lock of its row, the arithmetic in Python, and one write, whatever their
-number. Under a limit that never binds, a task costs a fraction of a round
-trip instead of one; and the row of a busy limit is locked once per batch
-instead of once per call.
+wait behind them), whose commits do not wait for the disk
+(``synchronous_commit = off``): a limit is soft state, and a server crash
+can at worst forget its last few milliseconds, letting that many calls more
+through; the jobs themselves are written as ever. The steps of a process's
+threads that meet share one transaction (group commit): the rate checks of
+one limit in a batch are one lock of its row, the arithmetic in Python, and
+one write, whatever their number.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class PostgresLimits:
         self._sql = statements
         self._clock = clock
         self._steps: Batcher[Step, float] = Batcher(self._run)
+        self._tuned: Connection | None = None
 
     def take_token(self, name: str, interval: float, burst: int) -> float:
         return self._steps.submit(_Token(name, interval, burst))
@@ -67,6 +69,9 @@ class PostgresLimits:
         steps = steps + self._steps.more()  # queued while the last batch ran: this one's too
 
         def work(connection: Connection) -> list[float]:
+            if connection is not self._tuned:  # a new connection (the first, or after a loss)
+                connection.execute("SET synchronous_commit = off")
+                self._tuned = connection
             now = self._clock.now()
             answers = self._fast(connection, now, steps)
             if None not in answers:
