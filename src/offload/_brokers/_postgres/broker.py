@@ -177,13 +177,13 @@ class PostgresBroker:
         """The jobs, as the CLI and ``app.job(id)`` read them; on this broker's connection."""
         return self._inspector
 
-    # -- the schema ------------------------------------------------------------------
-
     @functools.cached_property
     def limits(self) -> PostgresLimits:
         """Rate and concurrency limits, in rows of this namespace's schema."""
         # A connection of its own: claims and acks never wait behind a limit's steps.
         return PostgresLimits(self._link.twin(), self._sql, self._clock)
+
+    # -- the schema ------------------------------------------------------------------
 
     def migrate(self) -> int:
         """Apply missing migrations now (``offload migrate``); the schema version.
