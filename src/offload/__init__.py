@@ -36,6 +36,7 @@ from ._errors import (
     WorkerLost,
 )
 from ._handle import Handle
+from ._limits import RateLimit
 from ._message import Message, Outcome, Progress, State
 from ._middleware import Delay, Middleware
 from ._retry import Backoff
@@ -66,6 +67,7 @@ __all__ = [
     "PayloadRejected",
     "PayloadTooLarge",
     "Progress",
+    "RateLimit",
     "RemoteTraceback",
     "ResultTimeout",
     "Retry",

@@ -20,6 +20,7 @@ DOCUMENTED = {
     "OffloadError",
     "PayloadRejected",
     "PayloadTooLarge",
+    "RateLimit",
     "RemoteTraceback",
     "ResultTimeout",
     "Retry",
