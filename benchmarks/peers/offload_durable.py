@@ -42,7 +42,14 @@ def _app() -> offload.App:
 
 
 app = _app()
-noop = app.task(name="bench.noop")(base.noop)
+# What a limit check costs per task (README, "The cost of a limit"): the no-op
+# gets limits that never bind, e.g. BENCH_OFFLOAD_RATE_LIMIT=1000000/s or
+# BENCH_OFFLOAD_CONCURRENCY=1000000; unset, none (the figures of every table).
+noop = app.task(
+    name="bench.noop",
+    rate_limit=os.environ.get("BENCH_OFFLOAD_RATE_LIMIT") or None,
+    concurrency=int(os.environ.get("BENCH_OFFLOAD_CONCURRENCY") or 0) or None,
+)(base.noop)
 
 
 class Driver(base.Driver):

@@ -37,6 +37,7 @@ from ._errors import (
     WorkerLost,
 )
 from ._handle import Handle
+from ._limits import RateLimit
 from ._message import Message, Outcome, Progress, State
 from ._middleware import Delay, Middleware
 from ._retry import Backoff
@@ -68,6 +69,7 @@ __all__ = [
     "PayloadRejected",
     "PayloadTooLarge",
     "Progress",
+    "RateLimit",
     "RemoteTraceback",
     "ResultTimeout",
     "Retry",

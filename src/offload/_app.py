@@ -20,6 +20,7 @@ from ._executors import check_size
 from ._handle import Handle, HandleMap, WeakHandles
 from ._message import JobInfo
 from ._middleware import Chain, Middleware
+from ._option_values import Seconds
 from ._periodic import PeriodicDecorator, periodic
 from ._periodic import scheduler as periodic_scheduler
 from ._producer import Producer
@@ -30,7 +31,6 @@ from ._task import (
     CallOptions,
     P,
     R,
-    Seconds,
     Task,
     TaskDecorator,
     TaskOptions,

@@ -16,10 +16,11 @@ from ._brokers._base import Scheduling
 from ._brokers._url import redacted
 from ._errors import ConfigurationError
 from ._message import Message
+from ._option_values import _seconds
 from ._schedule import MissedPolicy, Schedule, interval
 from ._scheduler import TICK_HORIZON, Scheduler
 from ._serializers import encode_call
-from ._task import CallOptions, P, R, Task, _seconds, declare
+from ._task import CallOptions, P, R, Task, declare
 
 if TYPE_CHECKING:
     from ._app import App

@@ -20,6 +20,7 @@ from ._clock import Clock
 from ._embedded import EmbeddedWorker
 from ._errors import ConfigurationError
 from ._handle import Handle, HandleMap
+from ._limits import KEY_META
 from ._message import DEFAULT_MAX_DELIVERIES, Message, new_id, option_problem
 from ._middleware import Chain
 from ._results import ResultWatcher
@@ -107,8 +108,7 @@ class Producer:
         if self._registry.get(spec.name) is not spec:
             self._registry[spec.name] = spec
         message = Message(job_id or new_id(), spec.name, args, kwargs, spec.queue, spec.priority)
-        if meta:
-            message.meta = dict(meta)
+        message.meta = _meta(spec, args, kwargs, meta)
         serializer = self._serializer
         if serializer is not None:
             message.payload = encode_call(serializer, args, kwargs)
@@ -208,3 +208,15 @@ def _apply(message: Message, options: CallOptions, clock: Clock) -> None:
     message.key = options.key
     message.timeout = options.timeout
     message.retries = options.retries
+
+
+def _meta(
+    spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any], meta: dict[str, str] | None
+) -> dict[str, str] | None:
+    """A new message's meta: a workflow's links, and the call's limit key (from its plain
+    arguments, at the call); None when it has neither (most calls)."""
+    limits = spec.limits
+    key = None if limits is None or limits.key is None else limits.key_for(args, kwargs)
+    if key is None:
+        return dict(meta) if meta else None
+    return {**(meta or {}), KEY_META: key}

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._brokers import Broker
-from ._brokers._base import Inspectable
+from ._brokers._base import Inspectable, Limited
 from ._clock import Clock
 from ._context import CURRENT, JobContext, fed
 from ._errors import (
@@ -35,6 +35,7 @@ from ._handle import Handle, HandleMap
 from ._job_services import JobServices
 from ._joblog import finished as log_finished
 from ._joblog import info_enabled, job_fields
+from ._limits import Limiter, Limits
 from ._message import Delivery, ErrorInfo, Message, Outcome, State, storable
 from ._middleware import Chain, Delay, Skip
 from ._retry import RetryPolicy
@@ -67,6 +68,8 @@ class TaskSpec:
     priority: int = 0
     max_deliveries: int | None = None
     result_ttl: float | None = None
+    limits: Limits | None = None
+    """Rate and concurrency limits (``offload._limits``); None: none, and no cost."""
 
 
 @dataclass(slots=True)
@@ -161,6 +164,7 @@ class Runner:
         """The chain for workflow steps (``AFTER`` in their meta): the gate, then the app's."""
         inspector = broker.inspector if isinstance(broker, Inspectable) else None
         self.services = JobServices(inspector, handles, serializer)
+        self._limited: Chain | None = None  # made when the first task with limits runs
 
     def begin(self, delivery: Delivery) -> Call | None:
         """The call to make for ``delivery``; ``None`` if there is nothing to run."""
@@ -196,11 +200,32 @@ class Runner:
             services=self.services,
             delivery=delivery,
         )
-        wrapping = self._wrapping
+        return Call(spec, delivery, args, kwargs, timeout, job, self._chain_for(spec, message))
+
+    def _chain_for(self, spec: TaskSpec, message: Message) -> Chain | None:
+        """The middleware around an attempt: the app's (None: none, the hot path); for a
+        task with limits, the ``Limiter`` first; for a workflow step, the gate before all."""
+        chain = self._wrapping if spec.limits is None else self._limited or self._limiting()
         meta = message.meta
         if meta is not None and AFTER in meta and self._gated is not None:
-            wrapping = self._gated
-        return Call(spec, delivery, args, kwargs, timeout, job, wrapping)
+            gate = self._gated.middleware[0]
+            return (
+                self._gated if spec.limits is None else Chain([gate, *self._limiting().middleware])
+            )
+        return chain
+
+    def _limiting(self) -> Chain:
+        """The middleware of tasks with limits: ``Limiter`` outermost, then the app's."""
+        if self._limited is None:
+            broker = self.broker
+            limits = broker.limits if isinstance(broker, Limited) else None
+            limiter = Limiter(limits, self._limits_of)
+            self._limited = Chain([limiter, *(self.chain.middleware if self.chain else ())])
+        return self._limited
+
+    def _limits_of(self, task: str) -> Limits | None:
+        spec = self.registry.get(task)
+        return None if spec is None else spec.limits
 
     def cancelled(self, call: Call) -> None:
         """Record ``call``'s job cancelled while it ran (at once for a thread, which runs on)."""

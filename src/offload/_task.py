@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import (
     Annotated,
     Any,
@@ -32,7 +32,18 @@ else:  # a dependency on Python 3.10 only (pyproject.toml)
 
 from ._errors import ConfigurationError, TaskNotImportable
 from ._handle import Handle
-from ._message import MAX_COUNT, MAX_EPOCH, MAX_PRIORITY, MAX_SECONDS, key_problem, name_problem
+from ._limits import LimitKey, RateLimit, declare_limits
+from ._option_values import (
+    Seconds,
+    _count,
+    _dependencies,
+    _eta,
+    _exception_types,
+    _integer,
+    _key,
+    _name,
+    _seconds,
+)
 from ._progress import track
 from ._retry import DEFAULT_BACKOFF, Backoff, RetryPolicy
 from ._runner import POOLS, TaskSpec
@@ -41,8 +52,6 @@ from ._signature import Signature
 P = ParamSpec("P")
 R = TypeVar("R")
 F = TypeVar("F", bound=Callable[..., Any])
-
-Seconds = float | timedelta
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,6 +331,26 @@ class TaskOptions(TypedDict, total=False):
         Seconds | None,
         Option(None, "seconds to keep the result; unset: the app's ``result_ttl``"),
     ]
+    rate_limit: Annotated[
+        str | RateLimit | None,
+        Option(
+            None,
+            'calls per unit across every worker: "20/s", "100/m", "5/h", or an '
+            "``offload.RateLimit(n, per=seconds, burst=...)``; a call over it waits in the broker",
+        ),
+    ]
+    concurrency: Annotated[
+        int | None,
+        Option(None, "the most calls running at once across every worker; the others wait"),
+    ]
+    limit_key: Annotated[
+        LimitKey | None,
+        Option(
+            None,
+            "the argument (its name) or a function of the arguments whose value has limits of "
+            "its own (a customer, a host); evaluated at the call",
+        ),
+    ]
 
 
 def _declared_options() -> dict[str, Option]:
@@ -389,9 +418,12 @@ def make_spec(fn: object, **options: Unpack[TaskOptions]) -> TaskSpec:
         raise ConfigurationError(f"backoff= takes an offload.Backoff(...), not {backoff!r}")
     module = getattr(fn, "__module__", None) or "__main__"
     qualname = getattr(fn, "__qualname__", None) or type(fn).__name__
-    name = settings["name"] or _default_name(fn, module, qualname)
+    name = _name(settings["name"] or _default_name(fn, module, qualname), "the task name")
+    limits = declare_limits(
+        fn, name, settings["rate_limit"], settings["concurrency"], settings["limit_key"]
+    )
     return TaskSpec(
-        name=_name(name, "the task name"),
+        name=name,
         fn=fn,
         pool=pool,
         policy=RetryPolicy(
@@ -405,6 +437,7 @@ def make_spec(fn: object, **options: Unpack[TaskOptions]) -> TaskSpec:
         priority=_integer("priority", settings["priority"]),
         max_deliveries=_count("max_deliveries", settings["max_deliveries"], positive=True),
         result_ttl=_seconds("result_ttl", settings["result_ttl"]),
+        limits=limits,
     )
 
 
@@ -460,97 +493,6 @@ def _check_pool(fn: object, pool: str | None, is_async: bool) -> str | None:
 
 def _fn_name(fn: object) -> str:
     return f"{getattr(fn, '__qualname__', fn)!s}()"
-
-
-def _exception_types(
-    retry_on: type[BaseException] | tuple[type[BaseException], ...],
-) -> tuple[type[BaseException], ...]:
-    types = retry_on if isinstance(retry_on, tuple) else (retry_on,)
-    for kind in types:
-        if not (isinstance(kind, type) and issubclass(kind, BaseException)):
-            raise ConfigurationError(
-                f"retry_on= takes exception classes, like (ConnectionError, TimeoutError); "
-                f"got {kind!r}"
-            )
-    return types
-
-
-def _seconds(option: str, value: Seconds | None, positive: bool = False) -> float | None:
-    if value is None:
-        return None
-    seconds = value.total_seconds() if isinstance(value, timedelta) else value
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
-        raise ConfigurationError(
-            f"{option}= takes seconds (a number or a timedelta), not {value!r}"
-        )
-    if not 0 <= seconds <= MAX_SECONDS or (positive and seconds == 0):  # nan fails too
-        bound = "greater than 0" if positive else "0 or more"
-        raise ConfigurationError(
-            f"{option}={value!r}: must be {bound} seconds, and at most {MAX_SECONDS:.0f} "
-            "(a century)"
-        )
-    return float(seconds)
-
-
-def _count(option: str, value: int | None, positive: bool = False) -> int | None:
-    if value is None:
-        return None
-    low = 1 if positive else 0
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= MAX_COUNT:
-        raise ConfigurationError(
-            f"{option}= takes a whole number from {low} to {MAX_COUNT}, not {value!r}"
-        )
-    return value
-
-
-def _dependencies(depends_on: Iterable[Handle[Any] | str] | None) -> tuple[Any, ...]:
-    if depends_on is None:
-        return ()
-    if isinstance(depends_on, (str, Handle)):
-        depends_on = [depends_on]
-    found = tuple(depends_on)
-    for item in found:
-        if not isinstance(item, (str, Handle)) or not getattr(item, "id", item):
-            raise ConfigurationError(
-                f"depends_on= takes handles (or job ids) of calls made before, not {item!r}"
-            )
-    return found
-
-
-def _eta(eta: datetime | float | None) -> float | None:
-    if eta is None:
-        return None
-    when = eta.timestamp() if isinstance(eta, datetime) else eta
-    if isinstance(when, bool) or not isinstance(when, (int, float)) or not 0 <= when <= MAX_EPOCH:
-        raise ConfigurationError(
-            f"eta={eta!r}: pass a datetime (aware, or local time) or epoch seconds between "
-            "now and the year 3000"
-        )
-    return float(when)
-
-
-def _name(value: str, what: str) -> str:
-    problem = name_problem(value, what)
-    if problem is not None:
-        raise ConfigurationError(problem)
-    return value
-
-
-def _key(value: str) -> str:
-    problem = key_problem(value)
-    if problem is not None:
-        raise ConfigurationError(f"key=: {problem}")
-    return value
-
-
-def _integer(option: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigurationError(f"{option}= takes a whole number, not {value!r}")
-    if abs(value) > MAX_PRIORITY:
-        raise ConfigurationError(
-            f"{option}={value}: must be between -{MAX_PRIORITY} and {MAX_PRIORITY}"
-        )
-    return value
 
 
 def check_importable(task: object, spec: TaskSpec) -> None:

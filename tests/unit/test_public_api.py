@@ -21,6 +21,7 @@ DOCUMENTED = {
     "OffloadError",
     "PayloadRejected",
     "PayloadTooLarge",
+    "RateLimit",
     "RemoteTraceback",
     "ResultTimeout",
     "Retry",

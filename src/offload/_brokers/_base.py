@@ -304,6 +304,45 @@ class JobSearch(Protocol):
         ...
 
 
+class LimitStore(Protocol):
+    """What rate and concurrency limits keep in the broker, shared by every worker.
+
+    A limit has a ``name`` (the task, and the call's limit key if any). Each
+    method is one atomic step on the broker (a Lua script, a transaction, a
+    lock), so the limit holds across worker processes and hosts. A refusal
+    answers how long the caller should wait: the moment a token or a slot is
+    expected for it, successive refusals being handed successive turns, so
+    that waiting messages come back one by one rather than all at once.
+    """
+
+    def take_token(self, name: str, interval: float, burst: int) -> float:
+        """Take one call of a rate limit of one call per ``interval`` seconds (GCRA).
+
+        Up to ``burst`` calls more than the steady rate may go at once: in any
+        window of ``w`` seconds at most ``w / interval + burst`` calls are
+        let through. 0.0 when taken; else the seconds to wait (> 0), nothing taken.
+        """
+        ...
+
+    def take_slot(self, name: str, holder: str, limit: int) -> float:
+        """Hold one of ``limit`` slots for the running job ``holder`` (its id).
+
+        A slot is held while its job runs under a live lease: a job that
+        finished, or whose lease lapsed (its worker died), frees it without a
+        release. A holder asking again gets the slot it holds. 0.0 when held;
+        else the seconds to wait until a slot is expected (> 0).
+        """
+        ...
+
+    def release_slot(self, name: str, holder: str, *, ran: bool = True) -> None:
+        """Give back ``holder``'s slot (nothing if it holds none).
+
+        ``ran``: the holder ran its task (the time it held the slot joins the
+        average hold); False: it gave the slot back unused.
+        """
+        ...
+
+
 @runtime_checkable
 class QueueLag(Protocol):
     """Capability of an inspector: how long each queue's oldest claimable job has waited."""
@@ -337,6 +376,16 @@ class History(Protocol):
 
     def throughput(self, since: float) -> list[Throughput]:
         """The minutes from ``since`` (epoch s) on, oldest first; minutes with none left out."""
+        ...
+
+
+@runtime_checkable
+class Limited(Protocol):
+    """Capability: the broker keeps rate and concurrency limits (every broker offload ships)."""
+
+    @property
+    def limits(self) -> LimitStore:
+        """The broker's limit store, sharing the broker's connection."""
         ...
 
 

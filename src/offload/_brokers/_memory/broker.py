@@ -25,6 +25,7 @@ from ..._clock import SYSTEM_CLOCK, Clock
 from ..._message import DEFAULT_MAX_DELIVERIES, Delivery, ErrorInfo, Message, Outcome, State
 from .._base import Lease, keep_for_horizon, lapsed_error, stored_error
 from .inspector import MemoryInspector
+from .limits import MemoryLimits
 from .records import Ledger, Queue
 from .schedules import MemorySchedules
 from .workers import MemoryRegistry
@@ -62,6 +63,7 @@ class MemoryBroker:
         """The worker registry (``WorkerRegistry``): live workers, and who holds what."""
         self._inspector = MemoryInspector(self)
         self._schedules = MemorySchedules()
+        self._limits = MemoryLimits(self)
 
     # -- the contract ----------------------------------------------------
 
@@ -186,6 +188,11 @@ class MemoryBroker:
     def schedules(self) -> MemorySchedules:
         """Periodic schedules' fire times (``ScheduleStore``), in this process's memory."""
         return self._schedules
+
+    @property
+    def limits(self) -> MemoryLimits:
+        """Rate and concurrency limits, kept under this broker's lock."""
+        return self._limits
 
     # -- wake-ups --------------------------------------------------------
 

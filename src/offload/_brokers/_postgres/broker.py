@@ -53,6 +53,7 @@ from .._sql_rows import message_row
 from .enqueue import Rows, Writer
 from .feed import Feed
 from .inspector import PostgresInspector
+from .limits import PostgresLimits
 from .link import Connection, Link, Listener, Secrets, connect, conninfo, describe
 from .queries import as_columns, claim_params, render
 from .schedules import PostgresSchedules
@@ -122,7 +123,7 @@ class PostgresBroker:
         info = _conninfo(url, connect_timeout, secrets, self._where)
         open_connection = functools.partial(connect, info, statement_timeout)
         self._ready = False  # the schema was checked (and migrated): once per broker
-        ready = functools.partial(self._open_ready, open_connection)
+        ready = functools.partial(_open_ready, self, open_connection)
         self._link = Link(
             ready, self._where, retry_for=retry_for, closing=self._closing, scrub=secrets.scrub
         )
@@ -183,6 +184,12 @@ class PostgresBroker:
         """Periodic schedules' fire times (``ScheduleStore``), on this broker's connection."""
         return PostgresSchedules(self._link, self._sql)  # no state of its own
 
+    @functools.cached_property
+    def limits(self) -> PostgresLimits:
+        """Rate and concurrency limits, in rows of this namespace's schema."""
+        # A connection of its own: claims and acks never wait behind a limit's steps.
+        return PostgresLimits(self._link.twin(), self._sql, self._clock)
+
     # -- the schema ------------------------------------------------------------------
 
     def migrate(self) -> int:
@@ -197,17 +204,6 @@ class PostgresBroker:
         except BaseException:
             self._ready = False
             raise
-
-    def _open_ready(self, open_connection: Callable[[], Connection]) -> Connection:
-        connection = open_connection()
-        if not self._ready:
-            try:
-                check(connection, self.schema, migrating=self._migrate)
-            except BaseException:
-                connection.close()
-                raise
-            self._ready = True
-        return connection
 
     # -- the contract ----------------------------------------------------------------
 
@@ -457,6 +453,9 @@ class PostgresBroker:
         self._listener.close()  # wakes every waiter first
         self._feed.close()
         self._link.close()
+        limits = self.__dict__.get("limits")  # made on first use (functools.cached_property)
+        if limits is not None:
+            limits.close()
 
     # -- wake-ups --------------------------------------------------------------------
 
@@ -517,8 +516,21 @@ class PostgresBroker:
         self._next_prune = now if pruned >= self._PRUNE_BATCH else now + self._PRUNE_EVERY
 
 
+def _open_ready(broker: PostgresBroker, open_connection: Callable[[], Connection]) -> Connection:
+    """A new connection of ``broker``'s, its schema checked (migrated) on the first one."""
+    connection = open_connection()
+    if not broker._ready:
+        try:
+            check(connection, broker.schema, migrating=broker._migrate)
+        except BaseException:
+            connection.close()
+            raise
+        broker._ready = True
+    return connection
+
+
 def _next_due(link: Link, sql: Mapping[str, str], queues: Sequence[str] | None) -> float:
-    """When the next job of ``queues`` (all for None) comes due or its lease ends."""
+    """When the next job of ``queues`` (all for None) comes due or its lease ends; inf: none."""
     statement = sql["next_due" if queues is None else "next_due_in"]
     params = () if queues is None else (list(queues),)
     row = link.run(lambda c: c.execute(statement, params).fetchone())

@@ -162,6 +162,16 @@ class Link:
         self._connection: Connection | None = None
         self._outage = False
 
+    def twin(self) -> Link:
+        """Another link to the same server, with a connection of its own."""
+        return Link(
+            self._open,
+            self._where,
+            retry_for=self._retry_for,
+            closing=self._closing,
+            scrub=self._scrub,
+        )
+
     def run(self, work: Callable[[Connection], T]) -> T:
         """``work(connection)`` under the lock; retried on a new connection if it broke.
 

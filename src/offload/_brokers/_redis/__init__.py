@@ -53,6 +53,11 @@ not see each other's jobs:
   (``workers.py``, ``lua/workers.lua``).
 - ``done:<uuid>``: a pub/sub channel per broker object, where acks publish
   the outcome of the jobs it enqueued while it listened.
+- ``limit:<name>`` and ``slots:<name>``: a rate or concurrency limit
+  (``limits.py``, ``lua/limit_*.lua``): a hash of its ``tat``, ``turn`` and
+  ``hold``, and a hash of the jobs holding its slots (id -> since). A limit's
+  hash expires an hour after it last mattered (on Redis's clock: it only
+  forgets an idle limit).
 
 The state changes go through one connection per broker object that its
 threads share (``link.py``), and claims through a second one (a worker's
@@ -73,9 +78,10 @@ supported (scripts derive their keys); a single server or Sentinel is.
 
 The modules: ``broker`` (``RedisBroker``: enqueue, claim, ack, nack,
 extend, wake-ups, the result feed), ``inspector`` (``RedisInspector``, its
-``broker.inspector``), ``link`` (connections), ``combine`` (group commit),
-``feed`` (the reply channel), ``scripts`` and ``lua/`` (the state changes),
-``rows`` (what scripts take and return, and job hashes decoded).
+``broker.inspector``), ``limits`` (``RedisLimits``, its ``broker.limits``),
+``link`` (connections), ``combine`` (group commit), ``feed`` (the reply
+channel), ``scripts`` and ``lua/`` (the state changes), ``rows`` (what
+scripts take and return, and job hashes decoded).
 """
 
 from __future__ import annotations

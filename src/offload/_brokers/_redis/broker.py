@@ -26,6 +26,7 @@ from . import rows, scripts
 from .combine import Combiner
 from .feed import Subscription
 from .inspector import RedisInspector
+from .limits import RedisLimits
 from .link import Arg, Downtime, Link, clients, split_namespace
 from .schedules import RedisSchedules
 from .workers import RedisRegistry
@@ -161,6 +162,11 @@ class RedisBroker:
         """The worker registry (``WorkerRegistry``): live workers, and who holds what."""
         return RedisRegistry(self.prefix, self._clock, self._client, self._lua.workers, self._call)
 
+    @functools.cached_property
+    def limits(self) -> RedisLimits:
+        """Rate and concurrency limits, kept by Lua scripts through this broker's connection."""
+        return RedisLimits(self._link, self.prefix, self._clock, self._call)
+
     # -- the contract ----------------------------------------------------------
 
     def enqueue(self, messages: Sequence[Message]) -> list[str]:
@@ -194,8 +200,12 @@ class RedisBroker:
     def claim(self, queues: Sequence[str] | None, limit: int, lease: float) -> list[Delivery]:
         if limit <= 0:
             return []
-        if self._clock.now() >= self._next_prune:
-            self._prune_some(self._clock.now())
+        now = self._clock.now()
+        if now >= self._next_prune:  # a bounded batch of expired results, now and then
+            self._next_prune = now + self.PRUNE_EVERY
+            args: list[Arg] = [self.prefix, repr(now), self.PRUNE_BATCH]
+            if self._call(lambda _: int(self._prune(args=args))) >= self.PRUNE_BATCH:
+                self._next_prune = now  # more are due: carry on at the next claim
         names = ("*",) if queues is None else ("", *queues)
         # A worker's threads that claim at once share one script call.
         return self._claims.submit((names, limit, lease))
@@ -435,12 +445,6 @@ class RedisBroker:
                 feed.close()
 
     # -- internals -------------------------------------------------------------
-
-    def _prune_some(self, now: float) -> None:
-        self._next_prune = now + self.PRUNE_EVERY
-        args: list[Arg] = [self.prefix, repr(now), self.PRUNE_BATCH]
-        if self._call(lambda _: int(self._prune(args=args))) >= self.PRUNE_BATCH:
-            self._next_prune = now  # more are due: carry on at the next claim
 
     def _call(self, operation: Callable[[bool], _T]) -> _T:
         """Run ``operation`` (told whether it is a retry), retrying a lost connection.

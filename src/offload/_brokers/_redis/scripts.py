@@ -24,6 +24,7 @@ import functools
 import re
 
 from ..._message import DEFAULT_MAX_DELIVERIES, State
+from .. import _limit_math as limit_math
 from .._files import read_text
 from .link import Link, Script
 
@@ -53,6 +54,10 @@ _VALUES = {
     "CLAIMED": str(CLAIMED),
     "MAX_DELIVERIES": str(DEFAULT_MAX_DELIVERIES),
     "ACKED": str(ACKED),
+    "MIN_WAIT": repr(limit_math.MIN_WAIT),
+    "MAX_WAIT": repr(limit_math.MAX_WAIT),
+    "FIRST_HOLD": repr(limit_math.FIRST_HOLD),
+    "HOLD_WEIGHT": repr(limit_math.HOLD_WEIGHT),
 }
 
 _PARTS = {
@@ -70,6 +75,9 @@ _PARTS = {
     "probe": ("prelude", "probe"),
     "fire": ("prelude", "fire"),
     "workers": ("prelude", "workers"),
+    "limit_token": ("prelude", "limit_token"),
+    "limit_slot": ("prelude", "limit_slot"),
+    "limit_release": ("prelude", "limit_release"),
 }
 """Each script, as the files its source is made of, in order."""
 
@@ -152,3 +160,5 @@ class Scripts:
         self.probe, self.progress = script("probe"), script("progress")
         self.step, self.fire = script("step"), script("fire")
         self.workers = script("workers")
+        self.limit_token, self.limit_slot = script("limit_token"), script("limit_slot")
+        self.limit_release = script("limit_release")

@@ -39,11 +39,13 @@ from .._group_commit import Batcher
 from .._sql_rows import error_row
 from .connection import Database
 from .inspector import SqliteInspector
+from .limits import SqliteLimits
 from .schedules import SqliteSchedules
 from .schema import QUERIES, check_sqlite_version
 from .statements import (
     Ack,
     Claim,
+    Step,
     Write,
     claim_rows,
     dead_letter_lapsed,
@@ -101,7 +103,7 @@ class SqliteBroker:
         self._reuse_window = reuse_window
         # A write that fails for a value it holds (an outcome the driver cannot
         # store) fails alone: the writes it met are made again one by one.
-        self._writes: Batcher[Write, bool | list[Delivery]] = Batcher(
+        self._writes: Batcher[Write, bool | list[Delivery] | float] = Batcher(
             self._write_together, isolate=_maybe_one_writes_fault
         )
         self._database = Database(self.path, busy_timeout_ms, synchronous)
@@ -118,6 +120,7 @@ class SqliteBroker:
         """The worker registry (``WorkerRegistry``): live workers, and who holds what."""
         self._inspector = SqliteInspector(self._database, clock, result_ttl, self._notify)
         self._schedules = SqliteSchedules(self._database)
+        self._limits = SqliteLimits(lambda step: cast(float, self._writes.submit(step)))
 
     @property
     def inspector(self) -> SqliteInspector:
@@ -128,6 +131,11 @@ class SqliteBroker:
     def schedules(self) -> SqliteSchedules:
         """Periodic schedules' fire times (``ScheduleStore``), in this file."""
         return self._schedules
+
+    @property
+    def limits(self) -> SqliteLimits:
+        """Rate and concurrency limits, in rows of this file (``limits``, ``limit_slots``)."""
+        return self._limits
 
     # -- the contract ----------------------------------------------------------
 
@@ -174,7 +182,7 @@ class SqliteBroker:
             columns = (outcome.state.value, now, expires, outcome.payload, *error)
         return self._writes.submit(Ack(delivery.token, columns)) is True
 
-    def _write_together(self, writes: list[Write]) -> list[bool | list[Delivery]]:
+    def _write_together(self, writes: list[Write]) -> list[bool | list[Delivery] | float]:
         """Acks and claims of this process's threads in one transaction, one commit.
 
         A write transaction costs a commit and a turn of the file's write
@@ -182,22 +190,23 @@ class SqliteBroker:
         rather than two per task (an ack, then the claim of the slot it
         freed). Each caller hears its answer only once that commit is done.
         Acks go in order, so of two acks of one delivery only the first counts.
+        The steps of limits (``limits.py``) join in, as acks do.
         """
-        if len(writes) == 1 and isinstance(writes[0], Ack):
-            return [self._ack_alone(writes[0])]
+        if len(writes) == 1:
+            alone = self._write_alone(writes[0])
+            if alone is not None:
+                return [alone]
         with self._database.write() as db:
             # BEGIN may have waited for another process's transaction: what
             # this process's threads queued meanwhile joins this one.
             writes = writes + self._writes.more()
-            answers: list[bool | list[Delivery]] = [False] * len(writes)
+            answers: list[bool | list[Delivery] | float] = [False] * len(writes)
             groups: dict[tuple[tuple[str, ...] | None, float], list[tuple[int, Claim]]] = {}
             for index, write in enumerate(writes):
                 if isinstance(write, Claim):
                     groups.setdefault((write.queues, write.lease), []).append((index, write))
             now = self._clock.now()
-            for index, write in enumerate(writes):
-                if isinstance(write, Ack):
-                    answers[index] = store_ack(db, write)
+            _write_acks_and_steps(db, writes, answers, now)
             if now >= self._next_prune:
                 self._prune_some(db, now)
             if groups:
@@ -220,6 +229,16 @@ class SqliteBroker:
             for index, claim in group:
                 answers[index] = list(itertools.islice(deliveries, claim.limit))
         return answers
+
+    def _write_alone(self, write: Write) -> bool | float | None:
+        """A lone write with a cheaper way than a transaction: its answer; None: it has none."""
+        if isinstance(write, Ack):
+            return self._ack_alone(write)
+        if isinstance(write, Step) and write.alone is not None:
+            with self._lock:
+                if write.alone(self._db, self._clock.now()):
+                    return 0.0
+        return None
 
     def _ack_alone(self, ack: Ack) -> bool:
         """One ack, no other write waiting: one statement, its own transaction.
@@ -346,6 +365,20 @@ class SqliteBroker:
         pruned = db.execute(QUERIES["prune_some"], (now, self._PRUNE_BATCH)).rowcount
         # A full batch: more are due; carry on at the next claim or ack.
         self._next_prune = now if pruned >= self._PRUNE_BATCH else now + self._PRUNE_EVERY
+
+
+def _write_acks_and_steps(
+    db: sqlite3.Connection,
+    writes: list[Write],
+    answers: list[bool | list[Delivery] | float],
+    now: float,
+) -> None:
+    """The acks and limit steps of a group commit, in call order, their answers in place."""
+    for index, write in enumerate(writes):
+        if isinstance(write, Ack):
+            answers[index] = store_ack(db, write)
+        elif isinstance(write, Step):
+            answers[index] = write.run(db, now)
 
 
 def _maybe_one_writes_fault(error: Exception) -> bool:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from ..._message import DEFAULT_MAX_DELIVERIES, Delivery, Message
@@ -43,7 +43,16 @@ class Claim(NamedTuple):
     lease: float
 
 
-Write = Ack | Claim
+class Step(NamedTuple):
+    """A step of a rate or concurrency limit (``limits.py``), written with what it meets."""
+
+    run: Callable[[sqlite3.Connection, float], float]
+    """In the write transaction, given now: its answer."""
+    alone: Callable[[sqlite3.Connection, float], bool] | None = None
+    """Met nothing: one statement of its own instead; True if that answered (0.0)."""
+
+
+Write = Ack | Claim | Step
 
 
 def fence(token: int) -> tuple[int, int]:

@@ -401,3 +401,36 @@ SELECT floor(finished / 60) * 60 AS minute, queue,
 FROM {s}.jobs
 WHERE state IN ('succeeded', 'failed') AND finished >= %(since)s
 GROUP BY 1, 2 ORDER BY 1, 2
+
+-- name: limit_take_token
+-- The whole of a call that goes, in one statement: a row made for a new
+-- limit, or pushed one interval on when a token is there. No row back: refused.
+INSERT INTO {s}.limits AS l (name, tat) VALUES (%(name)s, %(now)s + %(interval)s)
+ON CONFLICT (name) DO UPDATE SET tat = greatest(l.tat, %(now)s) + %(interval)s
+WHERE l.tat - %(burst)s * %(interval)s <= %(now)s
+RETURNING l.tat
+
+-- name: limit_lock
+-- The limit's row, made if need be, locked until the transaction ends.
+INSERT INTO {s}.limits AS l (name) VALUES (%(name)s)
+ON CONFLICT (name) DO UPDATE SET name = excluded.name
+RETURNING l.tat, l.turn, l.hold
+
+-- name: limit_save
+UPDATE {s}.limits SET tat = %(tat)s, turn = %(turn)s, hold = %(hold)s WHERE name = %(name)s
+
+-- name: limit_holders
+-- Each holder of a limit's slots, and whether its job still runs under a live lease.
+SELECT s.holder, s.since, coalesce(j.state = 'running' AND j.due > %(now)s, false)
+FROM {s}.limit_slots s LEFT JOIN {s}.jobs j ON j.id = s.holder
+WHERE s.name = %(name)s
+
+-- name: limit_slots_drop
+DELETE FROM {s}.limit_slots WHERE name = %(name)s AND holder = ANY(%(holders)s)
+
+-- name: limit_slot_add
+INSERT INTO {s}.limit_slots (name, holder, since) VALUES (%(name)s, %(holder)s, %(now)s)
+ON CONFLICT DO NOTHING
+
+-- name: limit_slot_release
+DELETE FROM {s}.limit_slots WHERE name = %(name)s AND holder = %(holder)s RETURNING since

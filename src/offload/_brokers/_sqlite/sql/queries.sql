@@ -289,3 +289,34 @@ GROUP BY queue
 
 -- name: throughput
 SELECT minute, queue, succeeded, failed FROM stats WHERE minute >= ? ORDER BY minute, queue
+
+-- name: limit_take_token
+-- The whole of a call that goes, in one statement: a row made for a new
+-- limit, or pushed one interval on when a token is there. No row back: refused.
+-- Parameters: name, now, interval, burst.
+INSERT INTO limits AS l (name, tat) VALUES (?1, ?2 + ?3)
+ON CONFLICT (name) DO UPDATE SET tat = max(l.tat, ?2) + ?3
+WHERE l.tat - ?4 * ?3 <= ?2
+RETURNING tat
+
+-- name: limit_row
+SELECT tat, turn, hold FROM limits WHERE name = ?
+
+-- name: limit_save
+INSERT INTO limits (name, tat, turn, hold) VALUES (?, ?, ?, ?)
+ON CONFLICT (name) DO UPDATE SET tat = excluded.tat, turn = excluded.turn, hold = excluded.hold
+
+-- name: limit_holders
+-- Each holder of a limit's slots, and whether its job still runs under a live lease.
+SELECT s.holder, s.since, coalesce(j.state = 'running' AND j.due > ?, 0)
+FROM limit_slots s LEFT JOIN jobs j ON j.id = s.holder
+WHERE s.name = ?
+
+-- name: limit_slot_drop
+DELETE FROM limit_slots WHERE name = ? AND holder = ?
+
+-- name: limit_slot_add
+INSERT OR IGNORE INTO limit_slots (name, holder, since) VALUES (?, ?, ?)
+
+-- name: limit_slot_release
+DELETE FROM limit_slots WHERE name = ? AND holder = ? RETURNING since
