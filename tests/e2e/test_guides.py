@@ -24,10 +24,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 from helpers import TESTS
 from servers import scratch_url
 
-EXAMPLES = TESTS.parent / "docs" / "guides" / "examples"
+DOCS = TESTS.parent / "docs"
+EXAMPLES = DOCS / "guides" / "examples"
 BIN = Path(sys.executable).parent
 TIMEOUT = 60
 
@@ -134,16 +137,19 @@ def test_the_executor_example_runs_on_the_process_and_thread_pools(tmp_path: Pat
     )
 
 
-def test_the_celery_example_sends_the_email_through_a_worker(tmp_path: Path) -> None:
+@pytest.mark.parametrize("broker", ["sqlite", "redis"])
+def test_the_celery_example_sends_the_email_through_a_worker(tmp_path: Path, broker: str) -> None:
     folder, env = examples(tmp_path)
-    with worker("celery_send_email:app", folder, env) as log:
-        output = run([sys.executable, "celery_send_email.py"], folder, env).splitlines()
-        job = output[0].removeprefix("job ")
-        assert output[1:] == ["Email sent to user@example.com", "succeeded"], output
-        show = [str(BIN / "offload"), "show", job, "--app", "celery_send_email:app"]
-        shown = run(show, folder, env)
-        assert "succeeded" in shown and "Email sent to user@example.com" in shown, shown
-    assert "Sending email to user@example.com: Welcome!" in log.read_text()
+    with scratch_url(broker, tmp_path) as url:
+        env["OFFLOAD_URL"] = url  # sqlite: a file of the test's; redis: a namespace of its own
+        with worker("celery_send_email:app", folder, env) as log:
+            output = run([sys.executable, "celery_send_email.py"], folder, env).splitlines()
+            job = output[0].removeprefix("job ")
+            assert output[1:] == ["Email sent to user@example.com", "succeeded"], output
+            show = [str(BIN / "offload"), "show", job, "--app", "celery_send_email:app"]
+            shown = run(show, folder, env)
+            assert "succeeded" in shown and "Email sent to user@example.com" in shown, shown
+        assert "Sending email to user@example.com: Welcome!" in log.read_text()
 
 
 def test_the_rq_example_counts_the_words_of_a_page_through_a_worker(tmp_path: Path) -> None:
@@ -186,3 +192,33 @@ def test_the_dramatiq_example_runs_its_actors_and_workflows_through_a_worker(
         with worker("dramatiq_count_words:app", folder, env):
             output = run([sys.executable, "dramatiq_count_words.py"], folder, env)
     assert output.splitlines() == ["3", "[4, 2, 3]", "6", "9"], output
+
+
+GUIDES = {
+    "from-background.md": "background_work.py",
+    "from-threadpoolexecutor.md": "threadpool_primes.py",
+    "from-celery.md": "celery_send_email.py",
+    "from-rq.md": "rq_count_words.py",
+    "from-huey.md": "huey_periodic.py",
+    "from-dramatiq.md": "dramatiq_count_words.py",
+}
+
+
+def test_each_guide_includes_the_example_this_file_runs() -> None:
+    assert sorted(p.name for p in (DOCS / "guides").glob("*.md")) == sorted(GUIDES)
+    assert sorted(p.name for p in EXAMPLES.glob("*.py")) == sorted(GUIDES.values())
+    for page, example in GUIDES.items():
+        text = (DOCS / "guides" / page).read_text()
+        assert f'--8<-- "docs/guides/examples/{example}"' in text, page
+
+
+def test_no_page_shows_a_snippet_line_instead_of_its_file() -> None:
+    # ruff format reads a ```python fence as Python: unguarded, it rewrites
+    # --8<-- "file" as --8 < --"file", which the snippets extension no longer
+    # sees, and the page shows that line. <!-- fmt: off --> guards the fence.
+    for page in DOCS.rglob("*.md"):
+        lines = page.read_text().splitlines()
+        assert not any(line.startswith("--8 < --") for line in lines), page
+        for n, line in enumerate(lines):
+            if line.startswith("--8<--") and lines[n - 1].startswith("```py"):
+                assert lines[n - 2] == "<!-- fmt: off -->", f"{page}:{n + 1}: unguarded snippet"
