@@ -143,7 +143,7 @@ def test_counts_drain_and_a_failed_job_is_retried_to_success(
     page.evaluate("window.notReloaded = true")
     page.screenshot(path=str(shots / "overview.png"), full_page=True)
 
-    processes("worker", "dashboard_tasks:app", "-c", "2")
+    processes("worker", "dashboard_tasks:app", "-c", "2", "--no-scheduler")
     # Waits go through Playwright's selectors: the page's CSP forbids the eval
     # that wait_for_function would need, as it should.
     total = page.locator('th[data-queue="*"][data-state="succeeded"]')

@@ -24,8 +24,8 @@ pytest.importorskip("starlette", reason="the dashboard extra is not installed")
 from starlette.testclient import TestClient
 
 import offload
-from offload._brokers._base import WorkerInfo
-from offload._message import ErrorInfo, Outcome, State
+from offload._brokers._base import Fired, ProgressStore, Scheduling, WorkerInfo
+from offload._message import ErrorInfo, Outcome, Progress, State
 from offload.dashboard import CONTENT_SECURITY_POLICY, create_app
 
 BOOM = ErrorInfo("builtins.ValueError", "boom <b>bold</b>", "Traceback: line 1\nValueError")
@@ -80,7 +80,8 @@ def test_overview_counts_jobs_per_queue_and_state(app: offload.App) -> None:
 
 def test_every_answer_has_a_strict_content_security_policy(app: offload.App) -> None:
     client = _client(app)
-    for path in ("/", "/jobs", "/dead", "/workers", "/static/dashboard.js", "/nowhere"):
+    paths = ("/", "/jobs", "/dead", "/workers", "/schedules", "/static/dashboard.js", "/nowhere")
+    for path in paths:
         headers = client.get(path).headers
         assert headers["content-security-policy"] == CONTENT_SECURITY_POLICY, path
         assert headers["x-frame-options"] == "DENY"
@@ -321,6 +322,87 @@ def server_app(request: pytest.FixtureRequest) -> Iterator[offload.App]:
         RedisBroker.from_url(url).drop()
     else:
         drop_postgres_schema(f"offload_{namespace}")
+
+
+def _check_progress(app: offload.App) -> None:
+    """A running job's progress on its page, in its JSON and in the jobs list, escaped."""
+    send = _task(app)
+    running, quiet = send("p@example.com"), send("q@example.com")
+    deliveries = app.broker.claim(None, 2, 30.0)
+    assert [d.message.id for d in deliveries] == [running.id, quiet.id]
+    inspector = app.inspector
+    assert isinstance(inspector, ProgressStore)
+    note = "rows <b>7</b> & more"
+    assert inspector.record_progress(deliveries[0], Progress(7, 10, note, time.time()))
+    client = _client(app)
+    page = client.get(f"/jobs/{running.id}").text
+    assert "7 / 10 (70%)" in page and 'max="100" value="70.0"' in page
+    assert "rows &lt;b&gt;7&lt;/b&gt; &amp; more" in page and "<b>7</b>" not in page
+    assert "style=" not in page  # the CSP forbids inline style: the bar is a <progress>
+    live = client.get(f"/api/jobs/{running.id}").json()
+    assert live["state"] == "running"
+    assert live["progress"]["percent"] == 70.0 and live["progress"]["note"] == note
+    assert live["progress"]["text"] == "7 / 10 (70%)"
+    other = client.get(f"/jobs/{quiet.id}").text
+    assert "none reported" in other and "<progress data-progress-bar hidden>" in other
+    assert client.get(f"/api/jobs/{quiet.id}").json()["progress"] is None
+    listing = client.get("/jobs", params={"state": "running"}).text
+    assert listing.count("data-job-progress") == 1 and "7 / 10 (70%)" in listing
+
+
+def test_a_running_job_shows_its_progress(app: offload.App) -> None:
+    _check_progress(app)
+
+
+def test_progress_without_a_total_is_a_count_and_an_indeterminate_bar(app: offload.App) -> None:
+    handle = _task(app)("r@example.com")
+    (delivery,) = app.broker.claim(None, 1, 30.0)
+    app.inspector.record_progress(delivery, Progress(42, None, None, time.time()))  # type: ignore[attr-defined]
+    page = _client(app).get(f"/jobs/{handle.id}").text
+    assert "42 done" in page and "<progress data-progress-bar></progress>" in page
+
+
+def beat() -> None:
+    """A schedule's task (the schedules view)."""
+
+
+def report() -> None:
+    """Another schedule's task."""
+
+
+def _check_schedules(app: offload.App) -> None:
+    """Both kinds of schedule, before their first tick, after one, and after skipped ones."""
+    beat_task = app.periodic(every=60)(beat)
+    app.periodic(cron="30 4 * * 1", tz="Europe/Paris", missed="once")(report)
+    beat_name, report_name = list(app.schedules)
+    client = _client(app)
+    page = client.get("/schedules").text
+    assert "every 60s" in page and "cron 30 4 * * 1" in page and "Europe/Paris" in page
+    assert "+01:00" in page or "+02:00" in page  # Paris times in Paris
+    assert page.count('<td data-last-run><span class="muted">-</span>') == 2
+    broker = app.broker
+    assert isinstance(broker, Scheduling)
+    fire = time.time() - 30
+    tick = beat_task.options(key=app.schedules[beat_name].key(fire))()
+    assert broker.schedules.record_fired(beat_name, None, Fired(fire, tick.id))
+    assert broker.schedules.record_fired(report_name, None, Fired(fire - 7 * 86400, ""))
+    page = client.get("/schedules").text
+    assert f'<a href="/jobs/{tick.id}"><span class="state queued">queued</span></a>' in page
+    assert '<span class="muted">skipped</span>' in page
+    assert client.get(f"/jobs/{tick.id}").status_code == 200
+
+
+def test_the_schedules_view(app: offload.App) -> None:
+    _check_schedules(app)
+
+
+def test_an_app_without_schedules_says_so(app: offload.App) -> None:
+    assert "declares no schedules" in _client(app).get("/schedules").text
+
+
+def test_progress_and_schedules_on_the_server_brokers(server_app: offload.App) -> None:
+    _check_progress(server_app)
+    _check_schedules(server_app)
 
 
 def test_every_view_and_a_retry_on_the_server_brokers(server_app: offload.App) -> None:
