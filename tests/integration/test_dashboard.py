@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,6 +26,7 @@ pytest.importorskip("starlette", reason="the dashboard extra is not installed")
 from starlette.testclient import TestClient
 
 import offload
+from helpers import TESTS, wait_until
 from offload._brokers._base import Fired, ProgressStore, Scheduling, WorkerInfo
 from offload._message import ErrorInfo, Outcome, Progress, State
 from offload.dashboard import CONTENT_SECURITY_POLICY, create_app
@@ -267,6 +270,74 @@ def test_the_workers_view_lists_a_real_worker_from_the_registry(app: offload.App
     finally:
         worker.stop()
     assert "No worker is alive." in _client(app).get("/workers").text
+
+
+@pytest.fixture(params=["sqlite", "redis", "postgres"])
+def tasks_module(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Any]:
+    """``tests/dashboard_tasks.py`` on a broker of its own, as worker processes import it."""
+    from servers import scratch_url
+
+    with scratch_url(request.param, tmp_path) as url:
+        monkeypatch.setenv("OFFLOAD_TEST_URL", url)
+        sys.modules.pop("dashboard_tasks", None)
+        import dashboard_tasks
+
+        yield dashboard_tasks
+        sys.modules.pop("dashboard_tasks", None)
+        dashboard_tasks.app.shutdown(wait=False)
+
+
+def _worker_process(cwd: Path, *options: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(TESTS)}
+    command = [sys.executable, "-m", "offload", "worker", "dashboard_tasks:app", *options]
+    return subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def _stopped(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+
+
+def test_the_workers_view_lists_a_real_worker_process(tasks_module: Any, tmp_path: Path) -> None:
+    """``offload worker`` registers itself: the view shows its pid, queues and running job."""
+    marker = tmp_path / "rows-imported"
+    handle = tasks_module.crunch.options(queue="mail")(10, str(marker))
+    worker = _worker_process(tmp_path, "-q", "mail,default", "-c", "2", "--no-scheduler")
+    client = _client(tasks_module.app)
+    try:
+        pid_cell = f'<td class="num" data-pid>{worker.pid}</td>'
+
+        def running_listed() -> bool:
+            page = client.get("/workers").text
+            return pid_cell in page and f'href="/jobs/{handle.id}"' in page
+
+        assert wait_until(running_listed, timeout=90), client.get("/workers").text
+        page = client.get("/workers").text
+        assert "<td>mail, default</td>" in page and "data-running>1<br>" in page
+        shows_progress = lambda: "7 / 10 (70%)" in client.get(f"/jobs/{handle.id}").text  # noqa: E731
+        assert wait_until(shows_progress, timeout=60)  # written by the worker, read here
+        marker.touch()
+        job = tasks_module.app.inspector.job
+        assert wait_until(lambda: job(handle.id).state is State.SUCCEEDED, timeout=90)
+        assert wait_until(lambda: "data-running>0</td>" in client.get("/workers").text, 30)
+    finally:
+        _stopped(worker)
+    assert worker.returncode == 0
+    assert "No worker is alive." in client.get("/workers").text  # it left the registry
 
 
 def test_the_command_refuses_a_public_bind_without_a_password(tmp_path: Path) -> None:
