@@ -441,6 +441,38 @@ def report() -> None:
     """Another schedule's task."""
 
 
+class _CountingProgress:
+    """The app's inspector, counting its ``progress`` reads."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.reads: list[str] = []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+    def record_progress(self, delivery: Any, progress: Progress) -> bool:
+        return bool(self._inner.record_progress(delivery, progress))
+
+    def progress(self, job_id: str) -> Progress | None:
+        self.reads.append(job_id)
+        return self._inner.progress(job_id)  # type: ignore[no-any-return]
+
+
+def test_the_jobs_list_reads_the_progress_of_running_jobs_only(app: offload.App) -> None:
+    send = _task(app)
+    handles = [send(f"{i}@example.com") for i in range(5)]
+    running = app.broker.claim(None, 3, 30.0)
+    counting = _CountingProgress(app.inspector)
+    client = TestClient(create_app(app, inspector=counting))  # type: ignore[arg-type]
+    page = client.get("/jobs").text
+    assert sorted(counting.reads) == sorted(d.message.id for d in running)
+    assert all(h.id in page for h in handles) and "data-job-progress" not in page  # none said
+    counting.reads.clear()
+    client.get("/dead")
+    assert counting.reads == []
+
+
 def _check_schedules(app: offload.App) -> None:
     """Both kinds of schedule, before their first tick, after one, and after skipped ones."""
     beat_task = app.periodic(every=60)(beat)
