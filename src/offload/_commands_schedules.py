@@ -14,7 +14,7 @@ import os
 import signal
 import threading
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import click
 
@@ -60,28 +60,46 @@ def schedules(target: str) -> None:
     _echo(_table(["TASK", "SCHEDULE", "MISSED", "LAST FIRE", "LAST RUN", "NEXT FIRE"], rows))
 
 
-def _row(app: App, inspector: Inspector, schedule: Schedule) -> list[str]:
+class ScheduleStatus(NamedTuple):
+    """One schedule as ``offload schedules`` and the dashboard show it."""
+
+    schedule: Schedule
+    last_fire: float | None
+    """The last tick's fire time; ``None`` before the first."""
+    job_id: str | None
+    """The last tick's job; ``None`` before the first tick or when it was skipped."""
+    state: str
+    """The last tick's job state, or ``-`` (no tick yet), ``skipped``, ``pruned``."""
+    next_fire: float
+
+    def local(self, fire: float | None) -> str:
+        """``fire`` in the schedule's time zone, to the second; ``-`` for none."""
+        return "-" if fire is None else self.schedule.local(fire).isoformat(timespec="seconds")
+
+
+def schedule_status(app: App, inspector: Inspector, schedule: Schedule) -> ScheduleStatus:
+    """Where ``schedule`` stands: its last tick (read from the broker) and its next."""
     broker = app.broker
     record = broker.schedules.last_fired(schedule.name) if isinstance(broker, Scheduling) else None
     if record is None:
-        last, state = "-", "-"
+        last, job_id, state = None, None, "-"
     else:
-        last = _local(schedule, record.fire)
-        job = inspector.job(record.job_id) if record.job_id else None
-        state = "skipped" if not record.job_id else job.state.value if job else "pruned"
-    now = app.clock.now()
+        last, job_id = record.fire, record.job_id or None
+        job = inspector.job(job_id) if job_id else None
+        state = "skipped" if not job_id else job.state.value if job else "pruned"
+    return ScheduleStatus(schedule, last, job_id, state, schedule.next_after(app.clock.now()))
+
+
+def _row(app: App, inspector: Inspector, schedule: Schedule) -> list[str]:
+    status = schedule_status(app, inspector, schedule)
     return [
         schedule.name,
         schedule.describe(),
         str(schedule.missed),
-        last,
-        state,
-        _local(schedule, schedule.next_after(now)),
+        status.local(status.last_fire),
+        status.state,
+        status.local(status.next_fire),
     ]
-
-
-def _local(schedule: Schedule, fire: float) -> str:
-    return schedule.local(fire).isoformat(timespec="seconds")
 
 
 @click.command()

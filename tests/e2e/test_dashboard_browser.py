@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Any
 import pytest
 
 from helpers import TESTS, wait_until
+from offload._message import Progress
 from servers import skip_or_fail
 
 CHROMIUM = "/usr/bin/chromium"
@@ -143,7 +145,7 @@ def test_counts_drain_and_a_failed_job_is_retried_to_success(
     page.evaluate("window.notReloaded = true")
     page.screenshot(path=str(shots / "overview.png"), full_page=True)
 
-    processes("worker", "dashboard_tasks:app", "-c", "2")
+    processes("worker", "dashboard_tasks:app", "-c", "2", "--no-scheduler")
     # Waits go through Playwright's selectors: the page's CSP forbids the eval
     # that wait_for_function would need, as it should.
     total = page.locator('th[data-queue="*"][data-state="succeeded"]')
@@ -178,12 +180,70 @@ def test_counts_drain_and_a_failed_job_is_retried_to_success(
     assert job is not None and job.state.value == "succeeded"
 
     page.goto(base + "/workers")
-    page.screenshot(path=str(shots / "workers.png"), full_page=True)
+    expect(page.locator("td[data-pid]")).to_have_count(1)
     assert dashboard.poll() is None, "the dashboard is still serving"
 
 
+def test_progress_goes_live_on_the_job_page_and_the_schedules_page_lists_ticks(
+    browser: Any, processes: Any, url: str, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    import dashboard_tasks as tasks
+
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    processes("dashboard", "--app", "dashboard_tasks:app", "--port", str(port))
+    assert wait_until(lambda: _serving(base), timeout=60), "the dashboard did not start"
+    shots = _shots(tmp_path)
+    marker = tmp_path / "rows-imported"
+    crunch = tasks.crunch(10, str(marker))
+
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(base + f"/jobs/{crunch.id}")
+    expect(page.locator("[data-progress-text]")).to_have_text("none reported")
+    worker = processes("worker", "dashboard_tasks:app", "-c", "2")  # with its scheduler
+    # The page reloads itself once the job runs, then follows its progress live.
+    expect(page.locator("[data-progress-text]")).to_have_text("7 / 10 (70%)", timeout=WAIT_MS)
+    expect(page.locator("[data-job-state]")).to_have_text("running")
+    note = page.locator("[data-progress-note]")
+    expect(note).to_have_text("importing <rows> of batch 7")  # text, not markup
+    assert page.locator("[data-progress-note] rows").count() == 0
+    bar = page.locator("progress[data-progress-bar]")
+    assert bar.get_attribute("value") == "70.0" and bar.is_visible()
+    page.screenshot(path=str(shots / "job-progress.png"), full_page=True)
+
+    page.goto(base + "/jobs?state=running")
+    expect(page.locator("[data-job-progress]")).to_contain_text("7 / 10 (70%)")
+    listed = tasks.app.inspector.workers  # the registry says what it runs at a heartbeat
+    assert wait_until(lambda: any(crunch.id in w.running for w in listed()), timeout=60)
+    page.goto(base + "/workers")
+    expect(page.locator("td[data-pid]")).to_have_text(str(worker.pid))
+    expect(page.locator(f"td[data-running] a[href='/jobs/{crunch.id}']")).to_have_count(1)
+    page.screenshot(path=str(shots / "workers.png"), full_page=True)
+
+    page.goto(base + f"/jobs/{crunch.id}")
+    marker.touch()  # the rows are in: the job finishes
+    expect(page.locator("[data-job-state]")).to_have_text("succeeded", timeout=WAIT_MS)
+    expect(page.locator("[data-progress-text]")).to_have_text("10 / 10 (100%)")
+
+    store = tasks.app.broker.schedules
+    assert wait_until(lambda: store.last_fired("dashboard_tasks.heartbeat"), timeout=60)
+    page.goto(base + "/schedules")
+    heartbeat = page.locator('tr[data-schedule="dashboard_tasks.heartbeat"]')
+    expect(heartbeat).to_contain_text("every 2s")
+    expect(heartbeat.locator("[data-last-run] a")).to_have_count(1)
+    weekly = page.locator('tr[data-schedule="dashboard_tasks.weekly_report"]')
+    expect(weekly).to_contain_text("cron 30 4 * * 1")
+    expect(weekly).to_contain_text("Europe/Paris")
+    expect(weekly.locator("[data-last-run]")).to_have_text("-")  # never due yet
+    page.screenshot(path=str(shots / "schedules.png"), full_page=True)
+    heartbeat.locator("[data-last-run] a").click()
+    expect(page.locator("dl.fields")).to_contain_text("dashboard_tasks.heartbeat")
+
+
 def test_the_page_runs_with_no_content_security_policy_violation(
-    browser: Any, processes: Any, url: str
+    browser: Any, processes: Any, url: str, tmp_path: Path
 ) -> None:
     import dashboard_tasks as tasks
 
@@ -192,12 +252,20 @@ def test_the_page_runs_with_no_content_security_policy_violation(
     processes("dashboard", "--app", "dashboard_tasks:app", "--port", str(port), "--read-only")
     assert wait_until(lambda: _serving(base), timeout=60), "the dashboard did not start"
     handle = tasks.nap(0.01)
+    marker = tmp_path / "rows-imported"
+    marker.touch()
+    crunched = tasks.crunch(10, str(marker))
+    (delivery,) = tasks.app.broker.claim(None, 1, 30.0)  # this test's worker: it reports
+    assert delivery.message.id == handle.id
+    (delivery,) = tasks.app.broker.claim(None, 1, 30.0)
+    tasks.app.inspector.record_progress(delivery, Progress(3, 4, "<i>almost</i>", time.time()))
     page = browser.new_page()
     problems: list[str] = []
     page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
     requests: list[str] = []
     page.on("request", lambda r: requests.append(r.url))
-    for path in ("/", "/jobs", f"/jobs/{handle.id}", "/dead", "/workers"):
+    paths = ["/", "/jobs", f"/jobs/{handle.id}", f"/jobs/{crunched.id}", "/dead", "/workers"]
+    for path in [*paths, "/schedules", "/jobs?state=running"]:
         page.goto(base + path)
         page.wait_for_load_state("networkidle")
     assert not problems, problems  # a CSP violation is a console error

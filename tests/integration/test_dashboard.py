@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,8 +26,9 @@ pytest.importorskip("starlette", reason="the dashboard extra is not installed")
 from starlette.testclient import TestClient
 
 import offload
-from offload._brokers._base import WorkerInfo
-from offload._message import ErrorInfo, Outcome, State
+from helpers import TESTS, wait_until
+from offload._brokers._base import Fired, ProgressStore, Scheduling, WorkerInfo
+from offload._message import ErrorInfo, Outcome, Progress, State
 from offload.dashboard import CONTENT_SECURITY_POLICY, create_app
 
 BOOM = ErrorInfo("builtins.ValueError", "boom <b>bold</b>", "Traceback: line 1\nValueError")
@@ -80,7 +83,8 @@ def test_overview_counts_jobs_per_queue_and_state(app: offload.App) -> None:
 
 def test_every_answer_has_a_strict_content_security_policy(app: offload.App) -> None:
     client = _client(app)
-    for path in ("/", "/jobs", "/dead", "/workers", "/static/dashboard.js", "/nowhere"):
+    paths = ("/", "/jobs", "/dead", "/workers", "/schedules", "/static/dashboard.js", "/nowhere")
+    for path in paths:
         headers = client.get(path).headers
         assert headers["content-security-policy"] == CONTENT_SECURITY_POLICY, path
         assert headers["x-frame-options"] == "DENY"
@@ -268,6 +272,74 @@ def test_the_workers_view_lists_a_real_worker_from_the_registry(app: offload.App
     assert "No worker is alive." in _client(app).get("/workers").text
 
 
+@pytest.fixture(params=["sqlite", "redis", "postgres"])
+def tasks_module(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Any]:
+    """``tests/dashboard_tasks.py`` on a broker of its own, as worker processes import it."""
+    from servers import scratch_url
+
+    with scratch_url(request.param, tmp_path) as url:
+        monkeypatch.setenv("OFFLOAD_TEST_URL", url)
+        sys.modules.pop("dashboard_tasks", None)
+        import dashboard_tasks
+
+        yield dashboard_tasks
+        sys.modules.pop("dashboard_tasks", None)
+        dashboard_tasks.app.shutdown(wait=False)
+
+
+def _worker_process(cwd: Path, *options: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(TESTS)}
+    command = [sys.executable, "-m", "offload", "worker", "dashboard_tasks:app", *options]
+    return subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def _stopped(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+
+
+def test_the_workers_view_lists_a_real_worker_process(tasks_module: Any, tmp_path: Path) -> None:
+    """``offload worker`` registers itself: the view shows its pid, queues and running job."""
+    marker = tmp_path / "rows-imported"
+    handle = tasks_module.crunch.options(queue="mail")(10, str(marker))
+    worker = _worker_process(tmp_path, "-q", "mail,default", "-c", "2", "--no-scheduler")
+    client = _client(tasks_module.app)
+    try:
+        pid_cell = f'<td class="num" data-pid>{worker.pid}</td>'
+
+        def running_listed() -> bool:
+            page = client.get("/workers").text
+            return pid_cell in page and f'href="/jobs/{handle.id}"' in page
+
+        assert wait_until(running_listed, timeout=90), client.get("/workers").text
+        page = client.get("/workers").text
+        assert "<td>mail, default</td>" in page and "data-running>1<br>" in page
+        shows_progress = lambda: "7 / 10 (70%)" in client.get(f"/jobs/{handle.id}").text  # noqa: E731
+        assert wait_until(shows_progress, timeout=60)  # written by the worker, read here
+        marker.touch()
+        job = tasks_module.app.inspector.job
+        assert wait_until(lambda: job(handle.id).state is State.SUCCEEDED, timeout=90)
+        assert wait_until(lambda: "data-running>0</td>" in client.get("/workers").text, 30)
+    finally:
+        _stopped(worker)
+    assert worker.returncode == 0
+    assert "No worker is alive." in client.get("/workers").text  # it left the registry
+
+
 def test_the_command_refuses_a_public_bind_without_a_password(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'jobs.db'}"
     command = [sys.executable, "-m", "offload", "dashboard", "--host", "0.0.0.0"]
@@ -321,6 +393,119 @@ def server_app(request: pytest.FixtureRequest) -> Iterator[offload.App]:
         RedisBroker.from_url(url).drop()
     else:
         drop_postgres_schema(f"offload_{namespace}")
+
+
+def _check_progress(app: offload.App) -> None:
+    """A running job's progress on its page, in its JSON and in the jobs list, escaped."""
+    send = _task(app)
+    running, quiet = send("p@example.com"), send("q@example.com")
+    deliveries = app.broker.claim(None, 2, 30.0)
+    assert [d.message.id for d in deliveries] == [running.id, quiet.id]
+    inspector = app.inspector
+    assert isinstance(inspector, ProgressStore)
+    note = "rows <b>7</b> & more"
+    assert inspector.record_progress(deliveries[0], Progress(7, 10, note, time.time()))
+    client = _client(app)
+    page = client.get(f"/jobs/{running.id}").text
+    assert "7 / 10 (70%)" in page and 'max="100" value="70.0"' in page
+    assert "rows &lt;b&gt;7&lt;/b&gt; &amp; more" in page and "<b>7</b>" not in page
+    assert "style=" not in page  # the CSP forbids inline style: the bar is a <progress>
+    live = client.get(f"/api/jobs/{running.id}").json()
+    assert live["state"] == "running"
+    assert live["progress"]["percent"] == 70.0 and live["progress"]["note"] == note
+    assert live["progress"]["text"] == "7 / 10 (70%)"
+    other = client.get(f"/jobs/{quiet.id}").text
+    assert "none reported" in other and "<progress data-progress-bar hidden>" in other
+    assert client.get(f"/api/jobs/{quiet.id}").json()["progress"] is None
+    listing = client.get("/jobs", params={"state": "running"}).text
+    assert listing.count("data-job-progress") == 1 and "7 / 10 (70%)" in listing
+
+
+def test_a_running_job_shows_its_progress(app: offload.App) -> None:
+    _check_progress(app)
+
+
+def test_progress_without_a_total_is_a_count_and_an_indeterminate_bar(app: offload.App) -> None:
+    handle = _task(app)("r@example.com")
+    (delivery,) = app.broker.claim(None, 1, 30.0)
+    app.inspector.record_progress(delivery, Progress(42, None, None, time.time()))  # type: ignore[attr-defined]
+    page = _client(app).get(f"/jobs/{handle.id}").text
+    assert "42 done" in page and "<progress data-progress-bar></progress>" in page
+
+
+def beat() -> None:
+    """A schedule's task (the schedules view)."""
+
+
+def report() -> None:
+    """Another schedule's task."""
+
+
+class _CountingProgress:
+    """The app's inspector, counting its ``progress`` reads."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.reads: list[str] = []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+    def record_progress(self, delivery: Any, progress: Progress) -> bool:
+        return bool(self._inner.record_progress(delivery, progress))
+
+    def progress(self, job_id: str) -> Progress | None:
+        self.reads.append(job_id)
+        return self._inner.progress(job_id)  # type: ignore[no-any-return]
+
+
+def test_the_jobs_list_reads_the_progress_of_running_jobs_only(app: offload.App) -> None:
+    send = _task(app)
+    handles = [send(f"{i}@example.com") for i in range(5)]
+    running = app.broker.claim(None, 3, 30.0)
+    counting = _CountingProgress(app.inspector)
+    client = TestClient(create_app(app, inspector=counting))  # type: ignore[arg-type]
+    page = client.get("/jobs").text
+    assert sorted(counting.reads) == sorted(d.message.id for d in running)
+    assert all(h.id in page for h in handles) and "data-job-progress" not in page  # none said
+    counting.reads.clear()
+    client.get("/dead")
+    assert counting.reads == []
+
+
+def _check_schedules(app: offload.App) -> None:
+    """Both kinds of schedule, before their first tick, after one, and after skipped ones."""
+    beat_task = app.periodic(every=60)(beat)
+    app.periodic(cron="30 4 * * 1", tz="Europe/Paris", missed="once")(report)
+    beat_name, report_name = list(app.schedules)
+    client = _client(app)
+    page = client.get("/schedules").text
+    assert "every 60s" in page and "cron 30 4 * * 1" in page and "Europe/Paris" in page
+    assert "+01:00" in page or "+02:00" in page  # Paris times in Paris
+    assert page.count('<td data-last-run><span class="muted">-</span>') == 2
+    broker = app.broker
+    assert isinstance(broker, Scheduling)
+    fire = time.time() - 30
+    tick = beat_task.options(key=app.schedules[beat_name].key(fire))()
+    assert broker.schedules.record_fired(beat_name, None, Fired(fire, tick.id))
+    assert broker.schedules.record_fired(report_name, None, Fired(fire - 7 * 86400, ""))
+    page = client.get("/schedules").text
+    assert f'<a href="/jobs/{tick.id}"><span class="state queued">queued</span></a>' in page
+    assert '<span class="muted">skipped</span>' in page
+    assert client.get(f"/jobs/{tick.id}").status_code == 200
+
+
+def test_the_schedules_view(app: offload.App) -> None:
+    _check_schedules(app)
+
+
+def test_an_app_without_schedules_says_so(app: offload.App) -> None:
+    assert "declares no schedules" in _client(app).get("/schedules").text
+
+
+def test_progress_and_schedules_on_the_server_brokers(server_app: offload.App) -> None:
+    _check_progress(server_app)
+    _check_schedules(server_app)
 
 
 def test_every_view_and_a_retry_on_the_server_brokers(server_app: offload.App) -> None:

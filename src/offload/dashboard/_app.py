@@ -2,8 +2,8 @@
 
 Pages are rendered on the server (Jinja2, autoescaped: arguments, results
 and errors are data, shown as text); the only script is this package's own
-``static/dashboard.js``, which polls two JSON endpoints to keep counts and
-a job's state live. Every action is a POST form carrying a CSRF token
+``static/dashboard.js``, which polls JSON endpoints to keep counts, charts
+and a job's state and progress live. Every action is a POST form carrying a CSRF token
 (``_security``); a read-only dashboard shows no forms and refuses them all.
 """
 
@@ -49,6 +49,8 @@ NOTES = {
 class Dashboard:
     """What every page needs: where the jobs are, and what the viewer may do."""
 
+    app: App
+    """The app whose broker this is (its schedules)."""
     inspector: Inspector
     serializer: Serializer | None
     broker: str
@@ -106,6 +108,7 @@ def create_app(
     environment.globals.update(when=_data.when, ago=_data.ago, error_title=_data.error_title)
     templates = Jinja2Templates(env=environment)
     board = Dashboard(
+        app=app,
         inspector=inspector if inspector is not None else app.inspector,
         serializer=app.serializer,
         broker=redacted(app.url),

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._brokers._base import Inspector, JobPage, JobSearch
+from .._brokers._base import Inspector, JobPage, JobSearch, ProgressStore
 from .._errors import PayloadRejected
-from .._message import ErrorInfo, JobInfo, State
+from .._message import ErrorInfo, JobInfo, Progress, State
 from .._serializers import Serializer, decode_call
 
 PAGE = 50
@@ -187,3 +187,65 @@ def duration(job: JobInfo) -> str:
 
 def state_names(states: Sequence[State] = tuple(State)) -> list[str]:
     return [s.value for s in states]
+
+
+def job(inspector: Inspector, job_id: str) -> JobInfo | None:
+    """A job with the progress it last reported, as ``app.job`` reads it."""
+    info = inspector.job(job_id)
+    if info is not None and isinstance(inspector, ProgressStore):
+        info.progress = inspector.progress(job_id)
+    return info
+
+
+def running_progress(inspector: Inspector, jobs: Sequence[JobInfo]) -> dict[str, ProgressView]:
+    """The progress of the running jobs among ``jobs``: one read per running job."""
+    if not isinstance(inspector, ProgressStore):
+        return {}
+    found = {j.id: inspector.progress(j.id) for j in jobs if j.state is State.RUNNING}
+    return {job_id: progress_view(p) for job_id, p in found.items() if p is not None}
+
+
+@dataclass
+class ProgressView:
+    """A job's progress as the page shows it (and its JSON, for the live update)."""
+
+    done: float
+    total: float | None
+    percent: float | None
+    """0 to 100; ``None`` without a total."""
+    text: str
+    """``7 / 10 (70%)``, or ``7 done`` without a total."""
+    note: str
+    at: str
+    """When it was reported, UTC to the second."""
+    ago: str
+
+    def json(self) -> dict[str, Any]:
+        return {
+            "done": self.done,
+            "total": self.total,
+            "percent": self.percent,
+            "text": self.text,
+            "note": self.note,
+            "at": self.at,
+            "ago": self.ago,
+        }
+
+
+def progress_view(progress: Progress) -> ProgressView:
+    fraction = progress.fraction
+    if fraction is None:
+        text = f"{progress.done:g} done"
+        percent = None
+    else:
+        percent = round(100 * fraction, 1)
+        text = f"{progress.done:g} / {progress.total:g} ({percent:g}%)"
+    return ProgressView(
+        done=progress.done,
+        total=progress.total if fraction is not None else None,
+        percent=percent,
+        text=text,
+        note=progress.note or "",
+        at=when(progress.at),
+        ago=ago(progress.at),
+    )

@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from .._brokers._base import WorkerListing
+from .._commands_schedules import schedule_status
 from .._message import State
 from . import _charts, _data
 from ._app import Dashboard, in_thread, json, redirect, state_param
@@ -50,10 +51,12 @@ async def _listing(
         page = await in_thread(_data.listing, board.inspector, state, queue, text, after)
     except ValueError as error:  # a cursor this broker did not make
         return PlainTextResponse(f"{error}\n", status_code=400)
+    progress = await in_thread(_data.running_progress, board.inspector, page.jobs)
     return board.page(
         request,
         template,
         listing=page,
+        progress=progress,
         state=None if state is None else state.value,
         queue=queue or "",
         q=text or "",
@@ -63,7 +66,7 @@ async def _listing(
 
 async def job(board: Dashboard, request: Request) -> Response:
     job_id = request.path_params["job_id"]
-    info = await in_thread(board.inspector.job, job_id)
+    info = await in_thread(_data.job, board.inspector, job_id)
     if info is None:
         return board.page(request, "missing.html", 404, job_id=job_id)
     values, note = _data.arguments(board.serializer, info.payload)
@@ -76,14 +79,16 @@ async def job(board: Dashboard, request: Request) -> Response:
         result=_data.result(board.serializer, info),
         duration=_data.duration(info),
         error_title=_data.error_title(info.error),
+        progress=None if info.progress is None else _data.progress_view(info.progress),
     )
 
 
 async def job_json(board: Dashboard, request: Request) -> Response:
-    info = await in_thread(board.inspector.job, request.path_params["job_id"])
+    info = await in_thread(_data.job, board.inspector, request.path_params["job_id"])
     if info is None:
         return json({"state": None})
-    return json({"state": info.state.value, "attempt": info.attempt})
+    progress = None if info.progress is None else _data.progress_view(info.progress).json()
+    return json({"state": info.state.value, "attempt": info.attempt, "progress": progress})
 
 
 async def retry(board: Dashboard, request: Request) -> Response:
@@ -128,6 +133,16 @@ async def workers(board: Dashboard, request: Request) -> Response:
     return board.page(request, "workers.html", workers=listed)
 
 
+async def schedules(board: Dashboard, request: Request) -> Response:
+    """The app's periodic schedules: last and next fire times, the last run's state."""
+    app, inspector = board.app, board.inspector
+    rows = [
+        await in_thread(schedule_status, app, inspector, schedule)
+        for schedule in app.schedules.values()
+    ]
+    return board.page(request, "schedules.html", schedules=rows)
+
+
 async def metrics(board: Dashboard, request: Request) -> Response:
     """The broker's Prometheus metrics: jobs per queue and state, lag, live workers."""
     try:
@@ -157,5 +172,6 @@ ROUTES: list[tuple[str, str, Any]] = [
     ("/dead/retry-all", "POST", retry_all),
     ("/dead/purge", "POST", purge),
     ("/workers", "GET", workers),
+    ("/schedules", "GET", schedules),
     ("/metrics", "GET", metrics),
 ]

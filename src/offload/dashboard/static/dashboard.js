@@ -1,4 +1,4 @@
-// offload dashboard: live counts and job state by polling the server's JSON.
+// offload dashboard: live counts, charts, job state and progress by polling the server's JSON.
 // Hand-written, no dependencies, no build step; the Content-Security-Policy
 // allows only this file to run.
 "use strict";
@@ -57,6 +57,22 @@ function liveCharts(section) {
   if (figures.length) setTimeout(tick, POLL_MS);
 }
 
+function showProgress(fields, progress) {
+  if (!progress) return;
+  const bar = fields.querySelector("[data-progress-bar]");
+  if (progress.percent === null) {
+    bar.removeAttribute("value");  // no total: an indeterminate bar
+  } else {
+    bar.max = 100;
+    bar.value = progress.percent;
+  }
+  bar.hidden = false;
+  fields.querySelector("[data-progress-text]").textContent = progress.text;
+  fields.querySelector("[data-progress-at]").textContent =
+    "at " + progress.at + " UTC (" + progress.ago + ")";
+  fields.querySelector("[data-progress-note]").textContent = progress.note;  // text, never HTML
+}
+
 function liveJob(fields) {
   const id = fields.dataset.liveJob;
   const shown = fields.dataset.state;
@@ -64,6 +80,7 @@ function liveJob(fields) {
     try {
       const job = await getJSON("/api/jobs/" + encodeURIComponent(id));
       if (job.state !== shown) { location.replace("/jobs/" + encodeURIComponent(id)); return; }
+      showProgress(fields, job.progress);
     } catch (error) {
       console.warn("offload: job not refreshed", error);
     }
