@@ -27,7 +27,7 @@ from starlette.testclient import TestClient
 
 import offload
 from helpers import TESTS, wait_until
-from offload._brokers._base import Fired, ProgressStore, Scheduling, WorkerInfo
+from offload._brokers._base import Fired, Lease, ProgressStore, Scheduling, WorkerInfo
 from offload._message import ErrorInfo, Outcome, Progress, State
 from offload.dashboard import CONTENT_SECURITY_POLICY, create_app
 
@@ -151,6 +151,18 @@ def test_bad_state_or_cursor_is_refused_saying_why(app: offload.App) -> None:
     assert answer.status_code == 400 and "choose one of" in answer.text
     answer = client.get("/jobs", params={"after": "x'; drop"})
     assert answer.status_code == 400 and "not a page cursor" in answer.text
+
+
+def test_cancelling_a_running_job_asks_its_worker(app: offload.App) -> None:
+    send = _task(app)
+    handle = send("r@example.com")
+    (delivery,) = app.broker.claim(None, 1, 30.0)  # a worker runs it
+    client = _client(app)
+    page = client.get(f"/jobs/{handle.id}").text
+    assert 'action="/jobs/' in page and "/cancel" in page, "running jobs can be cancelled"
+    answer = client.post(f"/jobs/{handle.id}/cancel", data={"csrf": _csrf(page)})
+    assert "Asked to stop" in answer.text
+    assert app.broker.extend(delivery, 30.0) is Lease.CANCEL, "its worker hears it"
 
 
 def test_retry_needs_the_csrf_token(app: offload.App) -> None:

@@ -39,7 +39,8 @@ NOTES = {
     "not-retried": "Not re-queued: only failed or cancelled jobs can be retried, and only "
     "while no other live job holds the same key.",
     "cancelled": "Job cancelled.",
-    "not-cancelled": "Not cancelled: only queued or retrying jobs can be cancelled.",
+    "cancel-asked": "Asked to stop: the worker running it stops it at its next heartbeat.",
+    "not-cancelled": "Not cancelled: it had finished already.",
     "retried-all": "Failed jobs re-queued.",
     "purged": "Failed jobs deleted.",
 }

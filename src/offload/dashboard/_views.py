@@ -105,8 +105,11 @@ async def cancel(board: Dashboard, request: Request) -> Response:
     if refused is not None:
         return refused
     job_id = request.path_params["job_id"]
-    done = await in_thread(board.inspector.cancel, job_id)
-    return redirect(f"/jobs/{job_id}", "cancelled" if done else "not-cancelled")
+    if not await in_thread(board.inspector.cancel, job_id):
+        return redirect(f"/jobs/{job_id}", "not-cancelled")
+    job = await in_thread(board.inspector.job, job_id)
+    running = job is not None and job.state is State.RUNNING  # asked: its worker stops it
+    return redirect(f"/jobs/{job_id}", "cancel-asked" if running else "cancelled")
 
 
 async def retry_all(board: Dashboard, request: Request) -> Response:
