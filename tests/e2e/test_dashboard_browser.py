@@ -242,6 +242,31 @@ def test_progress_goes_live_on_the_job_page_and_the_schedules_page_lists_ticks(
     expect(page.locator("dl.fields")).to_contain_text("dashboard_tasks.heartbeat")
 
 
+def test_a_running_job_is_cancelled_from_its_page(
+    browser: Any, processes: Any, url: str, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    import dashboard_tasks as tasks
+
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    processes("dashboard", "--app", "dashboard_tasks:app", "--port", str(port))
+    assert wait_until(lambda: _serving(base), timeout=60), "the dashboard did not start"
+    marker = tmp_path / "never"  # the task waits for it: only a cancel ends it early
+    crunch = tasks.crunch(10, str(marker))
+    # A 3 s lease: the heartbeat that carries the request comes every second.
+    processes("worker", "dashboard_tasks:app", "--no-scheduler", "--lease", "3")
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(base + f"/jobs/{crunch.id}")
+    expect(page.locator("[data-job-state]")).to_have_text("running", timeout=WAIT_MS)
+    page.get_by_role("button", name="Cancel").click()
+    expect(page.get_by_text("Asked to stop")).to_be_visible()
+    expect(page.locator("[data-job-state]")).to_have_text("cancelled", timeout=WAIT_MS)
+    job = tasks.app.job(crunch.id)
+    assert job is not None and job.state.value == "cancelled"
+
+
 def test_the_page_runs_with_no_content_security_policy_violation(
     browser: Any, processes: Any, url: str, tmp_path: Path
 ) -> None:
