@@ -17,7 +17,7 @@ from ._declared import Declared
 from ._embedded import EmbeddedWorker, OnExit
 from ._errors import ConfigurationError
 from ._executors import check_size
-from ._handle import Handle, HandleMap, WeakHandles
+from ._handle import Handle, HandleMap, WeakHandles, cancel_unstarted
 from ._message import JobInfo
 from ._middleware import Chain, Middleware
 from ._option_values import Seconds
@@ -341,7 +341,7 @@ class App:
         embedded = self._embedded
         if cancel_pending:
             for handle in list(self._handles.values()):
-                handle.cancel()
+                cancel_unstarted(handle)
         if wait and embedded is not None:
             self.join()
         if embedded is not None:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from ._errors import ConfigurationError
-from ._handle import Handle, HandleMap
+from ._handle import Handle, HandleMap, cancel_unstarted
 from ._worker import Worker
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ class EmbeddedWorker:
             worker.stop(wait)
 
     def cancel_pending(self) -> int:
-        return sum(1 for handle in self._unfinished() if handle.cancel())
+        return sum(1 for handle in self._unfinished() if cancel_unstarted(handle))
 
     def pending(self) -> int:
         return len(self._unfinished())

@@ -77,7 +77,9 @@ class HandleSource(Protocol):
 
     def state(self, handle: Handle[Any]) -> State: ...
 
-    def cancel(self, handle: Handle[Any]) -> bool: ...
+    def cancel(self, handle: Handle[Any], *, running: bool = True) -> bool:
+        """Cancel the handle's job; ``running=False``: only if it has not started."""
+        ...
 
     def hurry(self) -> None:
         """Someone waits on a handle now: look for results often."""
@@ -257,8 +259,8 @@ class Handle(concurrent.futures.Future[R]):
         if self._source is not None and not self.done():
             return self._source.cancel(self)
         interrupt = self._interrupt
-        if interrupt is not None and self._started and not self.done():
-            return interrupt(self)
+        if interrupt is not None and self._started and not self._retrying and not self.done():
+            return interrupt(self)  # running now (not waiting for its next attempt)
         return self.cancel_locally()
 
     def cancel_locally(self, *, running: bool = False) -> bool:
@@ -390,3 +392,13 @@ class WeakHandles:
 
     def __len__(self) -> int:
         return len(self._refs)
+
+
+def cancel_unstarted(handle: Handle[Any]) -> bool:
+    """Cancel ``handle``'s call only if it has not started, as ``concurrent.futures``'
+    ``shutdown(cancel_futures=True)`` does (``shutdown(cancel_pending=True)``): a running
+    call runs on. Whether it is cancelled."""
+    source = handle._source
+    if source is not None and not handle.done():
+        return source.cancel(handle, running=False)
+    return handle.cancel_locally()

@@ -230,7 +230,11 @@ class ResultWatcher:
     """Seconds ``cancel()`` of a running job waits for its worker to stop it: a heartbeat
     (a third of the default 30 s lease) and some."""
 
-    def cancel(self, handle: Handle[Any]) -> bool:
+    def cancel(self, handle: Handle[Any], *, running: bool = True) -> bool:
+        if not running:
+            waiting = self._broker.job_states([handle.id]).get(handle.id)
+            if waiting not in (State.QUEUED, State.RETRYING):
+                return handle.cancelled()
         if self._broker.cancel(handle.id):
             job = self._broker.job(handle.id)
             if job is not None and job.state is State.RUNNING:  # asked: its worker hears it
