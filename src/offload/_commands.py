@@ -361,7 +361,7 @@ def retry(job_id: str | None, all_dead: bool, queue: str | None, target: str | N
         raise click.UsageError("--queue goes with --all-dead")
     with _inspecting(target) as (_, inspector):
         if job_id is None:
-            requeued, held = _retry_dead(inspector, queue)
+            requeued, held = retry_dead(inspector, queue)
             click.echo(f"re-queued {_count(requeued, 'failed job')}")
             if held:
                 click.echo(f"left {held} failed: another live job holds each one's key")
@@ -371,8 +371,9 @@ def retry(job_id: str | None, all_dead: bool, queue: str | None, target: str | N
     click.echo(f"re-queued 1 job: {job_id}")
 
 
-def _retry_dead(inspector: Inspector, queue: str | None) -> tuple[int, int]:
-    """Retry every failed job of ``queue``; (how many were re-queued, how many not)."""
+def retry_dead(inspector: Inspector, queue: str | None) -> tuple[int, int]:
+    """Retry every failed job of ``queue`` (all for None); (how many were re-queued, how
+    many not: their key is held by another job). ``offload retry --all-dead``, the dashboard."""
     requeued = 0
     left: set[str] = set()  # failed jobs whose key another job holds: they stay failed
     while True:

@@ -94,22 +94,6 @@ def listing(
     return Listing(jobs[:PAGE], None, False)
 
 
-def retry_all(inspector: Inspector, queue: str | None) -> tuple[int, int]:
-    """Retry every failed job (of ``queue``); (re-queued, left failed: their key is taken)."""
-    requeued = 0
-    left: set[str] = set()
-    while True:
-        batch = inspector.jobs(State.FAILED, queue, limit=len(left) + FALLBACK_LIMIT)
-        todo = [job.id for job in batch if job.id not in left]
-        if not todo:
-            return requeued, len(left)
-        for job_id in todo:
-            if inspector.retry(job_id):
-                requeued += 1
-            else:
-                left.add(job_id)
-
-
 @dataclass
 class Value:
     """One decoded argument or the result, as text to show escaped."""

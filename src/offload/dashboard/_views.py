@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from .._brokers._base import WorkerListing
+from .._commands import retry_dead
 from .._commands_schedules import schedule_status
 from .._message import State
 from . import _charts, _data
@@ -116,7 +117,7 @@ async def retry_all(board: Dashboard, request: Request) -> Response:
     refused = await board.refused(request)
     if refused is not None:
         return refused
-    await in_thread(_data.retry_all, board.inspector, None)
+    await in_thread(retry_dead, board.inspector, None)
     return redirect("/dead", "retried-all")
 
 
