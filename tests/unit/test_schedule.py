@@ -199,7 +199,7 @@ def schedulers(
 
 
 def test_three_schedulers_enqueue_each_tick_once() -> None:
-    clock = FakeClock(start=at("2026-01-01 00:00:00.5"))
+    clock = FakeClock(start=at("2026-01-01 00:00:00.500000"))  # 3.10 reads 6 digits only
     broker, sent, many = schedulers(clock, 3, Schedule("t", every=1.0))
     for _ in range(20):
         clock.advance(1.0)
