@@ -281,7 +281,18 @@ while deliveries := broker.claim(None, 3, 60):
 def test_claims_are_race_free_across_threads_and_processes(
     make_broker: Callable[..., RedisBroker],
 ) -> None:
-    broker = make_broker()
+    # Every run must claim each id exactly once. That threads and processes both
+    # took part is a matter of timing (on a loaded machine one side may drain
+    # all before the other is scheduled): up to 3 runs, one of which must mix.
+    for _ in range(3):
+        threads, processes = _claim_with_threads_and_processes(make_broker())
+        if threads and processes:
+            break
+    assert threads and processes, "both processes and threads claimed, in one of 3 runs"
+
+
+def _claim_with_threads_and_processes(broker: RedisBroker) -> tuple[int, int]:
+    """2,000 jobs claimed by 4 threads and 2 processes; how many each side claimed."""
     ids = broker.enqueue([message() for _ in range(2000)])
     env = {**os.environ, "PYTHONPATH": str(SRC)}
     command = [sys.executable, "-c", _CLAIMER, URL, broker.namespace]
@@ -317,8 +328,8 @@ def test_claims_are_race_free_across_threads_and_processes(
     everything = [job_id for part in [*claimed, *outputs] for job_id in part]
     assert len(everything) == 2000, "every id claimed once: none twice, none missed"
     assert sorted(everything) == sorted(ids)
-    assert all(outputs) and sum(map(len, claimed)) > 0, "both processes and threads claimed"
     assert broker.inspector.counts() == {"default": {State.SUCCEEDED: 2000}}
+    return sum(map(len, claimed)), sum(map(len, outputs))
 
 
 # -- wake-ups ----------------------------------------------------------------------
