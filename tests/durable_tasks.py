@@ -167,3 +167,11 @@ def process_until_cancelled(marker: str) -> None:
     except KeyboardInterrupt:
         _note(marker, "told")
         raise
+
+
+@app.task
+def ignores_cancel(marker: str, seconds: float) -> None:
+    """A thread's task that never checks for a cancel: it runs its time out."""
+    _note(marker, "started ")
+    time.sleep(seconds)
+    _note(marker, "done")

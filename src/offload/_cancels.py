@@ -35,9 +35,12 @@ class Cancels:
     """Seconds ``handle.cancel()`` waits for a stopped call to end (a process is killed
     after ``CANCEL_GRACE``)."""
 
-    def __init__(self, runner: Runner, executor_of: Callable[[Call], Executor]) -> None:
+    def __init__(
+        self, runner: Runner, executor_of: Callable[[Call], Executor], settled: set[int]
+    ) -> None:
         self._runner = runner
         self._executor_of = executor_of
+        self._settled = settled  # the leases' tokens not to renew (Leases.settled)
         self.calls: dict[int, Call] = {}  # written by the worker as calls start and end
 
     def requested(self, delivery: Delivery) -> None:
@@ -61,6 +64,7 @@ class Cancels:
             return  # asked before
         if self._executor_of(call).interrupt(call):
             return  # it ends soon, and its outcome is recorded cancelled (Runner.finish)
+        self._settled.add(call.delivery.token)  # recorded now: no lease to renew meanwhile
         self._runner.cancelled(call)
         log.warning(
             "Job %s (task %s) was cancelled while it runs on a thread, which cannot be "

@@ -40,11 +40,16 @@ class Leases:
         # dict store or pop is atomic.
         self.active: dict[int, Delivery] = {}
         self._lost: set[int] = set()
+        self.settled: set[int] = set()
+        """Tokens whose outcome was recorded while their call still runs (a thread's job
+        cancelled): the slot stays taken, but there is no lease left to renew."""
 
     def heartbeat(self) -> None:
         """Renew the leases of running messages every third of a lease, until closed."""
         while not self._clock.wait(self._closed, self._lease / 3):
             for delivery in list(self.active.values()):
+                if delivery.token in self.settled:
+                    continue
                 try:
                     answer = self._broker.extend(delivery, self._lease)
                 except Exception as error:  # noqa: BLE001 - logged once per outage

@@ -88,9 +88,10 @@ class Worker:
         self._shut_down = threading.Event()  # middleware told (once)
         self._threads: list[threading.Thread] = []
         self._outage = Outage()
-        self._cancels = Cancels(runner, lambda call: self._executor(call.spec.pool or default_pool))
-        runner.interrupt = self._cancels.handle_cancelled  # handle.cancel() of a running call
         self._leases = Leases(broker, self._lease, clock, self._outage, self._closed)
+        executor_of = lambda call: self._executor(call.spec.pool or default_pool)  # noqa: E731
+        self._cancels = Cancels(runner, executor_of, self._leases.settled)
+        runner.interrupt = self._cancels.handle_cancelled  # handle.cancel() of a running call
         self._leases.on_cancel = self._cancels.requested  # its heartbeat hears cancel requests
         self._active = self._leases.active  # running deliveries, by fencing token
         self._presence: Presence | None = None  # its registry entry, once started durable
@@ -331,6 +332,8 @@ class Worker:
     def _finished(self, call: Call) -> None:
         del self._active[call.delivery.token]
         self._cancels.calls.pop(call.delivery.token, None)
+        if self._leases.settled:  # empty but for a thread's job cancelled while it ran
+            self._leases.settled.discard(call.delivery.token)
         if not self._starved or self._stopping.is_set():
             return
         # The dispatcher sleeps until there is room. Rather than wake it for

@@ -70,3 +70,20 @@ def test_offload_cancel_asks_a_running_job_to_stop(
     assert handle.cancelled()
     again = CliRunner().invoke(main, ["cancel", handle.id, "--app", "durable_tasks:app"])
     assert again.exit_code == 1 and "cancelled already" in again.output
+
+
+def test_a_thread_that_runs_on_after_its_cancel_leaves_no_lease_warning(
+    tasks: Any, start_worker: Callable[..., subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    marker = tmp_path / "marker"
+    handle = tasks.ignores_cancel(str(marker), 3.0)
+    worker = start_worker("--lease", "3")  # heartbeats every second while it runs on
+    assert wait_until(lambda: marker.exists() and "started" in marker.read_text(), WAIT)
+    assert handle.cancel() is True
+    assert wait_until(lambda: marker.read_text().endswith("done"), WAIT)
+    worker.terminate()
+    output, _ = worker.communicate(timeout=WAIT)
+    assert "cancelled while it runs on a thread" in output
+    assert "lease was lost" not in output, "its outcome was recorded: no lease to renew"
+    job = tasks.app.job(handle.id)
+    assert job is not None and job.state is State.CANCELLED
