@@ -8,8 +8,7 @@ encoded with the app's serializer, written only while the attempt holds its
 lease; an in-process app keeps them in memory, as values, until the job's
 final outcome (a retry finds them there).
 
-Progress goes
-To the job's handle in this process at once (an in-process app, or the
+Progress goes to the job's handle in this process at once (an in-process app, or the
 embedded worker of a durable one), and to the broker if it keeps progress
 (``ProgressStore``), a few times a second per job at most: a task may report
 in a tight loop without writing to the broker each time. One thread, started
