@@ -83,8 +83,8 @@ class JobContext:
         self._meta = meta  # wrapped when read: most jobs never look
         self._services = services
         self._delivery = delivery
+        self._cancelled = False  # someone cancelled the job while it runs
         self._fed: tuple[Any, ...] = ()
-        self._cancelled = False
         """Values put before the message's own arguments: a workflow step's inputs (the
         results of the steps it depends on), set by the workflow gate before the call."""
 
