@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,3 +25,22 @@ def wait_until(predicate: Callable[[], bool], timeout: float = WAIT) -> bool:
             return True
         time.sleep(0.002)
     return bool(predicate())
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def stop(process: subprocess.Popen[str], timeout: float) -> str:
+    """SIGTERM ``process``, SIGKILL its group if it is not gone within ``timeout``; its output."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    return process.stdout.read() if process.stdout else ""

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +25,7 @@ from typing import Any
 import pytest
 
 import offload
+from helpers import free_port, stop
 from servers import POSTGRES_URL, require_postgres, scratch_url
 
 pytestmark = pytest.mark.timeout(180)
@@ -72,23 +71,6 @@ def _manage(*command: str, env: dict[str, str]) -> subprocess.Popen[str]:
     )
 
 
-def _stop(process: subprocess.Popen[str]) -> str:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(WAIT)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    return process.stdout.read() if process.stdout else ""
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def site(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -121,7 +103,7 @@ def site(
 
 
 def _serve(env: dict[str, str]) -> Iterator[Site]:
-    port = _free_port()
+    port = free_port()
     web = _manage("runserver", f"127.0.0.1:{port}", "--noreload", env=env)
     worker = _manage("offload_worker", "--concurrency", "1", env=env)
     site = Site(f"http://127.0.0.1:{port}", env["OFFLOAD_URL"])
@@ -129,7 +111,7 @@ def _serve(env: dict[str, str]) -> Iterator[Site]:
         _wait_for_server(site, web)
         yield site
     finally:
-        web_output, worker_output = _stop(web), _stop(worker)
+        web_output, worker_output = stop(web, WAIT), stop(worker, WAIT)
     assert "Internal Server Error" not in web_output, web_output
     assert worker.returncode == 0, f"the worker ended with {worker.returncode}:\n{worker_output}"
     assert "offload worker" in worker_output and "stopped" in worker_output, worker_output

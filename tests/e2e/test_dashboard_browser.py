@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from helpers import TESTS, wait_until
+from helpers import TESTS, free_port, wait_until
 from offload._message import Progress
 from servers import skip_or_fail
 
@@ -43,12 +42,6 @@ WAIT_MS = 60_000
 """How long the browser waits for a change a loaded 2-core machine may be slow to show."""
 
 pytestmark = pytest.mark.timeout(240)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -128,7 +121,7 @@ def test_counts_drain_and_a_failed_job_is_retried_to_success(
 
     import dashboard_tasks as tasks
 
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     dashboard = processes("dashboard", "--app", "dashboard_tasks:app", "--port", str(port))
     assert wait_until(lambda: _serving(base), timeout=60), "the dashboard did not start"
@@ -191,7 +184,7 @@ def test_progress_goes_live_on_the_job_page_and_the_schedules_page_lists_ticks(
 
     import dashboard_tasks as tasks
 
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     processes("dashboard", "--app", "dashboard_tasks:app", "--port", str(port))
     assert wait_until(lambda: _serving(base), timeout=60), "the dashboard did not start"
@@ -249,7 +242,7 @@ def test_a_running_job_is_cancelled_from_its_page(
 
     import dashboard_tasks as tasks
 
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     processes("dashboard", "--app", "dashboard_tasks:app", "--port", str(port))
     assert wait_until(lambda: _serving(base), timeout=60), "the dashboard did not start"
@@ -272,7 +265,7 @@ def test_the_page_runs_with_no_content_security_policy_violation(
 ) -> None:
     import dashboard_tasks as tasks
 
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     processes("dashboard", "--app", "dashboard_tasks:app", "--port", str(port), "--read-only")
     assert wait_until(lambda: _serving(base), timeout=60), "the dashboard did not start"

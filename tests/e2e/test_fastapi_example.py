@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from helpers import free_port, stop
 from servers import scratch_url
 
 pytest.importorskip("fastapi", reason='the example needs pip install -e ".[examples]"')
@@ -32,12 +32,6 @@ pytestmark = pytest.mark.timeout(120)
 
 ROOT = Path(__file__).resolve().parents[2]
 START = 60.0  # seconds for a process to start on a loaded machine
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _request(method: str, url: str) -> tuple[int, dict[str, Any]]:
@@ -61,23 +55,12 @@ def _start(*command: str, env: dict[str, str]) -> subprocess.Popen[str]:
     )
 
 
-def _stop(process: subprocess.Popen[str]) -> str:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(START)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    return process.stdout.read() if process.stdout else ""
-
-
 @pytest.fixture(params=["sqlite", "redis", "postgres"])
 def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """The example app under uvicorn and one worker, on a broker of the test's own; its URL."""
     with scratch_url(request.param, tmp_path) as url:
         env = {**os.environ, "OFFLOAD_URL": url}
-        port = _free_port()
+        port = free_port()
         web = _start(
             "uvicorn", "examples.fastapi_app:api", "--port", str(port), "--no-access-log", env=env
         )
@@ -87,7 +70,7 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
             _wait_for(base, web)
             yield base
         finally:
-            web_output, worker_output = _stop(web), _stop(worker)
+            web_output, worker_output = stop(web, START), stop(worker, START)
         # uvicorn ends by re-raising the SIGTERM it handled, once shut down cleanly.
         assert web.returncode in (0, -signal.SIGTERM), f"uvicorn: {web.returncode}\n{web_output}"
         assert worker.returncode == 0, (

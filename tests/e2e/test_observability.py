@@ -12,7 +12,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -25,15 +24,9 @@ import pytest
 pytest.importorskip("prometheus_client", reason="the metrics extra is not installed")
 pytest.importorskip("opentelemetry.sdk", reason="opentelemetry-sdk is not installed")
 
-from helpers import TESTS, wait_until
+from helpers import TESTS, free_port, wait_until
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -63,7 +56,7 @@ def test_worker_metrics_and_spans_of_a_job_retried_once(observed: Any, tmp_path:
     flaky = observed.flaky("payment")
     spans_dir = tmp_path / "spans"
     spans_dir.mkdir()
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "PYTHONPATH": str(TESTS),
@@ -138,7 +131,7 @@ def test_metrics_port_without_the_middleware_is_refused_saying_what_to_add(
     }
     command = [sys.executable, "-m", "offload", "worker", "durable_tasks:app"]
     done = subprocess.run(
-        [*command, "--metrics-port", str(_free_port())],
+        [*command, "--metrics-port", str(free_port())],
         check=False,
         capture_output=True,
         text=True,

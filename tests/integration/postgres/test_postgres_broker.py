@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import re
-import socket
 import statistics
 import struct
 import subprocess
@@ -26,6 +25,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
+from helpers import free_port
 from offload import BrokerUnavailable, ConfigurationError
 from offload._brokers._base import Inspectable, Inspector, Transactional
 from offload._brokers._postgres import PostgresBroker, PostgresInspector
@@ -538,12 +538,6 @@ def test_a_waiter_survives_the_loss_of_its_listen_connection(
     broker.enqueue([message()])
     assert woke.wait(5)
     waiter.join(5)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_an_enqueue_that_cannot_reach_the_server_raises_in_bounded_time() -> None:
