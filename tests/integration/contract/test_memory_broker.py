@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import math
+import sys
+import threading
+import time
 
 from contract_support import MessageFactory
 
 from offload._brokers import MemoryBroker
-from offload._message import ErrorInfo, Message, Outcome, State, new_id
+from offload._brokers._base import WorkerInfo
+from offload._message import Delivery, ErrorInfo, Message, Outcome, State, new_id
 from offload.testing import FakeClock
 
 
@@ -58,3 +62,60 @@ def test_the_default_constructor_still_works() -> None:
     m = Message(new_id(), "tasks.work", (), {})
     assert broker.enqueue([m]) == [m.id]
     assert [d.message.id for d in broker.claim(None, 1, 30)] == [m.id]
+
+
+def _running(broker: MemoryBroker, count: int) -> list[Delivery]:
+    for i in range(count):
+        broker.enqueue([Message(new_id(), "tasks.work", (i,), {})])
+    return broker.claim(None, count, math.inf)
+
+
+def test_unlocked_acks_are_fenced_and_end_a_cancel_request() -> None:
+    broker = MemoryBroker(result_ttl=0)
+    first, second = _running(broker, 2)
+    stale = Delivery(first.message, first.token + 1000, math.inf)
+    assert not broker.ack(stale, Outcome(State.SUCCEEDED)), "another token: fenced off"
+    assert broker.inspector.cancel(first.message.id), "running: a request"
+    assert broker.ack(first, Outcome(State.SUCCEEDED))
+    assert broker.cancel_requested == set(), "the request ended with its job"
+    assert not broker.ack(first, Outcome(State.SUCCEEDED)), "acked once only"
+    assert broker.inspector.counts() == {"default": {State.RUNNING: 1}}
+    assert broker.ack(second, Outcome(State.SUCCEEDED))
+
+
+def test_reading_the_lease_table_while_threads_ack_without_the_lock() -> None:
+    # In-process acks pop the lease table without the broker's lock: every
+    # reader of the table (inspection, the registry's heartbeat, reclaiming
+    # lapsed leases) must read a snapshot, or iterating it would raise.
+    broker = MemoryBroker(result_ttl=0)
+    info = WorkerInfo("w", "host", 1, (), "thread", 1, time.time(), time.time(), ())
+    broker.registry.register(info, 60)  # its claims are held: the heartbeat reads the table
+    deliveries = _running(broker, 20_000)
+    broker.enqueue([Message(new_id(), "tasks.lapsing", (), {})])
+    errors: list[BaseException] = []
+
+    def ack(part: list[Delivery]) -> None:
+        try:
+            for delivery in part:
+                assert broker.ack(delivery, Outcome(State.SUCCEEDED))
+        except BaseException as error:  # reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=ack, args=(deliveries[i::4],)) for i in range(4)]
+    switching = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads take turns inside every loop over the table
+    try:
+        for thread in threads:
+            thread.start()
+        while any(thread.is_alive() for thread in threads):
+            broker.inspector.counts()
+            broker.registry.heartbeat(info, 60)
+            # A lease that lapses at once: the next claim walks the table for it.
+            broker.claim(None, 1, 0.0001)
+    finally:
+        sys.setswitchinterval(switching)
+        for thread in threads:
+            thread.join()
+    assert errors == []
+    running = broker.inspector.counts().get("default", {}).get(State.RUNNING, 0)
+    assert running <= 1, "all acked but the lapsing one"

@@ -121,6 +121,8 @@ class MemoryBroker:
 
     def ack(self, delivery: Delivery, outcome: Outcome) -> bool:
         message = delivery.message
+        if delivery.lease_until == math.inf and not self._to_remember(message):
+            return self._ack_unlocked(delivery)
         with self._lock:
             current = self._inflight.get(message.id)  # self._release(), inlined
             if current is None or current.token != delivery.token:
@@ -130,15 +132,37 @@ class MemoryBroker:
                 self.cancel_requested.discard(message.id)
             # Nothing to remember about a keyless job under a zero TTL: skip
             # the bookkeeping (the in-process hot path).
-            if (
-                self._result_ttl
-                or message.result_ttl is not None
-                or message.key is not None
-                or self._jobs
-            ):
+            if self._to_remember(message):
                 error = stored_error(outcome)
                 self._finish(message, outcome.state, outcome.payload, error)
             return True
+
+    def _to_remember(self, message: Message) -> bool:
+        """Whether finishing ``message`` leaves a record (a TTL, a key, or records kept)."""
+        kept = self._result_ttl or message.result_ttl is not None
+        return bool(kept or message.key is not None or self._jobs)
+
+    def _ack_unlocked(self, delivery: Delivery) -> bool:
+        """The in-process ack: nothing to record, so no lock.
+
+        Every pool thread acks, and the enqueuing caller and the claims take
+        the lock too: a thread switched out while holding it (the GIL's
+        switch interval) made the others queue on it, a context switch each.
+        Without the lock, the entry cannot change between the check and the
+        pop: an infinite lease never lapses, and only the thread that runs a
+        call ends its delivery (``drain`` is for durable workers, which have
+        leases). Dict operations are atomic; whoever iterates the lease
+        table takes a snapshot first (``list(...)``, also atomic).
+        """
+        job_id = delivery.message.id
+        current = self._inflight.get(job_id)
+        if current is None or current.token != delivery.token:
+            return False
+        self._inflight.pop(job_id, None)
+        if self.cancel_requested:  # a cancel request may have arrived: it ends with the job
+            with self._lock:
+                self.cancel_requested.discard(job_id)
+        return True
 
     def nack(
         self,
@@ -304,7 +328,8 @@ class MemoryBroker:
             self._ready_queue(message.queue).push(message)
 
     def _reclaim_lapsed(self, now: float) -> None:
-        lapsed = [d for d in self._inflight.values() if d.lease_until <= now]
+        running = list(self._inflight.values())  # a snapshot: acks may pop without the lock
+        lapsed = [d for d in running if d.lease_until <= now]
         for delivery in lapsed:
             message = delivery.message
             del self._inflight[message.id]
@@ -313,4 +338,5 @@ class MemoryBroker:
                 self._finish(message, State.FAILED, None, lapsed_error(message.attempt))
             else:
                 self._ready_queue(message.queue).push(message)
-        self._next_reclaim = min((d.lease_until for d in self._inflight.values()), default=math.inf)
+        running = list(self._inflight.values())
+        self._next_reclaim = min((d.lease_until for d in running), default=math.inf)

@@ -181,7 +181,7 @@ class MemoryInspector:
     def _every_job(self) -> Iterator[tuple[Message, State]]:
         """Every job with its state: a scan (the broker's lock held)."""
         broker = self._broker
-        for delivery in broker._inflight.values():
+        for delivery in list(broker._inflight.values()):  # a snapshot: acks may pop unlocked
             yield delivery.message, State.RUNNING
         waiting = itertools.chain(
             itertools.chain.from_iterable(broker._queues.values()),

@@ -45,14 +45,14 @@ class MemoryRegistry:
             gone = {w for w, (_, until) in self._entries.items() if until <= now}
             for worker in gone:
                 del self._entries[worker]
-            inflight = broker._inflight
-            tokens = {delivery.token for delivery in inflight.values()}
+            inflight = list(broker._inflight.values())  # a snapshot: in-process acks take no lock
+            tokens = {delivery.token for delivery in inflight}
             self._held = {token: w for token, w in self._held.items() if token in tokens}
-            released = [d for d in inflight.values() if self._held.get(d.token) in gone]
+            released = [d for d in inflight if self._held.get(d.token) in gone]
             for delivery in released:
                 delivery.lease_until = min(delivery.lease_until, now)
             if released:
-                broker._next_reclaim = min(d.lease_until for d in inflight.values())
+                broker._next_reclaim = min(d.lease_until for d in inflight)
                 if broker._waiting:
                     broker._wakeup.notify_all()
             return min((u for w, (_, u) in self._entries.items() if w != info.id), default=None)
