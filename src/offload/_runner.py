@@ -299,13 +299,16 @@ class Runner:
                 self._fail(delivery, unencodable)
                 return
         if self.broker.ack(delivery, outcome):
+            self._notify(delivery, outcome, call.job)
+            if call.started is not None:  # INFO was on as it started
+                log_finished(delivery, State.SUCCEEDED, call.started)
+            # The caller is woken last, as for a failure: its thread then does
+            # not compete for the GIL with this one's bookkeeping, and the
+            # outcome hooks and the log line come before the result is seen.
             handle = self.handles.pop(delivery.message.id, None)
             if handle is not None:
                 with _ALREADY_SETTLED:
                     handle.set_result(result)
-            self._notify(delivery, outcome, call.job)
-            if call.started is not None:  # INFO was on as it started
-                log_finished(delivery, State.SUCCEEDED, call.started)
 
     def _may_deliver_again(self, delivery: Delivery) -> bool:
         limit = delivery.message.max_deliveries
