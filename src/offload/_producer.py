@@ -81,8 +81,7 @@ class Producer:
                 # dispatcher to. One hand-off per call instead of two; and when
                 # the caller then busy-waits holding the GIL (the seed's cell),
                 # the dispatcher would get it back only every switch interval.
-                local.enqueue((message,), wake=False)
-                worker.claim_here()
+                worker.claim_here(message, local.enqueue_and_claim)
             else:
                 local.enqueue((message,))
             return handle

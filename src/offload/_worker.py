@@ -18,7 +18,7 @@ import logging
 import math
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from ._brokers import Broker, Waker
@@ -28,13 +28,16 @@ from ._errors import ConfigurationError
 from ._executors import Executor, ThreadExecutor, check_size
 from ._joblog import job_fields
 from ._leases import Leases
-from ._message import Delivery
+from ._message import Delivery, Message
 from ._outage import Outage
 from ._registry import Presence, presence_for
 from ._runner import POOLS, Call, Runner
 from ._scheduler import Scheduler
 
 log = logging.getLogger(__name__)
+
+StoreAndClaim = Callable[[Message, Sequence[str] | None, int, float], list[Delivery]]
+"""Stores a message and claims (queues, limit, lease) under one lock: ``claim_here``."""
 
 
 def default_thread_count() -> int:
@@ -274,26 +277,23 @@ class Worker:
         """A slot is free: a caller may claim for it with ``claim_here``."""
         return self._room_to_claim() > 0
 
-    def claim_here(self) -> None:
-        """Claim for the free slots from the calling thread, which just enqueued unwoken.
+    def claim_here(self, message: Message, store: StoreAndClaim) -> None:
+        """Store ``message``, just made by the calling thread, and claim for the free
+        slots from that thread (in-process: ``MemoryBroker.enqueue_and_claim``).
 
-        If that may leave messages in the broker (every slot taken, or the
-        claim failed), the dispatcher is woken for them, as the enqueue would
-        have done.
+        If that may leave messages in the broker (every slot taken), the
+        dispatcher is woken for them, as a plain enqueue would have done.
         """
-        if self._stopping.is_set():
-            return
-        free = self._room_to_claim()
-        if free <= 0:
-            self._wake_dispatcher()
-            return
+        with self._slots:  # reserved first, as ``_claim`` does
+            free = 0 if self._stopping.is_set() else max(0, self._room_to_claim())
+            self._claiming += free
+        deliveries: list[Delivery] = []
         try:
-            deliveries = self._claim(free)
-        except Exception as error:  # noqa: BLE001 - logged once; the dispatcher retries
-            self._outage.failed("claiming", error)
-            deliveries = []
+            deliveries = store(message, self._queues, free, self._lease)
+        finally:
+            self._unreserve(free - len(deliveries))
         self._hand_over(deliveries)
-        if not deliveries or len(deliveries) >= free:
+        if len(deliveries) >= free and not self._stopping.is_set():
             self._wake_dispatcher()
 
     def _wake_dispatcher(self) -> None:

@@ -119,3 +119,37 @@ def test_reading_the_lease_table_while_threads_ack_without_the_lock() -> None:
     assert errors == []
     running = broker.inspector.counts().get("default", {}).get(State.RUNNING, 0)
     assert running <= 1, "all acked but the lapsing one"
+
+
+def test_enqueue_and_claim_leases_a_new_message_at_once_when_nothing_waits() -> None:
+    broker = MemoryBroker(result_ttl=0)
+    m = Message(new_id(), "tasks.work", (), {})
+    (delivery,) = broker.enqueue_and_claim(m, None, 3, math.inf)
+    assert delivery.message is m and delivery.attempt == 1
+    job = broker.inspector.job(m.id)
+    assert job is not None and job.state is State.RUNNING
+
+
+def test_enqueue_and_claim_keeps_the_claim_order_when_others_wait(clock: FakeClock) -> None:
+    broker = MemoryBroker(clock, result_ttl=0)
+    older = Message(new_id(), "tasks.work", (), {})
+    urgent = Message(new_id(), "tasks.work", (), {}, priority=5)
+    due = Message(new_id(), "tasks.work", (), {})
+    due.eta = clock.now() + 1
+    broker.enqueue([older, urgent, due])
+    clock.advance(2)  # ``due`` is claimable now, from the delayed heap
+    new = Message(new_id(), "tasks.work", (), {})
+    claimed = broker.enqueue_and_claim(new, None, 2, math.inf)
+    assert [d.message for d in claimed] == [urgent, older], "priority, then age; the new one waits"
+    assert [d.message for d in broker.claim(None, 5, math.inf)] == [due, new]
+
+
+def test_enqueue_and_claim_with_no_room_or_named_queues_only_stores() -> None:
+    broker = MemoryBroker(result_ttl=0)
+    stored = Message(new_id(), "tasks.work", (), {})
+    assert broker.enqueue_and_claim(stored, None, 0, math.inf) == []
+    other = Message(new_id(), "tasks.work", (), {}, "other")
+    claimed = broker.enqueue_and_claim(other, ["default"], 5, math.inf)
+    assert [d.message for d in claimed] == [stored], "only the queues asked for"
+    counts = broker.inspector.counts()
+    assert counts == {"default": {State.RUNNING: 1}, "other": {State.QUEUED: 1}}

@@ -73,7 +73,7 @@ class MemoryBroker:
             message = messages[0]
             with self._lock:
                 if message.eta is None:  # self._store(), inlined for the common case
-                    self._ready_queue(message.queue).push(message)
+                    ready_queue(self._queues, message.queue).push(message)
                 else:
                     self._store(message)
                 if self._waiting and wake:
@@ -90,34 +90,30 @@ class MemoryBroker:
 
     def claim(self, queues: Sequence[str] | None, limit: int, lease: float) -> list[Delivery]:
         now = self._clock.now()
-        claimed: list[Delivery] = []
+        with self._lock:
+            return self._claim(queues, limit, now, now + lease)
+
+    def enqueue_and_claim(
+        self, message: Message, queues: Sequence[str] | None, limit: int, lease: float
+    ) -> list[Delivery]:
+        """``enqueue([message], wake=False)``, then ``claim(queues, limit, lease)``, under one lock.
+
+        The in-process caller's own claim for the free slots of its worker
+        (``Worker.claim_here``), for a message with no key and no eta. When
+        nothing else waits to be claimed, the message is leased at once,
+        never queued: what the claim would have picked anyway.
+        """
+        now = self._clock.now()
         until = now + lease
         with self._lock:
             if self._delayed and self._delayed[0][0] <= now:
                 self._promote_due(now)
-            if now >= self._next_reclaim:
-                self._reclaim_lapsed(now)
-            if queues is None and len(self._queues) > 1:
-                self._claim_by_priority(claimed, limit, until)
-            else:
-                for name in self._queues if queues is None else queues:
-                    queue = self._queues.get(name)
-                    while queue is not None and len(claimed) < limit:
-                        message = queue.pop()
-                        if message is None:
-                            break
-                        # self._lease(), inlined: this loop is the in-process hot path.
-                        message.attempt += 1
-                        delivery = Delivery(message, next(self._tokens), until)
-                        self._inflight[message.id] = delivery
-                        claimed.append(delivery)
-                    if len(claimed) >= limit:
-                        break
-            if claimed and until < self._next_reclaim:
-                self._next_reclaim = until
-            if claimed and self.registry.holder is not None:
-                self.registry.hold(claimed, self.registry.holder)
-        return claimed
+            if limit > 0 and queues is None and not any(self._queues.values()):
+                claimed = [self._lease(message, until)]
+                self._leased(claimed, until)
+                return claimed
+            ready_queue(self._queues, message.queue).push(message)
+            return self._claim(queues, limit, now, until) if limit > 0 else []
 
     def ack(self, delivery: Delivery, outcome: Outcome) -> bool:
         message = delivery.message
@@ -187,7 +183,7 @@ class MemoryBroker:
             if retry_at is not None and retry_at > self._clock.now():
                 heapq.heappush(self._delayed, (retry_at, next(self._sequence), message))
             else:
-                self._ready_queue(message.queue).push(message)
+                ready_queue(self._queues, message.queue).push(message)
             if self._waiting:  # also for a delay: a waiter may sleep past its eta
                 self._wakeup.notify_all()
             return True
@@ -244,12 +240,6 @@ class MemoryBroker:
 
     # -- internals (called with the lock held) ----------------------------
 
-    def _ready_queue(self, name: str) -> Queue:
-        queue = self._queues.get(name)
-        if queue is None:
-            queue = self._queues[name] = Queue()
-        return queue
-
     def _store(self, message: Message) -> None:
         if message.key is not None:
             self._ledger.keys[message.key] = message.id
@@ -257,7 +247,7 @@ class MemoryBroker:
         if message.eta is not None and message.eta > self._clock.now():
             heapq.heappush(self._delayed, (message.eta, next(self._sequence), message))
         else:
-            self._ready_queue(message.queue).push(message)
+            ready_queue(self._queues, message.queue).push(message)
 
     def _plan(self, messages: Sequence[Message]) -> tuple[list[str], list[Message]]:
         """Each message's job id, and the messages to store, changing nothing yet."""
@@ -286,6 +276,40 @@ class MemoryBroker:
             ids.append(message.id)
             new.append(message)
         return ids, new
+
+    def _claim(
+        self, queues: Sequence[str] | None, limit: int, now: float, until: float
+    ) -> list[Delivery]:
+        claimed: list[Delivery] = []
+        if self._delayed and self._delayed[0][0] <= now:
+            self._promote_due(now)
+        if now >= self._next_reclaim:
+            self._reclaim_lapsed(now)
+        if queues is None and len(self._queues) > 1:
+            self._claim_by_priority(claimed, limit, until)
+        else:
+            for name in self._queues if queues is None else queues:
+                queue = self._queues.get(name)
+                while queue is not None and len(claimed) < limit:
+                    message = queue.pop()
+                    if message is None:
+                        break
+                    # self._lease(), inlined: this loop is the in-process hot path.
+                    message.attempt += 1
+                    delivery = Delivery(message, next(self._tokens), until)
+                    self._inflight[message.id] = delivery
+                    claimed.append(delivery)
+                if len(claimed) >= limit:
+                    break
+        if claimed:
+            self._leased(claimed, until)
+        return claimed
+
+    def _leased(self, claimed: list[Delivery], until: float) -> None:
+        """Bookkeeping of a claim: when the first lease may lapse, and who holds them."""
+        self._next_reclaim = min(self._next_reclaim, until)
+        if self.registry.holder is not None:
+            self.registry.hold(claimed, self.registry.holder)
 
     def _lease(self, message: Message, until: float) -> Delivery:
         message.attempt += 1
@@ -325,7 +349,7 @@ class MemoryBroker:
         delayed = self._delayed
         while delayed and delayed[0][0] <= now:
             message = heapq.heappop(delayed)[2]
-            self._ready_queue(message.queue).push(message)
+            ready_queue(self._queues, message.queue).push(message)
 
     def _reclaim_lapsed(self, now: float) -> None:
         running = list(self._inflight.values())  # a snapshot: acks may pop without the lock
@@ -337,6 +361,14 @@ class MemoryBroker:
             if message.attempt >= limit:
                 self._finish(message, State.FAILED, None, lapsed_error(message.attempt))
             else:
-                self._ready_queue(message.queue).push(message)
+                ready_queue(self._queues, message.queue).push(message)
         running = list(self._inflight.values())
         self._next_reclaim = min((d.lease_until for d in running), default=math.inf)
+
+
+def ready_queue(queues: dict[str, Queue], name: str) -> Queue:
+    """The queue ``name`` of ``queues``, made on first use."""
+    queue = queues.get(name)
+    if queue is None:
+        queue = queues[name] = Queue()
+    return queue
