@@ -328,8 +328,7 @@ class Worker:
     def _finished(self, call: Call, refill: Refill | None = None) -> None:
         del self._active[call.delivery.token]
         self._cancels.calls.pop(call.delivery.token, None)
-        if self._leases.settled:  # empty but for a thread's job cancelled while it ran
-            self._leases.settled.discard(call.delivery.token)
+        self._leases.settled.discard(call.delivery.token)
         if refill is None and (not self._starved or self._stopping.is_set()):
             return
         # The dispatcher sleeps until there is room. Rather than wake it for
@@ -400,6 +399,9 @@ class Worker:
         if self._leases.forget_if_lost(call.delivery):
             self._finished(call)
             return
+        # Its outcome is being recorded: the heartbeat leaves its lease alone, or it
+        # would hear "lost" from a job acked a moment ago (until ``_finished``).
+        self._leases.settled.add(call.delivery.token)
         refill = self._reserve_refill(call)
         deadline = None  # set at the first failure: the common path reads no clock
         pause = 0.1
