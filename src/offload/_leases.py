@@ -41,8 +41,8 @@ class Leases:
         self.active: dict[int, Delivery] = {}
         self._lost: set[int] = set()
         self.settled: set[int] = set()
-        """Tokens whose outcome was recorded while their call still runs (a thread's job
-        cancelled): the slot stays taken, but there is no lease left to renew."""
+        """Tokens whose outcome is being recorded, or was while their call still runs (a
+        thread's job cancelled): the slot stays taken, but there is no lease to renew."""
 
     def heartbeat(self) -> None:
         """Renew the leases of running messages every third of a lease, until closed."""
@@ -57,8 +57,7 @@ class Leases:
                     break
                 if answer is Lease.CANCEL:
                     self._cancel(delivery)
-                elif answer is Lease.LOST and delivery.token not in self._lost:
-                    self._lost.add(delivery.token)
+                elif answer is Lease.LOST and self._lapsed(delivery):
                     log.warning(
                         "Job %s (task %s): its lease was lost (it lapsed and another worker "
                         "claimed it, or the job was deleted); this attempt's outcome will not "
@@ -67,6 +66,16 @@ class Leases:
                         delivery.message.task,
                         extra=job_fields(delivery),
                     )
+
+    def _lapsed(self, delivery: Delivery) -> bool:
+        """A "lost" answer that means it: the delivery still runs, not settled meanwhile
+        (renewals are slow round trips: the job may have finished since the list was
+        taken), and not said before."""
+        token = delivery.token
+        if token in self._lost or token in self.settled or token not in self.active:
+            return False
+        self._lost.add(token)
+        return True
 
     def _cancel(self, delivery: Delivery) -> None:
         if self.on_cancel is None:

@@ -42,20 +42,20 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import psycopg
-from psycopg.rows import tuple_row
 
 from ..._clock import SYSTEM_CLOCK, Clock
 from ..._errors import BrokerUnavailable, ConfigurationError, MessageRejected
 from ..._message import Delivery, ErrorInfo, Message, Outcome, State, name_problem
-from .._base import Finished, Lease, keep_for_horizon, stored_error
+from .._base import Finished, Lease, keep_for_horizon
 from .._group_commit import Batcher
 from .._sql_rows import message_row
+from .claiming import AckClaims, AckRow, ClaimCall, ack_row, claim_rows, write_acks
 from .enqueue import Rows, Writer
 from .feed import Feed
 from .inspector import PostgresInspector
 from .limits import PostgresLimits
 from .link import Connection, Link, Listener, Secrets, connect, conninfo, describe
-from .queries import as_columns, claim_params, render
+from .queries import render
 from .schedules import PostgresSchedules
 from .schema import check, schema_name
 from .schema import migrate as migrate_schema
@@ -63,14 +63,6 @@ from .values import error_columns, outcome_refused, refusals, refused_for_values
 from .workers import PostgresRegistry
 
 __all__ = ["PostgresBroker"]
-
-_ClaimCall = tuple[tuple[str, ...] | None, int, float]  # queues, limit, lease
-# An ack as the batcher holds it, in the order of the ack statements' columns.
-_ACK_FIELDS = (
-    *("id", "token", "state", "now", "expires", "result"),
-    *("etype", "emsg", "etb", "eargs", "drop"),
-)
-_PRIORITY = 6  # where a claimed row holds its priority (seq, due, token, id, task, queue, ...)
 
 
 class PostgresBroker:
@@ -141,12 +133,7 @@ class PostgresBroker:
         )
         self._claimable: set[tuple[str, ...]] = set()  # queue lists checked by claim()
         self._next_prune = 0.0
-        self._acks: Batcher[tuple[Any, ...], bool] = Batcher(
-            lambda acks: self._store_acks(acks, self._acks.more)
-        )
-        self._claims: Batcher[_ClaimCall, list[Delivery]] = Batcher(
-            lambda claims: self._claim_together(claims, self._claims.more)
-        )
+        self._acks, self._claims, self._ack_claims = _batched_writes(self)
 
     @classmethod
     def from_url(
@@ -264,7 +251,7 @@ class PostgresBroker:
         return self._claims.submit((names, limit, lease))
 
     def _claim_together(
-        self, claims: list[_ClaimCall], more: Callable[[], list[_ClaimCall]] | None = None
+        self, claims: list[ClaimCall], more: Callable[[], list[ClaimCall]] | None = None
     ) -> list[list[Delivery]]:
         """One claim per distinct (queues, lease), its deliveries dealt out in call order.
 
@@ -272,6 +259,7 @@ class PostgresBroker:
         made with it (the batcher's); answers then follow ``claims``, in order.
         """
         now = self._clock.now()
+        sql = self._sql
 
         def work(connection: Connection) -> list[tuple[list[int], float, list[Any]]]:
             nonlocal claims, more
@@ -283,8 +271,13 @@ class PostgresBroker:
             groups: dict[tuple[tuple[str, ...] | None, float], list[int]] = {}
             for index, (queues, _, lease) in enumerate(claims):
                 groups.setdefault((queues, lease), []).append(index)
+            holder = self.registry.holder
             return [
-                (indexes, now + lease, self._claim_rows(connection, queues, limit, now, lease))
+                (
+                    indexes,
+                    now + lease,
+                    claim_rows(connection, sql, queues, limit, now, lease, holder),
+                )
                 for (queues, lease), indexes in groups.items()
                 for limit in (sum(claims[i][1] for i in indexes),)
             ]
@@ -298,51 +291,27 @@ class PostgresBroker:
                 answers[index] = list(itertools.islice(deliveries, claims[index][1]))
         return answers
 
-    def _claim_rows(
-        self,
-        connection: Connection,
-        queues: Sequence[str] | None,
-        limit: int,
-        now: float,
-        lease: float,
-    ) -> list[tuple[Any, ...]]:
-        """Mark up to ``limit`` claimable jobs of ``queues`` running; their rows, in claim order."""
-        params = claim_params(now, now + lease, limit, self.registry.holder)
-        cursor = connection.cursor(row_factory=tuple_row)
-        if queues is None:
-            rows = cursor.execute(self._sql["claim"], params).fetchall()
-            return sorted(rows, key=_claim_order)  # RETURNING comes in no set order
-        rows = []
-        for queue in queues:  # in the order given: one index range each
-            left = limit - len(rows)
-            if left <= 0:
-                break
-            found = cursor.execute(
-                self._sql["claim_queue"], {**params, "limit": left, "queue": queue}
-            ).fetchall()
-            rows += sorted(found, key=_claim_order)
-        return rows
-
     def ack(self, delivery: Delivery, outcome: Outcome) -> bool:
-        message = delivery.message
-        error = stored_error(outcome)
-        now = self._clock.now()
-        ttl = self._result_ttl if message.result_ttl is None else message.result_ttl
-        failed = outcome.state is State.FAILED
         # Acks of this process's threads that meet are stored together: one
         # statement, one commit; each returns once its own ack is committed.
-        return self._acks.submit(
-            (
-                message.id,
-                delivery.token,
-                outcome.state.value,
-                now,
-                None if failed else now + ttl,
-                outcome.payload,
-                *error_columns(error),
-                not failed and ttl <= 0,  # a zero TTL keeps nothing: delete
-            )
-        )
+        return self._acks.submit(ack_row(delivery, outcome, self._clock.now(), self._result_ttl))
+
+    def ack_and_claim(
+        self,
+        delivery: Delivery,
+        outcome: Outcome,
+        queues: Sequence[str] | None,
+        limit: int,
+        lease: float,
+    ) -> tuple[bool, list[Delivery]]:
+        """``ack`` and ``claim`` in one round trip and one transaction (``claiming.py``)."""
+        ack = ack_row(delivery, outcome, self._clock.now(), self._result_ttl)
+        if limit <= 0 or (queues is not None and not queues):
+            return self._acks.submit(ack), []
+        names = None if queues is None else tuple(queues)
+        if names is not None and names not in self._claimable:
+            _check_queues(names, self._claimable)
+        return self._ack_claims.submit(ack, (names, limit, lease))
 
     def _store_acks(
         self,
@@ -363,7 +332,7 @@ class PostgresBroker:
             nonlocal acks, more
             if more is not None:  # once, even if the statement is retried
                 acks, more = acks + more(), None
-            done = self._write_acks(connection, acks)
+            done = write_acks(connection, self._sql, acks)
             self._prune_some(connection, now)
             return done
 
@@ -375,23 +344,6 @@ class PostgresBroker:
             return [self._ack_alone(ack) for ack in acks]  # in order: a repeat finds it done
         return [(ack[0], ack[1], index) in done for index, ack in enumerate(acks)]
 
-    def _write_acks(
-        self, connection: Connection, acks: list[tuple[Any, ...]]
-    ) -> set[tuple[str, int, int]]:
-        """Store ``acks`` in one statement; (id, token, index) of each that counted."""
-        first: dict[tuple[str, int], int] = {}
-        for index, ack in enumerate(acks):
-            first.setdefault((ack[0], ack[1]), index)
-        unique = [acks[index] for index in first.values()]
-        params: Any
-        if len(unique) == 1:
-            statement = self._sql["ack_delete" if unique[0][-1] else "ack"]
-            params = dict(zip(_ACK_FIELDS, unique[0], strict=True))
-        else:
-            statement, params = self._sql["ack_many"], as_columns(unique)
-        done = {(row[0], row[1]) for row in connection.execute(statement, params)}
-        return {(*key, first[key]) for key in done}  # only its first ack counts
-
     def _ack_alone(self, ack: tuple[Any, ...]) -> bool | BaseException:
         """One ack; refused for its values, the job is recorded failed saying why.
 
@@ -400,7 +352,7 @@ class PostgresBroker:
         and again until its deliveries are spent.
         """
         try:
-            return bool(self._link.run(functools.partial(self._write_acks, acks=[ack])))
+            return bool(self._link.run(functools.partial(write_acks, sql=self._sql, acks=[ack])))
         except Exception as error:  # noqa: BLE001 - answered to this ack's caller alone
             refused = error
         if not refused_for_values(refused):
@@ -408,7 +360,7 @@ class PostgresBroker:
         info = outcome_refused(ack[0], refused)
         failed = (*ack[:2], State.FAILED.value, ack[3], None, None, *error_columns(info), False)
         try:
-            stored = self._link.run(functools.partial(self._write_acks, acks=[failed]))
+            stored = self._link.run(functools.partial(write_acks, sql=self._sql, acks=[failed]))
         except Exception:  # noqa: BLE001 - the first refusal is the news
             return refused
         return MessageRejected(info.message) if stored else False
@@ -529,6 +481,26 @@ def _open_ready(broker: PostgresBroker, open_connection: Callable[[], Connection
     return connection
 
 
+def _batched_writes(
+    broker: PostgresBroker,
+) -> tuple[Batcher[AckRow, bool], Batcher[ClaimCall, list[Delivery]], AckClaims]:
+    """Acks, claims, and both at once (``AckClaims``), each shared by the threads that meet."""
+    acks: Batcher[AckRow, bool] = Batcher(lambda batch: broker._store_acks(batch, acks.more))
+    claims: Batcher[ClaimCall, list[Delivery]] = Batcher(
+        lambda batch: broker._claim_together(batch, claims.more)
+    )
+    both = AckClaims(
+        broker._link,
+        broker._sql,
+        broker._clock,
+        holder=lambda: broker.registry.holder,
+        prune=broker._prune_some,
+        ack=acks.submit,
+        claim=claims.submit,
+    )
+    return acks, claims, both
+
+
 def _next_due(link: Link, sql: Mapping[str, str], queues: Sequence[str] | None) -> float:
     """When the next job of ``queues`` (all for None) comes due or its lease ends; inf: none."""
     statement = sql["next_due" if queues is None else "next_due_in"]
@@ -568,11 +540,6 @@ def _elsewhere(schema: str, where: str) -> Iterator[None]:
             f"the connection given to enqueue in has no offload schema {schema!r}: "
             f"pass a connection to the app's database ({where})"
         ) from None
-
-
-def _claim_order(row: tuple[Any, ...]) -> tuple[int, float, int]:
-    """Priority (higher first), then due, then age: the order of the claim query."""
-    return (-row[_PRIORITY], row[1], row[0])
 
 
 def _repeated(ids: list[str]) -> str:

@@ -14,6 +14,8 @@ Acks and claims go through ``Batcher`` (group commit): the threads whose
 calls meet share one write transaction, and each returns once it has
 committed. A transaction's fixed cost (the write lock, which every
 process shares, and the commit) is then paid per batch, not twice per task.
+``ack_and_claim`` is one write of its own: an ack and the claim after it,
+always in one transaction, even alone.
 A write that fails for a value of its own (an outcome the driver cannot
 store) fails alone: the writes it met are made again, one by one.
 
@@ -44,6 +46,8 @@ from .schedules import SqliteSchedules
 from .schema import QUERIES, check_sqlite_version
 from .statements import (
     Ack,
+    AckClaim,
+    Answer,
     Claim,
     Step,
     Write,
@@ -103,7 +107,7 @@ class SqliteBroker:
         self._reuse_window = reuse_window
         # A write that fails for a value it holds (an outcome the driver cannot
         # store) fails alone: the writes it met are made again one by one.
-        self._writes: Batcher[Write, bool | list[Delivery] | float] = Batcher(
+        self._writes: Batcher[Write, Answer] = Batcher(
             self._write_together, isolate=_maybe_one_writes_fault
         )
         self._database = Database(self.path, busy_timeout_ms, synchronous)
@@ -172,6 +176,24 @@ class SqliteBroker:
         return cast("list[Delivery]", self._writes.submit(claim))
 
     def ack(self, delivery: Delivery, outcome: Outcome) -> bool:
+        return self._writes.submit(self._ack_write(delivery, outcome)) is True
+
+    def ack_and_claim(
+        self,
+        delivery: Delivery,
+        outcome: Outcome,
+        queues: Sequence[str] | None,
+        limit: int,
+        lease: float,
+    ) -> tuple[bool, list[Delivery]]:
+        """``ack`` then ``claim`` in one transaction (which other threads' writes may join)."""
+        if limit <= 0:
+            return self.ack(delivery, outcome), []
+        claim = Claim(None if queues is None else tuple(queues), limit, lease)
+        answer = self._writes.submit(AckClaim(self._ack_write(delivery, outcome), claim))
+        return cast("tuple[bool, list[Delivery]]", answer)
+
+    def _ack_write(self, delivery: Delivery, outcome: Outcome) -> Ack:
         message = delivery.message
         now = self._clock.now()
         ttl = self._result_ttl if message.result_ttl is None else message.result_ttl
@@ -180,9 +202,9 @@ class SqliteBroker:
             expires = None if outcome.state is State.FAILED else now + ttl
             error = error_row(stored_error(outcome))
             columns = (outcome.state.value, now, expires, outcome.payload, *error)
-        return self._writes.submit(Ack(delivery.token, columns)) is True
+        return Ack(delivery.token, columns)
 
-    def _write_together(self, writes: list[Write]) -> list[bool | list[Delivery] | float]:
+    def _write_together(self, writes: list[Write]) -> list[Answer]:
         """Acks and claims of this process's threads in one transaction, one commit.
 
         A write transaction costs a commit and a turn of the file's write
@@ -190,7 +212,8 @@ class SqliteBroker:
         rather than two per task (an ack, then the claim of the slot it
         freed). Each caller hears its answer only once that commit is done.
         Acks go in order, so of two acks of one delivery only the first counts.
-        The steps of limits (``limits.py``) join in, as acks do.
+        The steps of limits (``limits.py``) join in, as acks do. Every ack
+        (an ``AckClaim``'s too) is written before every claim.
         """
         if len(writes) == 1:
             alone = self._write_alone(writes[0])
@@ -200,11 +223,8 @@ class SqliteBroker:
             # BEGIN may have waited for another process's transaction: what
             # this process's threads queued meanwhile joins this one.
             writes = writes + self._writes.more()
-            answers: list[bool | list[Delivery] | float] = [False] * len(writes)
-            groups: dict[tuple[tuple[str, ...] | None, float], list[tuple[int, Claim]]] = {}
-            for index, write in enumerate(writes):
-                if isinstance(write, Claim):
-                    groups.setdefault((write.queues, write.lease), []).append((index, write))
+            answers: list[Answer] = [False] * len(writes)
+            groups = _claims_by_kind(writes)
             now = self._clock.now()
             _write_acks_and_steps(db, writes, answers, now)
             if now >= self._next_prune:
@@ -227,7 +247,11 @@ class SqliteBroker:
         for until, group, rows in claimed:
             deliveries = iter([row_delivery(row, until) for row in rows])
             for index, claim in group:
-                answers[index] = list(itertools.islice(deliveries, claim.limit))
+                dealt = list(itertools.islice(deliveries, claim.limit))
+                acked = answers[index]  # an AckClaim's ack, answered already
+                answers[index] = (
+                    (acked is True, dealt) if isinstance(writes[index], AckClaim) else dealt
+                )
         return answers
 
     def _write_alone(self, write: Write) -> bool | float | None:
@@ -367,16 +391,31 @@ class SqliteBroker:
         self._next_prune = now if pruned >= self._PRUNE_BATCH else now + self._PRUNE_EVERY
 
 
+def _claims_by_kind(
+    writes: list[Write],
+) -> dict[tuple[tuple[str, ...] | None, float], list[tuple[int, Claim]]]:
+    """The claims of a group commit (an ``AckClaim``'s too), by queues and lease, in call order:
+    each kind is claimed with one statement."""
+    groups: dict[tuple[tuple[str, ...] | None, float], list[tuple[int, Claim]]] = {}
+    for index, write in enumerate(writes):
+        claim = write.claim if isinstance(write, AckClaim) else write
+        if isinstance(claim, Claim):
+            groups.setdefault((claim.queues, claim.lease), []).append((index, claim))
+    return groups
+
+
 def _write_acks_and_steps(
     db: sqlite3.Connection,
     writes: list[Write],
-    answers: list[bool | list[Delivery] | float],
+    answers: list[Answer],
     now: float,
 ) -> None:
     """The acks and limit steps of a group commit, in call order, their answers in place."""
     for index, write in enumerate(writes):
         if isinstance(write, Ack):
             answers[index] = store_ack(db, write)
+        elif isinstance(write, AckClaim):
+            answers[index] = store_ack(db, write.ack)
         elif isinstance(write, Step):
             answers[index] = write.run(db, now)
 

@@ -52,7 +52,16 @@ class Step(NamedTuple):
     """Met nothing: one statement of its own instead; True if that answered (0.0)."""
 
 
-Write = Ack | Claim | Step
+class AckClaim(NamedTuple):
+    """An ack, then a claim, in one transaction (``AckAndClaim``): answers (acked, claimed)."""
+
+    ack: Ack
+    claim: Claim
+
+
+Write = Ack | Claim | Step | AckClaim
+Answer = bool | list[Delivery] | float | tuple[bool, list[Delivery]]
+"""What one write answers: an ack's bool, a claim's deliveries, a step's wait, or both."""
 
 
 def fence(token: int) -> tuple[int, int]:
