@@ -31,6 +31,7 @@ from offload._brokers._postgres.values import row_delivery
 from offload._brokers._sql_rows import INFO_COLUMNS, MESSAGE_COLUMNS, row_info
 from offload._message import (
     DEFAULT_MAX_DELIVERIES,
+    MAX_NAME,
     Delivery,
     ErrorInfo,
     JobInfo,
@@ -464,10 +465,15 @@ def test_any_claimed_row_reads_as_a_delivery(columns: list[Any]) -> None:
         assert isinstance(delivery.defect, str) and delivery.defect
 
 
+def _storable_name(text: str) -> bool:
+    """What offload writes: no NUL, at most ``MAX_NAME`` bytes of UTF-8 (not characters)."""
+    return "\x00" not in text and len(text.encode("utf-8")) <= MAX_NAME
+
+
 GOOD_MESSAGE_COLUMNS = st.tuples(
     st.text(min_size=1, max_size=30),  # id
-    st.text(min_size=1, max_size=200).filter(lambda t: "\x00" not in t),  # task
-    st.text(min_size=1, max_size=200).filter(lambda t: "\x00" not in t),  # queue
+    st.text(min_size=1, max_size=200).filter(_storable_name),  # task
+    st.text(min_size=1, max_size=200).filter(_storable_name),  # queue
     st.integers(-1_000_000, 1_000_000),  # priority
     st.none() | st.floats(0, 32503680000.0),  # eta
     st.integers(0, 1_000_000),  # attempt
