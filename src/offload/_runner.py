@@ -16,12 +16,12 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from ._brokers import Broker
-from ._brokers._base import Inspectable, Limited
+from ._brokers._base import AckAndClaim, Inspectable, Limited
 from ._clock import Clock
 from ._context import CURRENT, JobContext, fed
 from ._errors import (
@@ -86,6 +86,22 @@ class Call:
     """The app's middleware, when any wraps attempts; None: the function runs bare."""
     started: float | None = None
     """``time.perf_counter()`` as it started (``Runner.start``), read only when INFO is on."""
+
+
+@dataclass(slots=True)
+class Refill:
+    """A claim for the slot a finishing call frees, made with its ack (``AckAndClaim``).
+
+    The worker reserves the call's slot for it and passes it to ``Runner.finish``;
+    a final outcome (success, failure, cancellation, skip) is then recorded with
+    ``ack_and_claim``, one round trip for both. A nack (a retry, a ``Delay``)
+    leaves it unused: the worker then claims the usual way.
+    """
+
+    queues: Sequence[str] | None
+    lease: float
+    claimed: list[Delivery] | None = None
+    """What the ack claimed (for at most one slot); None: no claim was made."""
 
 
 def invoke(call: Call, run: Callable[[], Any] | None = None) -> Any:
@@ -164,6 +180,8 @@ class Runner:
         """The chain for workflow steps (``AFTER`` in their meta): the gate, then the app's."""
         inspector = broker.inspector if isinstance(broker, Inspectable) else None
         self.services = JobServices(inspector, handles, serializer)
+        self.acks_and_claims = broker if isinstance(broker, AckAndClaim) else None
+        """The broker, if it claims with an ack (the worker then passes ``Refill``s)."""
         self._limited: Chain | None = None  # made when the first task with limits runs
 
     def begin(self, delivery: Delivery) -> Call | None:
@@ -227,11 +245,15 @@ class Runner:
         spec = self.registry.get(task)
         return None if spec is None else spec.limits
 
-    def cancelled(self, call: Call) -> None:
+    def cancelled(self, call: Call, refill: Refill | None = None) -> None:
         """Record ``call``'s job cancelled while it ran (at once for a thread, which runs on)."""
         delivery = call.delivery
         outcome = Outcome.cancelled()
-        if not self.broker.ack(delivery, outcome):
+        if not (
+            self.broker.ack(delivery, outcome)
+            if refill is None
+            else self._ack_and_claim(delivery, outcome, refill)
+        ):
             return  # recorded already (a thread's job, when its function returns), or lost
         handle = self.handles.pop(delivery.message.id, None)
         if handle is not None:
@@ -263,21 +285,28 @@ class Runner:
             log_finished(delivery, State.CANCELLED, None)
         return False
 
-    def finish(self, call: Call, result: Any, error: BaseException | None) -> None:
-        """Record how ``call`` ended: its result, or its exception."""
+    def finish(
+        self, call: Call, result: Any, error: BaseException | None, refill: Refill | None = None
+    ) -> None:
+        """Record how ``call`` ended: its result, or its exception.
+
+        ``refill``: a final outcome also claims for the freed slot (see ``Refill``).
+        """
         delivery = call.delivery
         self.services.attempt_ended(delivery.message.id)  # before the ack: writes need the lease
+        if refill is not None and refill.claimed is not None:
+            refill = None  # claimed by an earlier try (that failed after): never claim twice
         if call.job.cancelled:  # stopped because someone cancelled it: no retry follows
-            self.cancelled(call)
+            self.cancelled(call, refill)
             return
         if error is None:
-            self._succeed(call, result)
+            self._succeed(call, result, refill)
             return
         if isinstance(error, Delay):
-            self._delay(call, error)
+            self._delay(call, error, refill)
             return
         if isinstance(error, Skip):
-            self._skip(call, error)
+            self._skip(call, error, refill)
             return
         delay = call.spec.policy.retry_delay(
             error, delivery.attempt, delivery.message.retries, self.jitter_source
@@ -285,20 +314,32 @@ class Runner:
         if delay is not None and self._may_deliver_again(delivery):
             self._retry(call, error, delay)
         else:
-            self._fail(delivery, error, call.started)
+            self._fail(delivery, error, call.started, refill=refill)
 
     # -- outcomes --------------------------------------------------------------
 
-    def _succeed(self, call: Call, result: Any) -> None:
+    def _ack_and_claim(self, delivery: Delivery, outcome: Outcome, refill: Refill) -> bool:
+        """``ack``, claiming for the freed slot in the same round trip; what ``ack`` says."""
+        broker = cast(AckAndClaim, self.acks_and_claims)  # a refill comes only if set
+        acked, refill.claimed = broker.ack_and_claim(
+            delivery, outcome, refill.queues, 1, refill.lease
+        )
+        return acked
+
+    def _succeed(self, call: Call, result: Any, refill: Refill | None) -> None:
         delivery = call.delivery
         outcome = Outcome(State.SUCCEEDED, result)
         if self.serializer is not None:
             try:
                 outcome.payload = self.serializer.encode(result, path="result")
             except NotSerializable as unencodable:
-                self._fail(delivery, unencodable)
+                self._fail(delivery, unencodable, refill=refill)
                 return
-        if self.broker.ack(delivery, outcome):
+        if (
+            self.broker.ack(delivery, outcome)
+            if refill is None
+            else self._ack_and_claim(delivery, outcome, refill)
+        ):
             handle = self.handles.pop(delivery.message.id, None)
             if handle is not None:
                 with _ALREADY_SETTLED:
@@ -311,13 +352,13 @@ class Runner:
         limit = delivery.message.max_deliveries
         return limit is None or delivery.attempt < limit
 
-    def _delay(self, call: Call, request: Delay) -> None:
+    def _delay(self, call: Call, request: Delay, refill: Refill | None) -> None:
         """Back to the broker until ``request``'s time, as if never claimed (no attempt counted)."""
         delivery = call.delivery
         try:
             eta = request.eta(self.clock.now())
         except OffloadError as error:
-            self._fail(delivery, error)
+            self._fail(delivery, error, refill=refill)
             return
         handle = self.handles.get(delivery.message.id)
         if handle is not None:
@@ -325,15 +366,19 @@ class Runner:
         if self.broker.nack(delivery, eta, penalty=False):
             self._notify(delivery, Outcome(State.QUEUED), call.job)
 
-    def _skip(self, call: Call, skip: Skip) -> None:
+    def _skip(self, call: Call, skip: Skip, refill: Refill | None) -> None:
         """End the job without running it (a workflow step whose dependency failed or
         was cancelled): cancelled, or failed with ``skip.error`` and no retry."""
         delivery = call.delivery
         if skip.error is not None:
-            self._fail(delivery, skip.error, info=skip.info, ran=False)
+            self._fail(delivery, skip.error, info=skip.info, ran=False, refill=refill)
             return
         outcome = Outcome.cancelled()
-        if self.broker.ack(delivery, outcome):
+        if (
+            self.broker.ack(delivery, outcome)
+            if refill is None
+            else self._ack_and_claim(delivery, outcome, refill)
+        ):
             handle = self.handles.pop(delivery.message.id, None)
             if handle is not None:
                 handle.set_waiting()  # it never ran: cancellable as a queued call
@@ -372,12 +417,17 @@ class Runner:
         *,
         info: ErrorInfo | None = None,
         ran: bool = True,
+        refill: Refill | None = None,
     ) -> None:
         message = delivery.message
         outcome = Outcome.failure(error)
         if self.serializer is not None:
             outcome.error_info = info or error_info(error)
-        if not self.broker.ack(delivery, outcome):
+        if not (
+            self.broker.ack(delivery, outcome)
+            if refill is None
+            else self._ack_and_claim(delivery, outcome, refill)
+        ):
             return
         self._notify(delivery, outcome)
         handle = self.handles.pop(message.id, None)

@@ -25,13 +25,13 @@ from ._brokers import Broker, Waker
 from ._cancels import Cancels
 from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import ConfigurationError
-from ._executors import Executor, ThreadExecutor, check_size
+from ._executors import Done, Executor, Start, ThreadExecutor, check_size
 from ._joblog import job_fields
 from ._leases import Leases
 from ._message import Delivery
 from ._outage import Outage
 from ._registry import Presence, presence_for
-from ._runner import POOLS, Call, Runner
+from ._runner import POOLS, Call, Refill, Runner
 from ._scheduler import Scheduler
 
 log = logging.getLogger(__name__)
@@ -149,7 +149,9 @@ class Worker:
         deadline = self._clock.now() + grace
         for thread in self._threads[:1]:  # the dispatcher: its last claim is handed over
             thread.join(max(1.0, grace))
-        while self._active and self._clock.now() < deadline:
+        # Reserved slots too: a refill claimed with an ack is handed over (or released)
+        # by its thread, after its call left ``_active``.
+        while (self._active or self._claiming) and self._clock.now() < deadline:
             self._clock.wait(self._closed, min(0.05, max(0.0, deadline - self._clock.now())))
         released = sum(self._leases.release(delivery) for delivery in list(self._active.values()))
         self.stop(wait=False)
@@ -190,22 +192,16 @@ class Worker:
             with self._lock:
                 executor = self._executors.get(pool)
                 if executor is None:
-                    executor = self._executors[pool] = self._make_executor(pool)
+                    executor = self._executors[pool] = make_executor(
+                        pool,
+                        self.size(pool),
+                        self._start,
+                        self._done,
+                        clock=self._clock,
+                        name=self._name,
+                    )
                     self._update_capacity()
         return executor
-
-    def _make_executor(self, pool: str) -> Executor:
-        size, name = self.size(pool), f"{self._name}-{pool}"
-        # Imported on first use: asyncio and multiprocessing are slow to import.
-        if pool == "process":
-            from ._executors._process import ProcessExecutor
-
-            return ProcessExecutor(size, self._start, self._done, name=name)
-        if pool == "async":
-            from ._executors._async import AsyncExecutor
-
-            return AsyncExecutor(size, self._start, self._done, name=f"{self._name}-asyncio")
-        return ThreadExecutor(size, self._start, self._done, clock=self._clock, name=name)
 
     # -- the dispatcher ------------------------------------------------------------
 
@@ -329,29 +325,48 @@ class Worker:
         self._finished(call)
         return False
 
-    def _finished(self, call: Call) -> None:
+    def _finished(self, call: Call, refill: Refill | None = None) -> None:
         del self._active[call.delivery.token]
         self._cancels.calls.pop(call.delivery.token, None)
         if self._leases.settled:  # empty but for a thread's job cancelled while it ran
             self._leases.settled.discard(call.delivery.token)
-        if not self._starved or self._stopping.is_set():
+        if refill is None and (not self._starved or self._stopping.is_set()):
             return
         # The dispatcher sleeps until there is room. Rather than wake it for
         # every finished call (a thread switch each), the thread that freed
         # the slot claims the next message itself, in priority order.
-        if self._executor(call.spec.pool or self._default_pool).claims_inline and self._refill():
+        if self._refill(call, refill):
             return
         if self._room_to_claim() > 0:
             self._room.set()
 
-    def _refill(self) -> bool:
-        """Claim and dispatch one message for a freed slot; ``False`` if none ran."""
+    def _refill(self, call: Call, refill: Refill | None) -> bool:
+        """Dispatch one message for a freed slot (claimed with the ack, or now); ``False``
+        if none ran. A ``refill`` held the slot reserved: it is handed over or given back."""
+        if refill is not None:
+            claimed = refill.claimed or []
+            self._unreserve(1 - len(claimed))
+            if refill.claimed is not None or self._stopping.is_set():
+                return any(self._hand_over(claimed))  # released if stopping began
+        if not self._executor(call.spec.pool or self._default_pool).claims_inline:
+            return False
         try:
             deliveries = self._claim(1)
         except Exception as error:  # noqa: BLE001 - the dispatcher will retry
             self._outage.failed("claiming", error)
             return False
         return any(self._hand_over(deliveries))
+
+    def _reserve_refill(self, call: Call) -> Refill | None:
+        """Reserve the slot ``call`` is about to free for a claim made with its ack;
+        None when the dispatcher is awake to claim (or the broker cannot do both at once)."""
+        if not self._starved or self._stopping.is_set() or self._runner.acks_and_claims is None:
+            return None
+        if not self._executor(call.spec.pool or self._default_pool).claims_inline:
+            return None
+        with self._slots:
+            self._claiming += 1
+        return Refill(self._queues, self._lease)
 
     def _hand_over(self, deliveries: list[Delivery]) -> list[bool]:
         """Dispatch every claimed delivery; release them all if stopping began meanwhile.
@@ -385,11 +400,12 @@ class Worker:
         if self._leases.forget_if_lost(call.delivery):
             self._finished(call)
             return
+        refill = self._reserve_refill(call)
         deadline = None  # set at the first failure: the common path reads no clock
         pause = 0.1
         while True:
             try:
-                self._runner.finish(call, result, error)
+                self._runner.finish(call, result, error, refill)
             except ConnectionError as unreachable:  # BrokerUnavailable is one
                 self._outage.failed("recording an outcome", unreachable)
                 if deadline is None:
@@ -415,7 +431,23 @@ class Worker:
             else:
                 self._outage.recovered()
                 break
-        self._finished(call)
+        self._finished(call, refill)
+
+
+def make_executor(
+    pool: str, size: int, start: Start, done: Done, *, clock: Clock, name: str
+) -> Executor:
+    """A pool of ``size`` that calls ``start`` and ``done`` as calls start and end."""
+    # Imported on first use: asyncio and multiprocessing are slow to import.
+    if pool == "process":
+        from ._executors._process import ProcessExecutor
+
+        return ProcessExecutor(size, start, done, name=f"{name}-{pool}")
+    if pool == "async":
+        from ._executors._async import AsyncExecutor
+
+        return AsyncExecutor(size, start, done, name=f"{name}-asyncio")
+    return ThreadExecutor(size, start, done, clock=clock, name=f"{name}-{pool}")
 
 
 def check_pool(pool: str) -> None:
