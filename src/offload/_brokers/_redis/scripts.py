@@ -11,8 +11,8 @@ an editor sees Lua. A script's source is the helpers of ``lua/prelude.lua``
 it uses, then its own file (nack and extend: ``fence.lua`` in between;
 ack and claim: the file of their function, then the lines that run it, so
 that ``ack_claim`` runs both functions), with each ``@NAME@`` replaced by
-the value below that Python and Lua must agree on. A script that refuses a call does so before its first write:
-Redis does not roll a script back.
+the value below that Python and Lua must agree on. A script that refuses
+a call does so before its first write: Redis does not roll a script back.
 
 Only the helpers a script calls (and what they call) go in front of it:
 Redis runs a script's whole text on every call, and each ``local function``
