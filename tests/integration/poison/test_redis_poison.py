@@ -34,7 +34,7 @@ from helpers import wait_until  # noqa: E402
 from offload import BrokerUnavailable, ConfigurationError, State  # noqa: E402
 from offload._brokers._base import Finished, Lease  # noqa: E402
 from offload._brokers._redis import RedisBroker, rows, scripts  # noqa: E402
-from offload._brokers._redis.broker import _ack_values  # noqa: E402
+from offload._brokers._redis.claims import ack_values  # noqa: E402
 from offload._errors import MessageRejected, TaskNotFound  # noqa: E402
 from offload._message import (  # noqa: E402
     Delivery,
@@ -466,8 +466,8 @@ def test_one_bad_ack_in_a_batch_never_fails_the_others(
     # A value that cannot even be sent: an id no script can take.
     unsendable = Delivery(Message("\udcff", "tasks.work", (), {}), 1, 0.0)
     batch = [*deliveries[:2], unsendable, *deliveries[2:]]
-    values = [_ack_values(d, Outcome.success(1), time.time(), 60.0) for d in batch]
-    answers = broker._ack_together(values)
+    values = [ack_values(d, Outcome.success(1), time.time(), 60.0) for d in batch]
+    answers = broker._path._ack_together(values)
     assert answers[:2] == [True, True] and answers[3:] == [True, True]
     assert isinstance(answers[2], UnicodeEncodeError)
     assert counts(broker) == {State.SUCCEEDED: 4}

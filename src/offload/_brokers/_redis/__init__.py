@@ -62,8 +62,9 @@ not see each other's jobs:
 The state changes go through one connection per broker object that its
 threads share (``link.py``), and claims through a second one (a worker's
 dispatcher claiming just before it waits never holds up an ack): concurrent
-acks become one ``ACK`` call, concurrent claims one ``CLAIM``, and whatever
-else meets shares a round trip (``combine.py``). A producer's reply channel
+acks become one ``ACK`` call, concurrent claims one ``CLAIM``, concurrent
+acks that claim their successors (``AckAndClaim``) one ``ACK_CLAIM``, and
+whatever else meets shares a round trip (``combine.py``). A producer's reply channel
 has a connection of its own (``feed.py``), which a thread blocked on a
 result reads itself.
 
@@ -77,8 +78,9 @@ always`` to lose nothing even on a power cut). A Redis Cluster is not
 supported (scripts derive their keys); a single server or Sentinel is.
 
 The modules: ``broker`` (``RedisBroker``: enqueue, claim, ack, nack,
-extend, wake-ups, the result feed), ``inspector`` (``RedisInspector``, its
-``broker.inspector``), ``limits`` (``RedisLimits``, its ``broker.limits``),
+extend, wake-ups, the result feed), ``claims`` (its claims, acks and
+acks-with-claims, each batched across threads), ``inspector``
+(``RedisInspector``, its ``broker.inspector``), ``limits`` (``RedisLimits``, its ``broker.limits``),
 ``link`` (connections), ``combine`` (group commit), ``feed`` (the reply
 channel), ``scripts`` and ``lua/`` (the state changes), ``rows`` (what
 scripts take and return, and job hashes decoded).

@@ -19,11 +19,11 @@ from typing import TypeVar
 import redis
 
 from ..._clock import SYSTEM_CLOCK, Clock
-from ..._errors import BrokerUnavailable, ConfigurationError, OffloadError
-from ..._message import Delivery, ErrorInfo, Message, Outcome, State
-from .._base import Finished, Lease, keep_for_horizon, stored_error
+from ..._errors import BrokerUnavailable, ConfigurationError
+from ..._message import Delivery, ErrorInfo, Message, Outcome
+from .._base import Finished, Lease, keep_for_horizon
 from . import rows, scripts
-from .combine import Combiner
+from .claims import ClaimPath, Names, job_id
 from .feed import Subscription
 from .inspector import RedisInspector
 from .limits import RedisLimits
@@ -92,12 +92,16 @@ class RedisBroker:
         # (often for nothing, just before it waits) never holds up an ack.
         self._link, self._claim_link = (Link(self._client.connection_pool) for _ in "12")
         lua = scripts.Scripts(self._link, claims=self._claim_link)
-        self._enqueue, self._claim, self._ack = lua.enqueue, lua.claim, lua.ack
-        self._nack, self._extend = lua.nack, lua.extend
-        self._prune, self._probe, self._lua = lua.prune, lua.probe, lua
-        self._claims: Combiner[tuple[tuple[str, ...], int, float], list[Delivery]]
-        self._claims = Combiner(self._claim_together)
-        self._acks: Combiner[list[Arg], bool] = Combiner(self._ack_together)
+        self._enqueue, self._probe, self._lua = lua.enqueue, lua.probe, lua
+        self._path = ClaimPath(
+            prefix=self.prefix,
+            clock=clock,
+            result_ttl=result_ttl,
+            lua=lua,
+            call=self._call,
+            holder=lambda: self.registry.holder or "",
+            batches=(self.PROMOTE_BATCH, self.PRUNE_EVERY, self.PRUNE_BATCH),
+        )
         self._wake_self = f"{self.prefix}interrupt:{uuid.uuid4().hex}"
         # Where acks tell this object's producer that its jobs finished, while
         # it listens ("" when not: then no job carries it, nothing is sent).
@@ -105,11 +109,7 @@ class RedisBroker:
         self._reply_to = ""
         self._feed: Subscription | None = None
         self._lock, self._waiting = threading.Lock(), 0  # waiters of wait_for_messages
-        self._closed = threading.Event()
-        self._next_prune = 0.0
-        self._listing = Listing()
-        # The last empty claim: when, for which queues, next due time, next lease end.
-        self._idle: tuple[float, tuple[str, ...], bytes | None, bytes | None] | None = None
+        self._closed, self._listing = threading.Event(), Listing()
         self._inspector = RedisInspector(
             prefix=self.prefix,
             clock=clock,
@@ -200,79 +200,23 @@ class RedisBroker:
     def claim(self, queues: Sequence[str] | None, limit: int, lease: float) -> list[Delivery]:
         if limit <= 0:
             return []
-        now = self._clock.now()
-        if now >= self._next_prune:  # a bounded batch of expired results, now and then
-            self._next_prune = now + self.PRUNE_EVERY
-            args: list[Arg] = [self.prefix, repr(now), self.PRUNE_BATCH]
-            if self._call(lambda _: int(self._prune(args=args))) >= self.PRUNE_BATCH:
-                self._next_prune = now  # more are due: carry on at the next claim
-        names = ("*",) if queues is None else ("", *queues)
         # A worker's threads that claim at once share one script call.
-        return self._claims.submit((names, limit, lease))
-
-    def _claim_together(
-        self, calls: list[tuple[tuple[str, ...], int, float]]
-    ) -> list[list[Delivery] | BaseException]:
-        """One ``CLAIM`` per kind of call (queues, lease), its jobs shared out in order."""
-        answers: list[list[Delivery] | BaseException] = [[] for _ in calls]
-        kinds: dict[tuple[tuple[str, ...], float], list[int]] = {}
-        for index, (names, _, lease) in enumerate(calls):
-            kinds.setdefault((names, lease), []).append(index)
-        for (names, lease), indexes in kinds.items():
-            try:
-                got = self._claim_some(names, sum(calls[i][1] for i in indexes), lease)
-            except Exception as error:  # noqa: BLE001 - raised to each caller of this kind
-                for index in indexes:
-                    answers[index] = error
-                continue
-            for index in indexes:
-                share = calls[index][1]
-                answers[index], got = got[:share], got[share:]
-        return answers
-
-    def _claim_some(self, names: tuple[str, ...], limit: int, lease: float) -> list[Delivery]:
-        now = self._clock.now()
-        until = now + lease
-        holder = self.registry.holder or ""
-        args: list[Arg] = [self.prefix, repr(now), repr(until), limit, self.PROMOTE_BATCH, holder]
-        args += names
-        found = self._call(lambda _: self._claim(args=args))
-        if len(found) == scripts.IDLE:  # none: what a wait would PROBE, as of now
-            self._idle = (time.monotonic(), names, found[0], found[1])
-            return []
-        width = scripts.CLAIMED
-        return [rows.delivery(found[i : i + width], until) for i in range(0, len(found), width)]
+        return self._path.claim(_names(queues), limit, lease)
 
     def ack(self, delivery: Delivery, outcome: Outcome) -> bool:
         # A worker's threads that finish at once share one script call.
-        return self._acks.submit(
-            _ack_values(delivery, outcome, self._clock.now(), self._result_ttl)
-        )
+        return self._path.ack(delivery, outcome)
 
-    def _ack_together(self, acks: list[list[Arg]]) -> list[bool | BaseException]:
-        """One ``ACK`` call for the batch; if it fails other than by an outage, one per ack.
-
-        The script fails no ack for what a job's hash holds; what is left
-        (a value that cannot be sent, say) then fails its own ack alone.
-        """
-        args: list[Arg] = [self.prefix]
-        for values in acks:
-            args += values
-        try:
-            return [bool(stored) for stored in self._call(lambda _: self._ack(args=args))]
-        except OffloadError:
-            raise  # unreachable or refused: every ack of the batch alike
-        except Exception:
-            if len(acks) == 1:
-                raise
-        return [self._ack_alone(values) for values in acks]
-
-    def _ack_alone(self, values: list[Arg]) -> bool | BaseException:
-        args = [self.prefix, *values]
-        try:
-            return bool(self._call(lambda _: self._ack(args=args))[0])
-        except Exception as error:  # noqa: BLE001 - this ack's caller raises it
-            return error
+    def ack_and_claim(
+        self,
+        delivery: Delivery,
+        outcome: Outcome,
+        queues: Sequence[str] | None,
+        limit: int,
+        lease: float,
+    ) -> tuple[bool, list[Delivery]]:
+        """``AckAndClaim``: one ``ACK_CLAIM`` script (``lua/ack_claim.lua``)."""
+        return self._path.ack_and_claim(delivery, outcome, _names(queues), limit, lease)
 
     def nack(
         self,
@@ -284,19 +228,19 @@ class RedisBroker:
     ) -> bool:
         args: list[Arg] = [
             self.prefix,
-            _job_id(delivery),
+            job_id(delivery),
             delivery.token,
             repr(self._clock.now()),
             "" if retry_at is None else repr(retry_at),
             rows.error_text(error),
             "1" if penalty else "0",
         ]
-        return bool(self._call(lambda _: self._nack(args=args)))
+        return bool(self._call(lambda _: self._lua.nack(args=args)))
 
     def extend(self, delivery: Delivery, lease: float) -> Lease:
         until = self._clock.now() + lease
-        args: list[Arg] = [self.prefix, _job_id(delivery), delivery.token, repr(until)]
-        answer = self._call(lambda _: self._extend(args=args))
+        args: list[Arg] = [self.prefix, job_id(delivery), delivery.token, repr(until)]
+        answer = self._call(lambda _: self._lua.extend(args=args))
         if not answer:
             return Lease.LOST
         delivery.lease_until = until
@@ -362,8 +306,8 @@ class RedisBroker:
 
     def _block_for(self, remaining: float, queues: Sequence[str] | None) -> float:
         """Seconds to block: 0 when something is claimable, else until the next due time."""
-        names = ("*",) if queues is None else ("", *queues)
-        idle, self._idle = self._idle, None
+        names = _names(queues)
+        idle, self._path.idle = self._path.idle, None
         if idle is not None and idle[1] == names and time.monotonic() - idle[0] < self.FRESH:
             # The empty claim that came just before told as much as a PROBE:
             # whatever came since pushed a wake-up token.
@@ -530,30 +474,6 @@ def _address(client: redis.Redis) -> str:
     return f"{address}/{options.get('db', 0)}"
 
 
-def _ack_values(delivery: Delivery, outcome: Outcome, now: float, default_ttl: float) -> list[Arg]:
-    """One ack as ``ACK`` takes it: ``scripts.ACKED`` values."""
-    message = delivery.message
-    error = stored_error(outcome)
-    ttl = default_ttl if message.result_ttl is None else message.result_ttl
-    failed = outcome.state is State.FAILED  # the dead-letter set stays until purged
-    return [
-        _job_id(delivery),
-        delivery.token,
-        outcome.state.value,
-        repr(now),
-        "" if failed else repr(now + ttl),
-        "1" if ttl <= 0 and not failed else "0",
-        "0" if outcome.payload is None else "1",
-        outcome.payload or b"",
-        rows.error_text(error),
-    ]
-
-
-def _job_id(delivery: Delivery) -> str | bytes:
-    """A delivery's job id as the scripts take it.
-
-    A defect's id may have come from a key that is not UTF-8 (kept whole
-    with surrogates by ``rows.delivery``): it goes back as the same bytes.
-    """
-    job_id = delivery.message.id
-    return job_id if delivery.defect is None else job_id.encode("utf-8", "surrogateescape")
+def _names(queues: Sequence[str] | None) -> Names:
+    """Queues as the claim and probe scripts take them: "*" for all, else "" and the names."""
+    return ("*",) if queues is None else ("", *queues)

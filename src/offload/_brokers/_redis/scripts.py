@@ -8,10 +8,11 @@ caller's decimal strings (Lua would print numbers with 14 digits only).
 
 The scripts live in ``lua/``, one file each, so the wheel carries them and
 an editor sees Lua. A script's source is the helpers of ``lua/prelude.lua``
-it uses, then its own file (nack and extend: ``fence.lua`` in between),
-with each ``@NAME@`` replaced by the value below that Python and Lua must
-agree on. A script that refuses a call does so before its first write:
-Redis does not roll a script back.
+it uses, then its own file (nack and extend: ``fence.lua`` in between;
+ack and claim: the file of their function, then the lines that run it, so
+that ``ack_claim`` runs both functions), with each ``@NAME@`` replaced by
+the value below that Python and Lua must agree on. A script that refuses
+a call does so before its first write: Redis does not roll a script back.
 
 Only the helpers a script calls (and what they call) go in front of it:
 Redis runs a script's whole text on every call, and each ``local function``
@@ -44,7 +45,7 @@ IDLE = 2
 """Values of ``CLAIM``'s answer when it claimed nothing."""
 
 ACKED = 9
-"""Values per ack in ``ACK``'s arguments (``broker._ack_values``)."""
+"""Values per ack in ``ACK``'s arguments (``claims.ack_values``)."""
 
 _VALUES = {
     "WAKE": str(WAKE_TOKENS),
@@ -62,8 +63,9 @@ _VALUES = {
 
 _PARTS = {
     "enqueue": ("prelude", "enqueue"),
-    "claim": ("prelude", "claim"),
-    "ack": ("prelude", "ack"),
+    "claim": ("prelude", "claim", "claim_run"),
+    "ack": ("prelude", "ack", "ack_run"),
+    "ack_claim": ("prelude", "ack", "claim", "ack_claim"),
     "nack": ("prelude", "fence", "nack"),
     "extend": ("prelude", "fence", "extend"),
     "progress": ("prelude", "fence", "progress"),
@@ -153,6 +155,7 @@ class Scripts:
             return Script(link, source(name))
 
         self.enqueue, self.ack = script("enqueue"), script("ack")
+        self.ack_claim = script("ack_claim")  # the acks' link: it is an ack first
         self.claim = Script(claims or link, source("claim"))  # a link of its own, if given
         self.nack, self.extend = script("nack"), script("extend")
         self.cancel, self.retry = script("cancel"), script("retry")

@@ -1,8 +1,9 @@
--- ACK. ARGV: prefix, then @ACKED@ values per ack: id, token, state, now,
--- expires ("" to keep until purged), drop ("1": keep nothing), has result,
--- result, error ("" for none). Several acks (a worker's threads that finished
--- together) share one call; each is fenced on its own: 1 or 0 per ack.
--- Tells a job's reply channel (``rt``, if its producer listens) it finished.
+-- ACK (run by ``ack_run.lua``). ARGV: prefix, then @ACKED@ values per ack:
+-- id, token, state, now, expires ("" to keep until purged), drop ("1": keep
+-- nothing), has result, result, error ("" for none). Several acks (a
+-- worker's threads that finished together) share one call; each is fenced on
+-- its own: 1 or 0 per ack. Tells a job's reply channel (``rt``, if its
+-- producer listens) it finished.
 
 local function ack(b)
   local id, token, state = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
@@ -38,11 +39,14 @@ local function ack(b)
   return 1
 end
 
-local out, finished = {}, 0
-for b = 1, #ARGV - 1, @ACKED@ do
-  out[#out + 1] = ack(b)
-  finished = finished + out[#out]
+-- The ``n`` acks whose values start at ARGV[from]: 1 or 0 each.
+local function ack_all(from, n)
+  local out, finished = {}, 0
+  for i = 1, n do
+    out[i] = ack(from - 1 + (i - 1) * @ACKED@)
+    finished = finished + out[i]
+  end
+  -- One step of the change token for the batch (drop() steps it too: harmless).
+  if finished > 0 then tally(finished) end
+  return out
 end
--- One step of the change token for the batch (drop() steps it too: harmless).
-if finished > 0 then tally(finished) end
-return out
