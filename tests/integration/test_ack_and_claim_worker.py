@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import collections
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,19 +23,15 @@ from helpers import wait_until
 from offload import State
 from offload._brokers._base import AckAndClaim
 from offload._errors import BrokerUnavailable
-from servers import drop_postgres_schema, require_postgres
+from servers import scratch_url
 
 WAIT = 60.0
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", "redis", "postgres"])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'jobs.db'}"
-        return
-    namespace = f"t_{uuid.uuid4().hex}"
-    yield f"{require_postgres()}?namespace={namespace}"
-    drop_postgres_schema(f"offload_{namespace}")
+    with scratch_url(request.param, tmp_path) as scratch:
+        yield scratch
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """Worker processes whose slots are all taken: each finished call claims its successor.
 
-On a broker with ``AckAndClaim`` (SQLite, PostgreSQL) that claim rides the
+On a broker with ``AckAndClaim`` (SQLite, Redis, PostgreSQL) that claim rides the
 ack; on the others it follows it. Either way: every job runs exactly once
 when nothing crashes, and a SIGTERM drain in the middle of it gives back
 what was claimed but not started, losing nothing and running nothing twice.
