@@ -40,3 +40,9 @@ def make_broker(server: str, namespace: str) -> Iterator[Callable[..., PostgresB
     yield make
     for broker in made:
         broker.close()
+
+
+@pytest.fixture
+def broker(make_broker: Callable[..., PostgresBroker]) -> PostgresBroker:
+    """A broker on the test's namespace."""
+    return make_broker()

@@ -9,7 +9,6 @@ its caller alone, and a lost connection is made again.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -24,11 +23,6 @@ from offload._message import Delivery, Message, Outcome, State, new_id
 def message(**fields: Any) -> Message:
     fields.setdefault("payload", b"[]")
     return Message(new_id(), "tasks.work", (), {}, **fields)
-
-
-@pytest.fixture
-def broker(make_broker: Callable[..., PostgresBroker]) -> PostgresBroker:
-    return make_broker()
 
 
 def test_an_ack_and_its_claim_are_one_round_trip(broker: PostgresBroker) -> None:

@@ -43,11 +43,6 @@ def message(**fields: Any) -> Message:
     return Message(new_id(), "tasks.work", (), {}, **fields)
 
 
-@pytest.fixture
-def broker(make_broker: Callable[..., PostgresBroker]) -> PostgresBroker:
-    return make_broker()
-
-
 def backend_pid(broker: PostgresBroker) -> int:
     row = broker._link.run(lambda c: c.execute("SELECT pg_backend_pid()").fetchone())
     assert row is not None
