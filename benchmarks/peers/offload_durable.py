@@ -16,7 +16,9 @@ import offload
 from benchmarks.peers import base, servers
 from offload import State
 
-CONCURRENCY = 8
+# 8, as every peer's workers; BENCH_WORKER_CONCURRENCY=N measures offload's at
+# N threads instead (benchmarks/README.md, "Worker threads").
+CONCURRENCY = int(os.environ.get("BENCH_WORKER_CONCURRENCY") or 8)
 _ENDED = frozenset({State.SUCCEEDED, State.FAILED, State.CANCELLED})
 
 

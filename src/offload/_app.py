@@ -40,7 +40,7 @@ from ._task import (
     main_module_name,
     make_spec,
 )
-from ._worker import Worker, check_pool, default_size
+from ._worker import DURABLE_THREADS, Worker, check_pool, default_size
 from ._workflow_gate import Gate
 from ._workflows import COLLECTOR, Workflows, collector_spec
 
@@ -126,7 +126,7 @@ class App:
         self.middleware = () if chain is None else chain.middleware
         gate = Gate(clock, lambda: self.inspector, self.serializer)  # then every middleware
         self._runner = _runner(self, chain, Chain([gate, *self.middleware]))
-        self._sizes = _sizes(threads, processes)
+        self._sizes = _sizes(threads, processes, self.durable)
         self._embedded = _embedded(self, on_exit) if embedded_worker or not self.durable else None
         self._producer = _producer(self, chain, classes)
         self.workflows = _workflows(self, gate)
@@ -452,8 +452,8 @@ def _open(
     return broker
 
 
-def _sizes(threads: int | None, processes: int | None) -> dict[str, int]:
-    sizes: dict[str, int] = {}
+def _sizes(threads: int | None, processes: int | None, durable: bool) -> dict[str, int]:
+    sizes: dict[str, int] = {"thread": DURABLE_THREADS} if durable else {}
     for pool, size in (("thread", threads), ("process", processes)):
         if size is not None:
             check_size(size)  # here, not in the worker's thread where it would hang calls

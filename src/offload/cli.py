@@ -46,7 +46,12 @@ main.add_command(_dashboard)
     show_default=True,
     help="Where tasks that chose no pool run.",
 )
-@click.option("-c", "--concurrency", type=click.IntRange(min=1), help="Size of that pool.")
+@click.option(
+    "-c",
+    "--concurrency",
+    type=click.IntRange(min=1),
+    help="Size of that pool (default: 32 threads, or the app's; one process per CPU).",
+)
 @click.option("-q", "--queues", default=None, help="Comma-separated; earlier ones first.")
 @click.option(
     "--grace",

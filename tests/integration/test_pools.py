@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -48,6 +49,20 @@ def test_thread_pool_default_size(app: offload.App) -> None:
 
 def test_thread_pool_size_from_the_app(make_app: Callable[..., offload.App]) -> None:
     assert make_app(threads=3).pool_size("thread") == 3
+
+
+def test_a_durable_apps_worker_has_32_threads_unless_told(tmp_path: Path) -> None:
+    # Its calls wait on the broker's round trips: more threads drain faster.
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    durable, chosen = offload.App(url), offload.App(url, threads=3)
+    try:
+        assert durable.pool_size("thread") == durable.worker().size("thread") == 32
+        assert chosen.worker().size("thread") == 3
+        assert durable.worker(concurrency=5).size("thread") == 5
+        assert durable.pool_size("process") == (os.cpu_count() or 1), "processes: as before"
+    finally:
+        durable.shutdown()
+        chosen.shutdown()
 
 
 def test_thread_pool_runs_that_many_at_once(make_app: Callable[..., offload.App]) -> None:
