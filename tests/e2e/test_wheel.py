@@ -15,7 +15,6 @@ that environment. Select it alone with ``-m wheel``.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -26,6 +25,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
+from helpers import stop
 from servers import scratch_url
 
 pytestmark = [pytest.mark.wheel, pytest.mark.timeout(180)]
@@ -163,14 +163,7 @@ def worker(
     try:
         yield tmp_path, env
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(WAIT)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        output = process.stdout.read() if process.stdout else ""
+        output = stop(process, WAIT)
         assert process.returncode == 0, f"the worker ended with {process.returncode}:\n{output}"
 
 
