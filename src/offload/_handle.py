@@ -186,6 +186,12 @@ class Handle(concurrent.futures.Future[R]):
         self._retrieved = True
         if self._state == _FINISHED and self._exception is None:
             return self._result  # type: ignore[no-any-return]
+        if self._source is None and "_condition" not in self.__dict__:
+            if not _wait_on_latch(self, timeout):
+                raise self._timeout_error(timeout)
+            if self._state == _FINISHED and self._exception is None:
+                return self._result  # type: ignore[no-any-return]
+            return _outcome(self)
         left = timeout if self._source is None else self._source.wait(self, timeout)
         try:
             return super().result(left)
@@ -274,6 +280,7 @@ class Handle(concurrent.futures.Future[R]):
             self._cancel_requested = True
             if super().cancel():
                 super().set_running_or_notify_cancel()  # wakes stdlib wait()/as_completed()
+                _open_latch(self)
             return self.cancelled()
 
     def set_running_or_notify_cancel(self) -> bool:
@@ -297,14 +304,17 @@ class Handle(concurrent.futures.Future[R]):
     def set_result(self, result: R) -> None:
         if not self._settled_quietly("_result", result):
             super().set_result(result)
+            _open_latch(self)
 
     def set_exception(self, exception: BaseException | None) -> None:
         self._failed = True
         if not self._settled_quietly("_exception", exception):
             super().set_exception(exception)
+            _open_latch(self)
 
     def _settled_quietly(self, field: str, value: object) -> bool:
-        """Settle without the Future machinery if nothing was ever made to wait on it."""
+        """Settle without the Future machinery if nothing was ever made to wait on it
+        (a ``result()`` caller may wait on the latch: it is opened)."""
         if "_condition" in self.__dict__:
             return False
         with _making:
@@ -314,7 +324,10 @@ class Handle(concurrent.futures.Future[R]):
                 raise concurrent.futures.InvalidStateError(f"{self._state}: {self!r}")
             setattr(self, field, value)
             self._state = _FINISHED  # last: a reader that sees it sees the value
-            return True
+            latch = self.__dict__.pop("_latch", None)
+        if latch is not None:
+            latch.release()
+        return True
 
     # -- helpers -------------------------------------------------------------
 
@@ -343,6 +356,55 @@ class Handle(concurrent.futures.Future[R]):
                     exc_info=(type(error), error, error.__traceback__),
                     extra={"task": self.task_name, "job_id": self.id},
                 )
+
+
+# -- waiting on a bare lock ----------------------------------------------------
+#
+# ``Future.result()`` waits on a Condition: about fifteen Python-level calls
+# to make it, wait and notify, a third of what a call through a pool costs.
+# Until something needs the Future machinery (``wait()``, ``as_completed``, a
+# callback, ``await``), a thread in ``Handle.result()`` waits on a plain lock,
+# the latch, held from its making until the call ends. Whoever ends the call
+# pops the latch and releases it; every waiter passes it on (acquire, then
+# release), so several threads may wait. Functions, not methods: a handle
+# keeps its methods to what its users call.
+
+
+def _wait_on_latch(handle: Handle[Any], timeout: float | None) -> bool:
+    """Block until ``handle``'s call ends (``False``: ``timeout`` passed first)."""
+    fields = handle.__dict__
+    with _making:  # ordered against Handle._settled_quietly and _open_latch
+        if handle._state in _ENDED:
+            return True
+        latch = fields.get("_latch")
+        if latch is None:
+            latch = fields["_latch"] = threading.Lock()
+            latch.acquire()
+    if latch.acquire(timeout=-1 if timeout is None else max(timeout, 0.0)):
+        latch.release()  # for the next waiter
+        return True
+    return handle._state in _ENDED
+
+
+def _open_latch(handle: Handle[Any]) -> None:
+    """The call ended through the Future machinery: wake threads waiting on the latch."""
+    with _making:
+        latch = handle.__dict__.pop("_latch", None)
+    if latch is not None:
+        latch.release()
+
+
+def _outcome(handle: Handle[R]) -> R:
+    """The ended call's result, or its exception raised (``TaskCancelled`` if cancelled)."""
+    if handle._state in _CANCELLED:
+        raise handle._cancelled_error()
+    error = handle._exception
+    if error is not None:
+        try:
+            raise error
+        finally:
+            error = handle = None  # type: ignore[assignment]  # breaks the traceback's cycle, as Future does
+    return handle._result  # type: ignore[no-any-return]
 
 
 class HandleMap(Protocol):

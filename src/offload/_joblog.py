@@ -9,8 +9,10 @@ setting pays one branch.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ._message import Delivery, State
@@ -30,9 +32,9 @@ def job_fields(delivery: Delivery) -> dict[str, Any]:
     }
 
 
-def info_enabled() -> bool:
-    """Whether per-job INFO lines are wanted now (cached by ``logging``: cheap)."""
-    return log.isEnabledFor(logging.INFO)
+info_enabled: Callable[[], bool] = functools.partial(log.isEnabledFor, logging.INFO)
+"""Whether per-job INFO lines are wanted now (cached by ``logging``: cheap). A partial,
+not a function: every call runs this, and a partial is one Python call fewer."""
 
 
 def finished(

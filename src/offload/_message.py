@@ -20,7 +20,9 @@ def new_id() -> str:
     24 hex characters: 12 of time, 6 of a per-process counter, 6 random per
     process. Cheap enough to mint on every call (no uuid4, no syscalls).
     """
-    return f"{time.time_ns() // 1_000_000:012x}{next(_counter) & 0xFFFFFF:06x}{_PROCESS_TAG}"
+    # One integer made into 9 bytes, then hex: half the cost of formatting two fields.
+    stamp = (time.time_ns() // 1_000_000) << 24 | (next(_counter) & 0xFFFFFF)
+    return stamp.to_bytes(9, "big").hex() + _PROCESS_TAG
 
 
 @dataclass(slots=True)
@@ -104,10 +106,11 @@ class State(str, enum.Enum):
 
     @property
     def finished(self) -> bool:
-        return self in _FINISHED
+        return self in FINISHED_STATES
 
 
-_FINISHED = frozenset({State.SUCCEEDED, State.FAILED, State.CANCELLED})
+FINISHED_STATES = frozenset({State.SUCCEEDED, State.FAILED, State.CANCELLED})
+"""The states a job ends in (``State.finished``)."""
 
 
 class Progress(NamedTuple):

@@ -102,12 +102,13 @@ class Producer:
         ``job_id`` and ``meta`` are a workflow's (its steps name each other):
         set here, before a pickle seal covers them.
         """
-        if self._embedded is not None:
+        if self._embedded is not None and self._embedded.worker is None:
             self._embedded.start()
         if self._registry.get(spec.name) is not spec:
             self._registry[spec.name] = spec
         message = Message(job_id or new_id(), spec.name, args, kwargs, spec.queue, spec.priority)
-        message.meta = _meta(spec, args, kwargs, meta)
+        if spec.limits is not None or meta:  # most calls have neither: no call made
+            message.meta = _meta(spec, args, kwargs, meta)
         serializer = self._serializer
         if serializer is not None:
             message.payload = encode_call(serializer, args, kwargs)

@@ -590,3 +590,87 @@ def test_waiting_on_handles_while_one_is_cancelled_never_deadlocks(
     gate.release.set()
     assert second.result(WAIT) == 2
     assert running.result(WAIT) == 0
+
+
+# -- result() waits on a bare lock until the Future machinery is needed ------------------
+
+
+def _blocked_results(
+    handle: offload.Handle[int], threads: int
+) -> tuple[list[object], list[threading.Thread]]:
+    """``threads`` threads blocked in ``handle.result()``; what each got (a value or an error)."""
+    got: list[object] = []
+
+    def wait() -> None:
+        try:
+            # Longer than _joined waits: a waiter never woken shows as a thread alive.
+            got.append(handle.result(3 * WAIT))
+        except BaseException as error:  # the test reads it
+            got.append(error)
+
+    waiting = [threading.Thread(target=wait) for _ in range(threads)]
+    for thread in waiting:
+        thread.start()
+    assert wait_until(lambda: "_latch" in vars(handle)), "no waiter blocked on the latch"
+    return got, waiting
+
+
+def _joined(threads: list[threading.Thread]) -> None:
+    for thread in threads:
+        thread.join(WAIT)
+        assert not thread.is_alive(), "a thread blocked in result() was never woken"
+
+
+def test_every_thread_blocked_in_result_gets_the_value(app: offload.App) -> None:
+    gate = Gate()
+    handle = app.task(name="gate")(gate)(11)
+    got, waiting = _blocked_results(handle, 4)
+    with pytest.raises(offload.ResultTimeout):
+        handle.result(timeout=0.01)  # a waiter that gives up leaves the others waiting
+    gate.release.set()
+    _joined(waiting)
+    assert got == [11, 11, 11, 11]
+    assert "_latch" not in vars(handle)
+
+
+def test_a_thread_blocked_in_result_gets_the_task_error(app: offload.App) -> None:
+    gate = Gate()
+
+    def fails() -> int:
+        gate()
+        raise KeyError("boom")
+
+    handle = app.task(name="fails")(fails)()
+    got, waiting = _blocked_results(handle, 2)
+    gate.release.set()
+    _joined(waiting)
+    assert [type(error) for error in got] == [KeyError, KeyError]
+
+
+def test_cancelling_a_queued_call_wakes_threads_blocked_in_result(
+    make_app: Callable[..., offload.App],
+) -> None:
+    app, gate, running = busy_single_thread_app(make_app)
+    queued = app.task(name="later")(abs)(-1)
+    got, waiting = _blocked_results(queued, 2)
+    assert queued.cancel()
+    _joined(waiting)
+    assert [type(error) for error in got] == [offload.TaskCancelled] * 2
+    gate.release.set()
+    assert running.result(WAIT) == 0
+
+
+def test_a_blocked_result_is_woken_after_the_future_machinery_was_made(app: offload.App) -> None:
+    # A thread waits on the latch; then stdlib wait() and a callback make the
+    # Future's Condition, so the call ends through Future.set_result: the latch
+    # must be opened there too.
+    gate = Gate()
+    handle = app.task(name="gate")(gate)(3)
+    got, waiting = _blocked_results(handle, 1)
+    called: list[int] = []
+    handle.add_done_callback(lambda h: called.append(h.result()))
+    assert "_condition" in vars(handle)
+    gate.release.set()
+    _joined(waiting)
+    assert got == [3]
+    assert called == [3]

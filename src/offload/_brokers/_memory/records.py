@@ -65,6 +65,10 @@ class Queue:
     def __len__(self) -> int:
         return sum(len(bucket) for bucket in self.buckets.values())
 
+    def __bool__(self) -> bool:
+        # Asked on every in-process call ("is anything waiting?"): no generator.
+        return any(self.buckets.values())
+
 
 class Record:
     """What must be remembered about one job beyond its place in a queue."""
