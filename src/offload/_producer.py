@@ -75,14 +75,16 @@ class Producer:
             handle: Handle[Any] = Handle(message.id, spec.name)
             self._handles[message.id] = handle
             worker = self._embedded.worker if self._embedded is not None else None
-            if worker is not None and message.eta is None and worker.has_room:
-                # A slot is free: claim from this thread, as ThreadPoolExecutor
-                # hands a call to a thread at submit time, rather than wake the
-                # dispatcher to. One hand-off per call instead of two; and when
-                # the caller then busy-waits holding the GIL (the seed's cell),
-                # the dispatcher would get it back only every switch interval.
-                worker.claim_here(message, local.enqueue_and_claim)
-            else:
+            # With a slot free, the call is claimed from this thread, as
+            # ThreadPoolExecutor hands a call to a thread at submit time, rather
+            # than by waking the dispatcher: one hand-off per call instead of two;
+            # and when the caller then busy-waits holding the GIL (the seed's
+            # cell), the dispatcher would get it back only every switch interval.
+            if (
+                worker is None
+                or message.eta is not None
+                or not worker.claim_here(message, local.enqueue_and_claim)  # every slot taken
+            ):
                 local.enqueue((message,))
             return handle
         return self.send([message], options.connection)[0]

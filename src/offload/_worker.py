@@ -94,11 +94,11 @@ class Worker:
         # ``_slots``), so leases held never exceed slots (bounding reruns after a crash).
         self._slots = threading.Lock()
         self._claiming = 0
-        self._capacity = 0  # slots of all pools
-        self._update_capacity()
+        self._update_capacity()  # self._capacity: slots of all pools
         self._starved = False
         self._room = threading.Event()
         self._stopping = threading.Event()  # no more claims
+        self._claims_stopped = False  # _stopping.is_set() for every call's path: no call
         self._closed = threading.Event()  # no more lease renewals either
         self._shut_down = threading.Event()  # middleware told (once)
         self._threads: list[threading.Thread] = []
@@ -175,6 +175,7 @@ class Worker:
     def _stop_claiming(self) -> None:
         if self.scheduler is not None:
             self.scheduler.stop()  # no more ticks from a worker that stops
+        self._claims_stopped = True
         self._stopping.set()
         self._room.set()
         if isinstance(self._broker, Waker):
@@ -280,29 +281,29 @@ class Worker:
             return
         self._hand_over(deliveries)
 
-    @property
-    def has_room(self) -> bool:
-        """A slot is free: a caller may claim for it with ``claim_here``."""
-        return self._room_to_claim() > 0
-
-    def claim_here(self, message: Message, store: StoreAndClaim) -> None:
-        """Store ``message``, just made by the calling thread, and claim for the free
-        slots from that thread (in-process: ``MemoryBroker.enqueue_and_claim``).
+    def claim_here(self, message: Message, store: StoreAndClaim) -> bool:
+        """If a slot is free, store ``message``, just made by the calling thread, and
+        claim for the free slots from that thread (in-process:
+        ``MemoryBroker.enqueue_and_claim``); ``False``: no slot was free, nothing stored.
 
         If that may leave messages in the broker (every slot taken), the
         dispatcher is woken for them, as a plain enqueue would have done.
         """
         with self._slots:  # reserved first, as ``_claim`` does
-            free = 0 if self._stopping.is_set() else max(0, self._room_to_claim())
+            free = 0 if self._claims_stopped else self._room_to_claim()
+            if free <= 0:
+                return False
             self._claiming += free
         deliveries: list[Delivery] = []
         try:
             deliveries = store(message, self._queues, free, self._lease)
         finally:
-            self._unreserve(free - len(deliveries))
+            if len(deliveries) != free:
+                self._unreserve(free - len(deliveries))
         self._hand_over(deliveries)
-        if len(deliveries) >= free and not self._stopping.is_set():
+        if len(deliveries) >= free and not self._claims_stopped:
             self._wake_dispatcher()
+        return True
 
     def _wake_dispatcher(self) -> None:
         if isinstance(self._broker, Waker):
@@ -341,7 +342,7 @@ class Worker:
         del self._active[call.delivery.token]
         self._cancels.calls.pop(call.delivery.token, None)
         self._leases.settled.discard(call.delivery.token)
-        if refill is None and (not self._starved or self._stopping.is_set()):
+        if refill is None and (not self._starved or self._claims_stopped):
             return
         # The dispatcher sleeps until there is room. Rather than wake it for
         # every finished call (a thread switch each), the thread that freed
@@ -357,7 +358,7 @@ class Worker:
         if refill is not None:
             claimed = refill.claimed or []
             self._unreserve(1 - len(claimed))
-            if refill.claimed is not None or self._stopping.is_set():
+            if refill.claimed is not None or self._claims_stopped:
                 return any(self._hand_over(claimed))  # released if stopping began
         if not self._executor(call.spec.pool or self._default_pool).claims_inline:
             return False
@@ -371,7 +372,7 @@ class Worker:
     def _reserve_refill(self, call: Call) -> Refill | None:
         """Reserve the slot ``call`` is about to free for a claim made with its ack;
         None when the dispatcher is awake to claim (or the broker cannot do both at once)."""
-        if not self._starved or self._stopping.is_set() or self._runner.acks_and_claims is None:
+        if not self._starved or self._claims_stopped or self._runner.acks_and_claims is None:
             return None
         if not self._executor(call.spec.pool or self._default_pool).claims_inline:
             return None
@@ -385,7 +386,7 @@ class Worker:
         A claim can commit after ``drain()`` started (a broker round trip is
         slow): its deliveries must go back, not run unseen by the drain.
         """
-        if self._stopping.is_set():
+        if self._claims_stopped:
             for delivery in deliveries:
                 self._leases.release(delivery)
             self._unreserve(len(deliveries))
@@ -414,7 +415,7 @@ class Worker:
         # Its outcome is being recorded: the heartbeat leaves its lease alone, or it
         # would hear "lost" from a job acked a moment ago (until ``_finished``).
         self._leases.settled.add(call.delivery.token)
-        refill = self._reserve_refill(call)
+        refill = self._reserve_refill(call) if self._starved else None  # starved: rarely
         deadline = None  # set at the first failure: the common path reads no clock
         pause = 0.1
         while True:
