@@ -11,7 +11,7 @@ tried again here (``patient``), not by SQLite's busy handler: that one
 sleeps 1 ms, then 2, 5, 10 ms..., while a worker's write transaction holds
 the lock for a tenth of a millisecond or so; two busy workers then spent
 much of their time asleep with the lock free. The tries here come every
-50 us at first, up to 1 ms apart, and stop after ``busy_timeout_ms`` with
+0.1 ms at first, up to 1 ms apart, and stop after ``busy_timeout_ms`` with
 SQLite's own error ("database is locked"), as its handler would.
 
 The file is created readable by its owner only (0600; SQLite gives its
@@ -46,7 +46,7 @@ _SQLITE_BUSY = 5  # the primary result code; extended ones (BUSY_SNAPSHOT, ...) 
 # Seconds between tries of a lock another process holds: soon after it frees
 # (a worker's write transaction is short), then less often for a long one (a
 # big enqueue), so that a waiting process does not take a core from the holder.
-_PAUSES = (0.00005, 0.00005, 0.0001, 0.0001, 0.0002, 0.0002, 0.0005, 0.0005)
+_PAUSES = (0.0001, 0.0001, 0.0002, 0.0003, 0.0005, 0.0007)
 _LONGEST_PAUSE = 0.001
 
 
