@@ -40,8 +40,11 @@ def worker_processes(
     driver: Driver, processes: int
 ) -> contextlib.AbstractContextManager[workers.Workers]:
     """``driver``'s worker command(s) for ``processes`` worker processes, running."""
-    # The workers import the driver module from the repository, like the child.
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # The workers import the driver module from the repository, like the child,
+    # and the child's own PYTHONPATH after it (the harness sets none): an A/B run
+    # of an older offload (PYTHONPATH=/tmp/rev/src) then measures its workers too.
+    path = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
     return workers.running(driver.worker_commands(processes), env, ROOT)
 
 

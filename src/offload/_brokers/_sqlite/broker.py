@@ -111,7 +111,7 @@ class SqliteBroker:
             self._write_together, isolate=_maybe_one_writes_fault
         )
         self._database = Database(self.path, busy_timeout_ms, synchronous)
-        # Read on every ack and nack: one attribute each, as before the split.
+        # Read on every lone ack: one attribute each.
         self._lock = self._database.lock
         self._db = self._database.connection
         self._changed = threading.Condition()  # enqueues of this process
@@ -258,10 +258,9 @@ class SqliteBroker:
         """A lone write with a cheaper way than a transaction: its answer; None: it has none."""
         if isinstance(write, Ack):
             return self._ack_alone(write)
-        if isinstance(write, Step) and write.alone is not None:
-            with self._lock:
-                if write.alone(self._db, self._clock.now()):
-                    return 0.0
+        alone = write.alone if isinstance(write, Step) else None
+        if alone is not None and self._database.run(lambda db: alone(db, self._clock.now())):
+            return 0.0
         return None
 
     def _ack_alone(self, ack: Ack) -> bool:
@@ -271,10 +270,11 @@ class SqliteBroker:
         a round trip) costs one call into SQLite instead of three.
         """
         now = self._clock.now()
+        patient = self._database.patient  # each statement is its own transaction
         with self._lock:
-            stored = store_ack(self._db, ack)
+            stored = patient(lambda: store_ack(self._db, ack))
             if now >= self._next_prune:
-                self._prune_some(self._db, now)
+                patient(lambda: self._prune_some(self._db, now))
         return stored
 
     def nack(
@@ -294,17 +294,16 @@ class SqliteBroker:
         else:
             sql = QUERIES["nack_error"]
             params = (State.RETRYING.value, due, retry_at, back, *error_row(error))
-        with self._lock:
-            cursor = self._db.execute(sql, (*params, *fence(delivery.token)))
-        if cursor.rowcount != 1:
+        fenced = (*params, *fence(delivery.token))
+        if self._database.run(lambda db: db.execute(sql, fenced).rowcount) != 1:
             return False
         self._notify()
         return True
 
     def extend(self, delivery: Delivery, lease: float) -> Lease:
         until = self._clock.now() + lease
-        with self._lock:
-            rows = self._db.execute(QUERIES["extend"], (until, *fence(delivery.token))).fetchall()
+        fenced = (until, *fence(delivery.token))
+        rows = self._database.run(lambda db: db.execute(QUERIES["extend"], fenced).fetchall())
         if not rows:
             return Lease.LOST
         delivery.lease_until = until
