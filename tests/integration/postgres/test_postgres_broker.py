@@ -308,10 +308,11 @@ LIVE = "state IN ('queued', 'retrying', 'running')"
 
 
 def test_the_named_queries_agree_with_the_code() -> None:
-    sql = statements()
-    picked = f"WHERE {LIVE} AND due <= %(now)s"
+    sql = {name: " ".join(text.split()) for name, text in statements().items()}
+    picked = f"WHERE {LIVE} AND due <= (SELECT %(now)s::float8)"
     assert sql["claim"].count(picked) == 1
-    assert sql["claim_queue"] == sql["claim"].replace(picked, f"{picked} AND queue = %(queue)s")
+    queue = f"{picked} AND queue = (SELECT %(queue)s::text)"
+    assert sql["claim_queue"] == sql["claim"].replace(picked, queue)
     words = sql["insert_many"].split()
     casts = [word.split("::")[1].rstrip(",)[]") for word in words if "[]" in word]
     assert tuple(casts[: len(COPY_TYPES)]) == COPY_TYPES, "one column order for INSERT and COPY"

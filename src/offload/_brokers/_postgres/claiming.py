@@ -28,7 +28,7 @@ from ..._message import Delivery, Outcome, State
 from .._base import stored_error
 from .._group_commit import Batcher
 from .link import Connection, Link
-from .queries import as_columns, claim_params
+from .queries import as_columns, claim_params, claim_statement
 from .values import error_columns, row_delivery
 
 ClaimCall = tuple[tuple[str, ...] | None, int, float]
@@ -115,9 +115,10 @@ def send_claim(  # noqa: PLR0917 - the claim's values, in the statement's order
     cursor = connection.cursor(row_factory=tuple_row)
     if queues is None or len(queues) == 1:
         if queues is None:
-            cursor.execute(sql["claim"], params)
+            cursor.execute(claim_statement(sql, "claim", limit), params)
         else:
-            cursor.execute(sql["claim_queue"], {**params, "queue": queues[0]})
+            statement = claim_statement(sql, "claim_queue", limit)
+            cursor.execute(statement, {**params, "queue": queues[0]})
         # RETURNING comes in no set order
         return lambda: sorted(cursor.fetchall(), key=_claim_order)
     rows: Rows = []
@@ -125,7 +126,8 @@ def send_claim(  # noqa: PLR0917 - the claim's values, in the statement's order
         left = limit - len(rows)
         if left <= 0:
             break
-        found = cursor.execute(sql["claim_queue"], {**params, "limit": left, "queue": queue})
+        statement = claim_statement(sql, "claim_queue", left)
+        found = cursor.execute(statement, {**params, "limit": left, "queue": queue})
         rows += sorted(found.fetchall(), key=_claim_order)
     return lambda: rows
 

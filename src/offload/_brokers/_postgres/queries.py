@@ -49,20 +49,47 @@ the arrays of the ``insert_many`` statement."""
 _LAPSED_MARK = "987654321"  # where the delivery count goes in lapsed_error's text
 
 
-def fill(template: str, schema: str) -> str:
+CLAIM_CAPS = tuple(2**power for power in range(17))
+"""The row caps of the claim statements: 1, 2, 4 ... 65536, one text per cap (``render``)."""
+
+
+def fill(template: str, schema: str, cap: int = CLAIM_CAPS[-1]) -> str:
     """``template`` with ``{s}`` the quoted ``schema``, and the code's constants filled in.
 
     ``{tell}``: the fragment of that name in the file (the ack statements'
-    news to a listening producer), spelled once there.
+    news to a listening producer), spelled once there. ``{cap}``: the most
+    rows a claim statement's text takes (``render`` makes one text per cap).
     """
     tell = sql.SQL(statements()["tell"])
-    composed = sql.SQL(template).format(s=sql.Identifier(schema), tell=tell, **_CONSTANTS)
+    composed = sql.SQL(template).format(
+        s=sql.Identifier(schema), tell=tell, cap=sql.Literal(cap), **_CONSTANTS
+    )
     return composed.as_string(None)
 
 
 def render(schema: str) -> dict[str, str]:
-    """Every named statement of ``sql/queries.sql``, filled in for ``schema``."""
-    return {name: fill(text, schema) for name, text in statements().items()}
+    """Every named statement of ``sql/queries.sql``, filled in for ``schema``.
+
+    A claim statement (one that names ``{cap}``) once per cap of
+    ``CLAIM_CAPS``, as ``name/cap``: ``claim_statement`` picks one.
+    """
+    filled: dict[str, str] = {}
+    for name, text in statements().items():
+        if "{cap}" in text:
+            filled.update({f"{name}/{cap}": fill(text, schema, cap) for cap in CLAIM_CAPS})
+        else:
+            filled[name] = fill(text, schema)
+    return filled
+
+
+def claim_statement(statements: Mapping[str, str], name: str, limit: int) -> str:
+    """The text of claim statement ``name`` whose cap is the least power of two >= ``limit``.
+
+    The server then plans each text once (see the claim's note in
+    queries.sql); a limit above the largest cap claims that many at most.
+    """
+    cap = 1 << max(0, limit - 1).bit_length()
+    return statements[f"{name}/{min(cap, CLAIM_CAPS[-1])}"]
 
 
 @functools.cache

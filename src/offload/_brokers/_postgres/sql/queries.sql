@@ -5,7 +5,8 @@
 -- only place that does it: s is the quoted schema name (a validated
 -- identifier), max_deliveries and max_count offload's constants,
 -- message_columns and info_columns the columns _sql_rows reads, in its order,
--- and tell the fragment of that name below. Everything else a statement
+-- tell the fragment of that name below, and cap (the claims only) a power of
+-- two, one text per cap (queries.render). Everything else a statement
 -- needs is a bound parameter.
 --
 -- Time is never now() here: every instant is a parameter from the broker's
@@ -73,18 +74,30 @@ SELECT count(*) FROM {s}.jobs WHERE id = ANY(%s)
 -- least(): a stored attempt at the integer's limit must not make the
 -- statement (every worker's claim) fail; past max_count the delivery is a
 -- defect, dead-lettered by the runner.
+-- One plan for every call: the server plans a prepared statement once (a
+-- generic plan) only while that plan is estimated no dearer than the plans
+-- made for each call's values, and else plans every call anew: with a
+-- million jobs queued that took longer than the claim itself, and a limit
+-- left a parameter (estimated as a tenth of the rows) made the generic plan
+-- look dear. So no estimate here depends on a value: the instant is read
+-- through a sub-select (an InitPlan: estimated alike in both plans), and
+-- the limit is a constant of the text, cap (the next power of two: one text
+-- per cap, queries.claim_statement), cut to the call's own limit outside
+-- the subquery that locks, which locks only the rows read from it.
 -- claim_queue is this statement with one more condition: keep them in step.
 WITH dead AS (
     UPDATE {s}.jobs SET state = 'failed', finished = %(now)s, expires = NULL,
         error_type = %(etype)s, error_message = replace(%(emsg)s, %(mark)s, attempt::text),
         error_traceback = %(etb)s, error_args = NULL
     WHERE state = 'running' AND attempt >= coalesce(max_deliveries, {max_deliveries})
-        AND due <= %(now)s
+        AND due <= (SELECT %(now)s::float8)
 ), picked AS (
-    SELECT seq, due FROM {s}.jobs
-    WHERE state IN ('queued', 'retrying', 'running') AND due <= %(now)s
-        AND NOT (state = 'running' AND attempt >= coalesce(max_deliveries, {max_deliveries}))
-    ORDER BY priority DESC, due, seq LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+    SELECT seq, due FROM (
+        SELECT seq, due FROM {s}.jobs
+        WHERE state IN ('queued', 'retrying', 'running') AND due <= (SELECT %(now)s::float8)
+            AND NOT (state = 'running' AND attempt >= coalesce(max_deliveries, {max_deliveries}))
+        ORDER BY priority DESC, due, seq LIMIT {cap} FOR UPDATE SKIP LOCKED
+    ) AS c LIMIT %(limit)s
 )
 UPDATE {s}.jobs AS j SET state = 'running', attempt = least(j.attempt, {max_count}) + 1,
     due = %(until)s, token = nextval('{s}.tokens'), holder = %(holder)s
@@ -92,18 +105,22 @@ FROM picked WHERE j.seq = picked.seq
 RETURNING j.seq, picked.due, j.token, {message_columns}
 
 -- name: claim_queue
--- The claim of one queue (jobs_queue index): claim, and queue = the queue.
+-- The claim of one queue (jobs_queue index): claim, and queue = the queue
+-- (a sub-select too: one estimate for every queue).
 WITH dead AS (
     UPDATE {s}.jobs SET state = 'failed', finished = %(now)s, expires = NULL,
         error_type = %(etype)s, error_message = replace(%(emsg)s, %(mark)s, attempt::text),
         error_traceback = %(etb)s, error_args = NULL
     WHERE state = 'running' AND attempt >= coalesce(max_deliveries, {max_deliveries})
-        AND due <= %(now)s
+        AND due <= (SELECT %(now)s::float8)
 ), picked AS (
-    SELECT seq, due FROM {s}.jobs
-    WHERE state IN ('queued', 'retrying', 'running') AND due <= %(now)s AND queue = %(queue)s
-        AND NOT (state = 'running' AND attempt >= coalesce(max_deliveries, {max_deliveries}))
-    ORDER BY priority DESC, due, seq LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+    SELECT seq, due FROM (
+        SELECT seq, due FROM {s}.jobs
+        WHERE state IN ('queued', 'retrying', 'running') AND due <= (SELECT %(now)s::float8)
+            AND queue = (SELECT %(queue)s::text)
+            AND NOT (state = 'running' AND attempt >= coalesce(max_deliveries, {max_deliveries}))
+        ORDER BY priority DESC, due, seq LIMIT {cap} FOR UPDATE SKIP LOCKED
+    ) AS c LIMIT %(limit)s
 )
 UPDATE {s}.jobs AS j SET state = 'running', attempt = least(j.attempt, {max_count}) + 1,
     due = %(until)s, token = nextval('{s}.tokens'), holder = %(holder)s

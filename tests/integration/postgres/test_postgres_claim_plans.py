@@ -1,0 +1,80 @@
+"""The PostgreSQL broker's claim is planned once, whatever the queue's depth.
+
+The server plans a prepared statement once (a generic plan) only while that
+plan is estimated no dearer than the plans it makes for each call's values;
+else it plans every call anew, which at a million queued jobs took longer
+than the claim itself. The claims are written so that no estimate depends
+on a value (queries.sql, the claim's note): here, a deep, analyzed queue
+(where a limit left a parameter made every claim a custom plan) and the
+server's own count of the plans it made.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from offload._brokers._postgres import PostgresBroker
+from offload._brokers._postgres.queries import CLAIM_CAPS, claim_statement, render
+from offload._message import Message, State, new_id
+
+# psycopg prepares a statement at its 6th run, the server plans its first 5
+# runs as prepared for their values: 12 runs give the server its choice.
+RUNS = 12
+
+
+def message(queue: str = "default") -> Message:
+    return Message(new_id(), "tasks.work", (), {}, queue=queue, payload=b"[]")
+
+
+def plans(broker: PostgresBroker) -> list[tuple[int, int]]:
+    """(generic, custom) plans of each claim statement the broker's connection prepared."""
+    rows = broker._link.run(
+        lambda c: c.execute(
+            "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements"
+        ).fetchall()
+    )
+    return [(generic, custom) for text, generic, custom in rows if "SKIP LOCKED" in text]
+
+
+def analyze(broker: PostgresBroker) -> None:
+    # What autovacuum does to a table that grew: with statistics, a limit
+    # estimated as a tenth of the rows made the generic plan look dear.
+    broker._link.run(lambda c: c.execute(f'ANALYZE "{broker.schema}".jobs'))
+
+
+@pytest.mark.parametrize("queues", [None, ("default",)], ids=["all", "one-queue"])
+def test_the_claim_is_planned_once_on_a_deep_queue(broker: PostgresBroker, queues: Any) -> None:
+    for _ in range(4):
+        broker.enqueue([message() for _ in range(1000)])
+    analyze(broker)
+    claimed = 0
+    for limit in (3, 8):  # caps 4 and 8
+        for _ in range(RUNS):
+            claimed += len(broker.claim(queues, limit, 30))
+    assert claimed == RUNS * (3 + 8)
+    found = plans(broker)
+    assert found, "the claims were prepared"
+    assert all(generic > 0 and custom <= 5 for generic, custom in found), found
+
+
+def test_a_claim_takes_its_limit_not_its_cap(broker: PostgresBroker) -> None:
+    broker.enqueue([message() for _ in range(10)])
+    assert len(broker.claim(None, 3, 30)) == 3  # the text of cap 4
+    assert len(broker.claim(("default",), 5, 30)) == 5  # cap 8
+    states = broker.inspector.counts()["default"]
+    assert (states.get(State.RUNNING), states.get(State.QUEUED)) == (8, 2)
+
+
+def test_each_limit_gets_the_least_cap_that_holds_it() -> None:
+    sql = render("offload_x")
+    caps = {
+        limit: int(claim_statement(sql, "claim", limit).split("SKIP LOCKED")[0].split()[-3])
+        for limit in (1, 2, 3, 4, 5, 8, 9, 32, 33, 65536, 65537, 10**7)
+    }
+    assert caps == {
+        **{1: 1, 2: 2, 3: 4, 4: 4, 5: 8, 8: 8, 9: 16, 32: 32, 33: 64},
+        **{65536: CLAIM_CAPS[-1], 65537: CLAIM_CAPS[-1], 10**7: CLAIM_CAPS[-1]},
+    }
+    assert "claim" not in sql and "claim_queue" not in sql  # only ever by cap
