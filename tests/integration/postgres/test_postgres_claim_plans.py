@@ -1,4 +1,5 @@
-"""The PostgreSQL broker's claim is planned once, whatever the queue's depth.
+"""The PostgreSQL broker's claim is planned once, and its pruning reads only an index,
+whatever the queue's depth.
 
 The server plans a prepared statement once (a generic plan) only while that
 plan is estimated no dearer than the plans it makes for each call's values;
@@ -6,11 +7,14 @@ else it plans every call anew, which at a million queued jobs took longer
 than the claim itself. The claims are written so that no estimate depends
 on a value (queries.sql, the claim's note): here, a deep, analyzed queue
 (where a limit left a parameter made every claim a custom plan) and the
-server's own count of the plans it made.
+server's own count of the plans it made. And the opportunistic prune before
+a claim, which found nothing to delete in a deep queue by reading the whole
+table, reads indexes alone (its plan).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -78,3 +82,19 @@ def test_each_limit_gets_the_least_cap_that_holds_it() -> None:
         **{65536: CLAIM_CAPS[-1], 65537: CLAIM_CAPS[-1], 10**7: CLAIM_CAPS[-1]},
     }
     assert "claim" not in sql and "claim_queue" not in sql  # only ever by cap
+
+
+@pytest.mark.parametrize("analyzed", [False, True])
+def test_the_prune_before_a_claim_reads_no_whole_table(
+    broker: PostgresBroker, analyzed: bool
+) -> None:
+    for _ in range(5):
+        broker.enqueue([message() for _ in range(1000)])
+    if analyzed:
+        analyze(broker)
+    statement = render(broker.schema)["prune_some"]
+    plan = broker._link.run(
+        lambda c: c.execute(f"EXPLAIN {statement}", (time.time(), 1000)).fetchall()
+    )
+    text = "\n".join(row[0] for row in plan)
+    assert "Seq Scan" not in text and "jobs_expires" in text, text

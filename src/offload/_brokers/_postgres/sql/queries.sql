@@ -221,10 +221,17 @@ UPDATE {s}.jobs SET due = %s
 WHERE state IN ('queued', 'retrying', 'running') AND due >= 32503680000::float8
 
 -- name: prune_some
--- Opportunistic pruning: a bounded batch, skipping rows others hold.
-DELETE FROM {s}.jobs WHERE seq IN (
-    SELECT seq FROM {s}.jobs WHERE expires <= %s LIMIT %s FOR UPDATE SKIP LOCKED
-)
+-- Opportunistic pruning: a bounded batch, skipping rows others hold. Both
+-- halves read an index whatever the table holds: the batch in order of
+-- expiry (jobs_expires), the rows by key (an array, jobs_pkey). With a limit
+-- and no order, the server took a third of the rows for expired, expected
+-- to find a batch early in the table, and read the whole of it to find
+-- none (a million queued jobs: 20,000 pages, each worker's first claim);
+-- and a batch joined as a set made it scan the table to join them.
+DELETE FROM {s}.jobs WHERE seq = ANY(ARRAY(
+    SELECT seq FROM {s}.jobs WHERE expires <= %s ORDER BY expires LIMIT %s
+    FOR UPDATE SKIP LOCKED
+))
 
 -- name: job
 SELECT {info_columns} FROM {s}.jobs WHERE id = %s
