@@ -229,20 +229,21 @@ class Worker:
         """Free slots: how many messages to claim now."""
         return self._capacity - len(self._active) - self._claiming
 
-    def _claim(self, wanted: int) -> list[Delivery]:
+    def _claim(self, wanted: int) -> tuple[list[Delivery], bool]:
         """Claim up to ``wanted`` messages for slots reserved first; each
-        delivery keeps its slot reserved until ``_dispatch`` takes it."""
+        delivery keeps its slot reserved until ``_dispatch`` takes it. And
+        whether the broker had fewer than it was asked for (none were left)."""
         with self._slots:
             reserved = min(wanted, self._room_to_claim())
             if reserved <= 0:
-                return []
+                return [], False
             self._claiming += reserved
         deliveries: list[Delivery] = []
         try:
             deliveries = self._broker.claim(self._queues, reserved, self._lease)
         finally:
             self._unreserve(reserved - len(deliveries))
-        return deliveries
+        return deliveries, len(deliveries) < reserved
 
     def _unreserve(self, slots: int) -> None:
         if slots:
@@ -271,15 +272,20 @@ class Worker:
             self._room.clear()
             self._starved = False
             return
-        deliveries = self._claim(free)
+        deliveries, short = self._claim(free)
         self._outage.recovered()  # only a call that reached the broker says so
-        if not deliveries:
-            if waker is not None:
-                waker.wait_for_messages(self._idle_timeout, self._queues)
-            else:
-                self._clock.wait(self._stopping, self._idle_timeout)
-            return
-        self._hand_over(deliveries)
+        if deliveries:
+            self._hand_over(deliveries)
+            # The broker had no more: wait for news now rather than ask again at
+            # once, a claim that finds nothing and delays the acks of the calls
+            # just handed over (a round trip's latency). A wait first looks for
+            # what became due meanwhile, so nothing enqueued since is missed.
+            if not short or waker is None:
+                return
+        if waker is not None:
+            waker.wait_for_messages(self._idle_timeout, self._queues)
+        else:
+            self._clock.wait(self._stopping, self._idle_timeout)
 
     def claim_here(self, message: Message, store: StoreAndClaim) -> bool:
         """If a slot is free, store ``message``, just made by the calling thread, and
@@ -363,7 +369,7 @@ class Worker:
         if not self._executor(call.spec.pool or self._default_pool).claims_inline:
             return False
         try:
-            deliveries = self._claim(1)
+            deliveries, _ = self._claim(1)
         except Exception as error:  # noqa: BLE001 - the dispatcher will retry
             self._outage.failed("claiming", error)
             return False
