@@ -423,8 +423,13 @@ class PostgresBroker:
             return
         mark = self._listener.mark()
         wait = timeout
-        if self._listener.listen():  # before the look below: nothing slips in between
-            wait = min(wait, _next_due(self._link, self._sql, queues) - self._clock.now())
+        # Listening before the look: nothing slips in between. The look runs on the
+        # listening connection, if this thread may read it (else on the broker's).
+        listening, due = self._listener.look(lambda c: _next_due(c, self._sql, queues))
+        if listening:
+            if due is None:
+                due = self._link.run(lambda c: _next_due(c, self._sql, queues))
+            wait = min(wait, due - self._clock.now())
         wanted = None if queues is None else set(queues)
         self._listener.wait(max(wait, self._MIN_WAIT), wanted, mark)
 
@@ -501,11 +506,13 @@ def _batched_writes(
     return acks, claims, both
 
 
-def _next_due(link: Link, sql: Mapping[str, str], queues: Sequence[str] | None) -> float:
+def _next_due(
+    connection: Connection, sql: Mapping[str, str], queues: Sequence[str] | None
+) -> float:
     """When the next job of ``queues`` (all for None) comes due or its lease ends; inf: none."""
     statement = sql["next_due" if queues is None else "next_due_in"]
     params = () if queues is None else (list(queues),)
-    row = link.run(lambda c: c.execute(statement, params).fetchone())
+    row = connection.execute(statement, params).fetchone()
     return float("inf") if row is None or row[0] is None else float(row[0])
 
 

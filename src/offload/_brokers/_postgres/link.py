@@ -301,6 +301,31 @@ class Listener:
         finally:
             self._reading.release()
 
+    def look(self, query: Callable[[Connection], T]) -> tuple[bool, T | None]:
+        """Listen (as ``listen``), and run ``query`` on the listening connection.
+
+        ``(False, None)``: not listening (the server cannot be reached).
+        ``(True, None)``: another thread reads the connection, so it listens,
+        and the caller runs its query elsewhere. The listening connection is
+        idle while nobody waits: a look there (a worker's, before it waits)
+        leaves the broker's own connection to the acks of the calls it just
+        handed over. A notification that comes during the query is kept by
+        the connection for the next read.
+        """
+        if not self._reading.acquire(blocking=False):
+            return True, None
+        try:
+            connection = self._listening()
+            if connection is None:
+                return False, None
+            try:
+                return True, query(connection)
+            except psycopg.Error:
+                self._drop()  # the next wait listens again; the caller claims meanwhile
+                return False, None
+        finally:
+            self._reading.release()
+
     def wait(self, seconds: float, queues: Collection[str] | None, mark: tuple[int, int]) -> None:
         """Until a notification for ``queues`` (any for None), an interrupt, or ``seconds``."""
 
