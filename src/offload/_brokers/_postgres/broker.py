@@ -38,6 +38,7 @@ import contextlib
 import functools
 import itertools
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -422,15 +423,27 @@ class PostgresBroker:
         if self._closing.is_set() or timeout <= 0:
             return
         mark = self._listener.mark()
-        wait = timeout
-        # Listening before the look: nothing slips in between. The look runs on the
-        # listening connection, if this thread may read it (else on the broker's).
+        wanted = None if queues is None else set(queues)
+        # A worker waits most often right after a claim that found no more, while
+        # the calls it handed over run and ack, and the next enqueue wakes it soon
+        # after: so it listens a moment before it looks for due jobs (a statement
+        # beside those acks, on a busy machine). What comes meanwhile wakes it;
+        # what came due, or committed after its claim but before it listened,
+        # waits that moment at most: as long as a due job that the claim could not
+        # take waits anyway (_MIN_WAIT).
+        first = min(timeout, self._MIN_WAIT)
+        started = time.monotonic()
+        self._listener.wait(first, wanted, mark)
+        if timeout <= first or time.monotonic() - started < first:
+            return  # news, an interrupt, or the whole timeout
+        # Listening by now (the wait connected): nothing slips in before the look.
+        # It runs on the listening connection, if this thread may read it.
+        wait = timeout - first
         listening, due = self._listener.look(lambda c: _next_due(c, self._sql, queues))
         if listening:
             if due is None:
                 due = self._link.run(lambda c: _next_due(c, self._sql, queues))
             wait = min(wait, due - self._clock.now())
-        wanted = None if queues is None else set(queues)
         self._listener.wait(max(wait, self._MIN_WAIT), wanted, mark)
 
     def interrupt(self) -> None:
