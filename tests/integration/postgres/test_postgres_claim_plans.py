@@ -98,3 +98,24 @@ def test_the_prune_before_a_claim_reads_no_whole_table(
     )
     text = "\n".join(row[0] for row in plan)
     assert "Seq Scan" not in text and "jobs_expires" in text, text
+
+
+def test_a_batch_of_acks_is_planned_once(broker: PostgresBroker) -> None:
+    for _ in range(20):
+        broker.enqueue([message() for _ in range(1000)])
+    statement = render(broker.schema)["ack_many"]
+
+    def acks(c: Any) -> list[tuple[int, int]]:
+        for run in range(RUNS):
+            size = 2 + run % 5  # batches of every size: their arrays' length
+            ids = [new_id() for _ in range(size)]  # of no job: nothing is written
+            columns = [ids, [1] * size, ["succeeded"] * size, [1.0] * size, [2.0] * size]
+            columns += [[b"1"] * size, *([[None] * size] * 4), [False] * size]
+            c.execute(statement, columns, prepare=True).fetchall()
+        return c.execute(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+            " WHERE statement LIKE 'WITH v AS%%'"
+        ).fetchall()
+
+    ((generic, custom),) = broker._link.run(acks)
+    assert generic > 0 and custom <= 5, (generic, custom)

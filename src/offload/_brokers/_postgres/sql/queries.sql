@@ -165,10 +165,16 @@ SELECT id, token, {tell} FROM d
 
 -- name: ack_many
 -- Acks of many threads in one statement: deleted where drop (a zero result
--- TTL), else updated; each fenced like ack.
+-- TTL), else updated; each fenced like ack. The arrays are read through
+-- sub-selects, so that the server estimates their length alike in the plan
+-- it makes once and in the plans for each call's values: else the length it
+-- sees in a call's values makes those look cheaper, and it plans every
+-- batch anew (see the claim's note).
 WITH v AS (
-    SELECT * FROM unnest(%s::text[], %s::int8[], %s::text[], %s::float8[], %s::float8[],
-        %s::bytea[], %s::text[], %s::text[], %s::text[], %s::text[], %s::bool[])
+    SELECT * FROM unnest((SELECT %s::text[]), (SELECT %s::int8[]), (SELECT %s::text[]),
+        (SELECT %s::float8[]), (SELECT %s::float8[]), (SELECT %s::bytea[]),
+        (SELECT %s::text[]), (SELECT %s::text[]), (SELECT %s::text[]), (SELECT %s::text[]),
+        (SELECT %s::bool[]))
         AS v(id, token, state, finished, expires, result, etype, emsg, etb, eargs, drop)
 ), d AS (
     DELETE FROM {s}.jobs AS j USING v WHERE v.drop AND j.id = v.id
