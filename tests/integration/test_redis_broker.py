@@ -264,6 +264,31 @@ def test_an_enqueue_whose_answer_was_lost_is_stored_once(
     assert broker.inspector.counts() == {"default": {State.QUEUED: 2}}
 
 
+
+def test_a_lone_enqueue_whose_answer_was_lost_is_stored_once(
+    make_broker: Callable[..., RedisBroker], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One message without a key goes through ENQUEUE_ONE: its replay is ours too.
+    broker = make_broker()
+    script = broker._enqueue_one
+    calls: list[list[Any]] = []
+
+    def answer_lost(args: list[Any]) -> Any:
+        calls.append(list(args))
+        result = script(args=args)
+        if len(calls) == 1:
+            raise redis.ConnectionError("connection reset by peer")
+        return result
+
+    monkeypatch.setattr(broker, "_enqueue_one", answer_lost)
+    lone = message()
+    assert broker.enqueue([lone]) == [lone.id]
+    assert len(calls) == 2, "retried once"
+    assert broker.inspector.counts() == {"default": {State.QUEUED: 1}}
+    with pytest.raises(ValueError, match="already exists"):
+        broker.enqueue([lone])  # not a replay: the id is taken
+
+
 _CLAIMER = """
 import sys, time
 from offload._brokers._redis import RedisBroker

@@ -92,7 +92,8 @@ class RedisBroker:
         # (often for nothing, just before it waits) never holds up an ack.
         self._link, self._claim_link = (Link(self._client.connection_pool) for _ in "12")
         lua = scripts.Scripts(self._link, claims=self._claim_link)
-        self._enqueue, self._probe, self._lua = lua.enqueue, lua.probe, lua
+        self._enqueue, self._enqueue_one = lua.enqueue, lua.enqueue_one
+        self._probe, self._lua = lua.probe, lua
         self._path = ClaimPath(
             prefix=self.prefix,
             clock=clock,
@@ -179,13 +180,15 @@ class RedisBroker:
         listing = self._listing.due(messages)
         if listing:
             args[5] = "1"
+        # The usual call, one message without a key, has a script of its own.
+        script = self._enqueue_one if len(messages) == 1 and args[10] == "" else self._enqueue
 
         def run(again: bool) -> list[str]:
             # A retry may follow a call whose answer was lost after it ran:
             # then its ids exist, and are ours (a script runs all or nothing).
             args[3] = "1" if again else "0"
             try:
-                ids = self._enqueue(args=args)
+                ids = script(args=args)
             except redis.ResponseError as error:
                 if "already exists" not in str(error):
                     raise

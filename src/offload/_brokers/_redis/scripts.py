@@ -63,6 +63,7 @@ _VALUES = {
 
 _PARTS = {
     "enqueue": ("prelude", "enqueue"),
+    "enqueue_one": ("prelude", "enqueue_one"),
     "claim": ("prelude", "claim", "claim_run"),
     "ack": ("prelude", "ack", "ack_run"),
     "ack_claim": ("prelude", "ack", "claim", "ack_claim"),
@@ -155,6 +156,7 @@ class Scripts:
             return Script(link, source(name))
 
         self.enqueue, self.ack = script("enqueue"), script("ack")
+        self.enqueue_one = script("enqueue_one")
         self.ack_claim = script("ack_claim")  # the acks' link: it is an ack first
         self.claim = Script(claims or link, source("claim"))  # a link of its own, if given
         self.nack, self.extend = script("nack"), script("extend")
