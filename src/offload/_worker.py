@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from ._brokers import Broker, Waker
+from ._brokers._base import WaitAndClaim
 from ._cancels import Cancels
 from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import ConfigurationError
@@ -228,9 +229,10 @@ class Worker:
         """Free slots: how many messages to claim now."""
         return self._capacity - len(self._active) - self._claiming
 
-    def _claim(self, wanted: int) -> list[Delivery]:
-        """Claim up to ``wanted`` messages for slots reserved first; each
-        delivery keeps its slot reserved until ``_dispatch`` takes it."""
+    def _claim(self, wanted: int, waiting: WaitAndClaim | None = None) -> list[Delivery]:
+        """Claim up to ``wanted`` messages for slots reserved first (after a wait for
+        messages, if ``waiting``); each delivery keeps its slot reserved until
+        ``_dispatch`` takes it."""
         with self._slots:
             reserved = min(wanted, self._room_to_claim())
             if reserved <= 0:
@@ -238,7 +240,12 @@ class Worker:
             self._claiming += reserved
         deliveries: list[Delivery] = []
         try:
-            deliveries = self._broker.claim(self._queues, reserved, self._lease)
+            if waiting is None:
+                deliveries = self._broker.claim(self._queues, reserved, self._lease)
+            else:
+                deliveries = waiting.wait_and_claim(
+                    self._idle_timeout, self._queues, reserved, self._lease
+                )
         finally:
             self._unreserve(reserved - len(deliveries))
         return deliveries
@@ -250,10 +257,11 @@ class Worker:
 
     def _dispatch_loop(self) -> None:
         waker = self._broker if isinstance(self._broker, Waker) else None
+        waiting = self._broker if isinstance(self._broker, WaitAndClaim) else None
         pause = 0.1
         while not self._stopping.is_set():
             try:
-                self._dispatch_once(waker)
+                self._dispatch_once(waker, waiting)
             except Exception as error:  # noqa: BLE001 - logged once per outage
                 self._outage.failed("claiming", error)
                 self._clock.wait(self._stopping, pause)
@@ -261,7 +269,7 @@ class Worker:
             else:
                 pause = 0.1
 
-    def _dispatch_once(self, waker: Waker | None) -> None:
+    def _dispatch_once(self, waker: Waker | None, waiting: WaitAndClaim | None) -> None:
         free = self._room_to_claim()
         if free <= 0:
             self._starved = True
@@ -272,11 +280,15 @@ class Worker:
             return
         deliveries = self._claim(free)
         self._outage.recovered()  # only a call that reached the broker says so
+        if not deliveries and waiting is not None and not self._stopping.is_set():
+            # The claim rides with the wait: no round trip between the
+            # wake-up and the job (an idle worker's start of every job).
+            deliveries = self._claim(free, waiting)
         if not deliveries:
-            if waker is not None:
-                waker.wait_for_messages(self._idle_timeout, self._queues)
-            else:
+            if waker is None:
                 self._clock.wait(self._stopping, self._idle_timeout)
+            elif waiting is None:
+                waker.wait_for_messages(self._idle_timeout, self._queues)
             return
         self._hand_over(deliveries)
 

@@ -264,7 +264,6 @@ def test_an_enqueue_whose_answer_was_lost_is_stored_once(
     assert broker.inspector.counts() == {"default": {State.QUEUED: 2}}
 
 
-
 def test_a_lone_enqueue_whose_answer_was_lost_is_stored_once(
     make_broker: Callable[..., RedisBroker], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -155,6 +155,29 @@ class AckAndClaim(Protocol):
         ...
 
 
+@runtime_checkable
+class WaitAndClaim(Protocol):
+    """Capability: the wait for messages and the claim after it, in one round trip.
+
+    An idle worker waits, then claims what woke it: two round trips between
+    the enqueue and the job's start. With this capability the claim is sent
+    with the wait and runs on the server the moment the wait ends.
+    """
+
+    def wait_and_claim(
+        self, timeout: float, queues: Sequence[str] | None, limit: int, lease: float
+    ) -> list[Delivery]:
+        """``wait_for_messages(timeout, queues)``, then ``claim(queues, limit, lease)``.
+
+        It may return early with nothing claimed (a wake-up whose job another
+        worker took, ``interrupt()``, a lost connection), as the wait may;
+        what it claims obeys what ``claim`` promises, except that a lease may
+        be shorter by up to the wait's length (the broker keeps that a small
+        share of ``lease``: the claim's time is taken when the wait begins).
+        """
+        ...
+
+
 class Finished(NamedTuple):
     """A result feed's news of one job: its id, and its outcome when the broker sends it along."""
 

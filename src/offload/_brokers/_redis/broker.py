@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import redis
 
@@ -27,7 +27,7 @@ from .claims import ClaimPath, Names, job_id
 from .feed import Subscription
 from .inspector import RedisInspector
 from .limits import RedisLimits
-from .link import Arg, Downtime, Link, clients, split_namespace
+from .link import Arg, Downtime, Link, blocked_then, clients, split_namespace
 from .schedules import RedisSchedules
 from .workers import RedisRegistry
 
@@ -69,6 +69,9 @@ class RedisBroker:
     """A wait right after an empty claim (seconds) uses what the claim saw."""
     REGISTER_EVERY = 1.0
     """An enqueue lists its queue in ``queues`` at most this often (seconds) per broker object."""
+    WAIT_SHARE = 0.1
+    """A ``wait_and_claim`` blocks at most this share of the lease at a time: its claim's
+    time is taken as the wait begins, so a lease it claims is that much shorter."""
 
     def __init__(
         self,
@@ -286,8 +289,7 @@ class RedisBroker:
         A lost connection ends the wait at once: the next claim reports it.
         """
         deadline = time.monotonic() + timeout
-        names = [""] if queues is None else [f":{queue}" for queue in queues]
-        lists = [*(f"{self.prefix}wake{name}" for name in names), self._wake_self]
+        lists = self._wake_lists(queues)
         with self._lock:
             self._waiting += 1
         try:
@@ -306,6 +308,66 @@ class RedisBroker:
         finally:
             with self._lock:
                 self._waiting -= 1
+
+    def wait_and_claim(
+        self, timeout: float, queues: Sequence[str] | None, limit: int, lease: float
+    ) -> list[Delivery]:
+        """``WaitAndClaim``: the ``BLPOP`` of ``wait_for_messages`` with a ``CLAIM``
+        behind it on the same connection, which the server runs as the wait ends.
+
+        A wake-up whose job another worker took waits again; an interrupt, a
+        lost connection or ``timeout`` ends it.
+        """
+        if limit <= 0:
+            self.wait_for_messages(timeout, queues)
+            return []
+        deadline = time.monotonic() + timeout
+        lists = self._wake_lists(queues)
+        with self._lock:
+            self._waiting += 1
+        try:
+            while not self._closed.is_set():
+                block = self._block_for(deadline - time.monotonic(), queues)
+                if block < 0.001:  # claimable now, due now, or no time left
+                    return self.claim(queues, limit, lease)
+                block = min(block, self.BLOCK, lease * self.WAIT_SHARE)
+                woken, deliveries = self._wait_then_claim(lists, block, queues, limit, lease)
+                if deliveries or (woken and woken[0] == lists[-1].encode()):
+                    return deliveries  # claimed, or interrupted
+        except Exception as error:
+            # As in wait_for_messages: a cut connection ends the wait, the next
+            # claim reports it. A claim whose answer it lost lapses and comes back.
+            if not isinstance(error, (redis.RedisError, OSError)) and not self._closed.is_set():
+                raise
+            log.debug("offload: a wait for messages ended early: %s", error)
+        finally:
+            with self._lock:
+                self._waiting -= 1
+        return []
+
+    def _wait_then_claim(
+        self, lists: list[str], block: float, queues: Sequence[str] | None, limit: int, lease: float
+    ) -> tuple[Any, list[Delivery]]:
+        """One ``BLPOP`` of ``block`` seconds and the ``CLAIM`` behind it: the pop, the claim."""
+        script = self._lua.claim
+        pool = self._blocking.connection_pool
+
+        def send(args: list[Arg]) -> tuple[Any, Any]:
+            woken, found = blocked_then(
+                pool, ("BLPOP", *lists, f"{block:.3f}"), ("EVALSHA", script.sha, 0, *args)
+            )
+            if isinstance(found, redis.exceptions.NoScriptError):
+                found = script(args=args)  # a restarted server: loaded, then claimed
+            elif isinstance(found, Exception):
+                raise found
+            return woken, found
+
+        return self._path.claim_after(send, _names(queues), limit, lease)
+
+    def _wake_lists(self, queues: Sequence[str] | None) -> list[str]:
+        """The lists a wait for ``queues`` pops a wake-up token from; this object's last."""
+        names = [""] if queues is None else [f":{queue}" for queue in queues]
+        return [*(f"{self.prefix}wake{name}" for name in names), self._wake_self]
 
     def _block_for(self, remaining: float, queues: Sequence[str] | None) -> float:
         """Seconds to block: 0 when something is claimable, else until the next due time."""

@@ -79,6 +79,19 @@ class ClaimPath:
         self._prune_now_and_then()
         return self._both.submit((values, names, limit, lease))
 
+    def claim_after(
+        self, send: Callable[[list[Arg]], tuple[Any, Any]], names: Names, limit: int, lease: float
+    ) -> tuple[Any, list[Delivery]]:
+        """A claim whose ``CLAIM`` call ``send`` makes, given the script's arguments,
+        behind a command of its own; that command's reply, and the deliveries.
+
+        The claim's time (and so its lease end) is taken now, before ``send``.
+        """
+        self._prune_now_and_then()
+        until, args = self._claim_args(names, limit, lease)
+        first, found = send([self._prefix, *args])
+        return first, self._deliveries(found, names, until)
+
     # -- the batches -------------------------------------------------------------
 
     def _claim_together(self, calls: list[_Claim]) -> list[list[Delivery] | BaseException]:
