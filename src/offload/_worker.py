@@ -278,17 +278,18 @@ class Worker:
             self._room.clear()
             self._starved = False
             return
-        deliveries = self._claim(free)
+        # With ``WaitAndClaim`` the broker claims at once if it may find
+        # something, else waits and claims in one round trip: no round trip
+        # between a wake-up and the job, nor a claim for nothing after one.
+        deliveries = self._claim(free, waiting)
         self._outage.recovered()  # only a call that reached the broker says so
-        if not deliveries and waiting is not None and not self._stopping.is_set():
-            # The claim rides with the wait: no round trip between the
-            # wake-up and the job (an idle worker's start of every job).
-            deliveries = self._claim(free, waiting)
         if not deliveries:
-            if waker is None:
-                self._clock.wait(self._stopping, self._idle_timeout)
-            elif waiting is None:
+            if waiting is not None:
+                return
+            if waker is not None:
                 waker.wait_for_messages(self._idle_timeout, self._queues)
+            else:
+                self._clock.wait(self._stopping, self._idle_timeout)
             return
         self._hand_over(deliveries)
 

@@ -327,8 +327,10 @@ class RedisBroker:
             self._waiting += 1
         try:
             while not self._closed.is_set():
-                block = self._block_for(deadline - time.monotonic(), queues)
-                if block < 0.001:  # claimable now, due now, or no time left
+                block = self._idle_for(deadline - time.monotonic(), _names(queues))
+                if block is None or block < 0.001:
+                    # No claim just emptied the queues (so the worker claims as
+                    # it would without a wait), or one is due, or time is up.
                     return self.claim(queues, limit, lease)
                 block = min(block, self.BLOCK, lease * self.WAIT_SHARE)
                 woken, deliveries = self._wait_then_claim(lists, block, queues, limit, lease)
@@ -372,17 +374,24 @@ class RedisBroker:
     def _block_for(self, remaining: float, queues: Sequence[str] | None) -> float:
         """Seconds to block: 0 when something is claimable, else until the next due time."""
         names = _names(queues)
+        block = self._idle_for(remaining, names)
+        if block is not None:
+            return block
+        ready, due, lease_end = self._probe(args=[self.prefix, *names])
+        return 0.0 if ready else self._until(remaining, due, lease_end)
+
+    def _idle_for(self, remaining: float, names: Names) -> float | None:
+        """Seconds to block as told by a claim of ``names`` that just emptied them; None if
+        none did (the view is used once: whatever comes after it pushes a wake-up token)."""
         idle, self._path.idle = self._path.idle, None
-        if idle is not None and idle[1] == names and time.monotonic() - idle[0] < self.FRESH:
-            # The empty claim that came just before told as much as a PROBE:
-            # whatever came since pushed a wake-up token.
-            due, lease_end = idle[2], idle[3]
-        else:
-            ready, due, lease_end = self._probe(args=[self.prefix, *names])
-            if ready:
-                return 0.0
+        if idle is None or idle[1] != names or time.monotonic() - idle[0] >= self.FRESH:
+            return None
+        return self._until(remaining, idle[2], idle[3])
+
+    def _until(self, remaining: float, *moments: bytes | None) -> float:
+        """``remaining``, or less if one of ``moments`` (clock times) comes first."""
         now = self._clock.now()
-        for moment in (due, lease_end):
+        for moment in moments:
             if moment is not None:
                 remaining = min(remaining, float(moment) - now)
         return remaining

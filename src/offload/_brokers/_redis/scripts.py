@@ -42,7 +42,7 @@ CLAIMED = 12
 """Values per job in ``CLAIM``'s answer (``rows.delivery``)."""
 
 IDLE = 2
-"""Values of ``CLAIM``'s answer when it claimed nothing."""
+"""Values after the jobs in ``CLAIM``'s answer when it found fewer than asked for."""
 
 ACKED = 9
 """Values per ack in ``ACK``'s arguments (``claims.ack_values``)."""
