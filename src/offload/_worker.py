@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from ._brokers import Broker, Waker
-from ._brokers._base import WaitAndClaim
+from ._brokers._claiming import WaitAndClaim
 from ._cancels import Cancels
 from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import ConfigurationError

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import pytest
 from contract_support import LEASE, ContractBroker, MessageFactory, claim_ids
 
-from offload._brokers._base import WaitAndClaim
+from offload._brokers._claiming import WaitAndClaim
 from offload._message import Delivery, State
 from offload.testing import FakeClock
 

@@ -95,7 +95,6 @@ class RedisBroker:
         # (often for nothing, just before it waits) never holds up an ack.
         self._link, self._claim_link = (Link(self._client.connection_pool) for _ in "12")
         lua = scripts.Scripts(self._link, claims=self._claim_link)
-        self._enqueue, self._enqueue_one = lua.enqueue, lua.enqueue_one
         self._probe, self._lua = lua.probe, lua
         self._path = ClaimPath(
             prefix=self.prefix,
@@ -184,7 +183,8 @@ class RedisBroker:
         if listing:
             args[5] = "1"
         # The usual call, one message without a key, has a script of its own.
-        script = self._enqueue_one if len(messages) == 1 and args[10] == "" else self._enqueue
+        lone = len(messages) == 1 and args[10] == ""
+        script = self._lua.enqueue_one if lone else self._lua.enqueue
 
         def run(again: bool) -> list[str]:
             # A retry may follow a call whose answer was lost after it ran:
@@ -289,7 +289,7 @@ class RedisBroker:
         A lost connection ends the wait at once: the next claim reports it.
         """
         deadline = time.monotonic() + timeout
-        lists = self._wake_lists(queues)
+        lists = _wake_lists(self.prefix, queues, self._wake_self)
         with self._lock:
             self._waiting += 1
         try:
@@ -322,7 +322,7 @@ class RedisBroker:
             self.wait_for_messages(timeout, queues)
             return []
         deadline = time.monotonic() + timeout
-        lists = self._wake_lists(queues)
+        lists = _wake_lists(self.prefix, queues, self._wake_self)
         with self._lock:
             self._waiting += 1
         try:
@@ -366,11 +366,6 @@ class RedisBroker:
 
         return self._path.claim_after(send, _names(queues), limit, lease)
 
-    def _wake_lists(self, queues: Sequence[str] | None) -> list[str]:
-        """The lists a wait for ``queues`` pops a wake-up token from; this object's last."""
-        names = [""] if queues is None else [f":{queue}" for queue in queues]
-        return [*(f"{self.prefix}wake{name}" for name in names), self._wake_self]
-
     def _block_for(self, remaining: float, queues: Sequence[str] | None) -> float:
         """Seconds to block: 0 when something is claimable, else until the next due time."""
         names = _names(queues)
@@ -378,7 +373,7 @@ class RedisBroker:
         if block is not None:
             return block
         ready, due, lease_end = self._probe(args=[self.prefix, *names])
-        return 0.0 if ready else self._until(remaining, due, lease_end)
+        return 0.0 if ready else _until(remaining, self._clock.now(), due, lease_end)
 
     def _idle_for(self, remaining: float, names: Names) -> float | None:
         """Seconds to block as told by a claim of ``names`` that just emptied them; None if
@@ -386,15 +381,7 @@ class RedisBroker:
         idle, self._path.idle = self._path.idle, None
         if idle is None or idle[1] != names or time.monotonic() - idle[0] >= self.FRESH:
             return None
-        return self._until(remaining, idle[2], idle[3])
-
-    def _until(self, remaining: float, *moments: bytes | None) -> float:
-        """``remaining``, or less if one of ``moments`` (clock times) comes first."""
-        now = self._clock.now()
-        for moment in moments:
-            if moment is not None:
-                remaining = min(remaining, float(moment) - now)
-        return remaining
+        return _until(remaining, self._clock.now(), idle[2], idle[3])
 
     def interrupt(self) -> None:
         with self._lock:
@@ -546,6 +533,21 @@ def _address(client: redis.Redis) -> str:
     options = client.connection_pool.connection_kwargs
     address = options.get("path") or f"{options.get('host')}:{options.get('port', 6379)}"
     return f"{address}/{options.get('db', 0)}"
+
+
+def _wake_lists(prefix: str, queues: Sequence[str] | None, own: str) -> list[str]:
+    """The lists a wait for ``queues`` pops a wake-up token from; ``own`` (the broker
+    object's interrupt list) last."""
+    names = [""] if queues is None else [f":{queue}" for queue in queues]
+    return [*(f"{prefix}wake{name}" for name in names), own]
+
+
+def _until(remaining: float, now: float, *moments: bytes | None) -> float:
+    """``remaining`` seconds, or fewer if one of ``moments`` (clock times) comes first."""
+    for moment in moments:
+        if moment is not None:
+            remaining = min(remaining, float(moment) - now)
+    return remaining
 
 
 def _names(queues: Sequence[str] | None) -> Names:
