@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from ._brokers import Broker
-from ._brokers._base import AckAndClaim, Inspectable, Limited
+from ._brokers._base import Inspectable, Limited
+from ._brokers._claiming import AckAndClaim
 from ._clock import Clock
 from ._context import CURRENT, JobContext, fed
 from ._errors import (

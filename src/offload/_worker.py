@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from ._brokers import Broker, Waker
+from ._brokers._claiming import WaitAndClaim
 from ._cancels import Cancels
 from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import ConfigurationError
@@ -229,10 +230,13 @@ class Worker:
         """Free slots: how many messages to claim now."""
         return self._capacity - len(self._active) - self._claiming
 
-    def _claim(self, wanted: int) -> tuple[list[Delivery], bool]:
-        """Claim up to ``wanted`` messages for slots reserved first; each
-        delivery keeps its slot reserved until ``_dispatch`` takes it. And
-        whether the broker had fewer than it was asked for (none were left)."""
+    def _claim(
+        self, wanted: int, waiting: WaitAndClaim | None = None
+    ) -> tuple[list[Delivery], bool]:
+        """Claim up to ``wanted`` messages for slots reserved first (after a wait for
+        messages, if ``waiting``); each delivery keeps its slot reserved until
+        ``_dispatch`` takes it. And whether the broker had fewer than it was asked
+        for (none were left)."""
         with self._slots:
             reserved = min(wanted, self._room_to_claim())
             if reserved <= 0:
@@ -240,7 +244,12 @@ class Worker:
             self._claiming += reserved
         deliveries: list[Delivery] = []
         try:
-            deliveries = self._broker.claim(self._queues, reserved, self._lease)
+            if waiting is None:
+                deliveries = self._broker.claim(self._queues, reserved, self._lease)
+            else:
+                deliveries = waiting.wait_and_claim(
+                    self._idle_timeout, self._queues, reserved, self._lease
+                )
         finally:
             self._unreserve(reserved - len(deliveries))
         return deliveries, len(deliveries) < reserved
@@ -252,10 +261,11 @@ class Worker:
 
     def _dispatch_loop(self) -> None:
         waker = self._broker if isinstance(self._broker, Waker) else None
+        waiting = self._broker if isinstance(self._broker, WaitAndClaim) else None
         pause = 0.1
         while not self._stopping.is_set():
             try:
-                self._dispatch_once(waker)
+                self._dispatch_once(waker, waiting)
             except Exception as error:  # noqa: BLE001 - logged once per outage
                 self._outage.failed("claiming", error)
                 self._clock.wait(self._stopping, pause)
@@ -263,7 +273,7 @@ class Worker:
             else:
                 pause = 0.1
 
-    def _dispatch_once(self, waker: Waker | None) -> None:
+    def _dispatch_once(self, waker: Waker | None, waiting: WaitAndClaim | None) -> None:
         free = self._room_to_claim()
         if free <= 0:
             self._starved = True
@@ -272,7 +282,10 @@ class Worker:
             self._room.clear()
             self._starved = False
             return
-        deliveries, short = self._claim(free)
+        # With ``WaitAndClaim`` the broker claims at once if it may find
+        # something, else waits and claims in one round trip: no round trip
+        # between a wake-up and the job, nor a claim for nothing after one.
+        deliveries, short = self._claim(free, waiting)
         self._outage.recovered()  # only a call that reached the broker says so
         if deliveries:
             self._hand_over(deliveries)
@@ -280,8 +293,11 @@ class Worker:
             # once, a claim that finds nothing and delays the acks of the calls
             # just handed over (a round trip's latency). A wait first looks for
             # what became due meanwhile, so nothing enqueued since is missed.
-            if not short or waker is None:
+            # (A ``WaitAndClaim`` broker's next call makes that choice itself.)
+            if not short or waker is None or waiting is not None:
                 return
+        elif waiting is not None:
+            return  # it waited already
         if waker is not None:
             waker.wait_for_messages(self._idle_timeout, self._queues)
         else:

@@ -21,7 +21,7 @@ import pytest
 import offload
 from helpers import wait_until
 from offload import State
-from offload._brokers._base import AckAndClaim
+from offload._brokers._claiming import AckAndClaim
 from offload._errors import BrokerUnavailable
 from servers import scratch_url
 

@@ -247,7 +247,7 @@ def test_an_enqueue_whose_answer_was_lost_is_stored_once(
     make_broker: Callable[..., RedisBroker], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     broker = make_broker()
-    script = broker._enqueue
+    script = broker._lua.enqueue
     calls: list[list[Any]] = []
 
     def answer_lost(args: list[Any]) -> Any:
@@ -257,11 +257,35 @@ def test_an_enqueue_whose_answer_was_lost_is_stored_once(
             raise redis.ConnectionError("connection reset by peer")
         return result
 
-    monkeypatch.setattr(broker, "_enqueue", answer_lost)
+    monkeypatch.setattr(broker._lua, "enqueue", answer_lost)
     batch = [message(), message(key="k"), message(key="k")]
     assert broker.enqueue(batch) == [batch[0].id, batch[1].id, batch[1].id]
     assert len(calls) == 2, "retried once"
     assert broker.inspector.counts() == {"default": {State.QUEUED: 2}}
+
+
+def test_a_lone_enqueue_whose_answer_was_lost_is_stored_once(
+    make_broker: Callable[..., RedisBroker], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One message without a key goes through ENQUEUE_ONE: its replay is ours too.
+    broker = make_broker()
+    script = broker._lua.enqueue_one
+    calls: list[list[Any]] = []
+
+    def answer_lost(args: list[Any]) -> Any:
+        calls.append(list(args))
+        result = script(args=args)
+        if len(calls) == 1:
+            raise redis.ConnectionError("connection reset by peer")
+        return result
+
+    monkeypatch.setattr(broker._lua, "enqueue_one", answer_lost)
+    lone = message()
+    assert broker.enqueue([lone]) == [lone.id]
+    assert len(calls) == 2, "retried once"
+    assert broker.inspector.counts() == {"default": {State.QUEUED: 1}}
+    with pytest.raises(ValueError, match="already exists"):
+        broker.enqueue([lone])  # not a replay: the id is taken
 
 
 _CLAIMER = """

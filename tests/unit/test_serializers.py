@@ -590,3 +590,37 @@ def test_errors_survive_pickling(error: Exception) -> None:
 def test_names() -> None:
     assert JsonSerializer().name == "json"
     assert PickleSerializer(KEY).name == "pickle"
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs"),
+    [
+        ((5,), {}),
+        (("x", 1.5, None, True, -(2**60)), {"a": 1, "b": "é"}),
+        ((), {}),
+        ((2**3000,), {}),  # a big int: tagged
+        ((math.nan, math.inf), {}),  # tagged
+        ((1,), {"__offload__": 1}),  # the tag key: escaped
+        ((Level(1),), {}),  # an IntEnum is not an int
+        ((1,), {"k": [1, 2]}),  # a container: walked
+    ],
+)
+def test_plain_arguments_encode_to_the_same_bytes_as_the_walk(
+    args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    # encode_call skips the walk for plain arguments: the bytes must not differ.
+    serializer = JsonSerializer()
+    data = encode_call(serializer, args, kwargs)
+    assert data == serializer.encode([list(args), kwargs], path="arguments")
+    decoded_args, decoded_kwargs = decode_call(serializer, data)
+    assert repr(decoded_args) == repr(args) and decoded_kwargs == kwargs
+
+
+def test_a_lone_surrogate_in_plain_arguments_still_names_the_argument() -> None:
+    with pytest.raises(NotSerializable, match=r"args\[0\]"):
+        encode_call(JsonSerializer(), ("\ud800",), {})
+
+
+def test_plain_arguments_over_the_size_limit_are_refused() -> None:
+    with pytest.raises(PayloadTooLarge):
+        encode_call(JsonSerializer(max_size=10), ("x" * 20,), {})

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._base import Broker, Inspector, Waker
+from ._base import Broker, Inspector
+from ._claiming import Waker
 from ._memory import MemoryBroker
 
 if TYPE_CHECKING:

@@ -113,48 +113,6 @@ class Broker(Protocol):
         ...
 
 
-@runtime_checkable
-class Waker(Protocol):
-    """Capability: block until something may be claimable, without polling."""
-
-    def wait_for_messages(self, timeout: float, queues: Sequence[str] | None = None) -> None:
-        """Return when a message of ``queues`` (any for None) may be claimable,
-        ``interrupt()`` is called, or ``timeout`` seconds pass."""
-        ...
-
-    def interrupt(self) -> None:
-        """Wake every ``wait_for_messages`` caller now (used to stop)."""
-        ...
-
-
-@runtime_checkable
-class AckAndClaim(Protocol):
-    """Capability: record an outcome and claim the next messages in one round trip.
-
-    A worker whose pools are full frees a slot with every finished call; with
-    this capability the thread that finished claims the successor in the
-    same transaction or script as the ack, instead of a second round trip.
-    """
-
-    def ack_and_claim(
-        self,
-        delivery: Delivery,
-        outcome: Outcome,
-        queues: Sequence[str] | None,
-        limit: int,
-        lease: float,
-    ) -> tuple[bool, list[Delivery]]:
-        """``ack(delivery, outcome)``, then ``claim(queues, limit, lease)``, at once.
-
-        The first item is what ``ack`` returns. The claim happens whether or
-        not the ack was fenced off; both obey exactly what ``ack`` and
-        ``claim`` promise on their own. If the call raises, neither happened
-        or the ack alone did (the caller retries the ack, which is then
-        fenced or repeated harmlessly), never the claim alone.
-        """
-        ...
-
-
 class Finished(NamedTuple):
     """A result feed's news of one job: its id, and its outcome when the broker sends it along."""
 

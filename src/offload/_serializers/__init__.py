@@ -12,7 +12,7 @@ from typing import Any
 
 from .._errors import NotSerializable, PayloadRejected, PayloadTooLarge
 from ._base import DEFAULT_MAX_SIZE, ModulePolicy, Serializer, check_size, imported_modules
-from ._json import JsonSerializer
+from ._json import JsonSerializer, plain_call
 from ._pickle import PickleSerializer
 
 
@@ -22,6 +22,11 @@ def encode_call(serializer: Serializer, args: tuple[Any, ...], kwargs: dict[str,
     >>> encode_call(JsonSerializer(), (1, "a"), {"when": None})
     b'[[1,"a"],{"when":null}]'
     """
+    if type(serializer) is JsonSerializer:  # the default: plain arguments skip the walk
+        plain = plain_call(args, kwargs)
+        if plain is not None:
+            check_size(plain, serializer.max_size, "arguments", "list")
+            return plain
     try:
         data = serializer.encode([list(args), kwargs], path="arguments")
     except PayloadTooLarge:

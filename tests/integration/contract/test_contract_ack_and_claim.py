@@ -14,7 +14,8 @@ from collections.abc import Callable
 import pytest
 from contract_support import LEASE, ContractBroker, MessageFactory, claim_ids
 
-from offload._brokers._base import AckAndClaim, Lease, Registering, WorkerInfo
+from offload._brokers._base import Lease, Registering, WorkerInfo
+from offload._brokers._claiming import AckAndClaim
 from offload._message import Delivery, ErrorInfo, JobInfo, Outcome, State
 from offload.testing import FakeClock
 

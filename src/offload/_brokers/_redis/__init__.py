@@ -46,7 +46,8 @@ not see each other's jobs:
   ``schedules``: periodic schedule name -> "<last fire time> <job id>",
   advanced compare-and-set by ``lua/fire.lua`` (``RedisSchedules``).
 - ``wake:<queue>`` and ``wake``: short lists an enqueue pushes a token
-  into; idle workers wait on them with ``BLPOP`` (no polling).
+  into; idle workers wait on them with ``BLPOP`` (no polling), their claim
+  sent behind it on the same connection (``wait_and_claim``).
   ``interrupt:<uuid>``, one per broker object: ``interrupt()`` pushes there.
 - ``workers``: live workers' ids by the time their heartbeat lapses;
   ``worker:<id>``: each one's entry (JSON), with a key expiry as a backstop

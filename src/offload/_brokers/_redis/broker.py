@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import redis
 
@@ -27,7 +27,7 @@ from .claims import ClaimPath, Names, job_id
 from .feed import Subscription
 from .inspector import RedisInspector
 from .limits import RedisLimits
-from .link import Arg, Downtime, Link, clients, split_namespace
+from .link import Arg, Downtime, Link, blocked_then, clients, split_namespace
 from .schedules import RedisSchedules
 from .workers import RedisRegistry
 
@@ -69,6 +69,9 @@ class RedisBroker:
     """A wait right after an empty claim (seconds) uses what the claim saw."""
     REGISTER_EVERY = 1.0
     """An enqueue lists its queue in ``queues`` at most this often (seconds) per broker object."""
+    WAIT_SHARE = 0.1
+    """A ``wait_and_claim`` blocks at most this share of the lease at a time: its claim's
+    time is taken as the wait begins, so a lease it claims is that much shorter."""
 
     def __init__(
         self,
@@ -92,7 +95,7 @@ class RedisBroker:
         # (often for nothing, just before it waits) never holds up an ack.
         self._link, self._claim_link = (Link(self._client.connection_pool) for _ in "12")
         lua = scripts.Scripts(self._link, claims=self._claim_link)
-        self._enqueue, self._probe, self._lua = lua.enqueue, lua.probe, lua
+        self._probe, self._lua = lua.probe, lua
         self._path = ClaimPath(
             prefix=self.prefix,
             clock=clock,
@@ -179,13 +182,16 @@ class RedisBroker:
         listing = self._listing.due(messages)
         if listing:
             args[5] = "1"
+        # The usual call, one message without a key, has a script of its own.
+        lone = len(messages) == 1 and args[10] == ""
+        script = self._lua.enqueue_one if lone else self._lua.enqueue
 
         def run(again: bool) -> list[str]:
             # A retry may follow a call whose answer was lost after it ran:
             # then its ids exist, and are ours (a script runs all or nothing).
             args[3] = "1" if again else "0"
             try:
-                ids = self._enqueue(args=args)
+                ids = script(args=args)
             except redis.ResponseError as error:
                 if "already exists" not in str(error):
                     raise
@@ -283,8 +289,7 @@ class RedisBroker:
         A lost connection ends the wait at once: the next claim reports it.
         """
         deadline = time.monotonic() + timeout
-        names = [""] if queues is None else [f":{queue}" for queue in queues]
-        lists = [*(f"{self.prefix}wake{name}" for name in names), self._wake_self]
+        lists = _wake_lists(self.prefix, queues, self._wake_self)
         with self._lock:
             self._waiting += 1
         try:
@@ -304,23 +309,79 @@ class RedisBroker:
             with self._lock:
                 self._waiting -= 1
 
+    def wait_and_claim(
+        self, timeout: float, queues: Sequence[str] | None, limit: int, lease: float
+    ) -> list[Delivery]:
+        """``WaitAndClaim``: the ``BLPOP`` of ``wait_for_messages`` with a ``CLAIM``
+        behind it on the same connection, which the server runs as the wait ends.
+
+        A wake-up whose job another worker took waits again; an interrupt, a
+        lost connection or ``timeout`` ends it.
+        """
+        if limit <= 0:
+            self.wait_for_messages(timeout, queues)
+            return []
+        deadline = time.monotonic() + timeout
+        lists = _wake_lists(self.prefix, queues, self._wake_self)
+        with self._lock:
+            self._waiting += 1
+        try:
+            while not self._closed.is_set():
+                block = self._idle_for(deadline - time.monotonic(), _names(queues))
+                if block is None or block < 0.001:
+                    # No claim just emptied the queues (so the worker claims as
+                    # it would without a wait), or one is due, or time is up.
+                    return self.claim(queues, limit, lease)
+                block = min(block, self.BLOCK, lease * self.WAIT_SHARE)
+                woken, deliveries = self._wait_then_claim(lists, block, queues, limit, lease)
+                if deliveries or (woken and woken[0] == lists[-1].encode()):
+                    return deliveries  # claimed, or interrupted
+        except Exception as error:
+            # As in wait_for_messages: a cut connection ends the wait, the next
+            # claim reports it. A claim whose answer it lost lapses and comes back.
+            if not isinstance(error, (redis.RedisError, OSError)) and not self._closed.is_set():
+                raise
+            log.debug("offload: a wait for messages ended early: %s", error)
+        finally:
+            with self._lock:
+                self._waiting -= 1
+        return []
+
+    def _wait_then_claim(
+        self, lists: list[str], block: float, queues: Sequence[str] | None, limit: int, lease: float
+    ) -> tuple[Any, list[Delivery]]:
+        """One ``BLPOP`` of ``block`` seconds and the ``CLAIM`` behind it: the pop, the claim."""
+        script = self._lua.claim
+        pool = self._blocking.connection_pool
+
+        def send(args: list[Arg]) -> tuple[Any, Any]:
+            woken, found = blocked_then(
+                pool, ("BLPOP", *lists, f"{block:.3f}"), ("EVALSHA", script.sha, 0, *args)
+            )
+            if isinstance(found, redis.exceptions.NoScriptError):
+                found = script(args=args)  # a restarted server: loaded, then claimed
+            elif isinstance(found, Exception):
+                raise found
+            return woken, found
+
+        return self._path.claim_after(send, _names(queues), limit, lease)
+
     def _block_for(self, remaining: float, queues: Sequence[str] | None) -> float:
         """Seconds to block: 0 when something is claimable, else until the next due time."""
         names = _names(queues)
+        block = self._idle_for(remaining, names)
+        if block is not None:
+            return block
+        ready, due, lease_end = self._probe(args=[self.prefix, *names])
+        return 0.0 if ready else _until(remaining, self._clock.now(), due, lease_end)
+
+    def _idle_for(self, remaining: float, names: Names) -> float | None:
+        """Seconds to block as told by a claim of ``names`` that just emptied them; None if
+        none did (the view is used once: whatever comes after it pushes a wake-up token)."""
         idle, self._path.idle = self._path.idle, None
-        if idle is not None and idle[1] == names and time.monotonic() - idle[0] < self.FRESH:
-            # The empty claim that came just before told as much as a PROBE:
-            # whatever came since pushed a wake-up token.
-            due, lease_end = idle[2], idle[3]
-        else:
-            ready, due, lease_end = self._probe(args=[self.prefix, *names])
-            if ready:
-                return 0.0
-        now = self._clock.now()
-        for moment in (due, lease_end):
-            if moment is not None:
-                remaining = min(remaining, float(moment) - now)
-        return remaining
+        if idle is None or idle[1] != names or time.monotonic() - idle[0] >= self.FRESH:
+            return None
+        return _until(remaining, self._clock.now(), idle[2], idle[3])
 
     def interrupt(self) -> None:
         with self._lock:
@@ -472,6 +533,21 @@ def _address(client: redis.Redis) -> str:
     options = client.connection_pool.connection_kwargs
     address = options.get("path") or f"{options.get('host')}:{options.get('port', 6379)}"
     return f"{address}/{options.get('db', 0)}"
+
+
+def _wake_lists(prefix: str, queues: Sequence[str] | None, own: str) -> list[str]:
+    """The lists a wait for ``queues`` pops a wake-up token from; ``own`` (the broker
+    object's interrupt list) last."""
+    names = [""] if queues is None else [f":{queue}" for queue in queues]
+    return [*(f"{prefix}wake{name}" for name in names), own]
+
+
+def _until(remaining: float, now: float, *moments: bytes | None) -> float:
+    """``remaining`` seconds, or fewer if one of ``moments`` (clock times) comes first."""
+    for moment in moments:
+        if moment is not None:
+            remaining = min(remaining, float(moment) - now)
+    return remaining
 
 
 def _names(queues: Sequence[str] | None) -> Names:

@@ -61,7 +61,8 @@ class ClaimPath:
         self._acks: Combiner[list[Arg], bool] = Combiner(self._ack_together)
         self._both: Combiner[_AckClaim, _Both] = Combiner(self._ack_claim_together)
         self.idle: tuple[float, Names, bytes | None, bytes | None] | None = None
-        """The last empty claim: when (monotonic), its queues, next due time, next lease end."""
+        """The last claim, if it emptied its queues: when (monotonic), its queues, the
+        next due time, the next lease end."""
 
     def claim(self, names: Names, limit: int, lease: float) -> list[Delivery]:
         self._prune_now_and_then()
@@ -78,6 +79,19 @@ class ClaimPath:
             return self._acks.submit(values), []
         self._prune_now_and_then()
         return self._both.submit((values, names, limit, lease))
+
+    def claim_after(
+        self, send: Callable[[list[Arg]], tuple[Any, Any]], names: Names, limit: int, lease: float
+    ) -> tuple[Any, list[Delivery]]:
+        """A claim whose ``CLAIM`` call ``send`` makes, given the script's arguments,
+        behind a command of its own; that command's reply, and the deliveries.
+
+        The claim's time (and so its lease end) is taken now, before ``send``.
+        """
+        self._prune_now_and_then()
+        until, args = self._claim_args(names, limit, lease)
+        first, found = send([self._prefix, *args])
+        return first, self._deliveries(found, names, until)
 
     # -- the batches -------------------------------------------------------------
 
@@ -170,11 +184,14 @@ class ClaimPath:
         return until, [repr(now), repr(until), limit, self._promote_batch, self._holder(), *names]
 
     def _deliveries(self, found: list[Any], names: Names, until: float) -> list[Delivery]:
-        """``CLAIM``'s answer read; an empty one noted for the wait that may follow."""
-        if len(found) == scripts.IDLE:  # none: what a wait would PROBE, as of now
-            self.idle = (time.monotonic(), names, found[0], found[1])
-            return []
+        """``CLAIM``'s answer read; one that emptied the queues noted for the wait that
+        may follow (what it would PROBE, as of now)."""
         width = scripts.CLAIMED
+        if len(found) % width == scripts.IDLE:
+            self.idle = (time.monotonic(), names, found[-2], found[-1])
+            found = found[:-2]
+        else:  # the queues may hold more: a wait must look again
+            self.idle = None
         return [rows.delivery(found[i : i + width], until) for i in range(0, len(found), width)]
 
     def _ack_values(self, delivery: Delivery, outcome: Outcome) -> list[Arg]:

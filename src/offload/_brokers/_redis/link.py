@@ -168,6 +168,36 @@ class Script:
             return self._link.call("EVALSHA", self.sha, 0, *args)
 
 
+def blocked_then(
+    pool: redis.ConnectionPool, blocking: tuple[Arg, ...], then: tuple[Arg, ...]
+) -> tuple[Any, Any]:
+    """Send a blocking command and another together, on a connection of ``pool``;
+    both replies (the second's error reply as its exception, not raised).
+
+    Redis runs a command that comes after a blocked one on the same
+    connection the moment the block ends: the second command needs no round
+    trip of its own (``RedisBroker.wait_and_claim``: a claim after a wait).
+    """
+    connection: Any = pool.get_connection()
+    try:
+        if _pack is not None:
+            packed = [_pack(blocking) + _pack(then)]
+        else:  # pragma: no cover - the extra always has hiredis
+            packed = connection.pack_commands([blocking, then])
+        connection.send_packed_command(packed, check_health=False)
+        first = connection.read_response()
+        try:
+            second = connection.read_response()
+        except redis.ResponseError as error:  # read whole: the connection is still in step
+            second = error
+    except BaseException:
+        connection.disconnect()  # a reply may be left unread: never reuse the socket
+        raise
+    finally:
+        pool.release(connection)
+    return first, second
+
+
 def split_namespace(url: str) -> tuple[str, str | None]:
     """``url`` without its ``namespace=`` query option (redis-py knows no such option)."""
     parts = urllib.parse.urlsplit(url)

@@ -42,7 +42,7 @@ CLAIMED = 12
 """Values per job in ``CLAIM``'s answer (``rows.delivery``)."""
 
 IDLE = 2
-"""Values of ``CLAIM``'s answer when it claimed nothing."""
+"""Values after the jobs in ``CLAIM``'s answer when it found fewer than asked for."""
 
 ACKED = 9
 """Values per ack in ``ACK``'s arguments (``claims.ack_values``)."""
@@ -63,6 +63,7 @@ _VALUES = {
 
 _PARTS = {
     "enqueue": ("prelude", "enqueue"),
+    "enqueue_one": ("prelude", "enqueue_one"),
     "claim": ("prelude", "claim", "claim_run"),
     "ack": ("prelude", "ack", "ack_run"),
     "ack_claim": ("prelude", "ack", "claim", "ack_claim"),
@@ -155,6 +156,7 @@ class Scripts:
             return Script(link, source(name))
 
         self.enqueue, self.ack = script("enqueue"), script("ack")
+        self.enqueue_one = script("enqueue_one")
         self.ack_claim = script("ack_claim")  # the acks' link: it is an ack first
         self.claim = Script(claims or link, source("claim"))  # a link of its own, if given
         self.nack, self.extend = script("nack"), script("extend")

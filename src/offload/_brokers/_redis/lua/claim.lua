@@ -5,8 +5,9 @@
 -- @MAX_DELIVERIES@ when unset), then leases up to ``limit`` jobs. Returns
 -- @CLAIMED@ values per job: id, token, attempt, queue (the one it waited in),
 -- meta blob, payload, priority, eta, key, max_deliveries, result_ttl, defect
--- (false, or why the script found the job corrupt); or, if none, the next
--- delayed due time and the next lease end (as PROBE). The fields are the
+-- (false, or why the script found the job corrupt); then, if it found
+-- fewer jobs than ``limit`` (none included), the next delayed due time and
+-- the next lease end (as PROBE). The fields are the
 -- hash's as stored (a corrupt one included): the caller reads them, and makes
 -- a job it cannot read whole a defect.
 
@@ -107,13 +108,17 @@ local function claim(c, first)
   end
 
   local out = {}
-  if #picked == 0 then
-    -- Nothing to claim: when something next comes due, for the wait that
-    -- follows (it then needs no PROBE of its own).
+  -- Fewer than asked for: the queues are empty now. Then the answer ends
+  -- with when something next comes due, for the wait that follows (it then
+  -- needs no PROBE of its own): alone, when nothing was claimed.
+  local function next_due()
     local due = redis.call('ZRANGE', P .. 'delayed', 0, 0, 'WITHSCORES')
     local lease = redis.call('ZRANGE', P .. 'running', 0, 0, 'WITHSCORES')
-    return {due[2] or false, lease[2] or false}
+    out[#out + 1] = due[2] or false
+    out[#out + 1] = lease[2] or false
+    return out
   end
+  if #picked == 0 then return next_due() end
   -- The job keeps its stale ready member ``r``: every way back to a ready set
   -- writes a new one, and no set holds the old one any more.
   for i, member in ipairs(picked) do
@@ -161,5 +166,6 @@ local function claim(c, first)
       for k = 1, @CLAIMED@ do out[#out + 1] = row[k] end
     end
   end
+  if #picked < limit then return next_due() end
   return out
 end

@@ -7,10 +7,8 @@
 -- Returns every message's job id; an error, writing nothing, for an id that
 -- exists (unless replaying a call whose answer was lost: then it is ours).
 --
--- Redis runs the whole text on every call, and every table, string and
--- command costs: the usual call, one message without a key, takes a path of
--- its own (EXISTS, INCR, HSET, two ZADDs, the wake-up lists) that makes no
--- table but the hash's fields.
+-- The usual call, one message without a key, is ENQUEUE_ONE's
+-- (``enqueue_one.lua``): Redis runs a script's whole text on every call.
 
 local now, replay, reply = tonumber(ARGV[2]), ARGV[4] == '1', ARGV[5]
 local FIRST = 7  -- ARGV index of the first message's first value
@@ -59,24 +57,6 @@ local function write(b, job, js, key, add)
   return queue
 end
 
-local function zadd(set, score, member)
-  redis.call('ZADD', P .. set, score, member)
-end
-
-if n == 1 and ARGV[FIRST + 4] == '' then
-  local id = ARGV[FIRST]
-  local job = jobkey(id)
-  if redis.call('EXISTS', job) == 1 then
-    if replay then return {id} end
-    return redis.error_reply('job id ' .. id .. ' already exists')
-  end
-  local js = redis.call('INCRBY', P .. 'seq', 1)
-  register()
-  notify(write(FIRST, job, js, false, zadd), 1)
-  return {id}
-end
-
--- Many messages, or a key: the general path.
 local since = tonumber(ARGV[3])
 local function holder(key, horizon)
   local id = redis.call('HGET', P .. 'keys', key)
