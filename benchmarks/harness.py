@@ -72,6 +72,12 @@ def run_command(
 ) -> subprocess.CompletedProcess[str]:
     """Run ``cmd`` in its own process group; kill the whole group on timeout."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    # The caller's PYTHONPATH is not passed on (it would shadow the venvs'
+    # packages); BENCH_OFFLOAD_SRC is, on purpose: an A/B run of another
+    # revision's src/ (its children and their workers import offload from there).
+    other_src = os.environ.get("BENCH_OFFLOAD_SRC")
+    if other_src:
+        env["PYTHONPATH"] = other_src
     env.update(extra_env or {})
     proc = subprocess.Popen(
         list(cmd),
