@@ -13,7 +13,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import redis
@@ -290,24 +290,13 @@ class RedisBroker:
         """
         deadline = time.monotonic() + timeout
         lists = _wake_lists(self.prefix, queues, self._wake_self)
-        with self._lock:
-            self._waiting += 1
-        try:
+        with _counted_wait(self):
             while not self._closed.is_set():
                 block = self._block_for(deadline - time.monotonic(), queues)
                 if block < 0.001 or self._blocking.blpop(lists, min(block, self.BLOCK)):
                     return
                 if block <= self.BLOCK:  # woke at a due time: something may be claimable
                     return
-        except Exception as error:
-            # Closing the broker closes the socket under a blocked BLPOP:
-            # whatever that raises, the wait is over.
-            if not isinstance(error, (redis.RedisError, OSError)) and not self._closed.is_set():
-                raise
-            log.debug("offload: a wait for messages ended early: %s", error)
-        finally:
-            with self._lock:
-                self._waiting -= 1
 
     def wait_and_claim(
         self, timeout: float, queues: Sequence[str] | None, limit: int, lease: float
@@ -323,9 +312,8 @@ class RedisBroker:
             return []
         deadline = time.monotonic() + timeout
         lists = _wake_lists(self.prefix, queues, self._wake_self)
-        with self._lock:
-            self._waiting += 1
-        try:
+        # A claim whose answer a cut connection lost lapses and comes back.
+        with _counted_wait(self):
             while not self._closed.is_set():
                 block = self._idle_for(deadline - time.monotonic(), _names(queues))
                 if block is None or block < 0.001:
@@ -336,15 +324,6 @@ class RedisBroker:
                 woken, deliveries = self._wait_then_claim(lists, block, queues, limit, lease)
                 if deliveries or (woken and woken[0] == lists[-1].encode()):
                     return deliveries  # claimed, or interrupted
-        except Exception as error:
-            # As in wait_for_messages: a cut connection ends the wait, the next
-            # claim reports it. A claim whose answer it lost lapses and comes back.
-            if not isinstance(error, (redis.RedisError, OSError)) and not self._closed.is_set():
-                raise
-            log.debug("offload: a wait for messages ended early: %s", error)
-        finally:
-            with self._lock:
-                self._waiting -= 1
         return []
 
     def _wait_then_claim(
@@ -511,6 +490,25 @@ class Listing:
 
     def forget(self) -> None:
         self._until.clear()
+
+
+@contextlib.contextmanager
+def _counted_wait(broker: RedisBroker) -> Iterator[None]:
+    """A wait for messages: counted in ``broker._waiting`` while it lasts (``interrupt``
+    wakes only counted waits), and ended, not failed, by a lost connection: closing
+    the broker closes the socket under a blocked ``BLPOP``, and the next claim
+    reports a real outage."""
+    with broker._lock:
+        broker._waiting += 1
+    try:
+        yield
+    except Exception as error:
+        if not isinstance(error, (redis.RedisError, OSError)) and not broker._closed.is_set():
+            raise
+        log.debug("offload: a wait for messages ended early: %s", error)
+    finally:
+        with broker._lock:
+            broker._waiting -= 1
 
 
 def _namespace(url: str, namespace: str | None) -> tuple[str, str]:

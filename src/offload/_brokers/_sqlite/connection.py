@@ -132,23 +132,20 @@ class Database:
         needs before its first change), so trying it again is safe. The
         caller holds ``self.lock``.
         """
-        try:
-            return call()
-        except sqlite3.OperationalError as error:
-            if not _busy(error):
-                raise
-            refused = error
-        deadline = time.monotonic() + self._busy_timeout_ms / 1000
+        deadline = None  # read at the first refusal: the common path reads no clock
         pauses = iter(_PAUSES)
-        while (remaining := deadline - time.monotonic()) > 0:
-            time.sleep(min(next(pauses, _LONGEST_PAUSE), remaining))
+        while True:
             try:
                 return call()
             except sqlite3.OperationalError as error:
                 if not _busy(error):
                     raise
-                refused = error
-        raise refused  # "database is locked", as SQLite's busy handler says it
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + self._busy_timeout_ms / 1000
+                if now >= deadline:
+                    raise  # "database is locked", as SQLite's busy handler says it
+                time.sleep(min(next(pauses, _LONGEST_PAUSE), deadline - now))
 
     def run(self, call: Callable[[sqlite3.Connection], T]) -> T:
         """``call(connection)`` (one statement, its own transaction) under the lock, ``patient``."""
