@@ -28,6 +28,7 @@ calls meet it. (A producer's reply channel is read by ``feed.Subscription``.)
 from __future__ import annotations
 
 import hashlib
+import inspect
 import logging
 import threading
 import time
@@ -55,6 +56,14 @@ try:  # offload[redis] installs it; redis-py works without it
     _pack = _hiredis.pack_command
 except ImportError:  # pragma: no cover - the extra always has it
     _hiredis = _pack = None
+
+_GET_CONNECTION = inspect.signature(redis.ConnectionPool.get_connection).parameters
+_POOL_WANTS_COMMAND = (
+    "command_name" in _GET_CONNECTION
+    and _GET_CONNECTION["command_name"].default is inspect.Parameter.empty
+)
+"""redis-py 5.0 asks ``get_connection`` for a command name; later versions make it
+optional, then deprecate it."""
 
 _RESP3 = _hiredis is not None and int(_hiredis.__version__.split(".")[0]) >= 3
 """hiredis parses RESP3 (what redis-py 8 speaks by default) from version 3 on."""
@@ -178,7 +187,7 @@ def blocked_then(
     connection the moment the block ends: the second command needs no round
     trip of its own (``RedisBroker.wait_and_claim``: a claim after a wait).
     """
-    connection: Any = pool.get_connection()
+    connection: Any = pool.get_connection("BLPOP") if _POOL_WANTS_COMMAND else pool.get_connection()
     try:
         if _pack is not None:
             packed = [_pack(blocking) + _pack(then)]
