@@ -22,19 +22,17 @@ def encode_call(serializer: Serializer, args: tuple[Any, ...], kwargs: dict[str,
     >>> encode_call(JsonSerializer(), (1, "a"), {"when": None})
     b'[[1,"a"],{"when":null}]'
     """
-    if type(serializer) is JsonSerializer:  # the default: plain arguments skip the walk
-        plain = plain_call(args, kwargs)
-        if plain is not None:
-            check_size(plain, serializer.max_size, "arguments", "list")
-            return plain
-    try:
-        data = serializer.encode([list(args), kwargs], path="arguments")
-    except PayloadTooLarge:
-        raise
-    except NotSerializable as exc:
-        # Encoding each argument alone again, on the failure path only, names
-        # the argument for any serializer (pickle included) at no cost otherwise.
-        raise _locate(serializer, args, kwargs) or exc from None
+    # The default serializer with plain arguments skips the walk (the same bytes).
+    data = plain_call(args, kwargs) if type(serializer) is JsonSerializer else None
+    if data is None:
+        try:
+            data = serializer.encode([list(args), kwargs], path="arguments")
+        except PayloadTooLarge:
+            raise
+        except NotSerializable as exc:
+            # Encoding each argument alone again, on the failure path only, names
+            # the argument for any serializer (pickle included) at no cost otherwise.
+            raise _locate(serializer, args, kwargs) or exc from None
     check_size(data, serializer.max_size, "arguments", "list")
     return data
 

@@ -136,20 +136,20 @@ def plain_call(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes | None:
     for such a call; anything that needs a tag, an escape or an error's path
     takes the walk.
     """
-    for x in args:
-        t = type(x)
-        if not (t in _LEAVES or (t is int and -_BIG_INT < x < _BIG_INT) or _finite(t, x)):
-            return None
-    for k, x in kwargs.items():
-        t = type(x)
-        if type(k) is not str or k == _TAG:
-            return None
-        if not (t in _LEAVES or (t is int and -_BIG_INT < x < _BIG_INT) or _finite(t, x)):
-            return None
+    if not all(map(_plain_leaf, args)) or not all(map(_plain_leaf, kwargs.values())):
+        return None
+    if any(type(k) is not str or k == _TAG for k in kwargs):
+        return None
     try:
         return _dumps([list(args), kwargs]).encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate: the walk's error says what to do
         return None
+
+
+def _plain_leaf(x: Any) -> bool:
+    """Written by the walk exactly as ``json.dumps`` writes it: no tag, no error."""
+    t = type(x)
+    return t in _LEAVES or (t is int and -_BIG_INT < x < _BIG_INT) or _finite(t, x)
 
 
 def _finite(t: type, x: Any) -> bool:
