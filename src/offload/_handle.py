@@ -17,6 +17,7 @@ from collections.abc import Callable, Generator, Iterable
 from typing import Any, Protocol, TypeVar
 
 from ._errors import ResultTimeout, TaskCancelled
+from ._locks import YieldingLock
 from ._message import Progress, State
 
 R = TypeVar("R")
@@ -26,7 +27,8 @@ log = logging.getLogger(__name__)
 # Orders "start running" against "cancel" for every handle. One lock for all:
 # it is held for a few instructions, and a lock per handle would cost more.
 # Reentrant: Future.cancel() runs done-callbacks, which may cancel others.
-_transitions = threading.RLock()
+# Every pool thread takes it: a ``YieldingLock``, so that it cannot convoy.
+_transitions = YieldingLock(reentrant=True)
 
 # A Future makes a Condition (an RLock, a deque, five bound methods) and two
 # lists in __init__. Most handles never need them: nobody waits before the
@@ -40,7 +42,7 @@ _transitions = threading.RLock()
 # Made under their own lock, held for a few instructions and never while taking another
 # (``concurrent.futures.wait`` makes them while holding other handles'
 # conditions, and ``cancel`` takes a condition under ``_transitions``).
-_making = threading.Lock()
+_making = YieldingLock()
 _FUTURE_FIELDS = {"_condition", "_state", "_result", "_exception", "_waiters", "_done_callbacks"}
 _LAZY_FIELDS = set(vars(concurrent.futures.Future())) == _FUTURE_FIELDS
 _PENDING, _FINISHED = "PENDING", "FINISHED"

@@ -29,6 +29,7 @@ from ._errors import ConfigurationError
 from ._executors import Done, Executor, Start, ThreadExecutor, check_size
 from ._joblog import job_fields
 from ._leases import Leases
+from ._locks import YieldingLock
 from ._message import Delivery, Message
 from ._outage import Outage
 from ._registry import Presence, presence_for
@@ -90,11 +91,11 @@ class Worker:
         self._name = name
         self._executors: dict[str, Executor] = {}
         self._lock = threading.Lock()
-        # Claims never exceed free slots (a message waits in the broker, where others
-        # reach it): dispatcher and pool threads reserve slots first (``_claiming``, under
-        # ``_slots``), so leases held never exceed slots (bounding reruns after a crash).
-        self._slots = threading.Lock()
-        self._claiming = 0
+        # A slot is taken (a marker in ``_busy``, under ``_slots``) before its claim:
+        # leases held never exceed slots (bounding reruns after a crash). Passing a
+        # slot on or freeing it is one list operation: no lock.
+        self._slots = YieldingLock()
+        self._busy: list[None] = []  # one per slot reserved for a claim or running
         self._update_capacity()  # self._capacity: slots of all pools
         self._starved = False
         self._room = threading.Event()
@@ -167,7 +168,7 @@ class Worker:
             thread.join(max(1.0, grace))
         # Reserved slots too: a refill claimed with an ack is handed over (or released)
         # by its thread, after its call left ``_active``.
-        while (self._active or self._claiming) and self._clock.now() < deadline:
+        while self._busy and self._clock.now() < deadline:
             self._clock.wait(self._closed, min(0.05, max(0.0, deadline - self._clock.now())))
         released = sum(self._leases.release(delivery) for delivery in list(self._active.values()))
         self.stop(wait=False)
@@ -228,7 +229,7 @@ class Worker:
 
     def _room_to_claim(self) -> int:
         """Free slots: how many messages to claim now."""
-        return self._capacity - len(self._active) - self._claiming
+        return self._capacity - len(self._busy)
 
     def _claim(
         self, wanted: int, waiting: WaitAndClaim | None = None
@@ -241,7 +242,7 @@ class Worker:
             reserved = min(wanted, self._room_to_claim())
             if reserved <= 0:
                 return [], False
-            self._claiming += reserved
+            self._busy.extend([None] * reserved)
         deliveries: list[Delivery] = []
         try:
             if waiting is None:
@@ -255,9 +256,7 @@ class Worker:
         return deliveries, len(deliveries) < reserved
 
     def _unreserve(self, slots: int) -> None:
-        if slots:
-            with self._slots:
-                self._claiming -= slots
+        del self._busy[:slots]  # one operation: no lock (freeing cannot overbook)
 
     def _dispatch_loop(self) -> None:
         waker = self._broker if isinstance(self._broker, Waker) else None
@@ -315,7 +314,7 @@ class Worker:
             free = 0 if self._claims_stopped else self._room_to_claim()
             if free <= 0:
                 return False
-            self._claiming += free
+            self._busy.extend([None] * free)
         deliveries: list[Delivery] = []
         try:
             deliveries = store(message, self._queues, free, self._lease)
@@ -341,9 +340,7 @@ class Worker:
         if call is None:
             self._unreserve(1)
             return False
-        with self._slots:  # its reserved slot becomes a running one
-            self._active[delivery.token] = delivery
-            self._claiming -= 1
+        self._active[delivery.token] = delivery  # its reserved slot is now a running one
         self._cancels.calls[delivery.token] = call
         try:
             self._executor(call.spec.pool or self._default_pool).execute(call)
@@ -365,6 +362,7 @@ class Worker:
         self._cancels.calls.pop(call.delivery.token, None)
         self._leases.settled.discard(call.delivery.token)
         if refill is None and (not self._starved or self._claims_stopped):
+            self._busy.pop()  # its slot is free
             return
         # The dispatcher sleeps until there is room. Rather than wake it for
         # every finished call (a thread switch each), the thread that freed
@@ -375,31 +373,35 @@ class Worker:
             self._room.set()
 
     def _refill(self, call: Call, refill: Refill | None) -> bool:
-        """Dispatch one message for a freed slot (claimed with the ack, or now); ``False``
-        if none ran. A ``refill`` held the slot reserved: it is handed over or given back."""
-        if refill is not None:
+        """Give ``call``'s slot to one message (claimed with the ack, or now), or free it;
+        whether a call runs in it. The slot passes from one call to the next without
+        being freed and taken again: no lock, no other thread can take it meanwhile."""
+        if refill is not None and (refill.claimed is not None or self._claims_stopped):
             claimed = refill.claimed or []
-            self._unreserve(1 - len(claimed))
-            if refill.claimed is not None or self._claims_stopped:
-                return any(self._hand_over(claimed))  # released if stopping began
-        if not self._executor(call.spec.pool or self._default_pool).claims_inline:
+        elif self._room_to_claim() < 0 or not self._claims_inline(call):  # shrunk; or no
+            claimed = []
+        else:
+            try:
+                claimed = self._broker.claim(self._queues, 1, self._lease)
+            except Exception as error:  # noqa: BLE001 - the dispatcher will retry
+                self._outage.failed("claiming", error)
+                claimed = []
+        if not claimed:
+            self._busy.pop()  # its slot is free
             return False
-        try:
-            deliveries, _ = self._claim(1)
-        except Exception as error:  # noqa: BLE001 - the dispatcher will retry
-            self._outage.failed("claiming", error)
-            return False
-        return any(self._hand_over(deliveries))
+        return any(self._hand_over(claimed))  # its slot goes with it (freed if none ran)
+
+    def _claims_inline(self, call: Call) -> bool:
+        return self._executor(call.spec.pool or self._default_pool).claims_inline
 
     def _reserve_refill(self, call: Call) -> Refill | None:
-        """Reserve the slot ``call`` is about to free for a claim made with its ack;
-        None when the dispatcher is awake to claim (or the broker cannot do both at once)."""
+        """A claim for the slot ``call`` is about to free, made with its ack (the slot
+        stays taken meanwhile); None when the dispatcher is awake to claim (or the
+        broker cannot do both at once)."""
         if not self._starved or self._claims_stopped or self._runner.acks_and_claims is None:
             return None
-        if not self._executor(call.spec.pool or self._default_pool).claims_inline:
+        if not self._claims_inline(call):
             return None
-        with self._slots:
-            self._claiming += 1
         return Refill(self._queues, self._lease)
 
     def _hand_over(self, deliveries: list[Delivery]) -> list[bool]:

@@ -20,8 +20,10 @@ import itertools
 import math
 import threading
 from collections.abc import Sequence
+from typing import Any, cast
 
 from ..._clock import SYSTEM_CLOCK, Clock
+from ..._locks import YieldingLock
 from ..._message import DEFAULT_MAX_DELIVERIES, Delivery, ErrorInfo, Message, Outcome, State
 from .._base import Lease, keep_for_horizon, lapsed_error, stored_error
 from .inspector import MemoryInspector
@@ -47,8 +49,9 @@ class MemoryBroker:
         self._clock = clock
         self._result_ttl = result_ttl
         self._reuse_window = reuse_window
-        self._lock = threading.Lock()
-        self._wakeup = threading.Condition(self._lock)
+        # Every pool thread claims under it, and every call enqueues: see ``YieldingLock``.
+        self._lock = YieldingLock()
+        self._wakeup = threading.Condition(cast(Any, self._lock))  # any lock-like object
         self._waiting = 0
         self._queues: dict[str, Queue] = {}
         self._delayed: list[tuple[float, int, Message]] = []  # heap by eta
