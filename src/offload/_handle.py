@@ -17,7 +17,7 @@ from collections.abc import Callable, Generator, Iterable
 from typing import Any, Protocol, TypeVar
 
 from ._errors import ResultTimeout, TaskCancelled
-from ._locks import YieldingLock
+from ._locks import TokenLock, YieldingLock
 from ._message import Progress, State
 
 R = TypeVar("R")
@@ -42,7 +42,7 @@ _transitions = YieldingLock(reentrant=True)
 # Made under their own lock, held for a few instructions and never while taking another
 # (``concurrent.futures.wait`` makes them while holding other handles'
 # conditions, and ``cancel`` takes a condition under ``_transitions``).
-_making = YieldingLock()
+_making = TokenLock()
 _FUTURE_FIELDS = {"_condition", "_state", "_result", "_exception", "_waiters", "_done_callbacks"}
 _LAZY_FIELDS = set(vars(concurrent.futures.Future())) == _FUTURE_FIELDS
 _PENDING, _FINISHED = "PENDING", "FINISHED"

@@ -29,7 +29,7 @@ from ._errors import ConfigurationError
 from ._executors import Done, Executor, Start, ThreadExecutor, check_size
 from ._joblog import job_fields
 from ._leases import Leases
-from ._locks import YieldingLock
+from ._locks import TokenLock
 from ._message import Delivery, Message
 from ._outage import Outage
 from ._registry import Presence, presence_for
@@ -94,7 +94,7 @@ class Worker:
         # A slot is taken (a marker in ``_busy``, under ``_slots``) before its claim:
         # leases held never exceed slots (bounding reruns after a crash). Passing a
         # slot on or freeing it is one list operation: no lock.
-        self._slots = YieldingLock()
+        self._slots = TokenLock()
         self._busy: list[None] = []  # one per slot reserved for a claim or running
         self._update_capacity()  # self._capacity: slots of all pools
         self._starved = False

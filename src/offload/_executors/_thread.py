@@ -20,7 +20,7 @@ import time
 from .._clock import SYSTEM_CLOCK, Clock
 from .._errors import ConfigurationError
 from .._joblog import job_fields
-from .._locks import YieldingLock
+from .._locks import TokenLock
 from .._runner import Call, invoke
 from ._base import Deadlines, Done, Once, Start, timeout_error
 
@@ -49,7 +49,7 @@ class ThreadExecutor:
         self._done = done
         self._name = name
         self._queue: queue.SimpleQueue[Call | None] = queue.SimpleQueue()
-        self._lock = YieldingLock()  # every refill takes it: see ``YieldingLock``
+        self._lock = TokenLock()  # every refill takes it: see ``TokenLock``
         self._threads = 0  # alive
         self._running: set[threading.Thread] = set()  # for shutdown(wait=True) to join
         self._idle = 0  # blocked in get() with no call promised to them

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 from ..._clock import SYSTEM_CLOCK, Clock
-from ..._locks import YieldingLock
+from ..._locks import TokenLock
 from ..._message import DEFAULT_MAX_DELIVERIES, Delivery, ErrorInfo, Message, Outcome, State
 from .._base import Lease, keep_for_horizon, lapsed_error, stored_error
 from .inspector import MemoryInspector
@@ -49,8 +49,8 @@ class MemoryBroker:
         self._clock = clock
         self._result_ttl = result_ttl
         self._reuse_window = reuse_window
-        # Every pool thread claims under it, and every call enqueues: see ``YieldingLock``.
-        self._lock = YieldingLock()
+        # Every pool thread claims under it, and every call enqueues: see ``TokenLock``.
+        self._lock = TokenLock()
         self._wakeup = threading.Condition(cast(Any, self._lock))  # any lock-like object
         self._waiting = 0
         self._queues: dict[str, Queue] = {}
