@@ -126,29 +126,40 @@ class ThreadExecutor:
         thread.start()
 
     def _work(self) -> None:
-        get_nowait, get, run = self._queue.get_nowait, self._queue.get, self._run
+        empty, get_nowait, get, run = (
+            self._queue.empty,
+            self._queue.get_nowait,
+            self._queue.get,
+            self._run,
+        )
         while True:
             if self._threads > self._size and self._leave():
                 self._running.discard(threading.current_thread())
                 return
-            try:
-                call = get_nowait()
-            except queue.Empty:
-                with self._lock:
-                    # Checked again under the lock: a shutdown or shrink since
-                    # the check above counted this thread as busy and sent it no
-                    # None, so it would wait in get() for good.
-                    leaving = self._threads > self._size
-                    if leaving:
-                        self._threads -= 1
-                    else:
-                        self._idle += 1
-                if leaving:
+            if empty():  # asked first: raising and catching Empty costs more than asking
+                if not self._idle_or_leave():
                     self._running.discard(threading.current_thread())
                     return
                 call = get()
+            else:
+                try:
+                    call = get_nowait()
+                except queue.Empty:  # another thread took it meanwhile: look again
+                    continue
             if call is not None:
                 run(call)
+
+    def _idle_or_leave(self) -> bool:
+        """Count this thread idle before it waits in ``get()``; ``False``: leave instead."""
+        with self._lock:
+            # Checked again under the lock: a shutdown or shrink since the check
+            # in ``_work`` counted this thread as busy and sent it no None, so it
+            # would wait in get() for good.
+            if self._threads > self._size:
+                self._threads -= 1
+                return False
+            self._idle += 1
+            return True
 
     def _leave(self) -> bool:
         with self._lock:
