@@ -13,6 +13,8 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
+from .._locks import TokenLock
+
 ItemT = TypeVar("ItemT")
 ResultT = TypeVar("ResultT")
 
@@ -60,7 +62,7 @@ class Batcher(Generic[ItemT, ResultT]):
         self._flush = flush
         self._isolate = isolate
         self._alone = False  # flushing the items of a failed batch one by one
-        self._mutex = threading.Lock()
+        self._mutex = TokenLock()  # every thread's write takes it: see ``TokenLock``
         self._queue: list[_Slot[ItemT, ResultT]] = []
         self._batch: list[_Slot[ItemT, ResultT]] = []  # what the running flush answers
         self._busy = False  # a flush runs, or its successor was chosen

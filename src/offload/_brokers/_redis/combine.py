@@ -18,6 +18,8 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
+from ..._locks import TokenLock
+
 ItemT = TypeVar("ItemT")
 ResultT = TypeVar("ResultT")
 
@@ -44,7 +46,7 @@ class Combiner(Generic[ItemT, ResultT]):
 
     def __init__(self, flush: Flush[ItemT, ResultT]) -> None:
         self._flush = flush
-        self._mutex = threading.Lock()
+        self._mutex = TokenLock()  # every thread's command takes it: see ``TokenLock``
         self._queue: list[_Waiter[ItemT, ResultT]] = []
         self._busy = False  # a flush runs, or its successor was chosen
 
