@@ -17,18 +17,19 @@ from collections.abc import Callable, Generator, Iterable
 from typing import Any, Protocol, TypeVar
 
 from ._errors import ResultTimeout, TaskCancelled
-from ._locks import TokenLock, YieldingLock
+from ._locks import TokenLock
 from ._message import Progress, State
 
 R = TypeVar("R")
 
 log = logging.getLogger(__name__)
 
-# Orders "start running" against "cancel" for every handle. One lock for all:
-# it is held for a few instructions, and a lock per handle would cost more.
-# Reentrant: Future.cancel() runs done-callbacks, which may cancel others.
-# Every pool thread takes it: a ``YieldingLock``, so that it cannot convoy.
-_transitions = YieldingLock(reentrant=True)
+# Orders cancellations of every handle against each other (a cancel decides,
+# then settles the Future). Reentrant: Future.cancel() runs done-callbacks,
+# which may cancel others. "Start running" against "cancel" is ordered by
+# ``_making`` below, which every pool thread takes anyway: this one is taken
+# by cancellations only, so that pool threads never meet on it.
+_transitions = threading.RLock()
 
 # A Future makes a Condition (an RLock, a deque, five bound methods) and two
 # lists in __init__. Most handles never need them: nobody waits before the
@@ -41,7 +42,9 @@ _transitions = YieldingLock(reentrant=True)
 #
 # Made under their own lock, held for a few instructions and never while taking another
 # (``concurrent.futures.wait`` makes them while holding other handles'
-# conditions, and ``cancel`` takes a condition under ``_transitions``).
+# conditions, and ``cancel`` takes a condition under ``_transitions``). One
+# lock for all handles (a lock per handle would cost more), shared by every
+# pool thread: a ``TokenLock``, which cannot convoy.
 _making = TokenLock()
 _FUTURE_FIELDS = {"_condition", "_state", "_result", "_exception", "_waiters", "_done_callbacks"}
 _LAZY_FIELDS = set(vars(concurrent.futures.Future())) == _FUTURE_FIELDS
@@ -277,9 +280,10 @@ class Handle(concurrent.futures.Future[R]):
         with _transitions:
             if self.cancelled():
                 return True
-            if self._started and not self._retrying and not running:
-                return False
-            self._cancel_requested = True
+            with _making:  # ordered against set_running_or_notify_cancel
+                if self._started and not self._retrying and not running:
+                    return False
+                self._cancel_requested = True
             if super().cancel():
                 super().set_running_or_notify_cancel()  # wakes stdlib wait()/as_completed()
                 _open_latch(self)
@@ -287,7 +291,7 @@ class Handle(concurrent.futures.Future[R]):
 
     def set_running_or_notify_cancel(self) -> bool:
         """Mark the call running; ``False`` if it was cancelled (then it must not run)."""
-        with _transitions:
+        with _making:
             if self._cancel_requested:
                 return False
             self._started = True
@@ -299,7 +303,7 @@ class Handle(concurrent.futures.Future[R]):
 
     def set_waiting(self) -> None:
         """Queued again, not yet started (``offload.Delay``): cancellable as before it ran."""
-        with _transitions:
+        with _making:
             self._started = False
             self._retrying = False
 

@@ -1,4 +1,4 @@
-"""Locks for short critical sections that many threads of one process share.
+"""A lock for short critical sections that many threads of one process share.
 
 Why not a plain ``threading.Lock``: a thread that blocks on a taken lock
 waits without the GIL, and when the lock is released it *takes the lock
@@ -13,25 +13,15 @@ call, and two to three times the time per call of ``concurrent.futures``,
 whose pool threads share no Python lock; moving one shared lock out of the
 way moved the convoy to the next.
 
-Both locks here are taken only by a thread that holds the GIL, so they
-cannot convoy. ``TokenLock`` (a queue holding one token) blocks a waiter
-until a release wakes it, then lets it try again with the GIL in hand;
-``YieldingLock`` gives the GIL up for a moment and tries again before it
-blocks as a plain lock does, and can be reentrant.
+``TokenLock`` is taken only by a thread that holds the GIL, so it cannot
+convoy: a waiter blocks until a release wakes it, then tries again with the
+GIL in hand. (A lock that gives up the GIL and tries again before it blocks
+did as well, at the cost of two Python-level calls per ``with``.)
 """
 
 from __future__ import annotations
 
-import threading
-import time
 from queue import Empty, SimpleQueue
-from typing import Any
-
-YIELD_FOR = 0.002
-"""Seconds a contended ``YieldingLock`` keeps trying before it blocks."""
-PAUSE = 0.00001
-"""Seconds it sleeps between tries: long enough for a holder that waits for the GIL
-to wake and take it (``sleep(0)`` gave the GIL back before that thread woke)."""
 
 
 class TokenLock(SimpleQueue):  # type: ignore[type-arg]
@@ -68,44 +58,3 @@ class TokenLock(SimpleQueue):  # type: ignore[type-arg]
 
     def release(self) -> None:
         self.put(None)
-
-
-class YieldingLock:
-    """``threading.Lock`` (or ``RLock`` with ``reentrant``) that yields before it blocks.
-
-    Costlier than ``TokenLock`` (its ``with`` is two Python-level calls): for
-    a lock that must be reentrant.
-
-    Use it as a ``with`` block or a ``threading.Condition``'s lock; it has the
-    lock protocol's ``acquire`` and ``release``.
-    """
-
-    __slots__ = ("_lock",)
-
-    def __init__(self, *, reentrant: bool = False) -> None:
-        self._lock: Any = threading.RLock() if reentrant else threading.Lock()
-
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        if self._lock.acquire(False):
-            return True
-        if not blocking:
-            return False
-        return self._contended(timeout)
-
-    def release(self) -> None:
-        self._lock.release()
-
-    def __enter__(self) -> bool:
-        return self._lock.acquire(False) or self._contended(-1)
-
-    def __exit__(self, *exc: object) -> None:
-        self._lock.release()
-
-    def _contended(self, timeout: float) -> bool:
-        try_again, clock = self._lock.acquire, time.monotonic
-        give_up = clock() + YIELD_FOR
-        while clock() < give_up:
-            time.sleep(PAUSE)  # the GIL to whoever holds the lock, then back
-            if try_again(False):
-                return True
-        return bool(try_again(True, timeout))

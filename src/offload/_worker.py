@@ -310,17 +310,17 @@ class Worker:
         If that may leave messages in the broker (every slot taken), the
         dispatcher is woken for them, as a plain enqueue would have done.
         """
-        with self._slots:  # reserved first, as ``_claim`` does
-            free = 0 if self._claims_stopped else self._room_to_claim()
+        busy = self._busy
+        with self._slots:  # reserved first, as ``_claim`` does (inlined: every call's path)
+            free = 0 if self._claims_stopped else self._capacity - len(busy)
             if free <= 0:
                 return False
-            self._busy.extend([None] * free)
+            busy.extend([None] * free)
         deliveries: list[Delivery] = []
         try:
             deliveries = store(message, self._queues, free, self._lease)
         finally:
-            if len(deliveries) != free:
-                self._unreserve(free - len(deliveries))
+            del busy[: free - len(deliveries)]  # ``_unreserve``, inlined
         self._hand_over(deliveries)
         if len(deliveries) >= free and not self._claims_stopped:
             self._wake_dispatcher()
