@@ -49,6 +49,11 @@ def test_sigterm_mid_drain_gives_back_what_did_not_start(
     handles = tasks.slow_record.map([str(out)] * len(ids), ids, [0.01] * len(ids))
     job_ids = [h.id for h in handles]
     workers = [start_worker("-c", "4", "--grace", "10") for _ in range(2)]
+    # Both registered, so both have their signal handlers: on a busy machine the
+    # first could run 80 jobs while the second still imports (SIGTERM kills it).
+    pids = {worker.pid for worker in workers}
+    registered = lambda: pids <= {w.pid for w in tasks.app.inspector.workers()}  # noqa: E731
+    assert wait_until(registered, WAIT), "the workers did not start"
     assert wait_until(lambda: sum(runs(out).values()) >= 80, WAIT), "no progress"
     for worker in workers:
         worker.send_signal(signal.SIGTERM)
