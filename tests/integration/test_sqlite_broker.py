@@ -108,6 +108,22 @@ def test_a_constraint_violation_mid_batch_rolls_back_the_batch(db_path: Path) ->
         broker.close()
 
 
+def test_a_lone_job_whose_id_is_stored_already_is_refused(db_path: Path) -> None:
+    # A single job without a key is stored by its INSERT alone (no BEGIN):
+    # the duplicate is refused the same way, and the stored job stays as it was.
+    broker = SqliteBroker(db_path)
+    try:
+        stored = message()
+        broker.enqueue([stored])
+        with pytest.raises(ValueError, match="already exists"):
+            broker.enqueue([Message(stored.id, "tasks.other", (), {}, payload=b"[]")])
+        job = broker.inspector.job(stored.id)
+        assert job is not None and job.task == stored.task
+        assert broker.inspector.counts() == {"default": {State.QUEUED: 1}}
+    finally:
+        broker.close()
+
+
 def test_expired_results_are_pruned_without_being_asked(db_path: Path) -> None:
     clock = FakeClock()
     broker = SqliteBroker(db_path, clock=clock, result_ttl=10)

@@ -55,6 +55,7 @@ from .statements import (
     dead_letter_lapsed,
     fence,
     insert,
+    insert_one,
     message_rows,
     row_delivery,
     store_ack,
@@ -149,8 +150,17 @@ class SqliteBroker:
         now = self._clock.now()
         keep_for_horizon(messages, self._result_ttl)
         rows = message_rows(messages, now)  # refuses before writing
-        with self._database.write() as db:  # an id already stored: all rolls back
-            ids = insert(db, messages, rows, now - self._reuse_window, now)
+        if len(messages) == 1 and messages[0].key is None:
+            # One job and no key to look up: the INSERT alone, in its own
+            # transaction (atomic, and refused as busy before it changes
+            # anything, so ``patient`` may try it again). BEGIN and COMMIT as
+            # statements of their own would cost two more trips into SQLite
+            # per call, and the common call stores one job.
+            self._database.run(lambda db: insert_one(db, rows[0]))
+            ids = [messages[0].id]
+        else:
+            with self._database.write() as db:  # an id already stored: all rolls back
+                ids = insert(db, messages, rows, now - self._reuse_window, now)
         self._notify()
         return ids
 

@@ -108,6 +108,14 @@ def insert(
         raise ValueError(f"a job id of this batch already exists ({error})") from None
 
 
+def insert_one(db: Writer, row: tuple[Any, ...]) -> None:
+    """Insert one job without a key (``insert`` for a lone row, with one ``execute``)."""
+    try:
+        db.execute(QUERIES["insert"], row)
+    except sqlite3.IntegrityError as error:
+        raise ValueError(f"job id {row[0]!r} already exists ({error})") from None
+
+
 def _insert_keyed(
     db: Writer,
     messages: Sequence[Message],

@@ -8,8 +8,11 @@
 -- at each call.
 --
 -- The live states are spelled exactly as in the partial index jobs_claim
--- (migrations/001_jobs.sql) wherever they appear: SQLite uses a partial
--- index only for a query whose WHERE clause repeats its condition.
+-- (migrations/010_states_as_comparisons.sql) wherever they appear: SQLite
+-- uses a partial index only for a query whose WHERE clause repeats its
+-- condition. Three states or more are compared one by one, joined by OR,
+-- never listed with IN: SQLite builds a temporary b-tree for such a list
+-- each time a statement runs (the migration says more).
 
 
 -- name: schema_version
@@ -37,18 +40,19 @@ VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 -- The live job with a key, else one that succeeded after the reuse window
 -- began, else (a key with a horizon) one that finished in any state after
 -- the horizon began (+inf without one).
-SELECT id FROM jobs WHERE key = ? AND (state IN ('queued', 'retrying', 'running')
+SELECT id FROM jobs WHERE key = ?
+    AND ((state = 'queued' OR state = 'retrying' OR state = 'running')
     OR (state = 'succeeded' AND finished > ?)
-    OR (state IN ('succeeded', 'failed', 'cancelled') AND finished > ?))
+    OR ((state = 'succeeded' OR state = 'failed' OR state = 'cancelled') AND finished > ?))
 ORDER BY state = 'succeeded', seq DESC LIMIT 1
 
 -- name: queue_names
 -- Queues with live jobs: one index seek per queue (a skip scan).
 WITH RECURSIVE q(name) AS (
-    SELECT (SELECT min(queue) FROM jobs WHERE state IN ('queued', 'retrying', 'running'))
+    SELECT (SELECT min(queue) FROM jobs WHERE (state = 'queued' OR state = 'retrying' OR state = 'running'))
     UNION ALL
     SELECT (SELECT min(queue) FROM jobs
-            WHERE state IN ('queued', 'retrying', 'running') AND queue > q.name)
+            WHERE (state = 'queued' OR state = 'retrying' OR state = 'running') AND queue > q.name)
     FROM q WHERE q.name IS NOT NULL
 )
 SELECT name FROM q WHERE name IS NOT NULL
@@ -59,7 +63,7 @@ SELECT name FROM q WHERE name IS NOT NULL
 -- claimable at once, and the claim sets its due.
 SELECT * FROM (
     SELECT seq, ? AS rank, priority, due FROM jobs
-    WHERE queue = {queue} AND state IN ('queued', 'retrying', 'running')
+    WHERE queue = {queue} AND (state = 'queued' OR state = 'retrying' OR state = 'running')
         AND (due <= ? OR due >= '')
     ORDER BY priority DESC, due, seq LIMIT ?
 )
@@ -121,10 +125,10 @@ UPDATE jobs SET due = ? WHERE seq = ? AND token = ? AND state = 'running'
 RETURNING cancel_requested IS NOT NULL
 
 -- name: next_due
-SELECT min(due) FROM jobs WHERE state IN ('queued', 'retrying', 'running')
+SELECT min(due) FROM jobs WHERE (state = 'queued' OR state = 'retrying' OR state = 'running')
 
 -- name: next_due_in
-SELECT min(due) FROM jobs WHERE state IN ('queued', 'retrying', 'running')
+SELECT min(due) FROM jobs WHERE (state = 'queued' OR state = 'retrying' OR state = 'running')
     AND queue IN ({marks})
 
 -- name: prune_some
@@ -142,16 +146,20 @@ SELECT id, state FROM jobs WHERE id IN ({marks})
 -- Each part through a partial index whose condition it repeats word for
 -- word, never the table: live jobs per queue (jobs_claim), running ones
 -- (jobs_lease), the others by state (jobs_settled); queued is what is left
--- of live. Then the number of all jobs (the id index). One statement: one
+-- of live. (jobs_lease named: `state = 'running'` implies jobs_claim's
+-- condition too, and SQLite would pick that one, reading every live job.)
+-- Then the number of all jobs (the id index). One statement: one
 -- snapshot. More jobs than the parts found means rows in a state offload
 -- does not know (a damaged file): only then is the table scanned for them.
 SELECT queue, 'live', count(*) FROM jobs
-WHERE state IN ('queued', 'retrying', 'running') GROUP BY queue
+WHERE (state = 'queued' OR state = 'retrying' OR state = 'running') GROUP BY queue
 UNION ALL
-SELECT queue, state, count(*) FROM jobs WHERE state = 'running' GROUP BY queue
+SELECT queue, state, count(*) FROM jobs INDEXED BY jobs_lease WHERE state = 'running'
+GROUP BY queue
 UNION ALL
 SELECT queue, state, count(*) FROM jobs
-WHERE state IN ('retrying', 'succeeded', 'failed', 'cancelled') GROUP BY queue, state
+WHERE (state = 'retrying' OR state = 'succeeded' OR state = 'failed'
+    OR state = 'cancelled') GROUP BY queue, state
 UNION ALL
 SELECT NULL, 'all', count(*) FROM jobs
 
@@ -183,7 +191,8 @@ UPDATE jobs SET cancel_requested = ?2 WHERE id = ?1 AND state = 'running'
 -- The key is compared in SQL, never read: a stored one may not even be text.
 SELECT state, EXISTS (
     SELECT 1 FROM jobs AS other WHERE other.key = jobs.key
-        AND other.state IN ('queued', 'retrying', 'running')
+        AND (other.state = 'queued' OR other.state = 'retrying'
+            OR other.state = 'running')
 ) FROM jobs WHERE id = ?
 
 -- name: retry
@@ -284,7 +293,7 @@ ORDER BY seq DESC LIMIT ?5
 -- them, so that it is read alone (a partial index is used only when the
 -- query repeats its condition).
 SELECT queue, min(due) FROM jobs
-WHERE state IN ('queued', 'retrying', 'running') AND due <= ?
+WHERE (state = 'queued' OR state = 'retrying' OR state = 'running') AND due <= ?
 GROUP BY queue
 
 -- name: throughput
