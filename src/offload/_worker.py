@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -32,6 +33,7 @@ from ._leases import Leases
 from ._message import Delivery, Message
 from ._outage import Outage
 from ._registry import Presence, presence_for
+from ._relay import Relay
 from ._runner import POOLS, Call, Refill, Runner
 from ._scheduler import Scheduler
 
@@ -111,6 +113,10 @@ class Worker:
         self._leases.on_cancel = self._cancels.requested  # its heartbeat hears cancel requests
         self._active = self._leases.active  # running deliveries, by fencing token
         self._presence: Presence | None = None  # its registry entry, once started durable
+        # A broker that wakes the dispatcher with its claim made (``WaitAndClaim``): the
+        # dispatcher runs the job it claimed itself, and a second thread takes over the
+        # claiming meanwhile (``_relay``); None: jobs always go to their pool.
+        self._relay = Relay() if isinstance(broker, WaitAndClaim) else None
 
     # -- life cycle --------------------------------------------------------------
 
@@ -118,6 +124,8 @@ class Worker:
         if self._runner.chain is not None:
             self._runner.chain.startup(self)
         loops = [(self._dispatch_loop, "dispatcher")]
+        if self._relay is not None:
+            loops.append((self._relay_loop, "dispatcher"))
         if self._lease != math.inf:
             loops.append((self._leases.heartbeat, "leases"))
             self._presence = presence_for(
@@ -143,8 +151,10 @@ class Worker:
         """Stop claiming; executors finish what they hold when ``wait``."""
         self._stop_claiming()
         self._closed.set()
+        running = list(self._relay.running.values()) if self._relay is not None else []
         for thread in self._threads:
-            thread.join(5)
+            if wait or thread not in running:  # else running a job: left, as a pool thread
+                thread.join(5)
         for executor in list(self._executors.values()):
             executor.shutdown(wait)
         presence, self._presence = self._presence, None
@@ -163,8 +173,10 @@ class Worker:
         """
         self._stop_claiming()
         deadline = self._clock.now() + grace
-        for thread in self._threads[:1]:  # the dispatcher: its last claim is handed over
-            thread.join(max(1.0, grace))
+        dispatchers = 2 if self._relay is not None else 1
+        end = time.monotonic() + max(1.0, grace)
+        for thread in self._threads[:dispatchers]:  # its last claim is handed over
+            thread.join(max(0.0, end - time.monotonic()))
         # Reserved slots too: a refill claimed with an ack is handed over (or released)
         # by its thread, after its call left ``_active``.
         while (self._active or self._claiming) and self._clock.now() < deadline:
@@ -179,6 +191,8 @@ class Worker:
         self._claims_stopped = True
         self._stopping.set()
         self._room.set()
+        if self._relay is not None:
+            self._relay.stop()
         if isinstance(self._broker, Waker):
             self._broker.interrupt()
 
@@ -259,21 +273,32 @@ class Worker:
             with self._slots:
                 self._claiming -= slots
 
+    def _relay_loop(self) -> None:
+        """The second dispatcher thread: it stands by until the first passes it the role."""
+        assert self._relay is not None
+        if self._relay.stand_by():
+            self._dispatch_loop()
+
     def _dispatch_loop(self) -> None:
+        """Claim and dispatch until stopped; with a relay, the role may pass to the other
+        thread as a job is run here, and come back once it is done."""
         waker = self._broker if isinstance(self._broker, Waker) else None
         waiting = self._broker if isinstance(self._broker, WaitAndClaim) else None
         pause = 0.1
         while not self._stopping.is_set():
             try:
-                self._dispatch_once(waker, waiting)
+                ran_here = self._dispatch_once(waker, waiting)
             except Exception as error:  # noqa: BLE001 - logged once per outage
                 self._outage.failed("claiming", error)
                 self._clock.wait(self._stopping, pause)
                 pause = min(pause * 2, 5.0)  # reconnect with backoff
             else:
                 pause = 0.1
+                if ran_here and self._relay is not None and not self._relay.take_back():
+                    return
 
-    def _dispatch_once(self, waker: Waker | None, waiting: WaitAndClaim | None) -> None:
+    def _dispatch_once(self, waker: Waker | None, waiting: WaitAndClaim | None) -> bool:
+        """One claim (or wait); True if this thread ran a job and passed its role on."""
         free = self._room_to_claim()
         if free <= 0:
             self._starved = True
@@ -281,27 +306,53 @@ class Worker:
                 self._clock.wait(self._room, self._idle_timeout)
             self._room.clear()
             self._starved = False
-            return
+            return False
         # With ``WaitAndClaim`` the broker claims at once if it may find
         # something, else waits and claims in one round trip: no round trip
         # between a wake-up and the job, nor a claim for nothing after one.
         deliveries, short = self._claim(free, waiting)
         self._outage.recovered()  # only a call that reached the broker says so
         if deliveries:
+            last = deliveries.pop()
             self._hand_over(deliveries)
+            if self._run_here(last):
+                return True
             # The broker had no more: wait for news now rather than ask again at
             # once, a claim that finds nothing and delays the acks of the calls
             # just handed over (a round trip's latency). A wait first looks for
             # what became due meanwhile, so nothing enqueued since is missed.
             # (A ``WaitAndClaim`` broker's next call makes that choice itself.)
             if not short or waker is None or waiting is not None:
-                return
+                return False
         elif waiting is not None:
-            return  # it waited already
+            return False  # it waited already
         if waker is not None:
             waker.wait_for_messages(self._idle_timeout, self._queues)
         else:
             self._clock.wait(self._stopping, self._idle_timeout)
+        return False
+
+    def _run_here(self, delivery: Delivery) -> bool:
+        """Run ``delivery`` on this thread if it goes to the thread pool and the relay's
+        other thread takes the claiming over; else hand it over as usual. True if it ran here.
+        """
+        relay = self._relay
+        if relay is None or self._claims_stopped:
+            self._hand_over([delivery])  # released if stopping began
+            return False
+        try:
+            call = self._begin(delivery)
+        except Exception as error:  # noqa: BLE001 - as in _hand_over
+            self._outage.failed("dead-lettering a message", error)
+            return False
+        if call is None:
+            return False
+        executor = self._executor(call.spec.pool or self._default_pool)
+        if isinstance(executor, ThreadExecutor) and relay.pass_on():
+            executor.run_here(call)  # as a pool thread runs it: start, timeout, done
+            return True
+        self._execute(executor, call)
+        return False
 
     def claim_here(self, message: Message, store: StoreAndClaim) -> bool:
         """If a slot is free, store ``message``, just made by the calling thread, and
@@ -333,6 +384,14 @@ class Worker:
 
     def _dispatch(self, delivery: Delivery) -> bool:
         """Hand ``delivery`` to its pool; ``False`` if there was nothing to run."""
+        call = self._begin(delivery)
+        if call is None:
+            return False
+        self._execute(self._executor(call.spec.pool or self._default_pool), call)
+        return True
+
+    def _begin(self, delivery: Delivery) -> Call | None:
+        """``delivery``'s call, its reserved slot now a running one; None: nothing to run."""
         try:
             call = self._runner.begin(delivery)
         except BaseException:
@@ -340,18 +399,20 @@ class Worker:
             raise
         if call is None:
             self._unreserve(1)
-            return False
+            return None
         with self._slots:  # its reserved slot becomes a running one
             self._active[delivery.token] = delivery
             self._claiming -= 1
         self._cancels.calls[delivery.token] = call
+        return call
+
+    def _execute(self, executor: Executor, call: Call) -> None:
         try:
-            self._executor(call.spec.pool or self._default_pool).execute(call)
+            executor.execute(call)
         except Exception as error:  # noqa: BLE001 - e.g. a process pool that cannot start
             # Reported as the call's outcome (retried or failed), never left
             # running: the heartbeat would renew its lease for good.
             self._done(call, None, error)
-        return True
 
     def _start(self, call: Call) -> bool:
         """Executors call this as a call is about to run; ``False``: skip it."""
