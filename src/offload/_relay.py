@@ -40,6 +40,10 @@ class Relay:
         self._baton.release()
         return True
 
+    def ran_here(self) -> bool:
+        """Whether this thread passed its role on to run a job (until ``take_back``)."""
+        return threading.get_ident() in self.running
+
     def take_back(self) -> bool:
         """After a job run here: stand by until the role comes back; False once stopped."""
         with self._lock:

@@ -14,6 +14,7 @@ where ``drain()`` gives SIGTERM its grace period.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -88,8 +89,7 @@ class Worker:
         # the clock could make one lapse, and that must not run a call twice.
         self._lease = math.inf if lease is None else lease
         self._idle_timeout = idle_timeout
-        self._clock = clock
-        self._name = name
+        self._clock, self._name = clock, name
         self._executors: dict[str, Executor] = {}
         self._lock = threading.Lock()
         # Claims never exceed free slots (a message waits in the broker, where others
@@ -113,19 +113,16 @@ class Worker:
         self._leases.on_cancel = self._cancels.requested  # its heartbeat hears cancel requests
         self._active = self._leases.active  # running deliveries, by fencing token
         self._presence: Presence | None = None  # its registry entry, once started durable
-        # A broker that wakes the dispatcher with its claim made (``WaitAndClaim``): the
-        # dispatcher runs the job it claimed itself, and a second thread takes over the
-        # claiming meanwhile (``_relay``); None: jobs always go to their pool.
-        self._relay = Relay() if isinstance(broker, WaitAndClaim) else None
+        self._relay = Relay() if isinstance(broker, WaitAndClaim) else None  # see _relay.py
 
     # -- life cycle --------------------------------------------------------------
 
     def start(self) -> None:
         if self._runner.chain is not None:
             self._runner.chain.startup(self)
-        loops = [(self._dispatch_loop, "dispatcher")]
+        loops: list[tuple[Callable[[], None], str]] = [(self._dispatch_loop, "dispatcher")]
         if self._relay is not None:
-            loops.append((self._relay_loop, "dispatcher"))
+            loops.append((functools.partial(self._dispatch_loop, standby=True), "dispatcher"))
         if self._lease != math.inf:
             loops.append((self._leases.heartbeat, "leases"))
             self._presence = presence_for(
@@ -273,15 +270,12 @@ class Worker:
             with self._slots:
                 self._claiming -= slots
 
-    def _relay_loop(self) -> None:
-        """The second dispatcher thread: it stands by until the first passes it the role."""
-        assert self._relay is not None
-        if self._relay.stand_by():
-            self._dispatch_loop()
-
-    def _dispatch_loop(self) -> None:
+    def _dispatch_loop(self, standby: bool = False) -> None:
         """Claim and dispatch until stopped; with a relay, the role may pass to the other
-        thread as a job is run here, and come back once it is done."""
+        thread as a job is run here, and come back once it is done. ``standby``: the
+        relay's second thread, which waits for the role first."""
+        if standby and self._relay is not None and not self._relay.stand_by():
+            return
         waker = self._broker if isinstance(self._broker, Waker) else None
         waiting = self._broker if isinstance(self._broker, WaitAndClaim) else None
         pause = 0.1
@@ -313,9 +307,8 @@ class Worker:
         deliveries, short = self._claim(free, waiting)
         self._outage.recovered()  # only a call that reached the broker says so
         if deliveries:
-            last = deliveries.pop()
-            self._hand_over(deliveries)
-            if self._run_here(last):
+            self._hand_over(deliveries, self._relay)
+            if self._relay is not None and self._relay.ran_here():
                 return True
             # The broker had no more: wait for news now rather than ask again at
             # once, a claim that finds nothing and delays the acks of the calls
@@ -330,28 +323,6 @@ class Worker:
             waker.wait_for_messages(self._idle_timeout, self._queues)
         else:
             self._clock.wait(self._stopping, self._idle_timeout)
-        return False
-
-    def _run_here(self, delivery: Delivery) -> bool:
-        """Run ``delivery`` on this thread if it goes to the thread pool and the relay's
-        other thread takes the claiming over; else hand it over as usual. True if it ran here.
-        """
-        relay = self._relay
-        if relay is None or self._claims_stopped:
-            self._hand_over([delivery])  # released if stopping began
-            return False
-        try:
-            call = self._begin(delivery)
-        except Exception as error:  # noqa: BLE001 - as in _hand_over
-            self._outage.failed("dead-lettering a message", error)
-            return False
-        if call is None:
-            return False
-        executor = self._executor(call.spec.pool or self._default_pool)
-        if isinstance(executor, ThreadExecutor) and relay.pass_on():
-            executor.run_here(call)  # as a pool thread runs it: start, timeout, done
-            return True
-        self._execute(executor, call)
         return False
 
     def claim_here(self, message: Message, store: StoreAndClaim) -> bool:
@@ -374,24 +345,14 @@ class Worker:
             if len(deliveries) != free:
                 self._unreserve(free - len(deliveries))
         self._hand_over(deliveries)
-        if len(deliveries) >= free and not self._claims_stopped:
-            self._wake_dispatcher()
+        if len(deliveries) >= free and not self._claims_stopped and isinstance(self._broker, Waker):
+            self._broker.interrupt()  # the dispatcher claims what is left
         return True
 
-    def _wake_dispatcher(self) -> None:
-        if isinstance(self._broker, Waker):
-            self._broker.interrupt()
-
-    def _dispatch(self, delivery: Delivery) -> bool:
-        """Hand ``delivery`` to its pool; ``False`` if there was nothing to run."""
-        call = self._begin(delivery)
-        if call is None:
-            return False
-        self._execute(self._executor(call.spec.pool or self._default_pool), call)
-        return True
-
-    def _begin(self, delivery: Delivery) -> Call | None:
-        """``delivery``'s call, its reserved slot now a running one; None: nothing to run."""
+    def _dispatch(self, delivery: Delivery, relay: Relay | None = None) -> bool:
+        """Hand ``delivery`` to its pool; ``False`` if there was nothing to run. With a
+        ``relay``, a thread pool's job runs on this thread instead if the relay's other
+        thread takes the claiming over (``relay.ran_here()`` then says so)."""
         try:
             call = self._runner.begin(delivery)
         except BaseException:
@@ -399,20 +360,22 @@ class Worker:
             raise
         if call is None:
             self._unreserve(1)
-            return None
+            return False
         with self._slots:  # its reserved slot becomes a running one
             self._active[delivery.token] = delivery
             self._claiming -= 1
         self._cancels.calls[delivery.token] = call
-        return call
-
-    def _execute(self, executor: Executor, call: Call) -> None:
+        executor = self._executor(call.spec.pool or self._default_pool)
+        if relay is not None and isinstance(executor, ThreadExecutor) and relay.pass_on():
+            executor.run_here(call)  # as a pool thread runs it: start, timeout, done
+            return True
         try:
             executor.execute(call)
         except Exception as error:  # noqa: BLE001 - e.g. a process pool that cannot start
             # Reported as the call's outcome (retried or failed), never left
             # running: the heartbeat would renew its lease for good.
             self._done(call, None, error)
+        return True
 
     def _start(self, call: Call) -> bool:
         """Executors call this as a call is about to run; ``False``: skip it."""
@@ -463,8 +426,9 @@ class Worker:
             self._claiming += 1
         return Refill(self._queues, self._lease)
 
-    def _hand_over(self, deliveries: list[Delivery]) -> list[bool]:
+    def _hand_over(self, deliveries: list[Delivery], relay: Relay | None = None) -> list[bool]:
         """Dispatch every claimed delivery; release them all if stopping began meanwhile.
+        With a ``relay``, the last one may run on this thread (``_dispatch``).
 
         A claim can commit after ``drain()`` started (a broker round trip is
         slow): its deliveries must go back, not run unseen by the drain.
@@ -477,7 +441,8 @@ class Worker:
         dispatched = []
         for delivery in deliveries:
             try:
-                dispatched.append(self._dispatch(delivery))
+                here = relay if delivery is deliveries[-1] else None  # the last one, maybe
+                dispatched.append(self._dispatch(delivery, here))
             except Exception as error:  # noqa: BLE001 - one delivery's failure is its own
                 # Recording its refusal failed (the broker went away): its
                 # lease lapses and it comes back. The others still run.
