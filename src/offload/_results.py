@@ -56,6 +56,7 @@ class ResultWatcher:
     # With a result feed: the fallback poll, and how long to keep listening
     # after the last pending handle settled (the next call is likely soon).
     FEED_POLL = 0.05
+    READERS_POLL = 1.0  # the watcher's poll while callers read the feed (see _listen)
     LISTEN_FOR = 5.0
     EARLY = 10_000  # finished ids remembered for handles not watched yet
     TAKE_OVER = 0.05  # longest wait of a blocked caller for the watcher to hand the feed over
@@ -209,11 +210,19 @@ class ResultWatcher:
             self._interrupt()
 
     def _read_until(self, handle: Handle[Any], deadline: float | None) -> None:
+        """Read the feed; every ``FEED_POLL`` without news of ``handle``, look its job up
+        (the news may never come: a job enqueued before the feed listened, a cut)."""
         assert self._feed is not None
+        look_at = time.monotonic() + self.FEED_POLL
         while not handle.done() and not self._stopped.is_set():
-            wait = self.FEED_POLL
+            now = time.monotonic()
+            if now >= look_at:
+                look_at = now + self.FEED_POLL
+                self._look_up(handle)
+                continue
+            wait = look_at - now
             if deadline is not None:
-                wait = min(wait, deadline - time.monotonic())
+                wait = min(wait, deadline - now)
                 if wait <= 0:
                     return
             try:
@@ -221,6 +230,19 @@ class ResultWatcher:
             except Exception as error:  # noqa: BLE001 - the watcher's thread reads on
                 log.debug("offload: a caller's read of the result feed failed: %s", error)
                 return
+
+    def _look_up(self, handle: Handle[Any]) -> None:
+        """Settle ``handle`` from its job's record if the job has finished (``_poll``'s
+        look, for one handle: the poll of a caller that reads the feed)."""
+        try:
+            state = self._broker.job_states([handle.id]).get(handle.id)
+            if state is None and handle._uncommitted:
+                return  # the caller's transaction has not committed (or rolled back)
+            if state is None or state.finished:
+                self._settle_from_record(handle)
+                self._pending.pop(handle.id, None)
+        except Exception as error:  # noqa: BLE001 - the watcher's poll settles it instead
+            log.debug("offload: a caller's look-up of job %s failed: %s", handle.id, error)
 
     def progress(self, handle: Handle[Any]) -> Progress | None:
         store = self._broker
@@ -285,7 +307,7 @@ class ResultWatcher:
     def _listen(self, feed: ResultFeed) -> None:
         """Settle handles as the feed announces their jobs; poll now and then as well."""
         listen_until = 0.0
-        next_poll = 0.0
+        next_poll = polled = 0.0
         while not self._stopped.is_set():
             self._idle = True
             now = time.monotonic()
@@ -295,7 +317,7 @@ class ResultWatcher:
                     self._wake.wait()
                     self._wake.clear()
                     self._idle = False
-                    next_poll = 0.0
+                    next_poll = polled = 0.0
                     continue
             else:
                 listen_until = now + self.LISTEN_FOR
@@ -303,7 +325,12 @@ class ResultWatcher:
             try:
                 if now >= next_poll:
                     next_poll = now + self.FEED_POLL
-                    self._poll()
+                    # Callers that read the feed look their own handles up when news is
+                    # late (``_read_until``): the poll for the rest can be rarer, and no
+                    # longer holds up their news (its commands, and this process's GIL).
+                    if not self._readers(now) or now - polled >= self.READERS_POLL:
+                        polled = now
+                        self._poll()
                 self._read_feed(feed, max(0.0, next_poll - time.monotonic()))
             except Exception as error:  # noqa: BLE001 - logged once per outage
                 self._outage.failed("reading results", error)
@@ -312,10 +339,14 @@ class ResultWatcher:
                 self._outage.recovered()
         feed.stop_listening()
 
+    def _readers(self, now: float) -> bool:
+        """Whether callers read the feed now, or did a moment ago."""
+        return bool(self._callers) or now - self._left < self.LINGER
+
     def _read_feed(self, feed: ResultFeed, timeout: float) -> None:
         """Read the feed for up to ``timeout``, unless a blocked caller reads it, or did
         a moment ago: then stand aside for ``LINGER`` (or ``timeout``, if shorter)."""
-        if self._callers or time.monotonic() - self._left < self.LINGER:
+        if self._readers(time.monotonic()):
             self._stopped.wait(min(timeout, self.LINGER))
             return
         if not self._reading.acquire(timeout=timeout):

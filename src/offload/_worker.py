@@ -14,10 +14,12 @@ where ``drain()`` gives SIGTERM its grace period.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -33,6 +35,7 @@ from ._locks import TokenLock
 from ._message import Delivery, Message
 from ._outage import Outage
 from ._registry import Presence, presence_for
+from ._relay import Relay
 from ._runner import POOLS, Call, Refill, Runner
 from ._scheduler import Scheduler
 
@@ -87,8 +90,7 @@ class Worker:
         # the clock could make one lapse, and that must not run a call twice.
         self._lease = math.inf if lease is None else lease
         self._idle_timeout = idle_timeout
-        self._clock = clock
-        self._name = name
+        self._clock, self._name = clock, name
         self._executors: dict[str, Executor] = {}
         self._lock = threading.Lock()
         # A slot is taken (a marker in ``_busy``, under ``_slots``) before its claim:
@@ -112,13 +114,16 @@ class Worker:
         self._leases.on_cancel = self._cancels.requested  # its heartbeat hears cancel requests
         self._active = self._leases.active  # running deliveries, by fencing token
         self._presence: Presence | None = None  # its registry entry, once started durable
+        self._relay = Relay() if isinstance(broker, WaitAndClaim) else None  # see _relay.py
 
     # -- life cycle --------------------------------------------------------------
 
     def start(self) -> None:
         if self._runner.chain is not None:
             self._runner.chain.startup(self)
-        loops = [(self._dispatch_loop, "dispatcher")]
+        loops: list[tuple[Callable[[], None], str]] = [(self._dispatch_loop, "dispatcher")]
+        if self._relay is not None:
+            loops.append((functools.partial(self._dispatch_loop, standby=True), "dispatcher"))
         if self._lease != math.inf:
             loops.append((self._leases.heartbeat, "leases"))
             self._presence = presence_for(
@@ -144,8 +149,10 @@ class Worker:
         """Stop claiming; executors finish what they hold when ``wait``."""
         self._stop_claiming()
         self._closed.set()
+        running = list(self._relay.running.values()) if self._relay is not None else []
         for thread in self._threads:
-            thread.join(5)
+            if wait or thread not in running:  # else running a job: left, as a pool thread
+                thread.join(5)
         for executor in list(self._executors.values()):
             executor.shutdown(wait)
         presence, self._presence = self._presence, None
@@ -164,8 +171,10 @@ class Worker:
         """
         self._stop_claiming()
         deadline = self._clock.now() + grace
-        for thread in self._threads[:1]:  # the dispatcher: its last claim is handed over
-            thread.join(max(1.0, grace))
+        dispatchers = 2 if self._relay is not None else 1
+        end = time.monotonic() + max(1.0, grace)
+        for thread in self._threads[:dispatchers]:  # its last claim is handed over
+            thread.join(max(0.0, end - time.monotonic()))
         # Reserved slots too: a refill claimed with an ack is handed over (or released)
         # by its thread, after its call left ``_active``.
         while self._busy and self._clock.now() < deadline:
@@ -180,6 +189,8 @@ class Worker:
         self._claims_stopped = True
         self._stopping.set()
         self._room.set()
+        if self._relay is not None:
+            self._relay.stop()
         if isinstance(self._broker, Waker):
             self._broker.interrupt()
 
@@ -258,21 +269,29 @@ class Worker:
     def _unreserve(self, slots: int) -> None:
         del self._busy[:slots]  # one operation: no lock (freeing cannot overbook)
 
-    def _dispatch_loop(self) -> None:
+    def _dispatch_loop(self, standby: bool = False) -> None:
+        """Claim and dispatch until stopped; with a relay, the role may pass to the other
+        thread as a job is run here, and come back once it is done. ``standby``: the
+        relay's second thread, which waits for the role first."""
+        if standby and self._relay is not None and not self._relay.stand_by():
+            return
         waker = self._broker if isinstance(self._broker, Waker) else None
         waiting = self._broker if isinstance(self._broker, WaitAndClaim) else None
         pause = 0.1
         while not self._stopping.is_set():
             try:
-                self._dispatch_once(waker, waiting)
+                ran_here = self._dispatch_once(waker, waiting)
             except Exception as error:  # noqa: BLE001 - logged once per outage
                 self._outage.failed("claiming", error)
                 self._clock.wait(self._stopping, pause)
                 pause = min(pause * 2, 5.0)  # reconnect with backoff
             else:
                 pause = 0.1
+                if ran_here and self._relay is not None and not self._relay.take_back():
+                    return
 
-    def _dispatch_once(self, waker: Waker | None, waiting: WaitAndClaim | None) -> None:
+    def _dispatch_once(self, waker: Waker | None, waiting: WaitAndClaim | None) -> bool:
+        """One claim (or wait); True if this thread ran a job and passed its role on."""
         free = self._room_to_claim()
         if free <= 0:
             self._starved = True
@@ -280,27 +299,30 @@ class Worker:
                 self._clock.wait(self._room, self._idle_timeout)
             self._room.clear()
             self._starved = False
-            return
+            return False
         # With ``WaitAndClaim`` the broker claims at once if it may find
         # something, else waits and claims in one round trip: no round trip
         # between a wake-up and the job, nor a claim for nothing after one.
         deliveries, short = self._claim(free, waiting)
         self._outage.recovered()  # only a call that reached the broker says so
         if deliveries:
-            self._hand_over(deliveries)
+            self._hand_over(deliveries, self._relay)
+            if self._relay is not None and self._relay.ran_here():
+                return True
             # The broker had no more: wait for news now rather than ask again at
             # once, a claim that finds nothing and delays the acks of the calls
             # just handed over (a round trip's latency). A wait first looks for
             # what became due meanwhile, so nothing enqueued since is missed.
             # (A ``WaitAndClaim`` broker's next call makes that choice itself.)
             if not short or waker is None or waiting is not None:
-                return
+                return False
         elif waiting is not None:
-            return  # it waited already
+            return False  # it waited already
         if waker is not None:
             waker.wait_for_messages(self._idle_timeout, self._queues)
         else:
             self._clock.wait(self._stopping, self._idle_timeout)
+        return False
 
     def claim_here(self, message: Message, store: StoreAndClaim) -> bool:
         """If a slot is free, store ``message``, just made by the calling thread, and
@@ -322,16 +344,14 @@ class Worker:
         finally:
             del busy[: free - len(deliveries)]  # ``_unreserve``, inlined
         self._hand_over(deliveries)
-        if len(deliveries) >= free and not self._claims_stopped:
-            self._wake_dispatcher()
+        if len(deliveries) >= free and not self._claims_stopped and isinstance(self._broker, Waker):
+            self._broker.interrupt()  # the dispatcher claims what is left
         return True
 
-    def _wake_dispatcher(self) -> None:
-        if isinstance(self._broker, Waker):
-            self._broker.interrupt()
-
-    def _dispatch(self, delivery: Delivery) -> bool:
-        """Hand ``delivery`` to its pool; ``False`` if there was nothing to run."""
+    def _dispatch(self, delivery: Delivery, relay: Relay | None = None) -> bool:
+        """Hand ``delivery`` to its pool; ``False`` if there was nothing to run. With a
+        ``relay``, a thread pool's job runs on this thread instead if the relay's other
+        thread takes the claiming over (``relay.ran_here()`` then says so)."""
         try:
             call = self._runner.begin(delivery)
         except BaseException:
@@ -342,8 +362,12 @@ class Worker:
             return False
         self._active[delivery.token] = delivery  # its reserved slot is now a running one
         self._cancels.calls[delivery.token] = call
+        executor = self._executor(call.spec.pool or self._default_pool)
+        if relay is not None and isinstance(executor, ThreadExecutor) and relay.pass_on():
+            executor.run_here(call)  # as a pool thread runs it: start, timeout, done
+            return True
         try:
-            self._executor(call.spec.pool or self._default_pool).execute(call)
+            executor.execute(call)
         except Exception as error:  # noqa: BLE001 - e.g. a process pool that cannot start
             # Reported as the call's outcome (retried or failed), never left
             # running: the heartbeat would renew its lease for good.
@@ -404,8 +428,9 @@ class Worker:
             return None
         return Refill(self._queues, self._lease)
 
-    def _hand_over(self, deliveries: list[Delivery]) -> list[bool]:
+    def _hand_over(self, deliveries: list[Delivery], relay: Relay | None = None) -> list[bool]:
         """Dispatch every claimed delivery; release them all if stopping began meanwhile.
+        With a ``relay``, the last one may run on this thread (``_dispatch``).
 
         A claim can commit after ``drain()`` started (a broker round trip is
         slow): its deliveries must go back, not run unseen by the drain.
@@ -418,7 +443,8 @@ class Worker:
         dispatched = []
         for delivery in deliveries:
             try:
-                dispatched.append(self._dispatch(delivery))
+                here = relay if delivery is deliveries[-1] else None  # the last one, maybe
+                dispatched.append(self._dispatch(delivery, here))
             except Exception as error:  # noqa: BLE001 - one delivery's failure is its own
                 # Recording its refusal failed (the broker went away): its
                 # lease lapses and it comes back. The others still run.

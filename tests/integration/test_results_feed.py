@@ -116,3 +116,19 @@ def test_jobs_carry_no_reply_channel_while_nobody_listens(broker: RedisBroker) -
     replies = [client.hget(f"{broker.prefix}job:{m.id}", "rt") for m in (quiet, heard, quiet_again)]
     assert [reply is not None for reply in replies] == [False, True, False]
     client.close()
+
+
+def test_a_caller_blocked_on_a_job_whose_news_never_came_looks_it_up(
+    broker: RedisBroker, watcher: ResultWatcher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The watcher's own poll is rare while callers read the feed: the caller
+    # looks its job up itself when no news of it came for a FEED_POLL.
+    monkeypatch.setattr(watcher, "_poll", lambda: 0)  # only the caller can settle it now
+    watcher.FEED_POLL = 0.05
+    broker.stop_listening()
+    unannounced = enqueue(broker)  # no reply channel: its ack publishes nothing
+    broker.wait_for_results(0.0)
+    finish(broker, "looked up")
+    handle: Handle[Any] = Handle(unannounced.id, "tasks.work")
+    watcher.watch(handle)
+    assert handle.result(timeout=5) == "looked up"

@@ -77,6 +77,11 @@ class ThreadExecutor:
         if spawn:
             self._start_thread()
 
+    def run_here(self, call: Call) -> None:
+        """Run ``call`` on the calling thread exactly as a pool thread would (the worker's
+        dispatcher does, for a job it claimed while another thread takes its role)."""
+        self._run(call)
+
     def interrupt(self, call: Call) -> bool:
         return False  # a thread cannot be stopped from outside: the task checks
 
