@@ -145,6 +145,38 @@ def test_a_lone_call_flushes_at_once() -> None:
     assert [batcher.submit(item) for item in range(3)] == [1, 2, 3]
 
 
+def test_the_callers_a_flush_sent_back_are_waited_for_and_share_the_next_one() -> None:
+    # A worker's threads: an answer with work (here: under 100) brings its
+    # caller back soon, and the first one back waits for the others (for as
+    # long as the flush that sent them back took) instead of flushing alone.
+    first = Blocking()
+    batches: list[list[int]] = []
+
+    def flush(items: list[int]) -> list[int]:
+        if items == [1]:
+            return first(items)  # held: 2 and 3 meet behind it
+        batches.append(items)
+        if 2 in items:
+            time.sleep(0.5)  # a slow flush: its callers come back within as long
+        return [item * 10 for item in items]
+
+    batcher: Batcher[int, int] = Batcher(flush, returns=lambda answer: answer < 100)
+    batcher.GATHER_MAX = 60.0
+    answers: dict[int, Any] = {}
+    held = submit_in_thread(batcher, 1, answers)
+    assert first.entered.wait(5)
+    pair = [submit_in_thread(batcher, item, answers) for item in (2, 3)]
+    wait_for(lambda: len(batcher._queue) == 2)
+    first.release.set()
+    for thread in [held, *pair]:
+        thread.join(5)
+    back = [submit_in_thread(batcher, item, answers) for item in (4, 5)]
+    for thread in back:
+        thread.join(5)
+    assert [sorted(batch) for batch in batches] == [[2, 3], [4, 5]], "no flush of one alone"
+    assert answers == {1: 10, 2: 20, 3: 30, 4: 40, 5: 50}
+
+
 @pytest.fixture
 def broker(tmp_path: Path) -> Any:
     broker = SqliteBroker(tmp_path / "offload.db")
