@@ -111,6 +111,11 @@ class Batcher(Generic[ItemT, ResultT]):
                 self._abandon(slot)
                 raise
         if slot.lead:
+            try:
+                self._gather()
+            except BaseException:  # a signal while it waited: as for a queued caller
+                self._abandon(slot)
+                raise
             self._lead()
         if slot.error is not None:
             raise slot.error
@@ -118,7 +123,6 @@ class Batcher(Generic[ItemT, ResultT]):
 
     def _lead(self) -> None:
         """Flush everything queued, then hand over to the first caller queued since."""
-        self._gather()
         with self._mutex:
             self._batch, self._queue = self._queue, []
             items = [slot.item for slot in self._batch]
