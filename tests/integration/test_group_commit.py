@@ -145,6 +145,88 @@ def test_a_lone_call_flushes_at_once() -> None:
     assert [batcher.submit(item) for item in range(3)] == [1, 2, 3]
 
 
+def test_the_callers_a_flush_sent_back_are_waited_for_and_share_the_next_one() -> None:
+    # A worker's threads: an answer with work (here: under 100) brings its
+    # caller back soon, and the first one back waits for the others (for as
+    # long as the flush that sent them back took) instead of flushing alone.
+    first = Blocking()
+    batches: list[list[int]] = []
+
+    def flush(items: list[int]) -> list[int]:
+        if items == [1]:
+            return first(items)  # held: 2 and 3 meet behind it
+        batches.append(items)
+        if 2 in items:
+            time.sleep(0.5)  # a slow flush: its callers come back within as long
+        return [item * 10 for item in items]
+
+    batcher: Batcher[int, int] = Batcher(flush, returns=lambda answer: answer < 100)
+    batcher.GATHER_MAX = 60.0
+    answers: dict[int, Any] = {}
+    held = submit_in_thread(batcher, 1, answers)
+    assert first.entered.wait(5)
+    pair = [submit_in_thread(batcher, item, answers) for item in (2, 3)]
+    wait_for(lambda: len(batcher._queue) == 2)
+    first.release.set()
+    for thread in [held, *pair]:
+        thread.join(5)
+    back = [submit_in_thread(batcher, item, answers) for item in (4, 5)]
+    for thread in back:
+        thread.join(5)
+    assert [sorted(batch) for batch in batches] == [[2, 3], [4, 5]], "no flush of one alone"
+    assert answers == {1: 10, 2: 20, 3: 30, 4: 40, 5: 50}
+
+
+def test_a_caller_interrupted_while_it_waits_for_the_others_hands_the_lead_on() -> None:
+    first = Blocking()
+    batches: list[list[int]] = []
+
+    def flush(items: list[int]) -> list[int]:
+        if items == [1]:
+            return first(items)
+        batches.append(items)
+        if 2 in items:
+            time.sleep(0.5)  # opens a wait of as long for the callers it sends back
+        return [item * 10 for item in items]
+
+    class Interrupted(threading.Event):
+        signals = 1
+
+        def wait(self, timeout: float | None = None) -> bool:
+            if self.signals:
+                self.signals -= 1
+                raise KeyboardInterrupt  # a signal, as the main thread may get one
+            return super().wait(timeout)
+
+    batcher: Batcher[int, int] = Batcher(flush, returns=lambda answer: True)
+    batcher.GATHER_MAX = 60.0
+    answers: dict[int, Any] = {}
+    held = submit_in_thread(batcher, 1, answers)
+    assert first.entered.wait(5)
+    pair = [submit_in_thread(batcher, item, answers) for item in (2, 3)]
+    wait_for(lambda: len(batcher._queue) == 2)
+    first.release.set()
+    for thread in [held, *pair]:
+        thread.join(5)
+    batcher._gathered = Interrupted()
+    interrupted: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            batcher.submit(4)
+        except KeyboardInterrupt as error:
+            interrupted.append(error)
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    thread.join(5)
+    assert interrupted, "the signal reaches its caller"
+    later = submit_in_thread(batcher, 5, answers)
+    later.join(5)
+    assert not later.is_alive(), "the next caller is not left waiting for a lead that never comes"
+    assert answers[5] == 50 and batches[-1] == [5], "the interrupted call was not flushed"
+
+
 @pytest.fixture
 def broker(tmp_path: Path) -> Any:
     broker = SqliteBroker(tmp_path / "offload.db")

@@ -10,8 +10,9 @@ written, with its own answer: batching weakens no guarantee.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 from .._locks import TokenLock
 
@@ -51,16 +52,33 @@ class Batcher(Generic[ItemT, ResultT]):
     them all fight for the GIL while the next flush holds the database.
     A flush that had to wait (for a lock) can take in the calls queued
     meanwhile with ``more()``, and then answers those too, after its items.
+
+    ``returns(answer)``: whether an answer sends its caller straight back
+    (a worker's ack that claimed the next job acks that one soon). A flush
+    then waits for the callers the last one sent back, for as long as that
+    flush took at most: a lone caller back first would else flush alone
+    while the others queue behind it, and every second flush would carry
+    one item (a worker of no-op tasks paid two commits per round of its
+    threads). Waiting that long costs the others nothing (they would have
+    waited for its flush), and a caller that comes back later finds no
+    wait at all (a task that ran longer).
     """
+
+    GATHER_MAX = 0.005  # seconds: however long the last flush took
 
     def __init__(
         self,
         flush: Callable[[list[ItemT]], Sequence[ResultT | BaseException]],
         *,
         isolate: Callable[[Exception], bool] | None = None,
+        returns: Callable[[ResultT], bool] | None = None,
     ) -> None:
         self._flush = flush
         self._isolate = isolate
+        self._returns = returns
+        self._expected = 0  # callers the last flush sent back (``returns``)
+        self._gather_until = 0.0  # time.monotonic(): no waiting for them after this
+        self._gathered = threading.Event()  # set once the expected callers are queued
         self._alone = False  # flushing the items of a failed batch one by one
         self._mutex = TokenLock()  # every thread's write takes it: see ``TokenLock``
         self._queue: list[_Slot[ItemT, ResultT]] = []
@@ -83,6 +101,8 @@ class Batcher(Generic[ItemT, ResultT]):
             if self._busy:
                 slot.wake = threading.Lock()
                 slot.wake.acquire()
+                if len(self._queue) == self._expected:
+                    self._gathered.set()
             else:
                 self._busy = True
                 slot.lead = True
@@ -93,6 +113,11 @@ class Batcher(Generic[ItemT, ResultT]):
                 self._abandon(slot)
                 raise
         if slot.lead:
+            try:
+                self._gather()
+            except BaseException:  # a signal while it waited: as for a queued caller
+                self._abandon(slot)
+                raise
             self._lead()
         if slot.error is not None:
             raise slot.error
@@ -103,6 +128,7 @@ class Batcher(Generic[ItemT, ResultT]):
         with self._mutex:
             self._batch, self._queue = self._queue, []
             items = [slot.item for slot in self._batch]
+        started = time.monotonic()
         try:
             results = self._flush(items)
         except BaseException as error:  # noqa: BLE001 - every caller of the batch re-raises it
@@ -118,11 +144,34 @@ class Batcher(Generic[ItemT, ResultT]):
                 else:
                     slot.result = result
         batch, self._batch = self._batch, []
+        self._expect(batch, started)
         for slot in batch:
             slot.lead = False
             if slot.wake is not None and slot.wake.locked():
                 slot.wake.release()
         self._hand_over()
+
+    def _gather(self) -> None:
+        """Wait (a flush time at most) for the callers the last flush sent back."""
+        if self._expected <= 1:
+            return
+        with self._mutex:
+            wait = self._gather_until - time.monotonic()
+            if len(self._queue) >= self._expected or wait <= 0:
+                return
+            self._gathered.clear()
+        self._gathered.wait(wait)
+
+    def _expect(self, batch: list[_Slot[ItemT, ResultT]], started: float) -> None:
+        """Note the callers ``batch``'s answers send back, and until when to wait for them."""
+        returns = self._returns
+        if returns is None:
+            return
+        ended = time.monotonic()
+        self._gather_until = ended + min(ended - started, self.GATHER_MAX)
+        self._expected = sum(
+            1 for slot in batch if slot.error is None and returns(cast("ResultT", slot.result))
+        )
 
     def _isolating(self, error: BaseException) -> bool:
         if self._isolate is None or not isinstance(error, Exception):

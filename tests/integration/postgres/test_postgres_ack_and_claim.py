@@ -16,8 +16,8 @@ import pytest
 
 from offload import MessageRejected
 from offload._brokers._postgres import PostgresBroker
-from offload._brokers._postgres.claiming import ack_row
-from offload._message import Delivery, Message, Outcome, State, new_id
+from offload._brokers._postgres.claiming import ack_row, write_acks
+from offload._message import Delivery, ErrorInfo, Message, Outcome, State, new_id
 
 
 def message(**fields: Any) -> Message:
@@ -93,3 +93,34 @@ def test_a_queue_list_is_claimed_in_its_order(broker: PostgresBroker) -> None:
     claimed: list[Delivery]
     _, claimed = broker.ack_and_claim(delivery, Outcome.success(None), ["a", "b"], 2, 30)
     assert [d.message.id for d in claimed] == [a.id, b.id]
+
+
+def test_a_batch_of_acks_stores_every_value_as_given(broker: PostgresBroker) -> None:
+    # One ack_many statement (its rows travel as arrays): bytes of every value,
+    # texts that need escaping, a time to the last bit, an expiry never reached.
+    broker.enqueue([message() for _ in range(3)])
+    first, second, third = broker.claim(None, 3, 30)
+    every_byte = bytes(range(256))
+    texts = ('quote " backslash \\ slash / tab \t', "line\nbreak, é, 漢字, 🎉", '["a", 1]')
+    finished = 1796513194.8871949
+    nothing = (None, None, None, None, False)  # no error; not deleted
+    error = ("mod.Error", *texts, False)
+    acks = [
+        (first.message.id, first.token, "succeeded", finished, float("inf"), every_byte, *nothing),
+        (second.message.id, second.token, "failed", finished, None, None, *error),
+        (third.message.id, third.token, "succeeded", 2.5, 3.5, b"", *nothing),
+    ]
+    # write_acks: the statement itself (_store_acks would retry a refused batch ack by ack)
+    stored = broker._link.run(lambda c: write_acks(c, broker._sql, acks))
+    assert len(stored) == 3
+    done, failed, empty = (broker.inspector.job(d.message.id) for d in (first, second, third))
+    assert done is not None and failed is not None and empty is not None
+    assert (done.state, done.result, done.finished) == (State.SUCCEEDED, every_byte, finished)
+    assert failed.state is State.FAILED and failed.error == ErrorInfo("mod.Error", *texts)
+    assert (empty.result, empty.finished) == (b"", 2.5)
+    expires = broker._link.run(
+        lambda c: c.execute(
+            f"SELECT expires FROM {broker.schema}.jobs WHERE id = %s", (first.message.id,)
+        ).fetchone()
+    )
+    assert expires == (float("inf"),)

@@ -119,3 +119,42 @@ def test_a_batch_of_acks_is_planned_once(broker: PostgresBroker) -> None:
 
     ((generic, custom),) = broker._link.run(acks)
     assert generic > 0 and custom <= 5, (generic, custom)
+
+
+@pytest.mark.parametrize("analyzed", [False, True])
+def test_the_next_due_time_is_found_without_reading_every_live_job(
+    broker: PostgresBroker, analyzed: bool
+) -> None:
+    # An idle worker asks before each wait: with many jobs due later, one
+    # descent of the index per priority (and queue), not every live job.
+    now = time.time()
+    for start in range(0, 5000, 1000):
+        broker.enqueue(
+            [
+                Message(
+                    *(new_id(), "tasks.work", (), {}),
+                    payload=b"[]",
+                    eta=now + 3600 + i,
+                    priority=i % 3,
+                    queue="a" if i % 2 else "b",
+                )
+                for i in range(start, start + 1000)
+            ]
+        )
+    soonest = Message(new_id(), "tasks.work", (), {}, payload=b"[]", eta=now + 60, priority=1)
+    broker.enqueue([soonest])
+    if analyzed:
+        analyze(broker)
+    statements = render(broker.schema)
+    for name, params in (("next_due", ()), ("next_due_in", (["a", "default"],))):
+
+        def read(c: Any, name: str = name, params: Any = params) -> tuple[float, list[str]]:
+            due = c.execute(statements[name], params).fetchone()[0]
+            plan = c.execute(f"EXPLAIN (ANALYZE, BUFFERS) {statements[name]}", params)
+            return due, [row[0] for row in plan.fetchall()]
+
+        due, plan = broker._link.run(read)
+        assert due == pytest.approx(now + 60), name
+        top = next(line for line in plan if "Buffers" in line)  # the whole statement's
+        hits = int(top.partition("hit=")[2].split()[0])
+        assert hits < 60, f"{name} read {hits} buffers:\n" + "\n".join(plan)

@@ -180,8 +180,11 @@ class AckClaims:
         self._prune = prune
         self._ack = ack
         self._claim = claim
+        # A caller whose claim found a job is back with its ack soon: the
+        # next flush waits a moment for the others so sent back (Batcher).
         self._batcher: Batcher[AckClaim, Answer] = Batcher(
-            lambda calls: self._together(calls, self._batcher.more)
+            lambda calls: self._together(calls, self._batcher.more),
+            returns=lambda answer: bool(answer[1]),
         )
         self._pipelines = psycopg.Pipeline.is_supported()
 

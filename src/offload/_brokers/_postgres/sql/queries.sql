@@ -212,11 +212,40 @@ WHERE id = %(id)s AND token = %(token)s AND state = 'running'
 RETURNING cancel_requested IS NOT NULL
 
 -- name: next_due
-SELECT min(due) FROM {s}.jobs WHERE state IN ('queued', 'retrying', 'running')
+-- The earliest due time of a live job: the least of each priority's first
+-- entry in the claim's index (jobs_ready), found by one descent per
+-- priority (a loose index scan, written as a recursive query), never by
+-- reading every live job: an idle worker asks before each wait, and a
+-- million jobs due tomorrow made that a scan of a million rows.
+WITH RECURSIVE p AS (
+    (SELECT priority, due FROM {s}.jobs WHERE state IN ('queued', 'retrying', 'running')
+        ORDER BY priority DESC, due, seq LIMIT 1)
+    UNION ALL
+    SELECT n.priority, n.due FROM p CROSS JOIN LATERAL (
+        SELECT priority, due FROM {s}.jobs
+        WHERE state IN ('queued', 'retrying', 'running') AND priority < p.priority
+        ORDER BY priority DESC, due, seq LIMIT 1
+    ) AS n
+)
+SELECT min(due) FROM p
 
 -- name: next_due_in
-SELECT min(due) FROM {s}.jobs
-WHERE state IN ('queued', 'retrying', 'running') AND queue = ANY(%s)
+-- next_due for each queue of a list (jobs_queue), the least of them.
+SELECT min(first.due) FROM unnest(%s::text[]) AS q(name) CROSS JOIN LATERAL (
+    WITH RECURSIVE p AS (
+        (SELECT priority, due FROM {s}.jobs
+            WHERE state IN ('queued', 'retrying', 'running') AND queue = q.name
+            ORDER BY priority DESC, due, seq LIMIT 1)
+        UNION ALL
+        SELECT n.priority, n.due FROM p CROSS JOIN LATERAL (
+            SELECT priority, due FROM {s}.jobs
+            WHERE state IN ('queued', 'retrying', 'running') AND queue = q.name
+                AND priority < p.priority
+            ORDER BY priority DESC, due, seq LIMIT 1
+        ) AS n
+    )
+    SELECT min(due) AS due FROM p
+) AS first
 
 -- name: unstick
 -- A live job whose due time is no time would wait (or hold its lease)
