@@ -267,7 +267,8 @@ class Worker:
         return deliveries, len(deliveries) < reserved
 
     def _unreserve(self, slots: int) -> None:
-        del self._busy[:slots]  # one operation: no lock (freeing cannot overbook)
+        if slots > 0:  # (a negative slice would free all but a few)
+            del self._busy[:slots]  # one operation: no lock (freeing cannot overbook)
 
     def _dispatch_loop(self, standby: bool = False) -> None:
         """Claim and dispatch until stopped; with a relay, the role may pass to the other
