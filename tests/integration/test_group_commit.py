@@ -145,6 +145,18 @@ def test_a_lone_call_flushes_at_once() -> None:
     assert [batcher.submit(item) for item in range(3)] == [1, 2, 3]
 
 
+def flush_a_pair(batcher: Batcher[int, int], first: Blocking, answers: dict[int, Any]) -> None:
+    """1 is held in its flush while 2 and 3 queue behind it, then let go: the flush of
+    [2, 3] (slow in these tests) sends both back."""
+    held = submit_in_thread(batcher, 1, answers)
+    assert first.entered.wait(5)
+    pair = [submit_in_thread(batcher, item, answers) for item in (2, 3)]
+    wait_for(lambda: len(batcher._queue) == 2)
+    first.release.set()
+    for thread in [held, *pair]:
+        thread.join(5)
+
+
 def test_the_callers_a_flush_sent_back_are_waited_for_and_share_the_next_one() -> None:
     # A worker's threads: an answer with work (here: under 100) brings its
     # caller back soon, and the first one back waits for the others (for as
@@ -163,13 +175,7 @@ def test_the_callers_a_flush_sent_back_are_waited_for_and_share_the_next_one() -
     batcher: Batcher[int, int] = Batcher(flush, returns=lambda answer: answer < 100)
     batcher.GATHER_MAX = 60.0
     answers: dict[int, Any] = {}
-    held = submit_in_thread(batcher, 1, answers)
-    assert first.entered.wait(5)
-    pair = [submit_in_thread(batcher, item, answers) for item in (2, 3)]
-    wait_for(lambda: len(batcher._queue) == 2)
-    first.release.set()
-    for thread in [held, *pair]:
-        thread.join(5)
+    flush_a_pair(batcher, first, answers)
     back = [submit_in_thread(batcher, item, answers) for item in (4, 5)]
     for thread in back:
         thread.join(5)
@@ -201,13 +207,7 @@ def test_a_caller_interrupted_while_it_waits_for_the_others_hands_the_lead_on() 
     batcher: Batcher[int, int] = Batcher(flush, returns=lambda answer: True)
     batcher.GATHER_MAX = 60.0
     answers: dict[int, Any] = {}
-    held = submit_in_thread(batcher, 1, answers)
-    assert first.entered.wait(5)
-    pair = [submit_in_thread(batcher, item, answers) for item in (2, 3)]
-    wait_for(lambda: len(batcher._queue) == 2)
-    first.release.set()
-    for thread in [held, *pair]:
-        thread.join(5)
+    flush_a_pair(batcher, first, answers)
     batcher._gathered = Interrupted()
     interrupted: list[BaseException] = []
 
