@@ -20,6 +20,7 @@ import pytest
 import offload
 from helpers import wait_until
 from offload import State
+from offload._worker import Worker
 from servers import scratch_url
 
 WAIT = 30.0
@@ -95,12 +96,19 @@ def test_a_long_job_on_the_dispatcher_never_holds_up_the_next_claim(app: offload
         worker.stop()
 
 
-def test_a_drain_releases_a_job_still_running_on_the_dispatcher(app: offload.App) -> None:
+def a_job_blocked_on_the_dispatcher(app: offload.App) -> tuple[Worker, offload.Handle[str]]:
+    """A started worker of 2 slots, and the handle of a job that runs on its dispatcher
+    until ``Gate.release`` is set."""
     slow = app.task(name="relay.blocked")(blocked)
     worker = app.worker(concurrency=2, scheduler=False)
     worker.start()
     handle = slow()
     assert Gate.started.wait(WAIT)
+    return worker, handle
+
+
+def test_a_drain_releases_a_job_still_running_on_the_dispatcher(app: offload.App) -> None:
+    worker, handle = a_job_blocked_on_the_dispatcher(app)
     started = time.monotonic()
     assert worker.drain(0.5) == 1, "released for another worker"
     assert time.monotonic() - started < 5.0, "the drain did not wait for the job"
@@ -111,11 +119,7 @@ def test_a_drain_releases_a_job_still_running_on_the_dispatcher(app: offload.App
 
 
 def test_a_drain_lets_a_job_on_the_dispatcher_finish_within_its_grace(app: offload.App) -> None:
-    slow = app.task(name="relay.blocked")(blocked)
-    worker = app.worker(concurrency=2, scheduler=False)
-    worker.start()
-    handle = slow()
-    assert Gate.started.wait(WAIT)
+    worker, handle = a_job_blocked_on_the_dispatcher(app)
     threading.Timer(0.2, Gate.release.set).start()
     assert worker.drain(WAIT) == 0
     assert handle.result(timeout=WAIT) == "relay-dispatcher"
