@@ -317,6 +317,12 @@ class Handle(concurrent.futures.Future[R]):
         if not self._settled_quietly("_exception", exception):
             super().set_exception(exception)
             _open_latch(self)
+        # Like asyncio: an exception that no one ever retrieved is logged once, when
+        # the handle is collected, so a failing background task is never silent. A
+        # finalizer for failed handles only, not ``__del__``: that would be a Python
+        # call for every handle dropped. It reads the fields, never the handle itself.
+        if not self._retrieved:
+            weakref.finalize(self, _log_unretrieved, self.__dict__).atexit = False
 
     def _settled_quietly(self, field: str, value: object) -> bool:
         """Settle without the Future machinery if nothing was ever made to wait on it
@@ -349,19 +355,18 @@ class Handle(concurrent.futures.Future[R]):
             f"{self.state}. Wait longer, or call handle.cancel() if it is still queued."
         )
 
-    def __del__(self) -> None:
-        # Like asyncio: an exception that no one ever retrieved is logged once,
-        # so a failing background task is never silent.
-        if self._failed and not self._retrieved:
-            error = super().exception(0)
-            if error is not None:
-                log.error(
-                    "Exception in task %r (id %s) was never retrieved",
-                    self.task_name,
-                    self.id,
-                    exc_info=(type(error), error, error.__traceback__),
-                    extra={"task": self.task_name, "job_id": self.id},
-                )
+
+def _log_unretrieved(fields: dict[str, Any]) -> None:
+    """A failed handle was collected: log its exception if nobody ever retrieved it."""
+    error = fields.get("_exception")
+    if error is not None and not fields.get("_retrieved") and fields.get("_state") == _FINISHED:
+        log.error(
+            "Exception in task %r (id %s) was never retrieved",
+            fields.get("task_name"),
+            fields.get("id"),
+            exc_info=(type(error), error, error.__traceback__),
+            extra={"task": fields.get("task_name"), "job_id": fields.get("id")},
+        )
 
 
 # -- waiting on a bare lock ----------------------------------------------------

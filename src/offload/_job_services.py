@@ -118,6 +118,9 @@ class JobServices:
     ) -> None:
         self.progress = ProgressReporter(inspector, handles)
         self.report = self.progress.report
+        self.attempt_ended = self.progress.finished
+        """An attempt of the job ended (before its outcome is recorded): what it reported
+        is written now. The reporter's own method, not a wrapper: every job calls it."""
         durable = serializer is not None and isinstance(inspector, StepStore)
         self._store: StepStore | None = inspector if durable else None  # type: ignore[assignment]
         self._serializer = serializer
@@ -151,10 +154,6 @@ class JobServices:
                 name,
                 job_id,
             )
-
-    def attempt_ended(self, job_id: str) -> None:
-        """An attempt of the job ended (before its outcome is recorded)."""
-        self.progress.finished(job_id)
 
     def job_ended(self, job_id: str) -> None:
         """The job's outcome is final: forget what was kept in memory for it."""

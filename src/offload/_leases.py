@@ -39,7 +39,8 @@ class Leases:
         # Written by the dispatcher and pool threads without a lock: a single
         # dict store or pop is atomic.
         self.active: dict[int, Delivery] = {}
-        self._lost: set[int] = set()
+        self.lost: set[int] = set()
+        """Tokens whose lease was lost while their call ran: its outcome is not recorded."""
         self.settled: set[int] = set()
         """Tokens whose outcome is being recorded, or was while their call still runs (a
         thread's job cancelled): the slot stays taken, but there is no lease to renew."""
@@ -72,9 +73,9 @@ class Leases:
         (renewals are slow round trips: the job may have finished since the list was
         taken), and not said before."""
         token = delivery.token
-        if token in self._lost or token in self.settled or token not in self.active:
+        if token in self.lost or token in self.settled or token not in self.active:
             return False
-        self._lost.add(token)
+        self.lost.add(token)
         return True
 
     def _cancel(self, delivery: Delivery) -> None:
@@ -91,9 +92,9 @@ class Leases:
 
     def forget_if_lost(self, delivery: Delivery) -> bool:
         """``True`` if ``delivery``'s lease was lost: its outcome must not be recorded."""
-        if delivery.token not in self._lost:
+        if delivery.token not in self.lost:
             return False
-        self._lost.discard(delivery.token)
+        self.lost.discard(delivery.token)
         log.info(
             "Job %s (task %s) ended after its lease was lost; its outcome was not recorded",
             delivery.message.id,

@@ -20,13 +20,14 @@ class Outage:
         self._who = who
         self._meanwhile = meanwhile
         self._lock = threading.Lock()
-        self._since: float | None = None
+        self.since: float | None = None
+        """When the outage began (``time.monotonic()``); None while the broker is reachable."""
 
     def failed(self, doing: str, error: BaseException) -> None:
         with self._lock:
-            if self._since is not None:
+            if self.since is not None:
                 return
-            self._since = time.monotonic()
+            self.since = time.monotonic()
         log.error(
             "offload %s: broker unreachable while %s (%s: %s); %s, retrying with backoff",
             self._who,
@@ -38,10 +39,10 @@ class Outage:
         )
 
     def recovered(self) -> None:
-        if self._since is None:
+        if self.since is None:
             return
         with self._lock:
-            since, self._since = self._since, None
+            since, self.since = self.since, None
         if since is not None:
             log.warning(
                 "offload %s: broker reachable again after %.1fs",

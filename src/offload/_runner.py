@@ -336,7 +336,12 @@ class Runner:
             except NotSerializable as unencodable:
                 self._fail(delivery, unencodable, refill=refill)
                 return
-        if self._ack(delivery, outcome, refill):
+        acked = (
+            self.broker.ack(delivery, outcome)
+            if refill is None
+            else self._ack(delivery, outcome, refill)
+        )  # ``self._ack``, inlined for the common case: every call succeeds this way
+        if acked:
             self._notify(delivery, outcome, call.job)
             if call.started is not None:  # INFO was on as it started
                 log_finished(delivery, State.SUCCEEDED, call.started)

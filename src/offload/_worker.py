@@ -363,7 +363,8 @@ class Worker:
             return False
         self._active[delivery.token] = delivery  # its reserved slot is now a running one
         self._cancels.calls[delivery.token] = call
-        executor = self._executor(call.spec.pool or self._default_pool)
+        pool = call.spec.pool or self._default_pool
+        executor = self._executors.get(pool) or self._executor(pool)  # made once: no call
         if relay is not None and isinstance(executor, ThreadExecutor) and relay.pass_on():
             executor.run_here(call)  # as a pool thread runs it: start, timeout, done
             return True
@@ -460,7 +461,8 @@ class Worker:
         backoff for up to a lease: past that, another worker will run the
         task again anyway (at least once).
         """
-        if self._leases.forget_if_lost(call.delivery):
+        leases = self._leases
+        if leases.lost and leases.forget_if_lost(call.delivery):  # rarely any: no call
             self._finished(call)
             return
         # Its outcome is being recorded: the heartbeat leaves its lease alone, or it
@@ -495,7 +497,8 @@ class Worker:
                 )
                 break
             else:
-                self._outage.recovered()
+                if self._outage.since is not None:  # an outage ended: no call on the common path
+                    self._outage.recovered()
                 break
         self._finished(call, refill)
 

@@ -112,15 +112,25 @@ class MemoryBroker:
             if self._delayed and self._delayed[0][0] <= now:
                 self._promote_due(now)
             if limit > 0 and queues is None and not any(self._queues.values()):
-                claimed = [self._lease(message, until)]
-                self._leased(claimed, until)
-                return claimed
+                # self._lease() and self._leased(), inlined: the in-process hot path.
+                message.attempt += 1
+                delivery = Delivery(message, next(self._tokens), until)
+                self._inflight[message.id] = delivery
+                if until != math.inf or self.registry.holder is not None:  # else a no-op
+                    self._leased([delivery], until)
+                return [delivery]
             ready_queue(self._queues, message.queue).push(message)
             return self._claim(queues, limit, now, until) if limit > 0 else []
 
     def ack(self, delivery: Delivery, outcome: Outcome) -> bool:
         message = delivery.message
-        if delivery.lease_until == math.inf and not self._to_remember(message):
+        if (
+            delivery.lease_until == math.inf
+            # not self._to_remember(message), inlined: every in-process call asks
+            and not (self._result_ttl or message.result_ttl is not None)
+            and message.key is None
+            and not self._jobs
+        ):
             return self._ack_unlocked(delivery)
         with self._lock:
             current = self._inflight.get(message.id)  # self._release(), inlined
