@@ -125,7 +125,8 @@ class JobServices:
         self._store: StepStore | None = inspector if durable else None  # type: ignore[assignment]
         self._serializer = serializer
         self._lock = threading.Lock()
-        self._in_memory: dict[str, dict[str, Any]] = {}  # job id: step name: result
+        self.in_memory: dict[str, dict[str, Any]] = {}
+        """The results of in-process workflow steps: job id: step name: result."""
 
     def recorded(self, delivery: Delivery, name: str) -> tuple[bool, Any]:
         job_id = delivery.message.id
@@ -134,7 +135,7 @@ class JobServices:
             data = self._store.step_result(job_id, name)
             return (False, None) if data is None else (True, self._serializer.decode(data))
         with self._lock:
-            steps = self._in_memory.get(job_id)
+            steps = self.in_memory.get(job_id)
             if steps is None or name not in steps:
                 return False, None
             return True, steps[name]
@@ -143,7 +144,7 @@ class JobServices:
         job_id = delivery.message.id
         if self._store is None:
             with self._lock:
-                self._in_memory.setdefault(job_id, {})[name] = value
+                self.in_memory.setdefault(job_id, {})[name] = value
             return
         assert self._serializer is not None
         data = self._serializer.encode(value, path=f"the result of step {name!r}")
@@ -157,6 +158,6 @@ class JobServices:
 
     def job_ended(self, job_id: str) -> None:
         """The job's outcome is final: forget what was kept in memory for it."""
-        if self._in_memory:  # only ever filled by in-process steps: no lock otherwise
+        if self.in_memory:  # only ever filled by in-process steps: no lock otherwise
             with self._lock:
-                self._in_memory.pop(job_id, None)
+                self.in_memory.pop(job_id, None)

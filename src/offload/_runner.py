@@ -391,8 +391,10 @@ class Runner:
             self._notify(delivery, outcome, call.job)
 
     def _notify(self, delivery: Delivery, outcome: Outcome, job: JobContext | None = None) -> None:
-        if outcome.state in FINISHED_STATES:  # State.finished, without a property call
-            self.services.job_ended(delivery.message.id)
+        services = self.services
+        # State.finished without a property call, and job_ended only if it has work.
+        if services.in_memory and outcome.state in FINISHED_STATES:
+            services.job_ended(delivery.message.id)
         chain = self.chain
         if chain is not None:
             chain.outcome(job or job_context(delivery), outcome)

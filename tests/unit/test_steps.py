@@ -60,7 +60,7 @@ def test_steps_are_per_job_and_forgotten_when_it_ends(app: offload.App) -> None:
 
     assert [numbered(n).result(timeout=10) for n in range(3)] == [0, 1, 2]
     runner = app._runner
-    assert runner.services._in_memory == {}, "nothing kept once the jobs ended"
+    assert runner.services.in_memory == {}, "nothing kept once the jobs ended"
 
 
 @pytest.mark.parametrize("name", ["", "x" * 201, "nul\x00byte", 7])
