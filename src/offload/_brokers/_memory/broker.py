@@ -106,32 +106,64 @@ class MemoryBroker:
         nothing else waits to be claimed, the message is leased at once,
         never queued: what the claim would have picked anyway.
         """
-        now = self._clock.now()
-        until = now + lease
         with self._lock:
+            if (
+                lease == math.inf  # an embedded worker's: no clock read needed
+                and limit > 0
+                and queues is None
+                and not self._delayed
+                and self.registry.holder is None
+                and not any(self._queues.values())
+            ):
+                # self._lease(), inlined: the in-process hot path (and self._leased(),
+                # a no-op for an infinite lease held by no registered worker).
+                message.attempt += 1
+                delivery = Delivery(message, next(self._tokens), math.inf)
+                self._inflight[message.id] = delivery
+                return [delivery]
+            now = self._clock.now()
+            until = now + lease
             if self._delayed and self._delayed[0][0] <= now:
                 self._promote_due(now)
             if limit > 0 and queues is None and not any(self._queues.values()):
-                # self._lease() and self._leased(), inlined: the in-process hot path.
-                message.attempt += 1
-                delivery = Delivery(message, next(self._tokens), until)
-                self._inflight[message.id] = delivery
-                if until != math.inf or self.registry.holder is not None:  # else a no-op
-                    self._leased([delivery], until)
-                return [delivery]
+                claimed = [self._lease(message, until)]
+                self._leased(claimed, until)
+                return claimed
             ready_queue(self._queues, message.queue).push(message)
             return self._claim(queues, limit, now, until) if limit > 0 else []
 
     def ack(self, delivery: Delivery, outcome: Outcome) -> bool:
         message = delivery.message
         if (
-            delivery.lease_until == math.inf
-            # not self._to_remember(message), inlined: every in-process call asks
-            and not (self._result_ttl or message.result_ttl is not None)
-            and message.key is None
-            and not self._jobs
+            delivery.lease_until != math.inf
+            # self._to_remember(message), inlined: every in-process call asks
+            or self._result_ttl
+            or message.result_ttl is not None
+            or message.key is not None
+            or self._jobs
         ):
-            return self._ack_unlocked(delivery)
+            return self._ack_recorded(delivery, outcome)
+        # The in-process ack: nothing to record, so no lock (and no further call).
+        # Every pool thread acks, and the enqueuing caller and the claims take the
+        # lock too: a thread switched out while holding it (the GIL's switch
+        # interval) made the others queue on it, a context switch each. Without the
+        # lock, the entry cannot change between the check and the pop: an infinite
+        # lease never lapses, and only the thread that runs a call ends its delivery
+        # (``drain`` is for durable workers, which have leases). Dict operations are
+        # atomic; whoever iterates the lease table takes a snapshot first.
+        job_id = message.id
+        current = self._inflight.get(job_id)
+        if current is None or current.token != delivery.token:
+            return False
+        self._inflight.pop(job_id, None)
+        if self.cancel_requested:  # a cancel request may have arrived: it ends with the job
+            with self._lock:
+                self.cancel_requested.discard(job_id)
+        return True
+
+    def _ack_recorded(self, delivery: Delivery, outcome: Outcome) -> bool:
+        """An ack under the lock: a lease that may lapse, or a record to keep."""
+        message = delivery.message
         with self._lock:
             current = self._inflight.get(message.id)  # self._release(), inlined
             if current is None or current.token != delivery.token:
@@ -139,8 +171,6 @@ class MemoryBroker:
             del self._inflight[message.id]
             if self.cancel_requested:
                 self.cancel_requested.discard(message.id)
-            # Nothing to remember about a keyless job under a zero TTL: skip
-            # the bookkeeping (the in-process hot path).
             if self._to_remember(message):
                 error = stored_error(outcome)
                 self._finish(message, outcome.state, outcome.payload, error)
@@ -150,28 +180,6 @@ class MemoryBroker:
         """Whether finishing ``message`` leaves a record (a TTL, a key, or records kept)."""
         kept = self._result_ttl or message.result_ttl is not None
         return bool(kept or message.key is not None or self._jobs)
-
-    def _ack_unlocked(self, delivery: Delivery) -> bool:
-        """The in-process ack: nothing to record, so no lock.
-
-        Every pool thread acks, and the enqueuing caller and the claims take
-        the lock too: a thread switched out while holding it (the GIL's
-        switch interval) made the others queue on it, a context switch each.
-        Without the lock, the entry cannot change between the check and the
-        pop: an infinite lease never lapses, and only the thread that runs a
-        call ends its delivery (``drain`` is for durable workers, which have
-        leases). Dict operations are atomic; whoever iterates the lease
-        table takes a snapshot first (``list(...)``, also atomic).
-        """
-        job_id = delivery.message.id
-        current = self._inflight.get(job_id)
-        if current is None or current.token != delivery.token:
-            return False
-        self._inflight.pop(job_id, None)
-        if self.cancel_requested:  # a cancel request may have arrived: it ends with the job
-            with self._lock:
-                self.cancel_requested.discard(job_id)
-        return True
 
     def nack(
         self,
