@@ -65,23 +65,25 @@ class Driver(base.Driver):
     def enqueue_batch(self, items: Sequence[int]) -> None:
         noop.map(items)
 
-    def fill_marked(self, count: int, marks: Sequence[int]) -> list[Any]:
+    def fill_marked(
+        self, count: int, marks: Sequence[int], *, listening: bool = False
+    ) -> list[Any]:
         # As fill, keeping the handles at the marks (the others are dropped).
         # While it holds handles, the producer listens for its jobs' ends (Redis,
         # PostgreSQL), and the jobs it queues meanwhile carry its reply channel:
         # their acks send it news (on PostgreSQL a NOTIFY, whose commits take
-        # turns). Left to the watcher's thread, the listening began during the
-        # first batches, at a point that varied: the window's tasks from the
-        # second batch on (5,000 to 8,200) carried the channel in 1 fill of 10k
-        # out of 3, and in both fills of 1M looked at (PostgreSQL, Redis). So the
-        # first task goes alone, and a moment's wait on its result has the
-        # producer listen before the rest: every depth's window is drained with
-        # news to send. (The handles keep it listening.)
-        first = noop.map([0])[0]
-        with contextlib.suppress(offload.ResultTimeout):
-            first.result(timeout=0.2)
-        kept: dict[int, Any] = {0: first}
-        for start in range(1, count, base.FILL_BATCH):
+        # turns). Left to the watcher's thread, the listening begins during the
+        # first batches, at a point that varies: in the scale scenario's window
+        # (tasks 200 to 8,200), the tasks from the second batch on carried the
+        # channel in 1 fill of 10k out of 3, and in both fills of 1M looked at.
+        # listening: the first task goes alone, and a moment's wait on its
+        # result has the producer listen before the rest are queued.
+        kept: dict[int, Any] = {}
+        if listening:
+            first = kept[0] = noop.map([0])[0]  # kept: its handle keeps the producer listening
+            with contextlib.suppress(offload.ResultTimeout):
+                first.result(timeout=0.2)
+        for start in range(len(kept), count, base.FILL_BATCH):
             handles = noop.map(range(start, min(count, start + base.FILL_BATCH)))
             kept.update({m: handles[m - start] for m in marks if start <= m < start + len(handles)})
         return [kept[m] for m in marks]

@@ -85,7 +85,8 @@ def _measure(
         if lead + window >= depth:
             raise ValueError(f"a window of {lead} + {window} tasks needs more than {depth} queued")
         started = time.perf_counter()
-        marks = driver.fill_marked(depth, (lead, lead + window))
+        # Every depth's window drained with the same news to send (see fill_marked).
+        marks = driver.fill_marked(depth, (lead, lead + window), listening=True)
         fill_s = time.perf_counter() - started
         if driver.done_count() != 0:
             raise RuntimeError(f"{system}: tasks done before any worker started")
