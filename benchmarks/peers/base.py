@@ -76,7 +76,9 @@ class Driver(ABC):
         else:
             self.enqueue_each(range(count))
 
-    def fill_marked(self, count: int, marks: Sequence[int]) -> list[Any]:
+    def fill_marked(
+        self, count: int, marks: Sequence[int], *, listening: bool = False
+    ) -> list[Any]:
         """Queue ``count`` tasks as ``fill`` does; what identifies the tasks at ``marks``.
 
         ``marks`` are positions in the queue (0 is the first task queued), for
@@ -85,6 +87,10 @@ class Driver(ABC):
         workers use if that count were polled with a million tasks queued;
         one task's state, looked up by its key, costs the same at any depth.
         ``[]`` (the default) means: no such lookup, poll ``done_count``.
+        ``listening``: a library whose producer hears of its jobs' ends (offload
+        on Redis and PostgreSQL) listens before the second task is queued, so
+        that every task after the first carries its reply channel, whatever
+        the count (see offload_durable); the others ignore it.
         """
         self.fill(count)
         return []

@@ -49,7 +49,9 @@ class Driver(base.Driver):
         calls: list[dict[str, Any]] = [{"i": i} for i in items]
         noop.batch_defer(*calls)
 
-    def fill_marked(self, count: int, marks: Sequence[int]) -> list[Any]:
+    def fill_marked(
+        self, count: int, marks: Sequence[int], *, listening: bool = False
+    ) -> list[Any]:
         # As fill, keeping the job ids batch_defer returns at the marks.
         kept: dict[int, int] = {}
         for start in range(0, count, base.FILL_BATCH):

@@ -2,7 +2,9 @@
 
 Each depth is a part (see ``spec.Part``): a child of its own on a clean
 store. It queues N no-op tasks first (untimed, the batch API where there is
-one), then starts exactly 2 worker processes, as the drain scenario does,
+one; offload's producer listens for their ends from the second task on, at
+every depth alike: see ``fill_marked``), then starts exactly 2 worker
+processes, as the drain scenario does,
 and measures the rate over a window of a fixed number of tasks rather than
 draining all N (a million at a few thousand a second is minutes per round).
 The window opens once ``lead`` tasks are done (the workers' start-up is
@@ -85,7 +87,8 @@ def _measure(
         if lead + window >= depth:
             raise ValueError(f"a window of {lead} + {window} tasks needs more than {depth} queued")
         started = time.perf_counter()
-        marks = driver.fill_marked(depth, (lead, lead + window))
+        # Every depth's window drained with the same news to send (see fill_marked).
+        marks = driver.fill_marked(depth, (lead, lead + window), listening=True)
         fill_s = time.perf_counter() - started
         if driver.done_count() != 0:
             raise RuntimeError(f"{system}: tasks done before any worker started")
