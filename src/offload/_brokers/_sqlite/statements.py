@@ -99,7 +99,6 @@ def _insert_statement(row: tuple[Any, ...]) -> tuple[str, tuple[Any, ...]]:
     return QUERIES["insert"], row
 
 
-
 def message_rows(messages: Sequence[Message], now: float) -> list[tuple[Any, ...]]:
     """The rows to insert, refusing (before anything is written) what cannot be stored."""
     rows = [message_row(message, now) for message in messages]
