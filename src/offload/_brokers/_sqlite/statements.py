@@ -95,8 +95,17 @@ _ACK_NO_ERROR = with_nulls(QUERIES["ack"], [False] * 4 + [True] * 4 + [False] * 
 def _insert_statement(row: tuple[Any, ...]) -> tuple[str, tuple[Any, ...]]:
     """The insert of one row: without its optional columns' Nones if it has none of them."""
     if _OPTIONAL(row) == _NO_OPTIONS:
-        return _INSERT_PLAIN, _BOUND(row)
+        return _INSERT_PLAIN, _plain_values(row)
     return QUERIES["insert"], row
+
+
+def _plain_values(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The bound values of ``_INSERT_PLAIN``; the payload (the last) as a bytearray, which
+    the sqlite3 module binds as it is (a bytes it looks up first, as a None)."""
+    values: tuple[Any, ...] = _BOUND(row)
+    if type(values[-1]) is bytes:
+        return (*values[:-1], bytearray(values[-1]))
+    return values
 
 
 def message_rows(messages: Sequence[Message], now: float) -> list[tuple[Any, ...]]:
@@ -124,7 +133,7 @@ def insert(
     try:
         if all(message.key is None for message in messages):
             if all(_OPTIONAL(row) == _NO_OPTIONS for row in rows):
-                db.executemany(_INSERT_PLAIN, [_BOUND(row) for row in rows])
+                db.executemany(_INSERT_PLAIN, [_plain_values(row) for row in rows])
             else:
                 db.executemany(QUERIES["insert"], rows)
             return [message.id for message in messages]
