@@ -32,9 +32,13 @@ PRAGMA data_version
 
 -- name: insert
 -- The values in the order of message_row (_sql_rows), which builds the rows.
-INSERT INTO jobs (id, task, queue, priority, state, due, eta, attempt, max_deliveries,
+-- seq: above the highest one and above the floor of deleted ones, never a
+-- seq used before (migrations/011_jobs_without_autoincrement.sql). Without
+-- the floor's row, NULL: SQLite's own choice, the highest + 1.
+INSERT INTO jobs (seq, id, task, queue, priority, state, due, eta, attempt, max_deliveries,
     key, timeout, retries, created, payload, result_ttl, meta)
-VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+VALUES ((SELECT max(floor, coalesce((SELECT max(seq) FROM jobs), 0)) FROM jobs_seq) + 1,
+    ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 
 -- name: job_with_key
 -- The live job with a key, else one that succeeded after the reuse window
