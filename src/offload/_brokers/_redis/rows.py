@@ -56,7 +56,8 @@ def lone_command(
     whether the job waits are worked out here as ``ENQUEUE`` works them out
     (``lua/prelude.lua``'s ``rank``, with the doubles that its strings hold).
     """
-    _refuse_arguments(message)
+    if message.args or message.kwargs:
+        _refuse_arguments(message)
     eta, priority = message.eta, int(message.priority)
     due = now if eta is None else float(eta)
     if not -_FAR < due < _FAR:  # nan or infinite
@@ -65,7 +66,6 @@ def lone_command(
         score, rank = repr(due).encode(), b""
     else:
         score, rank = b"%d" % -priority, b"%016d" % max(0, math.floor(due * 1e6))
-    payload = message.payload or b""
     values = [
         b"1" if register else b"0",
         message.id.encode(),
@@ -75,7 +75,7 @@ def lone_command(
         rank,
         b"%d" % int(message.attempt),
         meta_blob(message, now).encode(),
-        payload.encode() if isinstance(payload, str) else payload,
+        message.payload or b"",
     ]
     ttl, deliveries = message.result_ttl, message.max_deliveries
     if eta is not None:
@@ -93,7 +93,7 @@ _FAR = float("inf")
 
 
 def _refuse_arguments(message: Message) -> None:
-    if message.args or message.kwargs:
+    if message.args or message.kwargs:  # (the caller may have looked already)
         raise ValueError(
             f"message {message.id} carries Python arguments: a durable broker stores only "
             "encoded ones (message.payload). Send it through a durable App, which encodes "
