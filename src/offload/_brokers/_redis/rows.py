@@ -1,6 +1,6 @@
 """The rows the Redis scripts take and return, and the job hashes inspection reads.
 
-Encoders build a script's arguments (``message_args``, ``error_text``);
+Encoders build a script's arguments (``message_args``, ``lone_command``, ``error_text``);
 decoders read what comes back (``delivery``, ``finished``) and what a job's
 hash holds (``job_info``, ``job_state``). A hash is written by the scripts,
 but anyone who reaches the server can change it: no decoder raises for what
