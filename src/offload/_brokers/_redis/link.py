@@ -203,12 +203,13 @@ def _own(sock: socket.socket) -> socket.socket:
     every receive: four system calls per round trip instead of two. A
     blocking socket with ``SO_SNDTIMEO`` and ``SO_RCVTIMEO`` times out all
     the same (``BlockingIOError``, which ``_exchange`` reports as a timeout).
+    A TLS socket (its own errors), or one without a timeout, stays as it is.
     """
     timeout = sock.gettimeout()
-    if timeout is None or not sys.platform.startswith("linux"):
+    if not timeout or type(sock) is not socket.socket or not sys.platform.startswith("linux"):
         return sock
     whole = int(timeout)
-    limit = struct.pack("ll", whole, int((timeout - whole) * 1e6))
+    limit = struct.pack("ll", whole, max(1, int((timeout - whole) * 1e6)))  # 0 0: no limit
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, limit)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, limit)
     sock.settimeout(None)
