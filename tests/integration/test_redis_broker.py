@@ -269,17 +269,17 @@ def test_a_lone_enqueue_whose_answer_was_lost_is_stored_once(
 ) -> None:
     # One message without a key goes through ENQUEUE_ONE: its replay is ours too.
     broker = make_broker()
-    script = broker._lua.enqueue_one
-    calls: list[list[Any]] = []
+    run = broker._lua.enqueue_one.packed
+    calls: list[bytes] = []
 
-    def answer_lost(args: list[Any]) -> Any:
-        calls.append(list(args))
-        result = script(args=args)
+    def answer_lost(count: int, args: bytes) -> Any:
+        calls.append(args)
+        result = run(count, args)
         if len(calls) == 1:
             raise redis.ConnectionError("connection reset by peer")
         return result
 
-    monkeypatch.setattr(broker._lua, "enqueue_one", answer_lost)
+    monkeypatch.setattr(broker._lua.enqueue_one, "packed", answer_lost)
     lone = message()
     assert broker.enqueue([lone]) == [lone.id]
     assert len(calls) == 2, "retried once"

@@ -70,13 +70,38 @@ def raw() -> Iterator[Any]:
 # -- ENQUEUE: the lone message's path, and the queue listing ----------------------------
 
 
+NOW = 1_790_000_000.123456
+
+
+class _Fixed:
+    """A clock that stays at ``NOW``: both brokers of a comparison see one time."""
+
+    def now(self) -> float:
+        return NOW
+
+    def wait(self, waitable: Any, timeout: float | None) -> bool:
+        return bool(waitable.wait(timeout))
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"queue": "mail", "priority": 3, "max_deliveries": 4, "result_ttl": 9.5},
+        {},
+        {"priority": -2, "eta": NOW - 5.25},  # due already: ready, ranked at its eta
+        {"priority": 7, "eta": NOW + 60.5, "attempt": 2},  # delayed
+        {"eta": NOW, "payload": None},  # due this very moment: ready
+    ],
+)
 def test_a_lone_message_is_stored_as_a_batch_stores_it(
-    make_broker: Callable[..., RedisBroker], raw: Any
+    make_broker: Callable[..., RedisBroker], raw: Any, fields: dict[str, Any]
 ) -> None:
-    alone, batched = make_broker(), make_broker()
-    fields = {"queue": "mail", "priority": 3, "max_deliveries": 4, "result_ttl": 9.5}
+    # ENQUEUE_ONE is handed what ENQUEUE works out in Lua (delayed or not, the
+    # rank's due time) worked out in Python: the same job, the same indexes.
+    alone, batched = make_broker(clock=_Fixed()), make_broker(clock=_Fixed())
     sent = message(**fields)
-    twin = Message(sent.id, sent.task, (), {}, **fields, payload=sent.payload, created=sent.created)
+    twin = Message(sent.id, sent.task, (), {}, **{**fields, "payload": sent.payload})
+    twin.created = sent.created
     alone.enqueue([sent])
     batched.enqueue([twin, message()])
     mine = raw.hgetall(f"{alone.prefix}job:{sent.id}")
@@ -85,8 +110,16 @@ def test_a_lone_message_is_stored_as_a_batch_stores_it(
     assert {k: v for k, v in mine.items() if k not in (b"js", b"r")} == {
         k: v for k, v in theirs.items() if k not in (b"js", b"r")
     }
-    assert raw.zcard(f"{alone.prefix}st:queued:mail") == 1
-    assert raw.zscore(f"{alone.prefix}ready:mail", mine[b"r"]) == -3
+    queue = sent.queue
+    assert raw.zcard(f"{alone.prefix}st:queued:{queue}") == 1
+    if b"r" in theirs:  # ready: the same due time, then its own sequence, then the id
+        assert mine[b"r"][:16] + mine[b"r"][29:] == theirs[b"r"][:16] + theirs[b"r"][29:]
+        assert mine[b"r"][16:29] == b"%013d" % int(mine[b"js"])
+        score = raw.zscore(f"{alone.prefix}ready:{queue}", mine[b"r"])
+        assert score == raw.zscore(f"{batched.prefix}ready:{queue}", theirs[b"r"])
+    else:
+        assert raw.zscore(f"{alone.prefix}delayed", sent.id) == fields["eta"]
+    assert raw.llen(f"{alone.prefix}wake:{queue}") == raw.llen(f"{alone.prefix}wake") == 1
 
 
 def test_a_lone_message_with_a_stored_id_stores_nothing(

@@ -27,7 +27,7 @@ from .claims import ClaimPath, Names, job_id
 from .feed import Subscription
 from .inspector import RedisInspector
 from .limits import RedisLimits
-from .link import Arg, Downtime, Link, blocked_then, clients, split_namespace
+from .link import Arg, Downtime, Link, blocked_then, clients, packed, split_namespace
 from .schedules import RedisSchedules
 from .workers import RedisRegistry
 
@@ -38,6 +38,7 @@ _B = TypeVar("_B", bound="RedisBroker")
 
 _NAMESPACE = re.compile(r"[A-Za-z0-9_.-]{1,64}\Z")
 _UNREACHABLE = (redis.ConnectionError, redis.TimeoutError)
+_FIRST, _AGAIN = packed([b"0"]), packed([b"1"])  # ENQUEUE_ONE's last argument: replay?
 
 
 class RedisBroker:
@@ -84,6 +85,7 @@ class RedisBroker:
     ) -> None:
         url, self.namespace = _namespace(url, namespace)
         self.prefix = f"offload:{self.namespace}:"
+        self._packed_prefix = packed([self.prefix.encode()])  # ENQUEUE_ONE's first argument
         self._clock = clock
         self._result_ttl = result_ttl
         self._reuse_window = reuse_window
@@ -176,15 +178,22 @@ class RedisBroker:
         if not messages:
             return []
         now = self._clock.now()
-        since = now - self._reuse_window
         keep_for_horizon(messages, self._result_ttl)
-        args = rows.enqueue_args(self.prefix, now, since, self._reply_to, messages)
         listing = self._listing.due(messages)
+        if len(messages) == 1 and messages[0].key is None:  # the usual call
+            command = rows.lone_command(
+                self._packed_prefix, now, messages[0], bool(listing), self._reply_to
+            )
+            if command is not None:
+                self._call(functools.partial(self._enqueue_one, *command))
+                if listing:
+                    self._listing.done(listing, self.REGISTER_EVERY)
+                return [messages[0].id]
+        since = now - self._reuse_window
+        args = rows.enqueue_args(self.prefix, now, since, self._reply_to, messages)
         if listing:
             args[5] = "1"
-        # The usual call, one message without a key, has a script of its own.
-        lone = len(messages) == 1 and args[10] == ""
-        script = self._lua.enqueue_one if lone else self._lua.enqueue
+        script = self._lua.enqueue
 
         def run(again: bool) -> list[str]:
             # A retry may follow a call whose answer was lost after it ran:
@@ -202,6 +211,16 @@ class RedisBroker:
         if listing:
             self._listing.done(listing, self.REGISTER_EVERY)
         return ids
+
+    def _enqueue_one(self, count: int, args: bytes, again: bool) -> None:
+        """One message without a key, through ``ENQUEUE_ONE`` (``rows.lone_command``);
+        ``again``: a retry, whose job may exist already (then it is ours)."""
+        try:
+            self._lua.enqueue_one.packed(count, args + (_AGAIN if again else _FIRST))
+        except redis.ResponseError as error:
+            if "already exists" not in str(error):
+                raise
+            raise ValueError(f"a job id of this batch already exists ({error})") from None
 
     def claim(self, queues: Sequence[str] | None, limit: int, lease: float) -> list[Delivery]:
         if limit <= 0:

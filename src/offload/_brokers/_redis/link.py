@@ -30,6 +30,9 @@ from __future__ import annotations
 import hashlib
 import inspect
 import logging
+import socket
+import struct
+import sys
 import threading
 import time
 import urllib.parse
@@ -47,6 +50,29 @@ log = logging.getLogger(__name__)
 
 Arg = bytes | str | int | float
 """What a command or a script takes."""
+
+Command = tuple[Arg, ...] | bytes
+"""A command as its words, or packed already (``packed``: the protocol's bytes)."""
+
+_LENGTHS = tuple(b"$%d" % n for n in range(256))
+
+
+def packed(values: list[bytes]) -> bytes:
+    """``values`` as the protocol sends a command's words (bulk strings), one after another.
+
+    For a hot command whose head is packed once: hiredis's packer formats
+    every word's length with ``sprintf``, which cost more than the rest of
+    an enqueue's Python. (Each word is its length line and itself, every
+    line ended by CRLF: one join.)
+    """
+    lines: list[bytes] = []
+    for value in values:
+        n = len(value)
+        lines.append(_LENGTHS[n] if n < 256 else b"$%d" % n)
+        lines.append(value)
+    lines.append(b"")
+    return b"\r\n".join(lines)
+
 
 _pack: Callable[[tuple[Arg, ...]], bytes] | None
 _hiredis: Any
@@ -82,10 +108,14 @@ class Link:
         # again as the round trip's own system calls.
         self._sock: Any = None
         self._reader: Any = None
-        self._commands: Combiner[tuple[Arg, ...], Any] = Combiner(self._round_trip)
+        self._commands: Combiner[Command, Any] = Combiner(self._round_trip)
 
     def call(self, *command: Arg) -> Any:
         """Send one command and return its reply (raising its error, if any)."""
+        return self._commands.submit(command)
+
+    def call_packed(self, command: bytes) -> Any:
+        """``call`` for a command packed already (the protocol's bytes: ``packed``)."""
         return self._commands.submit(command)
 
     def close(self) -> None:
@@ -94,18 +124,20 @@ class Link:
         if connection is not None:
             connection.disconnect()
 
-    def _round_trip(self, batch: list[tuple[Arg, ...]]) -> list[Any]:
+    def _round_trip(self, batch: list[Command]) -> list[Any]:
         replies: list[Any] = []
         try:
             connection = self._connected()
             if self._reader is not None:
                 self._exchange(batch, replies)
                 return replies
-            if len(batch) == 1:
-                packed = connection.pack_command(*batch[0])
-            else:
-                packed = connection.pack_commands(batch)
-            connection.send_packed_command(packed, check_health=False)
+            words: list[bytes] = []
+            for command in batch:
+                if isinstance(command, bytes):
+                    words.append(command)
+                else:
+                    words += connection.pack_command(*command)
+            connection.send_packed_command(words, check_health=False)
             for _ in batch:
                 try:
                     replies.append(connection.read_response())
@@ -117,12 +149,16 @@ class Link:
             replies += [error] * (len(batch) - len(replies))
         return replies
 
-    def _exchange(self, batch: list[tuple[Arg, ...]], replies: list[Any]) -> None:
+    def _exchange(self, batch: list[Command], replies: list[Any]) -> None:
         """Send ``batch`` and read a reply per command (an error reply is its exception)."""
         assert _pack is not None  # a reader of our own only with hiredis
         sock, reader = self._sock, self._reader
         try:
-            sock.sendall(_pack(batch[0]) if len(batch) == 1 else b"".join(map(_pack, batch)))
+            if len(batch) == 1:
+                first = batch[0]
+                sock.sendall(first if isinstance(first, bytes) else _pack(first))
+            else:
+                sock.sendall(b"".join(c if isinstance(c, bytes) else _pack(c) for c in batch))
             for _ in batch:
                 while (reply := reader.gets()) is _MORE:
                     chunk = sock.recv(_CHUNK)
@@ -130,7 +166,7 @@ class Link:
                         raise redis.ConnectionError("Connection closed by server.")
                     reader.feed(chunk)
                 replies.append(reply)
-        except TimeoutError as error:  # the socket's timeout (redis-py's, from the URL)
+        except (TimeoutError, BlockingIOError) as error:  # the socket's timeout (see _own)
             raise redis.TimeoutError("Timeout talking to Redis") from error
         except redis.RedisError:
             raise
@@ -144,7 +180,7 @@ class Link:
             connection = pool.connection_class(**pool.connection_kwargs)
             connection.connect()  # redis-py's handshake: TLS, AUTH, HELLO, SELECT
             if _hiredis is not None and (_RESP3 or str(connection.protocol) != "3"):
-                self._sock = connection._sock
+                self._sock = _own(connection._sock)
                 self._reader = _hiredis.Reader(
                     protocolError=redis.InvalidResponse,
                     replyError=connection._parser.parse_error,
@@ -160,6 +196,26 @@ class Link:
             connection.disconnect()
 
 
+def _own(sock: socket.socket) -> socket.socket:
+    """``sock`` (ours alone from now on) with its timeout kept by the kernel, on Linux.
+
+    Python keeps a socket's timeout with a ``poll()`` before every send and
+    every receive: four system calls per round trip instead of two. A
+    blocking socket with ``SO_SNDTIMEO`` and ``SO_RCVTIMEO`` times out all
+    the same (``BlockingIOError``, which ``_exchange`` reports as a timeout).
+    A TLS socket (its own errors), or one without a timeout, stays as it is.
+    """
+    timeout = sock.gettimeout()
+    if not timeout or type(sock) is not socket.socket or not sys.platform.startswith("linux"):
+        return sock
+    whole = int(timeout)
+    limit = struct.pack("ll", whole, max(1, int((timeout - whole) * 1e6)))  # 0 0: no limit
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, limit)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, limit)
+    sock.settimeout(None)
+    return sock
+
+
 class Script:
     """A Lua script run by ``EVALSHA`` on a link, loaded again if the server forgot it."""
 
@@ -167,6 +223,7 @@ class Script:
         self._link = link
         self._source = source
         self.sha = hashlib.sha1(source.encode()).hexdigest()
+        self._heads: dict[int, bytes] = {}
 
     def __call__(self, args: list[Any]) -> Any:
         try:
@@ -175,6 +232,18 @@ class Script:
             # A restarted (or flushed) server: load it and run it once more.
             self._link.call("SCRIPT", "LOAD", self._source)
             return self._link.call("EVALSHA", self.sha, 0, *args)
+
+    def packed(self, count: int, args: bytes) -> Any:
+        """Run it with ``count`` arguments, ``args`` packed already (``packed``)."""
+        head = self._heads.get(count)
+        if head is None:
+            head = b"*%d\r\n" % (count + 3) + packed([b"EVALSHA", self.sha.encode(), b"0"])
+            self._heads[count] = head
+        try:
+            return self._link.call_packed(head + args)
+        except redis.exceptions.NoScriptError:
+            self._link.call("SCRIPT", "LOAD", self._source)
+            return self._link.call_packed(head + args)
 
 
 def blocked_then(

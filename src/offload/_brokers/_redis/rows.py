@@ -1,6 +1,6 @@
 """The rows the Redis scripts take and return, and the job hashes inspection reads.
 
-Encoders build a script's arguments (``message_args``, ``error_text``);
+Encoders build a script's arguments (``message_args``, ``lone_command``, ``error_text``);
 decoders read what comes back (``delivery``, ``finished``) and what a job's
 hash holds (``job_info``, ``job_state``). A hash is written by the scripts,
 but anyone who reaches the server can change it: no decoder raises for what
@@ -11,13 +11,14 @@ dead-letters it alone, with the reason); inspection shows what reads.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..._errors import MessageRejected
 from ..._message import Delivery, ErrorInfo, JobInfo, Message, State, read_delivery
 from .._base import Finished, lapsed_error
-from .link import Arg
+from .link import Arg, packed
 
 # Built once: json.dumps with separators builds an encoder per call.
 _compact = json.JSONEncoder(separators=(",", ":")).encode
@@ -44,14 +45,65 @@ def enqueue_args(
     return args
 
 
-def message_args(message: Message, now: float) -> list[Arg]:
-    """A message as ``ENQUEUE`` takes it: ``scripts.ENQUEUE_FIELDS`` values."""
+def lone_command(
+    prefix: bytes, now: float, message: Message, register: bool, reply_to: str
+) -> tuple[int, bytes] | None:
+    """``ENQUEUE_ONE``'s arguments for ``message`` (one without a key), but the last
+    (replay): their count with it, and them packed after ``prefix`` (the packed first).
+
+    None when its due time is not a finite number: ``ENQUEUE`` takes that one,
+    its Lua arithmetic as it always was. Else the ready member's due part and
+    whether the job waits are worked out here as ``ENQUEUE`` works them out
+    (``lua/prelude.lua``'s ``rank``, with the doubles that its strings hold).
+    """
     if message.args or message.kwargs:
+        _refuse_arguments(message)
+    eta, priority = message.eta, int(message.priority)
+    due = now if eta is None else float(eta)
+    if not -_FAR < due < _FAR:  # nan or infinite
+        return None
+    if due > now:
+        score, rank = repr(due).encode(), b""
+    else:
+        score, rank = b"%d" % -priority, b"%016d" % max(0, math.floor(due * 1e6))
+    values = [
+        b"1" if register else b"0",
+        message.id.encode(),
+        message.queue.encode(),
+        b"%d" % priority,
+        score,
+        rank,
+        b"%d" % int(message.attempt),
+        meta_blob(message, now).encode(),
+        message.payload or b"",
+    ]
+    ttl, deliveries = message.result_ttl, message.max_deliveries
+    if eta is not None:
+        values += (b"eta", repr(due).encode())
+    if ttl is not None:
+        values += (b"ttl", repr(float(ttl)).encode())
+    if deliveries is not None:
+        values += (b"md", b"%d" % int(deliveries))
+    if reply_to:
+        values += (b"rt", reply_to.encode())
+    return len(values) + 2, prefix + packed(values)
+
+
+_FAR = float("inf")
+
+
+def _refuse_arguments(message: Message) -> None:
+    if message.args or message.kwargs:  # (the caller may have looked already)
         raise ValueError(
             f"message {message.id} carries Python arguments: a durable broker stores only "
             "encoded ones (message.payload). Send it through a durable App, which encodes "
             "its arguments."
         )
+
+
+def message_args(message: Message, now: float) -> list[Arg]:
+    """A message as ``ENQUEUE`` takes it: ``scripts.ENQUEUE_FIELDS`` values."""
+    _refuse_arguments(message)
     eta, key, ttl, deliveries = message.eta, message.key, message.result_ttl, message.max_deliveries
     return [
         message.id,

@@ -1,41 +1,43 @@
--- ENQUEUE_ONE: the usual call, one message without a key, with ENQUEUE's
--- arguments (see ``enqueue.lua``) and answer: EXISTS, INCRBY, HSET, two
--- ZADDs, the wake-up lists. A script of its own because Redis runs a
--- script's whole text on every call, every closure and table made anew:
--- this one has the helpers it calls and no table but the hash's fields.
+-- ENQUEUE_ONE: the usual call, one message without a key. ARGV: prefix,
+-- register ("1": list the queue in ``queues``), id, queue, priority, score
+-- (-priority for a ready job, the eta for a delayed one), rank (the ready
+-- member's due time, 16 digits, as ``rank`` writes it; "" for a delayed
+-- job), attempt, meta blob, payload, then the optional fields as name and
+-- value (eta, ttl, md, rt: only those the job has), then replay ("1": a
+-- retry of a call whose answer was lost). ``rows.lone_command`` builds them:
+-- what the job's due time decides (delayed or ready, its rank) the caller
+-- works out from its own clock, as ENQUEUE would here. Writes what ENQUEUE
+-- writes for such a message; returns the id (an error, writing nothing, for
+-- an id that exists, unless replaying).
+--
+-- A script of its own, and lean, because Redis runs a script's whole text
+-- on every call: no helper, no table, no number formatted twice; a
+-- ``redis.call`` costs as much as a few dozen Lua lines.
 
-local id, queue, priority, eta = ARGV[7], ARGV[8], ARGV[9], ARGV[10]
-local job = jobkey(id)
+local id, queue = ARGV[3], ARGV[4]
+local job = P .. 'job:' .. id
 if redis.call('EXISTS', job) == 1 then
-  if ARGV[4] == '1' then return {id} end  -- a replay: the id is ours
+  if ARGV[#ARGV] == '1' then return id end  -- a replay: the id is ours
   return redis.error_reply('job id ' .. id .. ' already exists')
 end
-local js = redis.call('INCRBY', P .. 'seq', 1)
-if ARGV[6] == '1' then redis.call('SADD', P .. 'queues', queue) end
-local fields = {'q', queue, 'p', priority, 's', 'queued', 'js', js, 'a', ARGV[14],
-                'm', ARGV[15], 'pl', ARGV[16]}
-local n = #fields
-local function field(name, value)
-  if value ~= '' then
-    fields[n + 1] = name; fields[n + 2] = value
-    n = n + 2
-  end
-end
-field('eta', eta)
-field('ttl', ARGV[12])
-field('md', ARGV[13])
-field('rt', ARGV[5])
-local now = tonumber(ARGV[2])
-local due = now
-if eta ~= '' then due = tonumber(eta) end
-if due > now then
-  redis.call('ZADD', P .. 'delayed', eta, id)
+local seq = redis.call('INCR', P .. 'seq')
+local js = string.format('%d', seq)
+if ARGV[2] == '1' then redis.call('SADD', P .. 'queues', queue) end
+local last = #ARGV - 1  -- the optional fields are ARGV[11 .. last]
+if ARGV[7] == '' then
+  redis.call('ZADD', P .. 'delayed', ARGV[6], id)
+  redis.call('HSET', job, 'q', queue, 'p', ARGV[5], 's', 'queued', 'js', js, 'a', ARGV[8],
+             'm', ARGV[9], 'pl', ARGV[10], unpack(ARGV, 11, last))
 else
-  local member = rank(due, js) .. id
-  redis.call('ZADD', P .. 'ready:' .. queue, -tonumber(priority), member)
-  field('r', member)
+  local member = ARGV[7] .. string.format('%013d', seq) .. id  -- as rank() makes it
+  redis.call('ZADD', P .. 'ready:' .. queue, ARGV[6], member)
+  redis.call('HSET', job, 'q', queue, 'p', ARGV[5], 's', 'queued', 'js', js, 'a', ARGV[8],
+             'm', ARGV[9], 'pl', ARGV[10], 'r', member, unpack(ARGV, 11, last))
 end
-redis.call('HSET', job, unpack(fields))
 redis.call('ZADD', P .. 'st:queued:' .. queue, js, id)
-notify(queue, 1)
-return {id}
+-- notify(queue, 1), unrolled: a token in each list that has room.
+local list = P .. 'wake:' .. queue
+if redis.call('LLEN', list) < @WAKE@ then redis.call('LPUSH', list, '1') end
+list = P .. 'wake'
+if redis.call('LLEN', list) < @WAKE@ then redis.call('LPUSH', list, '1') end
+return id
