@@ -27,7 +27,7 @@ from .claims import ClaimPath, Names, job_id
 from .feed import Subscription
 from .inspector import RedisInspector
 from .limits import RedisLimits
-from .link import Arg, Downtime, Link, blocked_then, clients, packed, split_namespace
+from .link import Arg, Downtime, Link, Script, blocked_then, clients, packed, split_namespace
 from .schedules import RedisSchedules
 from .workers import RedisRegistry
 
@@ -87,8 +87,7 @@ class RedisBroker:
         self.prefix = f"offload:{self.namespace}:"
         self._packed_prefix = packed([self.prefix.encode()])  # ENQUEUE_ONE's first argument
         self._clock = clock
-        self._result_ttl = result_ttl
-        self._reuse_window = reuse_window
+        self._result_ttl, self._reuse_window = result_ttl, reuse_window
         self._client, self._blocking = clients(url, self.BLOCK + 5.0)
         self._where = _address(self._client)
         self._downtime = Downtime(self._where)
@@ -185,7 +184,7 @@ class RedisBroker:
                 self._packed_prefix, now, messages[0], bool(listing), self._reply_to
             )
             if command is not None:
-                self._call(functools.partial(self._enqueue_one, *command))
+                self._call(functools.partial(_enqueue_one, self._lua.enqueue_one, *command))
                 if listing:
                     self._listing.done(listing, self.REGISTER_EVERY)
                 return [messages[0].id]
@@ -211,16 +210,6 @@ class RedisBroker:
         if listing:
             self._listing.done(listing, self.REGISTER_EVERY)
         return ids
-
-    def _enqueue_one(self, count: int, args: bytes, again: bool) -> None:
-        """One message without a key, through ``ENQUEUE_ONE`` (``rows.lone_command``);
-        ``again``: a retry, whose job may exist already (then it is ours)."""
-        try:
-            self._lua.enqueue_one.packed(count, args + (_AGAIN if again else _FIRST))
-        except redis.ResponseError as error:
-            if "already exists" not in str(error):
-                raise
-            raise ValueError(f"a job id of this batch already exists ({error})") from None
 
     def claim(self, queues: Sequence[str] | None, limit: int, lease: float) -> list[Delivery]:
         if limit <= 0:
@@ -528,6 +517,17 @@ def _counted_wait(broker: RedisBroker) -> Iterator[None]:
     finally:
         with broker._lock:
             broker._waiting -= 1
+
+
+def _enqueue_one(script: Script, count: int, args: bytes, again: bool) -> None:
+    """One message without a key, through ``ENQUEUE_ONE`` (``rows.lone_command``);
+    ``again``: a retry, whose job may exist already (then it is ours)."""
+    try:
+        script.packed(count, args + (_AGAIN if again else _FIRST))
+    except redis.ResponseError as error:
+        if "already exists" not in str(error):
+            raise
+        raise ValueError(f"a job id of this batch already exists ({error})") from None
 
 
 def _namespace(url: str, namespace: str | None) -> tuple[str, str]:
