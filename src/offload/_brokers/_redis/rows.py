@@ -60,7 +60,7 @@ def lone_command(
         _refuse_arguments(message)
     eta, priority = message.eta, int(message.priority)
     due = now if eta is None else float(eta)
-    if not -_FAR < due < _FAR:  # nan or infinite
+    if not math.isfinite(due):
         return None
     if due > now:
         score, rank = repr(due).encode(), b""
@@ -87,9 +87,6 @@ def lone_command(
     if reply_to:
         values += (b"rt", reply_to.encode())
     return len(values) + 2, prefix + packed(values)
-
-
-_FAR = float("inf")
 
 
 def _refuse_arguments(message: Message) -> None:
