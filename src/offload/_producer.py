@@ -87,6 +87,9 @@ class Producer:
             ):
                 local.enqueue((message,))
             return handle
+        if self._chain is None and options.connection is None:
+            # One message and no middleware: ``send`` without a batch's plumbing.
+            return self._handle_for(message, self._broker.enqueue((message,))[0], False)
         return self.send([message], options.connection)[0]
 
     def message(

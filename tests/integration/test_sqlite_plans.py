@@ -116,7 +116,7 @@ def test_the_common_insert_and_ack_write_their_nulls_into_the_statement(tmp_path
     with _database(tmp_path / "nulls.db", from_version=0) as db:
         row = ("a", "t", "q", 0, 1.0, None, 0, 10, None, None, None, 2.0, b"[]", None, None)
         assert statements._OPTIONAL(row) == statements._NO_OPTIONS
-        sql, values = statements._insert_statement(row)
+        sql, values = statements.insert_one(row)
         assert None not in values
         db.execute(sql, values)
         db.execute(QUERIES["insert"], ("b", *row[1:]))

@@ -390,9 +390,49 @@ def _untagger(allows: ModulePolicy) -> Callable[[dict[str, Any]], Any]:
 
 # Built once: json.dumps/loads with options make a new encoder on every call.
 # No check_circular: the walk has refused cycles already.
-_dumps = json.JSONEncoder(
+_ENCODER = json.JSONEncoder(
     ensure_ascii=False, separators=(",", ":"), allow_nan=False, check_circular=False
-).encode
+)
+
+
+def _c_dumps() -> Callable[[Any], str] | None:
+    """``_ENCODER.encode`` without its per-call set-up, or None where ``json`` has no C
+    encoder (another interpreter) or builds it differently.
+
+    ``JSONEncoder.encode`` builds its C encoder anew on every call (about 80
+    bytecodes, a third of encoding a plain call's arguments); this builds
+    one, with the arguments ``iterencode`` gives it, and joins its chunks as
+    ``encode`` does: the same bytes. ``c_make_encoder`` is what ``encode``
+    itself uses, but not documented: any surprise falls back to ``encode``.
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return None
+    e = _ENCODER
+    try:
+        encoder = make(
+            None,
+            e.default,
+            json.encoder.encode_basestring,
+            None,
+            e.key_separator,
+            e.item_separator,
+            e.sort_keys,
+            e.skipkeys,
+            e.allow_nan,
+        )
+    except TypeError:  # another signature
+        return None
+    join = "".join
+
+    def dumps(value: Any) -> str:
+        return join(encoder(value, 0))
+
+    probe = [[1, "\u00e9\n", 2.5, None, True], {"k": [{}]}]
+    return dumps if dumps(probe) == '[[1,"\u00e9\\n",2.5,null,true],{"k":[{}]}]' else None
+
+
+_dumps: Callable[[Any], str] = _c_dumps() or _ENCODER.encode
 # What a malformed payload (bad JSON, a tag with a value of the wrong shape) raises.
 _MALFORMED = (ValueError, TypeError, LookupError, AttributeError, ArithmeticError, RecursionError)
 

@@ -38,7 +38,7 @@ from ..._clock import SYSTEM_CLOCK, Clock
 from ..._message import Delivery, ErrorInfo, Message, Outcome, State
 from .._base import Lease, keep_for_horizon, stored_error
 from .._group_commit import Batcher
-from .._sql_rows import error_row
+from .._sql_rows import error_row, message_row
 from .connection import Database
 from .inspector import SqliteInspector
 from .limits import SqliteLimits
@@ -145,24 +145,34 @@ class SqliteBroker:
     # -- the contract ----------------------------------------------------------
 
     def enqueue(self, messages: Sequence[Message]) -> list[str]:
+        if len(messages) == 1 and messages[0].key is None:
+            return self._enqueue_one(messages[0])
         if not messages:
             return []
         now = self._clock.now()
         keep_for_horizon(messages, self._result_ttl)
         rows = message_rows(messages, now)  # refuses before writing
-        if len(messages) == 1 and messages[0].key is None:
-            # One job and no key to look up: the INSERT alone, in its own
-            # transaction (atomic, and refused as busy before it changes
-            # anything, so ``patient`` may try it again). BEGIN and COMMIT as
-            # statements of their own would cost two more trips into SQLite
-            # per call, and the common call stores one job.
-            self._database.run(lambda db: insert_one(db, rows[0]))
-            ids = [messages[0].id]
-        else:
-            with self._database.write() as db:  # an id already stored: all rolls back
-                ids = insert(db, messages, rows, now - self._reuse_window, now)
+        with self._database.write() as db:  # an id already stored: all rolls back
+            ids = insert(db, messages, rows, now - self._reuse_window, now)
         self._notify()
         return ids
+
+    def _enqueue_one(self, message: Message) -> list[str]:
+        """One job and no key to look up (the common call): the INSERT alone, in its
+        own transaction (atomic, and refused as busy before it changes anything, so
+        ``patient`` may try it again). BEGIN and COMMIT as statements of their own
+        would cost two more trips into SQLite per call."""
+        if message.key_horizon is not None:
+            keep_for_horizon((message,), self._result_ttl)
+        statement = insert_one(message_row(message, self._clock.now()))  # refuses first
+        database = self._database
+        try:
+            with database.lock:
+                database.patient(lambda: database.connection.execute(*statement))
+        except sqlite3.IntegrityError as error:
+            raise ValueError(f"job id {message.id!r} already exists ({error})") from None
+        self._notify()
+        return [message.id]
 
     def enqueue_in(self, messages: Sequence[Message], connection: Any) -> list[str]:
         """``enqueue``, written with the caller's ``sqlite3`` connection to this file.

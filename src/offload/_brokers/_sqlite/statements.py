@@ -92,13 +92,6 @@ _NO_ERROR = (None,) * 4
 _ACK_NO_ERROR = with_nulls(QUERIES["ack"], [False] * 4 + [True] * 4 + [False] * 2)
 
 
-def _insert_statement(row: tuple[Any, ...]) -> tuple[str, tuple[Any, ...]]:
-    """The insert of one row: without its optional columns' Nones if it has none of them."""
-    if _OPTIONAL(row) == _NO_OPTIONS:
-        return _INSERT_PLAIN, _plain_values(row)
-    return QUERIES["insert"], row
-
-
 def _plain_values(row: tuple[Any, ...]) -> tuple[Any, ...]:
     """The bound values of ``_INSERT_PLAIN``; the payload (the last) as a bytearray, which
     the sqlite3 module binds as it is (a bytes it looks up first, as a None)."""
@@ -142,12 +135,12 @@ def insert(
         raise ValueError(f"a job id of this batch already exists ({error})") from None
 
 
-def insert_one(db: Writer, row: tuple[Any, ...]) -> None:
-    """Insert one job without a key (``insert`` for a lone row, with one ``execute``)."""
-    try:
-        db.execute(*_insert_statement(row))
-    except sqlite3.IntegrityError as error:
-        raise ValueError(f"job id {row[0]!r} already exists ({error})") from None
+def insert_one(row: tuple[Any, ...]) -> tuple[str, tuple[Any, ...]]:
+    """The INSERT of one job without a key, and its values: without its optional
+    columns' Nones if it has none of them."""
+    if _OPTIONAL(row) == _NO_OPTIONS:
+        return _INSERT_PLAIN, _plain_values(row)
+    return QUERIES["insert"], row
 
 
 def _insert_keyed(
@@ -173,7 +166,7 @@ def _insert_keyed(
                 ids.append(existing)
                 continue
             batch[key] = message.id
-        db.execute(*_insert_statement(row))
+        db.execute(*insert_one(row))
         ids.append(message.id)
     return ids
 
