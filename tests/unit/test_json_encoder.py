@@ -54,3 +54,36 @@ def test_an_encoder_built_differently_is_not_used(monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setattr(json.encoder, "c_make_encoder", other_bytes)
     assert _json._c_dumps() is None
+
+
+class _Number(int):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs"),
+    [
+        ((1, "a", None, True, 2.5), {}),
+        ((math.nan,), {}),
+        ((math.inf, 1), {}),
+        ((1, 2**3000), {}),
+        ((-(2**3000),), {}),
+        ((_Number(3),), {}),
+        ((1.0, [1, 2], (3,)), {}),
+        ((), {"a": 1, "b": math.nan}),
+        ((), {_json._TAG: "dict", "v": 1}),
+        (("\ud800",), {}),
+    ],
+)
+def test_a_call_encodes_as_the_walk_encodes_it(
+    args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    # The plain path (no walk) must give the walk's bytes, or step aside for it.
+    serializer = JsonSerializer()
+    try:
+        walked = serializer.encode([list(args), kwargs], path="arguments")
+    except Exception as walk_error:  # the same error either way
+        with pytest.raises(type(walk_error)):
+            encode_call(serializer, args, kwargs)
+        return
+    assert encode_call(serializer, args, kwargs) == walked

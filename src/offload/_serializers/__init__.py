@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._errors import NotSerializable, PayloadRejected, PayloadTooLarge
-from ._base import DEFAULT_MAX_SIZE, ModulePolicy, Serializer, check_size, imported_modules
+from ._base import DEFAULT_MAX_SIZE, ModulePolicy, Serializer, imported_modules
 from ._json import JsonSerializer, plain_call
 from ._pickle import PickleSerializer
 
@@ -33,7 +33,9 @@ def encode_call(serializer: Serializer, args: tuple[Any, ...], kwargs: dict[str,
             # Encoding each argument alone again, on the failure path only, names
             # the argument for any serializer (pickle included) at no cost otherwise.
             raise _locate(serializer, args, kwargs) or exc from None
-    check_size(data, serializer.max_size, "arguments", "list")
+    limit = serializer.max_size  # check_size, inline: this is every durable call's path
+    if limit is not None and len(data) > limit:
+        raise PayloadTooLarge("arguments", "list", len(data), limit)
     return data
 
 

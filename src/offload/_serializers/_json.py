@@ -136,9 +136,14 @@ def plain_call(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes | None:
     for such a call; anything that needs a tag, an escape or an error's path
     takes the walk.
     """
-    if not all(map(_plain_leaf, args)) or not all(map(_plain_leaf, kwargs.values())):
-        return None
-    if any(type(k) is not str or k == _TAG for k in kwargs):
+    for x in args:  # a loop here: a call of _plain_leaf per argument costs as much again
+        t = type(x)
+        if not (t in _LEAVES or (t is int and -_BIG_INT < x < _BIG_INT) or _finite(t, x)):
+            return None
+    if kwargs and (
+        not all(map(_plain_leaf, kwargs.values()))
+        or any(type(k) is not str or k == _TAG for k in kwargs)
+    ):
         return None
     try:
         return _dumps([list(args), kwargs]).encode("utf-8")
