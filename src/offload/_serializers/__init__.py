@@ -47,7 +47,7 @@ def decode_call(serializer: Serializer, data: bytes) -> tuple[tuple[Any, ...], d
         and len(value) == 2
         and type(value[0]) is list
         and type(value[1]) is dict
-        and all(type(key) is str for key in value[1])
+        and (not value[1] or all(type(key) is str for key in value[1]))
     ):
         return tuple(value[0]), value[1]
     raise PayloadRejected(

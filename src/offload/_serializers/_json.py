@@ -442,6 +442,29 @@ _dumps: Callable[[Any], str] = _c_dumps() or _ENCODER.encode
 _MALFORMED = (ValueError, TypeError, LookupError, AttributeError, ArithmeticError, RecursionError)
 
 
+def _loads(decoder: json.JSONDecoder) -> Callable[[str], Any]:
+    """``decoder.decode`` without its two Python layers when the text is one JSON value
+    from its first character to its last (what offload writes), else ``decode`` itself.
+
+    ``decode`` skips whitespace with a regex, then ``raw_decode`` calls the
+    scanner; a payload that starts with whitespace makes the scanner stop at
+    once, one with anything after its value ends short: both go to ``decode``,
+    which reads or refuses them as it always has. Same values, same errors.
+    """
+    scan, decode = getattr(decoder, "scan_once", None), decoder.decode
+    if scan is None:  # not a CPython-like json: nothing to skip
+        return decode
+
+    def loads(text: str) -> Any:
+        try:
+            value, end = scan(text, 0)
+        except StopIteration:
+            return decode(text)
+        return value if end == len(text) else decode(text)
+
+    return loads
+
+
 class JsonSerializer:
     """The default serializer: JSON, with exact round trips for common Python types.
 
@@ -464,7 +487,7 @@ class JsonSerializer:
         self.max_size = check_limit(max_size)
         self.modules = modules or imported_modules
         """Which modules' classes a payload may name (an app passes its declarations)."""
-        self._loads = json.JSONDecoder(object_hook=_untagger(self.modules)).decode
+        self._loads = _loads(json.JSONDecoder(object_hook=_untagger(self.modules)))
 
     def encode(self, value: object, *, path: str = "value") -> bytes:
         """UTF-8 JSON for ``value``; ``NotSerializable`` names the part that cannot be."""

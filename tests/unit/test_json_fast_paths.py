@@ -1,4 +1,5 @@
-"""The JSON serializer's encoder built once (``_json._dumps``): the bytes ``json`` writes."""
+"""The JSON serializer's short cuts: the encoder built once (``_dumps``), the scanner called
+first (``_loads``), the plain call (``plain_call``): what ``json`` and the walk would give."""
 
 from __future__ import annotations
 
@@ -87,3 +88,36 @@ def test_a_call_encodes_as_the_walk_encodes_it(
             encode_call(serializer, args, kwargs)
         return
     assert encode_call(serializer, args, kwargs) == walked
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '[[1,"a"],{}]',
+        " [1]",
+        "[1] ",
+        "\n[1]\n",
+        "[1]x",
+        "[1][2]",
+        "",
+        " ",
+        "[1,",
+        '{"a":}',
+        "nul",
+        '"\\ud800"',
+        '{"__offload__":"tuple","v":[1,2]}',
+        '{"__offload__":"nope","v":1}',
+    ],
+)
+def test_loads_reads_or_refuses_as_decode_does(text: str) -> None:
+    decoder = json.JSONDecoder(object_hook=_json._untagger(lambda module: False))
+    fast = _json._loads(decoder)
+    assert fast is not decoder.decode, "the scanner is there to call on CPython"
+    try:
+        expected = decoder.decode(text)
+    except Exception as error:  # the same error, with the same message
+        with pytest.raises(type(error)) as raised:
+            fast(text)
+        assert str(raised.value) == str(error)
+        return
+    assert fast(text) == expected
