@@ -96,15 +96,16 @@ def test_a_queue_list_is_claimed_in_its_order(broker: PostgresBroker) -> None:
 
 
 def test_a_batch_of_acks_stores_every_value_as_given(broker: PostgresBroker) -> None:
-    # One ack_many statement (its rows travel as arrays): bytes of every value,
-    # texts that need escaping, a time to the last bit, an expiry never reached.
+    # One ack_many statement (its rows travel as array literals, ack_arrays): bytes of
+    # every value, texts that need escaping or read as NULL unquoted, a time to the last
+    # bit, an expiry never reached.
     broker.enqueue([message() for _ in range(3)])
     first, second, third = broker.claim(None, 3, 30)
     every_byte = bytes(range(256))
-    texts = ('quote " backslash \\ slash / tab \t', "line\nbreak, é, 漢字, 🎉", '["a", 1]')
+    texts = ('quote " backslash \\ slash / tab \t {}', "line\nbreak, é, 漢字, 🎉", '["a", 1]')
     finished = 1796513194.8871949
     nothing = (None, None, None, None, False)  # no error; not deleted
-    error = ("mod.Error", *texts, False)
+    error = ("NULL", *texts, False)
     acks = [
         (first.message.id, first.token, "succeeded", finished, float("inf"), every_byte, *nothing),
         (second.message.id, second.token, "failed", finished, None, None, *error),
@@ -116,7 +117,7 @@ def test_a_batch_of_acks_stores_every_value_as_given(broker: PostgresBroker) -> 
     done, failed, empty = (broker.inspector.job(d.message.id) for d in (first, second, third))
     assert done is not None and failed is not None and empty is not None
     assert (done.state, done.result, done.finished) == (State.SUCCEEDED, every_byte, finished)
-    assert failed.state is State.FAILED and failed.error == ErrorInfo("mod.Error", *texts)
+    assert failed.state is State.FAILED and failed.error == ErrorInfo("NULL", *texts)
     assert (empty.result, empty.finished) == (b"", 2.5)
     expires = broker._link.run(
         lambda c: c.execute(

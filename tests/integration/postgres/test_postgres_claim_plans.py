@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from offload._brokers._postgres import PostgresBroker
+from offload._brokers._postgres.claiming import ack_arrays
 from offload._brokers._postgres.queries import CLAIM_CAPS, claim_statement, render
 from offload._message import Message, State, new_id
 
@@ -108,10 +109,9 @@ def test_a_batch_of_acks_is_planned_once(broker: PostgresBroker) -> None:
     def acks(c: Any) -> list[tuple[int, int]]:
         for run in range(RUNS):
             size = 2 + run % 5  # batches of every size: their arrays' length
-            ids = [new_id() for _ in range(size)]  # of no job: nothing is written
-            columns = [ids, [1] * size, ["succeeded"] * size, [1.0] * size, [2.0] * size]
-            columns += [[b"1"] * size, *([[None] * size] * 4), [False] * size]
-            c.execute(statement, columns, prepare=True).fetchall()
+            # Of no job: nothing is written. As the broker sends them (ack_arrays).
+            acks = [(new_id(), 1, "succeeded", 1.0, 2.0, b"1", *[None] * 4, False)] * size
+            c.execute(statement, ack_arrays(acks), prepare=True).fetchall()
         return c.execute(
             "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
             " WHERE statement LIKE 'WITH v AS%%'"

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -28,7 +28,7 @@ from ..._message import Delivery, Outcome, State
 from .._base import stored_error
 from .._group_commit import Batcher
 from .link import Connection, Link
-from .queries import as_columns, claim_params, claim_statement
+from .queries import claim_params, claim_statement
 from .values import error_columns, row_delivery
 
 ClaimCall = tuple[tuple[str, ...] | None, int, float]
@@ -78,7 +78,7 @@ def send_acks(
         statement = sql["ack_delete" if unique[0][-1] else "ack"]
         params = dict(zip(ACK_FIELDS, unique[0], strict=True))
     else:
-        statement, params = sql["ack_many"], as_columns(unique)
+        statement, params = sql["ack_many"], ack_arrays(unique)
     cursor = connection.cursor(row_factory=tuple_row)
     cursor.execute(statement, params)
 
@@ -87,6 +87,43 @@ def send_acks(
         return {(*key, first[key]) for key in done}  # only its first ack counts
 
     return counted
+
+
+def ack_arrays(acks: list[AckRow]) -> list[str]:
+    """``acks`` as the ``ack_many`` statement's arrays, one per column: array literals.
+
+    Made here rather than by psycopg's list dumpers, which cost ~180 us a
+    batch of 8 acks (a regular expression or two per element, in Python):
+    ~20 us a job, a sixth of a worker's time in a drain of no-op tasks.
+    Every text is quoted and escaped (backslash and double quote: the only
+    characters special inside a quoted element); a bytea goes as its hex
+    form, a float as its repr (``inf`` and ``nan`` included: float8 reads
+    both, and the repr to the last bit).
+    """
+    ids, tokens, states, finished, expires, results, etypes, emsgs, etbs, eargs, drops = zip(
+        *acks, strict=True
+    )
+    return [
+        _texts(ids),
+        _literal(str(int(token)) for token in tokens),
+        _texts(states),
+        _literal(repr(float(at)) for at in finished),
+        _literal("NULL" if at is None else repr(float(at)) for at in expires),
+        _literal("NULL" if data is None else f'"\\\\x{bytes(data).hex()}"' for data in results),
+        *(_texts(column) for column in (etypes, emsgs, etbs, eargs)),
+        _literal("t" if drop else "f" for drop in drops),
+    ]
+
+
+def _texts(values: Sequence[str | None]) -> str:
+    return _literal(
+        "NULL" if text is None else '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        for text in values
+    )
+
+
+def _literal(elements: Iterable[str]) -> str:
+    return "{" + ",".join(elements) + "}"
 
 
 def write_acks(
