@@ -492,7 +492,9 @@ class JsonSerializer:
     def encode(self, value: object, *, path: str = "value") -> bytes:
         """UTF-8 JSON for ``value``; ``NotSerializable`` names the part that cannot be."""
         try:
-            data = _dumps(_walk(value, set())).encode("utf-8")
+            t = type(value)  # a leaf (a task's usual result: None, an id, a count) is itself
+            plain = t in _LEAVES or (t is int and -_BIG_INT < value < _BIG_INT)  # type: ignore[operator]
+            data = _dumps(value if plain else _walk(value, set())).encode("utf-8")
         except _Unencodable as exc:
             raise exc.error(path) from None
         except RecursionError:
@@ -506,7 +508,8 @@ class JsonSerializer:
                 "(text.encode('utf-8', 'surrogateescape')) or clean the text first"
             )
             raise NotSerializable(path, type(value).__qualname__, reason) from None
-        check_size(data, self.max_size, path, type(value).__qualname__)
+        if self.max_size is not None and len(data) > self.max_size:
+            check_size(data, self.max_size, path, type(value).__qualname__)
         return data
 
     def decode(self, data: bytes) -> Any:
