@@ -120,8 +120,14 @@ local function claim(c, first)
   end
   if #picked == 0 then return next_due() end
   -- The job keeps its stale ready member ``r``: every way back to a ready set
-  -- writes a new one, and no set holds the old one any more.
+  -- writes a new one, and no set holds the old one any more. The indexes
+  -- (``running``, the state indexes) are written once for the lot, at the
+  -- end; ``taken`` meanwhile knows what ``running`` will hold.
+  local leased, moves, taken = {}, {}, {}
+  local leased_score = lease_score(lease_end)
+  local token = string.format('%d', first)  -- the tokens, as text (see ``succ``)
   for i, member in ipairs(picked) do
+    token = succ(token)  -- first + i
     local id, queue = string.sub(member, @RANK@ + 1), from[i]
     local job = jobkey(id)
     local f = read(job, 's', 'q', 'js', 'm', 'pl', 'p', 'eta', 'k', 'md', 'ttl', 'a', 'bad')
@@ -133,13 +139,13 @@ local function claim(c, first)
     elseif over(state) then
       -- A stale member: nothing to claim; listed as its hash says.
       move(id, f[2] or queue, f[3], 'queued', state)
-    elseif not (state == 'running' and redis.call('ZSCORE', P .. 'running', id)) then
-      -- (Else a stale member as well: another worker holds the job.)
-      local token, defect = first + i, f[12]
+    elseif not (state == 'running' and (taken[id] or redis.call('ZSCORE', P .. 'running', id))) then
+      -- (Else a stale member as well: another worker, or this claim, holds the job.)
+      local defect = f[12]
       if defect == '' then defect = false end
       if state ~= 'queued' and state ~= 'retrying' then
         defect = defect or ('its state field (s) is ' .. show(state) .. ', not queued or retrying')
-        state = false  -- listed who knows where: unlisted by move()
+        state = false  -- listed who knows where: unlisted by moved()
       end
       if f[2] ~= queue and f[2] then
         -- Changed behind offload's back: listed, and run, where it says now.
@@ -149,23 +155,26 @@ local function claim(c, first)
         defect = defect or 'its queue field (q) was missing'
         redis.call('HSET', job, 'q', queue)  -- the queue it waited in
       end
-      if not count(f[3]) then
+      if not digits(f[3]) then
         defect = defect or ('its sequence field (js) is ' .. show(f[3]) .. ', not a count')
       end
-      local attempt = count(f[11])
-      if attempt then
-        attempt = attempt + 1
+      local attempt = f[11]
+      if digits(attempt) then
+        attempt = succ(attempt)
         redis.call('HSET', job, 's', 'running', 't', token, 'lu', lease_end, 'a', attempt, 'h', holder)
       else  -- left as it is: the caller sees it, and makes the job a defect
-        attempt = f[11]
         redis.call('HSET', job, 's', 'running', 't', token, 'lu', lease_end, 'h', holder)
       end
-      redis.call('ZADD', P .. 'running', lease_end, id)
-      move(id, queue, f[3], state, 'running')
+      taken[id] = true
+      leased[#leased + 1] = leased_score
+      leased[#leased + 1] = id
+      gather(moves, id, queue, f[3], state, 'running')
       local row = {id, token, attempt, queue, f[4], f[5], f[6], f[7], f[8], f[9], f[10], defect}
       for k = 1, @CLAIMED@ do out[#out + 1] = row[k] end
     end
   end
+  if #leased > 0 then each('ZADD', P .. 'running', leased) end
+  moved(moves)
   if #picked < limit then return next_due() end
   return out
 end

@@ -40,16 +40,28 @@ local function number(x)
   if n ~= n then return nil end
   return n
 end
--- A count (attempt, max_deliveries, sequence) from a field: digits only, else nil.
+-- Whether a field holds a count (attempt, max_deliveries, sequence): digits only.
+-- (Checked as text: ``tonumber`` is a ``strtod``, dear on the hot path.)
+local function digits(x)
+  return x and #x < 16 and string.find(x, '^%d+$') ~= nil
+end
+-- A count from a field, as a number; nil when it is not one.
 local function count(x)
-  if x and #x < 16 and string.find(x, '^%d+$') then return tonumber(x) end
+  if digits(x) then return tonumber(x) end
   return nil
 end
 -- A sorted-set score from a field: 0 when it is not a number. (A count, the
 -- usual case, goes as it is: no number to format back into text.)
 local function score(x)
-  if count(x) then return x end
+  if digits(x) then return x end
   return number(x) or 0
+end
+-- The count after ``x`` (a count's text), as text: a number given to
+-- ``redis.call`` is formatted with ``sprintf``, dearer than these few steps.
+local function succ(x)
+  local last = string.byte(x, -1)
+  if last < 57 then return string.sub(x, 1, -2) .. string.char(last + 1) end
+  return string.format('%d', tonumber(x) + 1)
 end
 -- A field's value for a defect's reason.
 local function show(x)
@@ -72,8 +84,36 @@ local function count_finished(queue, state, now)
   local at = tonumber(now)
   if not at then return end
   local key = P .. 'stats:' .. string.format('%d', math.floor(at / 60) * 60)
-  if redis.call('HINCRBY', key, state .. ':' .. queue, 1) == 1 then
-    redis.call('EXPIRE', key, 90000)
+  if redis.call('HINCRBY', key, state .. ':' .. queue, '1') == 1 then
+    redis.call('EXPIRE', key, '90000')
+  end
+end
+
+-- The same counts gathered over a script's acks (``finished``: a table made
+-- by the caller), each hash field stepped once at the end by ``counted``.
+local function gather_finished(finished, queue, state, now)
+  if state ~= 'succeeded' and state ~= 'failed' then return end
+  local at = tonumber(now)
+  if not at then return end
+  local minute = math.floor(at / 60) * 60
+  if minute ~= finished.minute then  -- formatted once per minute, not per ack
+    finished.minute, finished.key = minute, P .. 'stats:' .. string.format('%d', minute)
+  end
+  local field = finished.key .. ' ' .. state .. ':' .. queue
+  local n = finished[field]
+  if not n then
+    finished[#finished + 1] = {finished.key, state .. ':' .. queue}
+    n = 0
+  end
+  finished[field] = n + 1
+end
+
+local function counted(finished)
+  for _, step in ipairs(finished) do
+    local n = finished[step[1] .. ' ' .. step[2]]
+    if redis.call('HINCRBY', step[1], step[2], n) == n then
+      redis.call('EXPIRE', step[1], '90000')
+    end
   end
 end
 
@@ -124,6 +164,44 @@ local function move(id, queue, js, from, to)
   redis.call('ZADD', P .. 'st:' .. to .. ':' .. queue, score(js), id)
 end
 
+-- ``redis.call(command, key, ...)`` with the values of ``list`` (in slices
+-- that ``unpack`` can take); the sum of the integer replies.
+local function each(command, key, list)
+  local sum = 0
+  for i = 1, #list, 2000 do
+    sum = sum + redis.call(command, key, unpack(list, i, math.min(i + 1999, #list)))
+  end
+  return sum
+end
+
+-- The moves of ``move`` gathered over a script's jobs (``moves``: a table made
+-- by the caller), each index written once at the end by ``moved``: a
+-- ``redis.call`` costs several times what a sorted set's command does. (A
+-- group that was not all listed where its fields say is unlisted from
+-- elsewhere, job by job.) State names hold no space: the group's key reads.
+local function gather(moves, id, queue, js, from, to)
+  local key = (from or '') .. ' ' .. to .. ' ' .. queue
+  local group = moves[key]
+  if not group then
+    group = {from = from, to = to, queue = queue, ids = {}, pairs = {}}
+    moves[key] = group
+    moves[#moves + 1] = group
+  end
+  group.ids[#group.ids + 1] = id
+  group.pairs[#group.pairs + 1] = score(js)
+  group.pairs[#group.pairs + 1] = id
+end
+
+local function moved(moves)
+  for _, group in ipairs(moves) do
+    local from = group.from
+    if not from or each('ZREM', P .. 'st:' .. from .. ':' .. group.queue, group.ids) < #group.ids then
+      for _, id in ipairs(group.ids) do unlist(id) end
+    end
+    each('ZADD', P .. 'st:' .. group.to .. ':' .. group.queue, group.pairs)
+  end
+end
+
 -- A job's queue (``q``). A job that lost it is put in queue 'default' and
 -- marked ``bad``: its claim then hands it over as a defect.
 local function queue_of(job, q)
@@ -144,6 +222,19 @@ local function notify(queue, n)
       redis.call('LPUSH', list, unpack(tokens))
     end
   end
+end
+
+-- A lease end (text) as its score in ``running``: rounded up to a whole
+-- second. A small sorted set (as ``running`` is) is a listpack, which keeps
+-- an integer score as an integer, but any other as text that each insert
+-- parses back (``strtod``), member by member: most of a claim's cost in the
+-- server. A lapsed lease is so moved back at most a second later than it
+-- ended; the job's ``lu`` keeps the exact end. (One that is not a finite
+-- number, or too large for a count, goes as it is.)
+local function lease_score(lease_end)
+  local at = tonumber(lease_end)
+  if not at or at ~= at or math.abs(at) >= 1e15 then return lease_end end
+  return string.format('%d', math.ceil(at))
 end
 
 -- Members of a sorted set whose score has come (at most ``batch``), with scores.
