@@ -7,9 +7,12 @@
 --
 -- Each ack writes its job's hash at once (a second ack of the job in the
 -- batch then finds it finished); the indexes (``running``, the state
--- indexes, ``expiry``, the minute's counts) are written once for the batch,
--- at its end (``ack_all``): a ``redis.call`` costs more than the command.
+-- indexes, ``expiry``, the minute's counts) are written once for a batch of
+-- several, at its end (``ack_all``): a ``redis.call`` costs more than the
+-- command. A lone ack writes them at once (gathering costs it tables).
 
+-- ``later``: the batch's {running ids, moves, expiry pairs, finished counts};
+-- nil for a lone ack.
 local function ack(b, later)
   local id, token, state = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local job = jobkey(id)
@@ -29,8 +32,12 @@ local function ack(b, later)
     count_finished(queue, state, ARGV[b + 4])
     return drop(id)
   end
-  later.running[#later.running + 1] = id
-  gather_finished(later.finished, queue, state, ARGV[b + 4])
+  if later then
+    later[1][#later[1] + 1] = id
+  else
+    redis.call('ZREM', P .. 'running', id)
+  end
+  gather_finished(later and later[4], queue, state, ARGV[b + 4])
   -- A success after retries clears the last error; no result clears an old one.
   local set = {'s', state, 'fin', ARGV[b + 4]}
   if ARGV[b + 7] == '1' then
@@ -44,10 +51,14 @@ local function ack(b, later)
     redis.call('HDEL', job, 'err')
   end
   redis.call('HSET', job, unpack(set))
-  gather(later.moves, id, queue, f[4], 'running', state)
-  if ARGV[b + 5] ~= '' then
-    later.expiry[#later.expiry + 1] = ARGV[b + 5]
-    later.expiry[#later.expiry + 1] = id
+  gather_move(later and later[2], id, queue, f[4], 'running', state)
+  if ARGV[b + 5] == '' then return 1 end
+  if later then
+    local expiry = later[3]
+    expiry[#expiry + 1] = ARGV[b + 5]
+    expiry[#expiry + 1] = id
+  else
+    redis.call('ZADD', P .. 'expiry', ARGV[b + 5], id)
   end
   return 1
 end
@@ -55,15 +66,17 @@ end
 -- The ``n`` acks whose values start at ARGV[from]: 1 or 0 each.
 local function ack_all(from, n)
   local out, finished = {}, 0
-  local later = {running = {}, moves = {}, expiry = {}, finished = {}}
+  local later = n > 1 and {{}, {}, {}, {}}
   for i = 1, n do
     out[i] = ack(from - 1 + (i - 1) * @ACKED@, later)
     finished = finished + out[i]
   end
-  if #later.running > 0 then each('ZREM', P .. 'running', later.running) end
-  moved(later.moves)
-  if #later.expiry > 0 then each('ZADD', P .. 'expiry', later.expiry) end
-  counted(later.finished)
+  if later then
+    if #later[1] > 0 then each('ZREM', P .. 'running', later[1]) end
+    moved(later[2])
+    if #later[3] > 0 then each('ZADD', P .. 'expiry', later[3]) end
+    counted(later[4])
+  end
   -- One step of the change token for the batch (drop() steps it too: harmless).
   if finished > 0 then tally(finished) end
   return out

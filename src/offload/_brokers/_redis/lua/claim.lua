@@ -121,10 +121,20 @@ local function claim(c, first)
   if #picked == 0 then return next_due() end
   -- The job keeps its stale ready member ``r``: every way back to a ready set
   -- writes a new one, and no set holds the old one any more. The indexes
-  -- (``running``, the state indexes) are written once for the lot, at the
-  -- end; ``taken`` meanwhile knows what ``running`` will hold.
-  local leased, moves, taken = {}, {}, {}
+  -- (``running``, the state indexes) are written once for several jobs, at
+  -- the end (``leased`` meanwhile holds what ``running`` will); a lone job's
+  -- at once (gathering costs it tables).
+  local leased, moves = false, false
+  if #picked > 1 then leased, moves = {}, {} end
   local leased_score = lease_score(lease_end)
+  local function held(id)  -- by this claim, or by another worker
+    if leased then
+      for j = 2, #leased, 2 do
+        if leased[j] == id then return true end
+      end
+    end
+    return redis.call('ZSCORE', P .. 'running', id)
+  end
   local token = string.format('%d', first)  -- the tokens, as text (see ``succ``)
   for i, member in ipairs(picked) do
     token = succ(token)  -- first + i
@@ -139,7 +149,7 @@ local function claim(c, first)
     elseif over(state) then
       -- A stale member: nothing to claim; listed as its hash says.
       move(id, f[2] or queue, f[3], 'queued', state)
-    elseif not (state == 'running' and (taken[id] or redis.call('ZSCORE', P .. 'running', id))) then
+    elseif not (state == 'running' and held(id)) then
       -- (Else a stale member as well: another worker, or this claim, holds the job.)
       local defect = f[12]
       if defect == '' then defect = false end
@@ -165,15 +175,18 @@ local function claim(c, first)
       else  -- left as it is: the caller sees it, and makes the job a defect
         redis.call('HSET', job, 's', 'running', 't', token, 'lu', lease_end, 'h', holder)
       end
-      taken[id] = true
-      leased[#leased + 1] = leased_score
-      leased[#leased + 1] = id
-      gather(moves, id, queue, f[3], state, 'running')
+      if leased then
+        leased[#leased + 1] = leased_score
+        leased[#leased + 1] = id
+      else
+        redis.call('ZADD', P .. 'running', leased_score, id)
+      end
+      gather_move(moves, id, queue, f[3], state, 'running')
       local row = {id, token, attempt, queue, f[4], f[5], f[6], f[7], f[8], f[9], f[10], defect}
       for k = 1, @CLAIMED@ do out[#out + 1] = row[k] end
     end
   end
-  if #leased > 0 then each('ZADD', P .. 'running', leased) end
+  if leased and #leased > 0 then each('ZADD', P .. 'running', leased) end
   moved(moves)
   if #picked < limit then return next_due() end
   return out

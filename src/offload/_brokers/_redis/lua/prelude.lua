@@ -56,6 +56,7 @@ local function score(x)
   if digits(x) then return x end
   return number(x) or 0
 end
+
 -- The count after ``x`` (a count's text), as text: a number given to
 -- ``redis.call`` is formatted with ``sprintf``, dearer than these few steps.
 local function succ(x)
@@ -90,8 +91,11 @@ local function count_finished(queue, state, now)
 end
 
 -- The same counts gathered over a script's acks (``finished``: a table made
--- by the caller), each hash field stepped once at the end by ``counted``.
+-- by the caller; nil: counted at once), each hash field stepped once at the
+-- end by ``counted``. (Flat, as key and field after key and field: every
+-- table a script makes costs its allocation and the garbage collector's time.)
 local function gather_finished(finished, queue, state, now)
+  if not finished then return count_finished(queue, state, now) end
   if state ~= 'succeeded' and state ~= 'failed' then return end
   local at = tonumber(now)
   if not at then return end
@@ -99,20 +103,24 @@ local function gather_finished(finished, queue, state, now)
   if minute ~= finished.minute then  -- formatted once per minute, not per ack
     finished.minute, finished.key = minute, P .. 'stats:' .. string.format('%d', minute)
   end
-  local field = finished.key .. ' ' .. state .. ':' .. queue
-  local n = finished[field]
+  local field = state .. ':' .. queue
+  local seen = finished.key .. ' ' .. field
+  local n = finished[seen]
   if not n then
-    finished[#finished + 1] = {finished.key, state .. ':' .. queue}
+    finished[#finished + 1] = finished.key
+    finished[#finished + 1] = field
     n = 0
   end
-  finished[field] = n + 1
+  finished[seen] = n + 1
 end
 
 local function counted(finished)
-  for _, step in ipairs(finished) do
-    local n = finished[step[1] .. ' ' .. step[2]]
-    if redis.call('HINCRBY', step[1], step[2], n) == n then
-      redis.call('EXPIRE', step[1], '90000')
+  if not finished then return end
+  for i = 1, #finished, 2 do
+    local key, field = finished[i], finished[i + 1]
+    local n = finished[key .. ' ' .. field]
+    if redis.call('HINCRBY', key, field, n) == n then
+      redis.call('EXPIRE', key, '90000')
     end
   end
 end
@@ -175,30 +183,33 @@ local function each(command, key, list)
 end
 
 -- The moves of ``move`` gathered over a script's jobs (``moves``: a table made
--- by the caller), each index written once at the end by ``moved``: a
--- ``redis.call`` costs several times what a sorted set's command does. (A
--- group that was not all listed where its fields say is unlisted from
+-- by the caller; nil: moved at once), each index written once at the end by
+-- ``moved``: a ``redis.call`` costs several times what a sorted set's command
+-- does. (A group that was not all listed where its fields say is unlisted from
 -- elsewhere, job by job.) State names hold no space: the group's key reads.
-local function gather(moves, id, queue, js, from, to)
+local function gather_move(moves, id, queue, js, from, to)
+  if not moves then return move(id, queue, js, from, to) end
   local key = (from or '') .. ' ' .. to .. ' ' .. queue
   local group = moves[key]
   if not group then
-    group = {from = from, to = to, queue = queue, ids = {}, pairs = {}}
+    group = {from or false, to, queue, {}, {}}  -- from, to, queue, ids, score and id pairs
     moves[key] = group
     moves[#moves + 1] = group
   end
-  group.ids[#group.ids + 1] = id
-  group.pairs[#group.pairs + 1] = score(js)
-  group.pairs[#group.pairs + 1] = id
+  local ids, pairs = group[4], group[5]
+  ids[#ids + 1] = id
+  pairs[#pairs + 1] = score(js)
+  pairs[#pairs + 1] = id
 end
 
 local function moved(moves)
+  if not moves then return end
   for _, group in ipairs(moves) do
-    local from = group.from
-    if not from or each('ZREM', P .. 'st:' .. from .. ':' .. group.queue, group.ids) < #group.ids then
-      for _, id in ipairs(group.ids) do unlist(id) end
+    local from, to, queue, ids = group[1], group[2], group[3], group[4]
+    if not from or each('ZREM', P .. 'st:' .. from .. ':' .. queue, ids) < #ids then
+      for _, id in ipairs(ids) do unlist(id) end
     end
-    each('ZADD', P .. 'st:' .. group.to .. ':' .. group.queue, group.pairs)
+    each('ZADD', P .. 'st:' .. to .. ':' .. queue, group[5])
   end
 end
 
