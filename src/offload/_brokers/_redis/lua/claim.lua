@@ -25,10 +25,10 @@ end
 -- c is 1 for CLAIM), with tokens from ``first`` + 1 (``reserve``).
 local function claim(c, first)
   local now, lease_end = ARGV[c + 1], ARGV[c + 2]
-  local limit, batch = tonumber(ARGV[c + 3]), tonumber(ARGV[c + 4])
+  local limit = tonumber(ARGV[c + 3])
   local holder = ARGV[c + 5]
 
-  local due = come('delayed', now, batch)
+  local due = come('delayed', now, ARGV[c + 4])
   for j = 1, #due, 2 do
     local id, job = due[j], jobkey(due[j])
     local f = read(job, 'q', 'p', 's')
@@ -41,7 +41,7 @@ local function claim(c, first)
     redis.call('ZREM', P .. 'delayed', id)
   end
 
-  local lapsed = come('running', now, batch)
+  local lapsed = come('running', now, ARGV[c + 4])
   for j = 1, #lapsed, 2 do
     local id, job = lapsed[j], jobkey(lapsed[j])
     local f = read(job, 'q', 'p', 'a', 'md', 'js', 's')
@@ -73,7 +73,8 @@ local function claim(c, first)
 
   local picked, from = {}, {}
   local function pop(queue, n)
-    local got = redis.call('ZPOPMIN', P .. 'ready:' .. queue, n)
+    -- (The limit as the caller wrote it, when it is what is asked: see ``come``.)
+    local got = redis.call('ZPOPMIN', P .. 'ready:' .. queue, n == limit and ARGV[c + 3] or n)
     for j = 1, #got, 2 do
       picked[#picked + 1] = got[j]
       from[#picked] = queue

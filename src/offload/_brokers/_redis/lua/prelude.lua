@@ -249,8 +249,9 @@ local function lease_score(lease_end)
 end
 
 -- Members of a sorted set whose score has come (at most ``batch``), with scores.
+-- (Numbers given to ``redis.call`` are formatted by ``sprintf``: text is not.)
 local function come(set, now, batch)
-  return redis.call('ZRANGEBYSCORE', P .. set, '-inf', now, 'WITHSCORES', 'LIMIT', 0, batch)
+  return redis.call('ZRANGEBYSCORE', P .. set, '-inf', now, 'WITHSCORES', 'LIMIT', '0', batch)
 end
 
 local function live(state)
