@@ -39,18 +39,19 @@ local function ack(b, later)
   end
   gather_finished(later and later[4], queue, state, ARGV[b + 4])
   -- A success after retries clears the last error; no result clears an old one.
-  local set = {'s', state, 'fin', ARGV[b + 4]}
-  if ARGV[b + 7] == '1' then
-    set[#set + 1] = 'res'; set[#set + 1] = ARGV[b + 8]
-  elseif f[6] then
-    redis.call('HDEL', job, 'res')
+  -- (One HSET per case: a table to unpack is an allocation per ack.)
+  local res, err = ARGV[b + 7] == '1', ARGV[b + 9] ~= ''
+  if not res and f[6] then redis.call('HDEL', job, 'res') end
+  if not err and f[7] then redis.call('HDEL', job, 'err') end
+  if res and err then
+    redis.call('HSET', job, 's', state, 'fin', ARGV[b + 4], 'res', ARGV[b + 8], 'err', ARGV[b + 9])
+  elseif res then
+    redis.call('HSET', job, 's', state, 'fin', ARGV[b + 4], 'res', ARGV[b + 8])
+  elseif err then
+    redis.call('HSET', job, 's', state, 'fin', ARGV[b + 4], 'err', ARGV[b + 9])
+  else
+    redis.call('HSET', job, 's', state, 'fin', ARGV[b + 4])
   end
-  if ARGV[b + 9] ~= '' then
-    set[#set + 1] = 'err'; set[#set + 1] = ARGV[b + 9]
-  elseif f[7] then
-    redis.call('HDEL', job, 'err')
-  end
-  redis.call('HSET', job, unpack(set))
   gather_move(later and later[2], id, queue, f[4], 'running', state)
   if ARGV[b + 5] == '' then return 1 end
   if later then

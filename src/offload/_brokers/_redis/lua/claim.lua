@@ -183,8 +183,11 @@ local function claim(c, first)
         redis.call('ZADD', P .. 'running', leased_score, id)
       end
       gather_move(moves, id, queue, f[3], state, 'running')
-      local row = {id, token, attempt, queue, f[4], f[5], f[6], f[7], f[8], f[9], f[10], defect}
-      for k = 1, @CLAIMED@ do out[#out + 1] = row[k] end
+      -- The @CLAIMED@ values of its row, straight into the answer (no table of its own).
+      local o = #out
+      out[o + 1], out[o + 2], out[o + 3], out[o + 4] = id, token, attempt, queue
+      out[o + 5], out[o + 6], out[o + 7], out[o + 8] = f[4], f[5], f[6], f[7]
+      out[o + 9], out[o + 10], out[o + 11], out[o + 12] = f[8], f[9], f[10], defect
     end
   end
   if leased and #leased > 0 then each('ZADD', P .. 'running', leased) end
