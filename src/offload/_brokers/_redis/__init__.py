@@ -33,8 +33,10 @@ not see each other's jobs:
   then earliest due, then first in. ``ZPOPMIN`` takes the best in order.
 - ``delayed``: jobs waiting for an eta or a retry time, by due time;
   promoted to their ready set by the first claim after they come due.
-- ``running``: leased jobs by lease end; a claim moves lapsed ones back
-  (or to the dead-letter set after ``max_deliveries``).
+- ``running``: leased jobs by lease end, rounded up to a whole second (a
+  small sorted set parses a score that is not an integer on every insert);
+  a claim moves lapsed ones back (or to the dead-letter set after
+  ``max_deliveries``). The job's ``lu`` holds the exact end.
 - ``st:<state>:<queue>``: each job once, in the index of its state, by
   enqueue sequence: counts (``ZCARD``) and newest-first listings.
 - ``keys``: idempotency key -> id of the newest job with it. ``expiry``:

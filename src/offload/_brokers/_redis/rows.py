@@ -22,6 +22,10 @@ from .link import Arg, packed
 
 # Built once: json.dumps with separators builds an encoder per call.
 _compact = json.JSONEncoder(separators=(",", ":")).encode
+# Built once, and given text: json.loads first works out the encoding of bytes
+# (the meta blob is ASCII, as the encoder above writes it; UTF-8 is read as
+# json.loads would read it).
+_parse = json.JSONDecoder().decode
 
 
 # -- the rows scripts take and return ---------------------------------------------
@@ -177,7 +181,9 @@ def delivery(row: list[Any], until: float) -> Delivery:
 
     def build() -> Message:
         try:
-            task, timeout, retries, created, meta, no_payload = json.loads(rest)
+            task, timeout, retries, created, meta, no_payload = _parse(
+                rest.decode("utf-8", "surrogatepass")
+            )
             return Message(
                 job_id,
                 task,

@@ -25,10 +25,10 @@ end
 -- c is 1 for CLAIM), with tokens from ``first`` + 1 (``reserve``).
 local function claim(c, first)
   local now, lease_end = ARGV[c + 1], ARGV[c + 2]
-  local limit, batch = tonumber(ARGV[c + 3]), tonumber(ARGV[c + 4])
+  local limit = tonumber(ARGV[c + 3])
   local holder = ARGV[c + 5]
 
-  local due = come('delayed', now, batch)
+  local due = come('delayed', now, ARGV[c + 4])
   for j = 1, #due, 2 do
     local id, job = due[j], jobkey(due[j])
     local f = read(job, 'q', 'p', 's')
@@ -41,7 +41,7 @@ local function claim(c, first)
     redis.call('ZREM', P .. 'delayed', id)
   end
 
-  local lapsed = come('running', now, batch)
+  local lapsed = come('running', now, ARGV[c + 4])
   for j = 1, #lapsed, 2 do
     local id, job = lapsed[j], jobkey(lapsed[j])
     local f = read(job, 'q', 'p', 'a', 'md', 'js', 's')
@@ -73,7 +73,8 @@ local function claim(c, first)
 
   local picked, from = {}, {}
   local function pop(queue, n)
-    local got = redis.call('ZPOPMIN', P .. 'ready:' .. queue, n)
+    -- (The limit as the caller wrote it, when it is what is asked: see ``come``.)
+    local got = redis.call('ZPOPMIN', P .. 'ready:' .. queue, n == limit and ARGV[c + 3] or n)
     for j = 1, #got, 2 do
       picked[#picked + 1] = got[j]
       from[#picked] = queue
@@ -120,8 +121,24 @@ local function claim(c, first)
   end
   if #picked == 0 then return next_due() end
   -- The job keeps its stale ready member ``r``: every way back to a ready set
-  -- writes a new one, and no set holds the old one any more.
+  -- writes a new one, and no set holds the old one any more. The indexes
+  -- (``running``, the state indexes) are written once for several jobs, at
+  -- the end (``leased`` meanwhile holds what ``running`` will); a lone job's
+  -- at once (gathering costs it tables).
+  local leased, moves = false, false
+  if #picked > 1 then leased, moves = {}, {} end
+  local leased_score = lease_score(lease_end)
+  local function held(id)  -- by this claim, or by another worker
+    if leased then
+      for j = 2, #leased, 2 do
+        if leased[j] == id then return true end
+      end
+    end
+    return redis.call('ZSCORE', P .. 'running', id)
+  end
+  local token = string.format('%d', first)  -- the tokens, as text (see ``succ``)
   for i, member in ipairs(picked) do
+    token = succ(token)  -- first + i
     local id, queue = string.sub(member, @RANK@ + 1), from[i]
     local job = jobkey(id)
     local f = read(job, 's', 'q', 'js', 'm', 'pl', 'p', 'eta', 'k', 'md', 'ttl', 'a', 'bad')
@@ -133,13 +150,13 @@ local function claim(c, first)
     elseif over(state) then
       -- A stale member: nothing to claim; listed as its hash says.
       move(id, f[2] or queue, f[3], 'queued', state)
-    elseif not (state == 'running' and redis.call('ZSCORE', P .. 'running', id)) then
-      -- (Else a stale member as well: another worker holds the job.)
-      local token, defect = first + i, f[12]
+    elseif not (state == 'running' and held(id)) then
+      -- (Else a stale member as well: another worker, or this claim, holds the job.)
+      local defect = f[12]
       if defect == '' then defect = false end
       if state ~= 'queued' and state ~= 'retrying' then
         defect = defect or ('its state field (s) is ' .. show(state) .. ', not queued or retrying')
-        state = false  -- listed who knows where: unlisted by move()
+        state = false  -- listed who knows where: unlisted by moved()
       end
       if f[2] ~= queue and f[2] then
         -- Changed behind offload's back: listed, and run, where it says now.
@@ -149,23 +166,32 @@ local function claim(c, first)
         defect = defect or 'its queue field (q) was missing'
         redis.call('HSET', job, 'q', queue)  -- the queue it waited in
       end
-      if not count(f[3]) then
+      if not digits(f[3]) then
         defect = defect or ('its sequence field (js) is ' .. show(f[3]) .. ', not a count')
       end
-      local attempt = count(f[11])
-      if attempt then
-        attempt = attempt + 1
+      local attempt = f[11]
+      if digits(attempt) then
+        attempt = succ(attempt)
         redis.call('HSET', job, 's', 'running', 't', token, 'lu', lease_end, 'a', attempt, 'h', holder)
       else  -- left as it is: the caller sees it, and makes the job a defect
-        attempt = f[11]
         redis.call('HSET', job, 's', 'running', 't', token, 'lu', lease_end, 'h', holder)
       end
-      redis.call('ZADD', P .. 'running', lease_end, id)
-      move(id, queue, f[3], state, 'running')
-      local row = {id, token, attempt, queue, f[4], f[5], f[6], f[7], f[8], f[9], f[10], defect}
-      for k = 1, @CLAIMED@ do out[#out + 1] = row[k] end
+      if leased then
+        leased[#leased + 1] = leased_score
+        leased[#leased + 1] = id
+      else
+        redis.call('ZADD', P .. 'running', leased_score, id)
+      end
+      gather_move(moves, id, queue, f[3], state, 'running')
+      -- The @CLAIMED@ values of its row, straight into the answer (no table of its own).
+      local o = #out
+      out[o + 1], out[o + 2], out[o + 3], out[o + 4] = id, token, attempt, queue
+      out[o + 5], out[o + 6], out[o + 7], out[o + 8] = f[4], f[5], f[6], f[7]
+      out[o + 9], out[o + 10], out[o + 11], out[o + 12] = f[8], f[9], f[10], defect
     end
   end
+  if leased and #leased > 0 then each('ZADD', P .. 'running', leased) end
+  moved(moves)
   if #picked < limit then return next_due() end
   return out
 end

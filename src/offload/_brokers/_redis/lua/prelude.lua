@@ -40,16 +40,29 @@ local function number(x)
   if n ~= n then return nil end
   return n
 end
--- A count (attempt, max_deliveries, sequence) from a field: digits only, else nil.
+-- Whether a field holds a count (attempt, max_deliveries, sequence): digits only.
+-- (Checked as text: ``tonumber`` is a ``strtod``, dear on the hot path.)
+local function digits(x)
+  return x and #x < 16 and string.find(x, '^%d+$') ~= nil
+end
+-- A count from a field, as a number; nil when it is not one.
 local function count(x)
-  if x and #x < 16 and string.find(x, '^%d+$') then return tonumber(x) end
+  if digits(x) then return tonumber(x) end
   return nil
 end
 -- A sorted-set score from a field: 0 when it is not a number. (A count, the
 -- usual case, goes as it is: no number to format back into text.)
 local function score(x)
-  if count(x) then return x end
+  if digits(x) then return x end
   return number(x) or 0
+end
+
+-- The count after ``x`` (a count's text), as text: a number given to
+-- ``redis.call`` is formatted with ``sprintf``, dearer than these few steps.
+local function succ(x)
+  local last = string.byte(x, -1)
+  if last < 57 then return string.sub(x, 1, -2) .. string.char(last + 1) end
+  return string.format('%d', tonumber(x) + 1)
 end
 -- A field's value for a defect's reason.
 local function show(x)
@@ -72,8 +85,43 @@ local function count_finished(queue, state, now)
   local at = tonumber(now)
   if not at then return end
   local key = P .. 'stats:' .. string.format('%d', math.floor(at / 60) * 60)
-  if redis.call('HINCRBY', key, state .. ':' .. queue, 1) == 1 then
-    redis.call('EXPIRE', key, 90000)
+  if redis.call('HINCRBY', key, state .. ':' .. queue, '1') == 1 then
+    redis.call('EXPIRE', key, '90000')
+  end
+end
+
+-- The same counts gathered over a script's acks (``finished``: a table made
+-- by the caller; nil: counted at once), each hash field stepped once at the
+-- end by ``counted``. (Flat, as key and field after key and field: every
+-- table a script makes costs its allocation and the garbage collector's time.)
+local function gather_finished(finished, queue, state, now)
+  if not finished then return count_finished(queue, state, now) end
+  if state ~= 'succeeded' and state ~= 'failed' then return end
+  local at = tonumber(now)
+  if not at then return end
+  local minute = math.floor(at / 60) * 60
+  if minute ~= finished.minute then  -- formatted once per minute, not per ack
+    finished.minute, finished.key = minute, P .. 'stats:' .. string.format('%d', minute)
+  end
+  local field = state .. ':' .. queue
+  local seen = finished.key .. ' ' .. field
+  local n = finished[seen]
+  if not n then
+    finished[#finished + 1] = finished.key
+    finished[#finished + 1] = field
+    n = 0
+  end
+  finished[seen] = n + 1
+end
+
+local function counted(finished)
+  if not finished then return end
+  for i = 1, #finished, 2 do
+    local key, field = finished[i], finished[i + 1]
+    local n = finished[key .. ' ' .. field]
+    if redis.call('HINCRBY', key, field, n) == n then
+      redis.call('EXPIRE', key, '90000')
+    end
   end
 end
 
@@ -124,6 +172,47 @@ local function move(id, queue, js, from, to)
   redis.call('ZADD', P .. 'st:' .. to .. ':' .. queue, score(js), id)
 end
 
+-- ``redis.call(command, key, ...)`` with the values of ``list`` (in slices
+-- that ``unpack`` can take); the sum of the integer replies.
+local function each(command, key, list)
+  local sum = 0
+  for i = 1, #list, 2000 do
+    sum = sum + redis.call(command, key, unpack(list, i, math.min(i + 1999, #list)))
+  end
+  return sum
+end
+
+-- The moves of ``move`` gathered over a script's jobs (``moves``: a table made
+-- by the caller; nil: moved at once), each index written once at the end by
+-- ``moved``: a ``redis.call`` costs several times what a sorted set's command
+-- does. (A group that was not all listed where its fields say is unlisted from
+-- elsewhere, job by job.) State names hold no space: the group's key reads.
+local function gather_move(moves, id, queue, js, from, to)
+  if not moves then return move(id, queue, js, from, to) end
+  local key = (from or '') .. ' ' .. to .. ' ' .. queue
+  local group = moves[key]
+  if not group then
+    group = {from or false, to, queue, {}, {}}  -- from, to, queue, ids, score and id pairs
+    moves[key] = group
+    moves[#moves + 1] = group
+  end
+  local ids, pairs = group[4], group[5]
+  ids[#ids + 1] = id
+  pairs[#pairs + 1] = score(js)
+  pairs[#pairs + 1] = id
+end
+
+local function moved(moves)
+  if not moves then return end
+  for _, group in ipairs(moves) do
+    local from, to, queue, ids = group[1], group[2], group[3], group[4]
+    if not from or each('ZREM', P .. 'st:' .. from .. ':' .. queue, ids) < #ids then
+      for _, id in ipairs(ids) do unlist(id) end
+    end
+    each('ZADD', P .. 'st:' .. to .. ':' .. queue, group[5])
+  end
+end
+
 -- A job's queue (``q``). A job that lost it is put in queue 'default' and
 -- marked ``bad``: its claim then hands it over as a defect.
 local function queue_of(job, q)
@@ -146,9 +235,23 @@ local function notify(queue, n)
   end
 end
 
+-- A lease end (text) as its score in ``running``: rounded up to a whole
+-- second. A small sorted set (as ``running`` is) is a listpack, which keeps
+-- an integer score as an integer, but any other as text that each insert
+-- parses back (``strtod``), member by member: most of a claim's cost in the
+-- server. A lapsed lease is so moved back at most a second later than it
+-- ended; the job's ``lu`` keeps the exact end. (One that is not a finite
+-- number, or too large for a count, goes as it is.)
+local function lease_score(lease_end)
+  local at = tonumber(lease_end)
+  if not at or at ~= at or math.abs(at) >= 1e15 then return lease_end end
+  return string.format('%d', math.ceil(at))
+end
+
 -- Members of a sorted set whose score has come (at most ``batch``), with scores.
+-- (Numbers given to ``redis.call`` are formatted by ``sprintf``: text is not.)
 local function come(set, now, batch)
-  return redis.call('ZRANGEBYSCORE', P .. set, '-inf', now, 'WITHSCORES', 'LIMIT', 0, batch)
+  return redis.call('ZRANGEBYSCORE', P .. set, '-inf', now, 'WITHSCORES', 'LIMIT', '0', batch)
 end
 
 local function live(state)
