@@ -17,8 +17,7 @@ namespace of its own, dropped after.
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -28,36 +27,12 @@ redis = pytest.importorskip("redis")
 from offload._brokers._redis import RedisBroker  # noqa: E402
 from offload._message import Message, Outcome, State, new_id  # noqa: E402
 from offload.testing import FakeClock  # noqa: E402
-from servers import require_redis  # noqa: E402
 
 
 def message(**fields: Any) -> Message:
     fields.setdefault("payload", b"[[],{}]")
     fields.setdefault("created", time.time())
     return Message(new_id(), "tasks.work", (), {}, **fields)
-
-
-@pytest.fixture
-def raw() -> Iterator[Any]:
-    client = redis.Redis.from_url(require_redis())
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def make_broker() -> Iterator[Callable[..., RedisBroker]]:
-    made: list[RedisBroker] = []
-
-    def make(**options: Any) -> RedisBroker:
-        options.setdefault("namespace", f"test-{uuid.uuid4().hex}")
-        broker = RedisBroker(require_redis(), **options)
-        made.append(broker)
-        return broker
-
-    yield make
-    for broker in made:
-        broker.drop()
-        broker.close()
 
 
 def counts(broker: RedisBroker) -> dict[State, int]:

@@ -44,29 +44,6 @@ def message(**fields: Any) -> Message:
     return Message(new_id(), "tasks.work", (), {}, **fields)
 
 
-@pytest.fixture
-def make_broker() -> Iterator[Callable[..., RedisBroker]]:
-    made: list[RedisBroker] = []
-
-    def make(url: str | None = None, **options: Any) -> RedisBroker:
-        options.setdefault("namespace", f"test-{uuid.uuid4().hex}")
-        broker = RedisBroker(url or require_redis(), **options)
-        made.append(broker)
-        return broker
-
-    yield make
-    for broker in made:
-        broker.drop()
-        broker.close()
-
-
-@pytest.fixture
-def raw() -> Iterator[Any]:
-    client = redis.Redis.from_url(require_redis())
-    yield client
-    client.close()
-
-
 # -- ENQUEUE: the lone message's path, and the queue listing ----------------------------
 
 

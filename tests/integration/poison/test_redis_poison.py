@@ -58,14 +58,6 @@ def double(x: int) -> int:
 
 
 @pytest.fixture
-def raw() -> Iterator[Any]:
-    """A plain client of the test server: what writes the damage."""
-    client = redis.Redis.from_url(require_redis())
-    yield client
-    client.close()
-
-
-@pytest.fixture
 def app() -> Iterator[offload.App]:
     namespace = f"test-{uuid.uuid4().hex}"
     instance = offload.App(require_redis(), namespace=namespace, name="poison")
@@ -74,23 +66,6 @@ def app() -> Iterator[offload.App]:
     finally:
         instance.shutdown(wait=False)
         RedisBroker.from_url(require_redis(), namespace=namespace).drop()
-
-
-@pytest.fixture
-def make_broker() -> Iterator[Callable[..., RedisBroker]]:
-    """``make_broker(clock=...)``: brokers in namespaces of their own, dropped after the test."""
-    made: list[RedisBroker] = []
-
-    def make(**options: Any) -> RedisBroker:
-        options.setdefault("namespace", f"test-{uuid.uuid4().hex}")
-        broker = RedisBroker.from_url(require_redis(), **options)
-        made.append(broker)
-        return broker
-
-    yield make
-    for broker in made:
-        broker.drop()
-        broker.close()
 
 
 def job_key(broker: Any, job_id: str | bytes) -> bytes:
@@ -821,14 +796,25 @@ def test_any_bytes_in_a_stored_field_fail_that_job_at_most(
                 else Outcome.success(1)
             )
             assert broker.ack(delivery, outcome)
+        # A stored TTL that reads as zero is a valid one: that job ran, and its ack
+        # kept no success, as for any job sent with result_ttl=0.
+        kept = [m for m in sent if not (m is bad and field == "ttl" and _reads_as_zero(value))]
         found = broker.inspector.counts()
-        assert sum(n for per in found.values() for n in per.values()) == 3, found
+        assert sum(n for per in found.values() for n in per.values()) == len(kept), found
         assert all(state.finished for per in found.values() for state in per), found
-        for m in sent:
+        for m in kept:
             assert broker.inspector.job(m.id) is not None
-        assert len(broker.inspector.jobs()) == 3
+        assert len(broker.inspector.jobs()) == len(kept)
         assert len(broker.inspector.job_states([m.id for m in sent])) >= 2
     finally:
         broker.drop()
         broker.close()
         client.close()
+
+
+def _reads_as_zero(value: bytes) -> bool:
+    """Whether the broker reads ``value`` as a result TTL of zero (``float``, as rows.py)."""
+    try:
+        return float(value) == 0.0
+    except ValueError:
+        return False
