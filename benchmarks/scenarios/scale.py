@@ -151,23 +151,24 @@ def _window_by_marks(
 def parts(backend: servers.Backend, params: Params) -> tuple[Part, ...]:
     """One part per depth and round schedule: who runs it, in which rounds.
 
-    offload runs every depth; a peer runs the depths up to its limit in
-    ``PEER_DEPTHS`` (none if ``peers`` is off). A system's deepest queue is
-    measured in the first ``deepest_rounds`` rounds only, the others in every
-    round (at most ``max_rounds``, if given).
+    offload runs every depth in every round (at most ``max_rounds``, if
+    given): its deepest queue is the target's row, and one round of it swung
+    by tens of percent between runs. A peer runs the depths up to its limit in
+    ``PEER_DEPTHS`` (none if ``peers`` is off), its deepest in the first
+    ``peer_deepest_rounds`` rounds only (informative rows, and its fill, one
+    call per task, is what takes the time).
     """
     depths = sorted(int(depth) for depth in params["depths"])
     cap = params.get("max_rounds")
-    deepest_rounds = (
-        int(params["deepest_rounds"]) if cap is None else min(cap, params["deepest_rounds"])
-    )
+    deepest_rounds = int(params["peer_deepest_rounds"])
+    deepest_rounds = deepest_rounds if cap is None else min(cap, deepest_rounds)
     limits = {"offload": depths[-1]}
     if params["peers"]:
         limits.update(PEER_DEPTHS[backend])
     found = []
     for depth in depths:
-        every = frozenset(system for system, limit in limits.items() if limit > depth)
-        deepest = frozenset(system for system, limit in limits.items() if limit == depth)
+        every = frozenset(s for s, limit in limits.items() if limit > depth or s == "offload")
+        deepest = frozenset(s for s, limit in limits.items() if limit == depth and s != "offload")
         for systems, rounds in ((every, cap), (deepest, deepest_rounds)):
             if systems:
                 found.append(Part(label(depth), {"depth": depth}, systems=systems, rounds=rounds))
@@ -219,9 +220,9 @@ FULL: Params = {
     # them), and the window: 8,000 tasks (fewer for a slow drainer).
     "lead": 200,
     "window": 8_000,
-    # A system's deepest queue (offload: 1M, a peer: 100k) in round 1 only:
-    # filling it is what takes the time (offload's 1M: 20-30 s per backend).
-    "deepest_rounds": 1,
+    # A peer's deepest queue (100k) in round 1 only: its fill, one call per
+    # task, is what takes the time (8-27 s). offload's 1M runs in every round.
+    "peer_deepest_rounds": 1,
     "peers": True,
     "processes": 2,
     "wait_timeout": 120.0,
@@ -231,7 +232,7 @@ QUICK: Params = {
     "depths": [2_000, 20_000],
     "lead": 100,
     "window": 1_500,
-    "deepest_rounds": 1,
+    "peer_deepest_rounds": 1,
     "max_rounds": 1,
     "peers": False,
     "processes": 2,

@@ -115,10 +115,9 @@ def test_scale_parts_derive_and_rows() -> None:
     def runs(system: str, depth: str, round_number: int) -> bool:
         return any(p.runs(system, round_number) for p in parts if p.name == depth)
 
-    # offload runs every depth, its deepest (1M) in the first round only; a peer
-    # runs up to its own limit (its deepest in round 1 only); some sit it out.
-    assert runs("offload", "100k", 3) and runs("offload", "1M", 1)
-    assert not runs("offload", "1M", 2)
+    # offload runs every depth in every round, its deepest (1M, the target's row)
+    # too; a peer runs up to its own limit (its deepest in round 1 only); some sit it out.
+    assert runs("offload", "100k", 3) and runs("offload", "1M", 1) and runs("offload", "1M", 3)
     assert runs("Huey", "10k", 3) and runs("Huey", "100k", 1) and not runs("Huey", "100k", 2)
     assert not runs("Huey", "1M", 1) and not runs("Celery", "10k", 1)
     assert scenario.derive is not None
