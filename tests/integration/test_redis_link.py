@@ -7,6 +7,7 @@ prefix, deleted after each test.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -14,7 +15,7 @@ import pytest
 
 redis = pytest.importorskip("redis")
 
-from offload._brokers._redis.link import Link, Script  # noqa: E402
+from offload._brokers._redis.link import Link, Script, WaitLink  # noqa: E402
 from servers import require_redis  # noqa: E402
 
 
@@ -84,3 +85,106 @@ def test_a_script_the_server_forgot_is_loaded_again(client: redis.Redis) -> None
     assert client.script_exists(script.sha) == [True], "EVALSHA on NOSCRIPT loaded it"
     assert script(["x"]) == first
     link.close()
+
+
+# -- the waits' connection (WaitLink): a BLPOP and a command behind it --------
+
+
+def _key(client: redis.Redis, name: str) -> str:
+    return f"{client.prefix}{name}"  # type: ignore[attr-defined]
+
+
+def test_waits_keep_one_connection_of_their_own_and_read_both_replies(
+    client: redis.Redis,
+) -> None:
+    # A pool whose one connection is taken: a wait that went through the
+    # pool would fail with "Too many connections".
+    pool = redis.ConnectionPool.from_url(require_redis(), max_connections=1)
+    taken = pool.get_connection()
+    waits = WaitLink(pool)
+    wake = _key(client, "wake")
+    seen = set()
+    for _ in range(3):
+        client.lpush(wake, "1")
+        woken, own_id = waits.blocked_then(("BLPOP", wake, "5"), ("CLIENT", "ID"))
+        assert woken == [wake.encode(), b"1"]
+        seen.add(own_id)
+    assert len(seen) == 1, "every wait went through the one kept connection"
+    waits.close()
+    pool.release(taken)
+    pool.disconnect()
+
+
+def test_a_second_waiter_meanwhile_takes_a_pool_connection(client: redis.Redis) -> None:
+    waits = WaitLink(client.connection_pool)
+    first, second = _key(client, "first"), _key(client, "second")
+    kept = waits.blocked_then(("LPUSH", first, "x"), ("CLIENT", "ID"))[1]
+    client.delete(first)
+    answers: list[object] = []
+    blocked = threading.Thread(
+        target=lambda: answers.append(waits.blocked_then(("BLPOP", first, "10"), ("CLIENT", "ID")))
+    )
+    blocked.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not client.execute_command("CLIENT", "LIST", "ID", kept).count(b"cmd=blpop"):
+            assert time.monotonic() < deadline, "the first waiter never blocked"
+            time.sleep(0.01)
+        client.lpush(second, "1")
+        woken, other = waits.blocked_then(("BLPOP", second, "5"), ("CLIENT", "ID"))
+        assert woken == [second.encode(), b"1"]
+        assert other != kept, "the kept connection was busy: a pool connection served the wait"
+    finally:
+        client.lpush(first, "1")
+        blocked.join(10)
+    assert answers == [([first.encode(), b"1"], kept)]
+    waits.close()
+
+
+def test_an_error_reply_behind_the_wait_is_returned_and_the_connection_stays_in_step(
+    client: redis.Redis,
+) -> None:
+    waits = WaitLink(client.connection_pool)
+    wake, text = _key(client, "wake"), _key(client, "text")
+    client.set(text, "not a number")
+    client.lpush(wake, "1", "1")
+    woken, failed = waits.blocked_then(("BLPOP", wake, "5"), ("INCR", text))
+    assert woken == [wake.encode(), b"1"]
+    assert isinstance(failed, redis.ResponseError)
+    assert waits.blocked_then(("BLPOP", wake, "5"), ("GET", text)) == (
+        [wake.encode(), b"1"],
+        b"not a number",
+    )
+    with pytest.raises(redis.ResponseError):  # the wait's own error is raised
+        waits.blocked_then(("BLPOP", text, "1"), ("PING",))
+    assert waits.blocked_then(("LPUSH", wake, "1"), ("LPOP", wake)) == (1, b"1")
+    waits.close()
+
+
+def test_close_ends_a_blocked_wait_and_a_cut_connection_is_replaced(client: redis.Redis) -> None:
+    waits = WaitLink(client.connection_pool)
+    empty = _key(client, "empty")
+    kept = waits.blocked_then(("PING",), ("CLIENT", "ID"))[1]
+    failures: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            waits.blocked_then(("BLPOP", empty, "10"), ("PING",))
+        except BaseException as error:
+            failures.append(error)
+
+    blocked = threading.Thread(target=wait)
+    blocked.start()
+    time.sleep(0.3)  # blocked in BLPOP by now
+    started = time.monotonic()
+    waits.close()
+    blocked.join(5)
+    assert time.monotonic() - started < 1.0, "closing ended the wait at once"
+    assert len(failures) == 1 and isinstance(failures[0], (redis.ConnectionError, OSError))
+    again = waits.blocked_then(("PING",), ("CLIENT", "ID"))[1]
+    assert again != kept, "a closed connection is replaced by a new one"
+    assert client.execute_command("CLIENT", "KILL", "ID", again) == 1  # this one only
+    with pytest.raises((redis.ConnectionError, ConnectionError)):
+        waits.blocked_then(("PING",), ("PING",))
+    assert waits.blocked_then(("PING",), ("PING",))[0] in (b"PONG", True)
+    waits.close()

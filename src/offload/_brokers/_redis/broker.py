@@ -27,7 +27,7 @@ from .claims import ClaimPath, Names, job_id
 from .feed import Subscription
 from .inspector import RedisInspector
 from .limits import RedisLimits
-from .link import Arg, Downtime, Link, Script, blocked_then, clients, packed, split_namespace
+from .link import Arg, Downtime, Link, Script, WaitLink, clients, packed, split_namespace
 from .schedules import RedisSchedules
 from .workers import RedisRegistry
 
@@ -91,10 +91,10 @@ class RedisBroker:
         self._client, self._blocking = clients(url, self.BLOCK + 5.0)
         self._where = _address(self._client)
         self._downtime = Downtime(self._where)
-        # The state changes go through one shared connection (see link.py);
-        # claims through one of their own: a worker's dispatcher claiming
-        # (often for nothing, just before it waits) never holds up an ack.
+        # State changes share one connection (link.py), claims have their own (a claim
+        # for nothing just before a wait never holds up an ack), and so do waits.
         self._link, self._claim_link = (Link(self._client.connection_pool) for _ in "12")
+        self._waits = WaitLink(self._blocking.connection_pool)
         lua = scripts.Scripts(self._link, claims=self._claim_link)
         self._probe, self._lua = lua.probe, lua
         self._path = ClaimPath(
@@ -269,6 +269,7 @@ class RedisBroker:
         self.stop_listening()
         for client in (self._blocking, self._client):
             client.connection_pool.disconnect()
+        self._waits.close()
         self._link.close()
         self._claim_link.close()
 
@@ -339,11 +340,10 @@ class RedisBroker:
     ) -> tuple[Any, list[Delivery]]:
         """One ``BLPOP`` of ``block`` seconds and the ``CLAIM`` behind it: the pop, the claim."""
         script = self._lua.claim
-        pool = self._blocking.connection_pool
 
         def send(args: list[Arg]) -> tuple[Any, Any]:
-            woken, found = blocked_then(
-                pool, ("BLPOP", *lists, f"{block:.3f}"), ("EVALSHA", script.sha, 0, *args)
+            woken, found = self._waits.blocked_then(
+                ("BLPOP", *lists, f"{block:.3f}"), ("EVALSHA", script.sha, 0, *args)
             )
             if isinstance(found, redis.exceptions.NoScriptError):
                 found = script(args=args)  # a restarted server: loaded, then claimed
@@ -383,6 +383,7 @@ class RedisBroker:
         except redis.RedisError:
             # The server is out of reach: closing the sockets wakes the waiters.
             self._blocking.connection_pool.disconnect()
+            self._waits.close()
 
     # -- results ----------------------------------------------------------------
 
