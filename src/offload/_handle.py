@@ -118,6 +118,9 @@ class Handle(concurrent.futures.Future[R]):
     _uncommitted = False
     """Enqueued in a caller's transaction: its job may not be visible yet."""
     _source: HandleSource | None = None
+    _reader_wake: Callable[[Handle[Any]], object] | None = None
+    """Set while a thread reads a result feed for this handle (``ResultWatcher``): called
+    as the call ends, by whichever thread ends it, so that a reader it was not ends its read."""
     """Set when the task runs in another process: the broker is asked."""
     _progress: Progress | None = None
     _interrupt: Callable[[Handle[Any]], bool] | None = None
@@ -198,6 +201,8 @@ class Handle(concurrent.futures.Future[R]):
                 return self._result  # type: ignore[no-any-return]
             return _outcome(self)
         left = timeout if self._source is None else self._source.wait(self, timeout)
+        if self._state == _FINISHED and self._exception is None:  # read from the feed
+            return self._result  # type: ignore[no-any-return]
         try:
             return super().result(left)
         except concurrent.futures.CancelledError:
@@ -339,6 +344,9 @@ class Handle(concurrent.futures.Future[R]):
             latch = self.__dict__.pop("_latch", None)
         if latch is not None:
             latch.release()
+        wake = self._reader_wake
+        if wake is not None:
+            wake(self)
         return True
 
     # -- helpers -------------------------------------------------------------
@@ -403,6 +411,9 @@ def _open_latch(handle: Handle[Any]) -> None:
         latch = handle.__dict__.pop("_latch", None)
     if latch is not None:
         latch.release()
+    wake = handle._reader_wake
+    if wake is not None:
+        wake(handle)
 
 
 def _outcome(handle: Handle[R]) -> R:

@@ -102,11 +102,10 @@ class ResultWatcher:
         self._callers = 0
         self._left = 0.0
         # The handle the reading caller waits for, and that caller: a handle
-        # settled by anyone else ends its read. One done-callback per handle
-        # (_hooked), however many timed waits a caller makes on it.
+        # settled by anyone else ends its read (``Handle._reader_wake``, a field
+        # rather than a done-callback, which would make the Future's condition).
         self._read_for_handle: Handle[Any] | None = None
         self._reader = 0
-        self._hooked: weakref.WeakSet[Handle[Any]] = weakref.WeakSet()
 
     def watch(self, handle: Handle[Any]) -> None:
         """Settle ``handle`` when its job finishes."""
@@ -191,23 +190,26 @@ class ResultWatcher:
         """Read the feed, settling what it brings, until ``handle`` is done or ``deadline``."""
         assert self._feed is not None  # only with an interruptible feed
         self._read_for_handle, self._reader = handle, threading.get_ident()
-        if handle not in self._hooked:
-            self._hooked.add(handle)
-            handle.add_done_callback(self._settled_elsewhere)
+        handle._reader_wake = self._settled_elsewhere
         try:
-            self._read_until(handle, deadline)
+            self._read_until(handle, deadline)  # sees a handle settled before the line above
         finally:
+            handle._reader_wake = None
             self._read_for_handle = None
 
     def _settled_elsewhere(self, handle: object) -> None:
-        """A handle was settled: if it was by the poll, a cancel or another thread than
-        the one reading the feed for it, that reader stops reading now."""
+        """A handle was settled: if it was by the poll, a cancel, an embedded worker or
+        another thread than the one reading the feed for it, that reader stops reading now.
+        Called by whoever settled it: never raises."""
         if (
             handle is self._read_for_handle
             and threading.get_ident() != self._reader
             and self._interrupt is not None
         ):
-            self._interrupt()
+            try:
+                self._interrupt()
+            except Exception as error:  # noqa: BLE001 - the reader looks again within FEED_POLL
+                log.debug("offload: could not end a read of the result feed: %s", error)
 
     def _read_until(self, handle: Handle[Any], deadline: float | None) -> None:
         """Read the feed; every ``FEED_POLL`` without news of ``handle``, look its job up

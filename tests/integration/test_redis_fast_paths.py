@@ -366,6 +366,23 @@ def test_a_cancel_from_another_thread_ends_a_blocked_result_at_once(
     assert time.monotonic() - started < 2, "not at the next poll (30 s away)"
 
 
+def test_a_handle_settled_directly_by_another_thread_ends_a_blocked_result_at_once(
+    broker: RedisBroker, watcher: ResultWatcher
+) -> None:
+    # As an embedded worker's runner settles a handle of its own process: not
+    # through the feed, so the caller reading the feed must be told.
+    handle = watched(broker, watcher)
+    threading.Timer(0.2, handle.set_result, (7,)).start()
+    started = time.monotonic()
+    assert handle.result(timeout=10) == 7
+    assert time.monotonic() - started < 2, "not at the next poll (30 s away)"
+    failed = watched(broker, watcher)
+    threading.Timer(0.2, failed.set_exception, (ValueError("no"),)).start()
+    with pytest.raises(ValueError, match="no"):
+        failed.result(timeout=10)
+    assert time.monotonic() - started < 4
+
+
 def test_a_result_timeout_names_the_timeout_asked_for(
     broker: RedisBroker, watcher: ResultWatcher
 ) -> None:
