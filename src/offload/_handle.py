@@ -118,10 +118,10 @@ class Handle(concurrent.futures.Future[R]):
     _uncommitted = False
     """Enqueued in a caller's transaction: its job may not be visible yet."""
     _source: HandleSource | None = None
+    """Set when the task runs in another process: the broker is asked."""
     _reader_wake: Callable[[Handle[Any]], object] | None = None
     """Set while a thread reads a result feed for this handle (``ResultWatcher``): called
     as the call ends, by whichever thread ends it, so that a reader it was not ends its read."""
-    """Set when the task runs in another process: the broker is asked."""
     _progress: Progress | None = None
     _interrupt: Callable[[Handle[Any]], bool] | None = None
     """Set by the runner of this process while the call runs: how to stop it."""
