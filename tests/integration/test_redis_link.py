@@ -94,6 +94,14 @@ def _key(client: redis.Redis, name: str) -> str:
     return f"{client.prefix}{name}"  # type: ignore[attr-defined]
 
 
+def _until_blocked(client: redis.Redis, connection_id: int) -> None:
+    """Return once the connection ``connection_id`` is blocked in a ``BLPOP``."""
+    deadline = time.monotonic() + 5
+    while b"cmd=blpop" not in client.execute_command("CLIENT", "LIST", "ID", connection_id):
+        assert time.monotonic() < deadline, "the waiter never blocked"
+        time.sleep(0.01)
+
+
 def test_waits_keep_one_connection_of_their_own_and_read_both_replies(
     client: redis.Redis,
 ) -> None:
@@ -126,10 +134,7 @@ def test_a_second_waiter_meanwhile_takes_a_pool_connection(client: redis.Redis) 
     )
     blocked.start()
     try:
-        deadline = time.monotonic() + 5
-        while not client.execute_command("CLIENT", "LIST", "ID", kept).count(b"cmd=blpop"):
-            assert time.monotonic() < deadline, "the first waiter never blocked"
-            time.sleep(0.01)
+        _until_blocked(client, kept)
         client.lpush(second, "1")
         woken, other = waits.blocked_then(("BLPOP", second, "5"), ("CLIENT", "ID"))
         assert woken == [second.encode(), b"1"]
@@ -175,7 +180,7 @@ def test_close_ends_a_blocked_wait_and_a_cut_connection_is_replaced(client: redi
 
     blocked = threading.Thread(target=wait)
     blocked.start()
-    time.sleep(0.3)  # blocked in BLPOP by now
+    _until_blocked(client, kept)
     started = time.monotonic()
     waits.close()
     blocked.join(5)
