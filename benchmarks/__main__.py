@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     python = harness.ensure_peers_venv(_say)
     pythons = _pythons(python, [SCENARIOS[name] for name in args.names])
+    harness.compile_offload(python)
     record = RunRecord(
         started=_now(),
         mode="quick" if args.quick else "full",

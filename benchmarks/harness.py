@@ -153,6 +153,25 @@ def ensure_peers_venv(say: Say) -> Path:
     return ensure_venv(PEERS, say)
 
 
+def compile_offload(python: Path) -> None:
+    """Compile offload's sources (and the harness's) to bytecode before a run.
+
+    pip compiles every package it installs, so the peers load from bytecode;
+    offload goes in editable, from the working tree, where Python writes
+    bytecode on first import only if it may. With PYTHONDONTWRITEBYTECODE
+    set (as on some machines) it may not: each worker process, started for
+    every drain round, would compile offload from source again (0.2 s on a
+    slow machine) while the peers' workers did not. Compiled here, every
+    system starts as an installed package does. (Python still reads bytecode
+    with that variable set; it only never writes it.)
+    """
+    trees = [ROOT / "src" / "offload", ROOT / "benchmarks"]
+    other_src = os.environ.get("BENCH_OFFLOAD_SRC")
+    if other_src:
+        trees.append(Path(other_src) / "offload")
+    _checked([str(python), "-m", "compileall", "-q", *map(str, trees)], 300.0)
+
+
 def run_child(
     python: Path, scenario: str, system: str, params: dict[str, Any], timeout: float
 ) -> dict[str, Any]:
