@@ -10,7 +10,6 @@ git URL.
 
 from __future__ import annotations
 
-import importlib.metadata
 import re
 
 UNPUBLISHED = "offload is not on the package index (PyPI) yet"
@@ -27,6 +26,10 @@ _EXTRA_MARKER = re.compile(r"""\s*;\s*extra\s*==\s*["']([^"']+)["']\s*$""")
 
 def extra_requirements(extra: str) -> list[str]:
     """The requirements ``offload[extra]`` adds, as this installed offload declares them."""
+    # Imported here, on the way to an error message only: importlib.metadata (and
+    # the email parser it brings) would be a tenth of `import offload`'s time.
+    import importlib.metadata
+
     try:
         declared = importlib.metadata.requires("offload") or []
     except importlib.metadata.PackageNotFoundError:

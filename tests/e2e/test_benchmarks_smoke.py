@@ -190,3 +190,19 @@ def _alive(pid: int) -> bool:
             return False
         time.sleep(0.05)
     return os.path.exists(f"/proc/{pid}")
+
+
+def test_offload_is_compiled_before_a_run_as_pip_compiles_the_peers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from benchmarks.harness import compile_offload
+
+    # An A/B run's other source tree is compiled too.
+    other = tmp_path / "src" / "offload"
+    other.mkdir(parents=True)
+    (other / "probe.py").write_text("VALUE = 1\n")
+    monkeypatch.setenv("BENCH_OFFLOAD_SRC", str(tmp_path / "src"))
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")  # as on the machines it is for
+    compile_offload(Path(sys.executable))
+    assert list((other / "__pycache__").glob("probe.*.pyc"))
+    assert list((ROOT / "src" / "offload" / "__pycache__").glob("_app.*.pyc"))
