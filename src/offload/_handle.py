@@ -342,11 +342,7 @@ class Handle(concurrent.futures.Future[R]):
             setattr(self, field, value)
             self._state = _FINISHED  # last: a reader that sees it sees the value
             latch = self.__dict__.pop("_latch", None)
-        if latch is not None:
-            latch.release()
-        wake = self._reader_wake
-        if wake is not None:
-            wake(self)
+        _wake_waiters(self, latch)
         return True
 
     # -- helpers -------------------------------------------------------------
@@ -409,6 +405,12 @@ def _open_latch(handle: Handle[Any]) -> None:
     """The call ended through the Future machinery: wake threads waiting on the latch."""
     with _making:
         latch = handle.__dict__.pop("_latch", None)
+    _wake_waiters(handle, latch)
+
+
+def _wake_waiters(handle: Handle[Any], latch: threading.Lock | None) -> None:
+    """After a call ended: wake the threads on its latch (taken from the handle under
+    ``_making``) and a thread reading a result feed for it (``Handle._reader_wake``)."""
     if latch is not None:
         latch.release()
     wake = handle._reader_wake
