@@ -50,7 +50,15 @@ from ..._message import Delivery, ErrorInfo, Message, Outcome, State, name_probl
 from .._base import Finished, Lease, keep_for_horizon
 from .._group_commit import Batcher
 from .._sql_rows import message_row
-from .claiming import AckClaims, AckRow, ClaimCall, ack_row, claim_rows, write_acks
+from .claiming import (
+    AckClaims,
+    AckRow,
+    ClaimCall,
+    ack_row,
+    claim_transaction,
+    send_claim,
+    write_acks,
+)
 from .enqueue import Rows, Writer
 from .feed import Feed
 from .inspector import PostgresInspector
@@ -273,15 +281,17 @@ class PostgresBroker:
             for index, (queues, _, lease) in enumerate(claims):
                 groups.setdefault((queues, lease), []).append(index)
             holder = self.registry.holder
-            return [
-                (
-                    indexes,
-                    now + lease,
-                    claim_rows(connection, sql, queues, limit, now, lease, holder),
-                )
-                for (queues, lease), indexes in groups.items()
-                for limit in (sum(claims[i][1] for i in indexes),)
-            ]
+            with claim_transaction(connection):  # commits without waiting for the disk
+                sent = [
+                    (
+                        indexes,
+                        now + lease,
+                        send_claim(connection, sql, queues, limit, now, lease, holder),
+                    )
+                    for (queues, lease), indexes in groups.items()
+                    for limit in (sum(claims[i][1] for i in indexes),)
+                ]
+            return [(indexes, until, rows()) for indexes, until, rows in sent]
 
         claimed = self._link.run(work)
         answers: list[list[Delivery]] = [[] for _ in claims]
