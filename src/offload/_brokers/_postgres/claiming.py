@@ -173,13 +173,15 @@ RELAXED_COMMIT = "SELECT set_config('synchronous_commit', 'off', true)"
 """The first statement of a claim's transaction: it commits without waiting for the disk.
 
 A claim is a lease, and the lease is all it writes (the job's state,
-attempt, token and holder; a lapsed job dead-lettered; expired rows
-pruned before it). Only a crash of the server, or of its machine, before
-the WAL writer has flushed it (0.6 s at most, at PostgreSQL's defaults)
-can undo a committed claim: the job is then claimable again and may run
-twice, as for a lease that lapsed (at least once), and the token it was
-given may be given again, still to that one job (the fence then lets
-whichever run acks first record the outcome). An enqueue and an outcome,
+attempt, token and holder; a job out of deliveries dead-lettered, which
+the next claim would do again). Only a crash of the server, or of its
+machine, before the WAL writer has flushed it (0.6 s at most, at
+PostgreSQL's defaults) can undo a committed claim: the job is then
+claimable again and may run twice, as after a lease that lapsed (at least
+once). Its token may then be handed out again too; an ack is fenced by
+the job's id and token together, so it still counts only for that job,
+and only if that job was claimed again with it: then whichever run acks
+first records the outcome, and the other is refused. An enqueue and an outcome,
 which a caller is told are stored, always wait for the disk. On the
 benchmark's machine (fsync on) a one-row update committed in 250-290 µs
 waiting for the disk and 135-145 µs without: a claim is on the path of
